@@ -1,0 +1,162 @@
+/**
+ * The storage port: what the registry needs from an object store, shaped after S3 so that the
+ * S3 driver is a thin mapping and the filesystem driver gives the same guarantees.
+ *
+ * Keys are `/`-separated strings built by lib/registry from validated names and digests
+ * (see docs/architecture.md for the layout). Every object is written whole and atomically: a
+ * reader sees the old object, the new one, or none, never a partial one.
+ */
+
+export interface ObjectInfo {
+  readonly key: string;
+  readonly size: number;
+  /** Opaque version tag, changes on every write; used for conditional writes. */
+  readonly etag: string;
+  readonly contentType?: string;
+  /** User metadata: lowercase keys, short ASCII values (S3 limits it to 2 KB in total). */
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly lastModified: Date;
+}
+
+export interface StoredObject extends ObjectInfo {
+  readonly body: Uint8Array;
+}
+
+export interface ByteRange {
+  /** First byte, inclusive. */
+  readonly start: number;
+  /** Last byte, inclusive. */
+  readonly end: number;
+}
+
+export interface ObjectStream extends ObjectInfo {
+  readonly body: ReadableStream<Uint8Array>;
+  /** The range served, when one was asked for. */
+  readonly range?: ByteRange;
+}
+
+export interface PutOptions {
+  readonly contentType?: string;
+  readonly metadata?: Record<string, string>;
+  /** `*`: write only if no object exists under the key. */
+  readonly ifNoneMatch?: '*';
+  /** Write only if the current object's etag is this one. */
+  readonly ifMatch?: string;
+  /**
+   * The sha256 of the body as base64, when the caller knows it: the store verifies it and
+   * refuses the write on mismatch (S3's ChecksumSHA256).
+   */
+  readonly sha256Base64?: string;
+}
+
+export interface ListOptions {
+  /** Only keys strictly greater than this one (full key). */
+  readonly startAfter?: string;
+  /** At most this many keys (the driver may return fewer). */
+  readonly limit?: number;
+}
+
+export interface ListPage {
+  /** Full keys in lexical (byte) order. Listing is recursive: no delimiter. */
+  readonly keys: string[];
+  /** True when more keys follow the last one returned. */
+  readonly truncated: boolean;
+}
+
+export interface PartInfo {
+  readonly partNumber: number;
+  readonly etag: string;
+  readonly size: number;
+}
+
+/** Multipart uploads, with S3's rules: part numbers 1..10000, every part but the last >= minPartSize. */
+export interface MultipartStore {
+  /** Parts smaller than this (except the last) are refused by the store. */
+  readonly minPartSize: number;
+  /** The largest part the store accepts. */
+  readonly maxPartSize: number;
+  readonly maxParts: number;
+
+  create(key: string, options?: { contentType?: string; metadata?: Record<string, string> }): Promise<string>;
+  /**
+   * Uploads one part. Parts are uploaded in order (1, 2, 3, ...) by the registry; re-uploading a part
+   * number replaces it. `size` is the body's exact length.
+   */
+  uploadPart(
+    key: string,
+    uploadId: string,
+    partNumber: number,
+    body: Uint8Array | ReadableStream<Uint8Array>,
+    size: number,
+  ): Promise<PartInfo>;
+  /** Makes the object visible at `key`, made of exactly these parts in this order. O(1) in its size. */
+  complete(key: string, uploadId: string, parts: readonly PartInfo[]): Promise<ObjectInfo>;
+  /** Discards the upload and its parts. Aborting an unknown upload is not an error. */
+  abort(key: string, uploadId: string): Promise<void>;
+}
+
+export interface StorageDriver {
+  /** A short name for logs and docs: "filesystem", "s3", "memory". */
+  readonly name: string;
+  readonly multipart: MultipartStore;
+
+  head(key: string): Promise<ObjectInfo | undefined>;
+  get(key: string): Promise<StoredObject | undefined>;
+  /** Streams an object, or the given range of it (the range is clamped to the object's size). */
+  getStream(key: string, range?: ByteRange): Promise<ObjectStream | undefined>;
+  /**
+   * Writes an object whole. With ifNoneMatch/ifMatch the write is conditional and atomic:
+   * on a failed condition it throws PreconditionFailed and changes nothing.
+   */
+  put(key: string, body: Uint8Array | ReadableStream<Uint8Array>, options?: PutOptions): Promise<ObjectInfo>;
+  /** Deletes an object; deleting a missing key is not an error. */
+  delete(key: string): Promise<void>;
+  list(prefix: string, options?: ListOptions): Promise<ListPage>;
+  /**
+   * A URL the client can fetch the object (or a HEAD of it) from directly, when the store can give one
+   * (S3 presigning). Undefined means "stream it through the registry".
+   */
+  presign?(
+    key: string,
+    options: { method: 'GET' | 'HEAD'; expiresInSeconds: number; contentType?: string; filename?: string },
+  ): Promise<string | undefined>;
+}
+
+/** A conditional write lost: the object exists (ifNoneMatch) or changed (ifMatch). */
+export class PreconditionFailed extends Error {
+  constructor(key: string) {
+    super(`precondition failed for ${key}`);
+    this.name = 'PreconditionFailed';
+  }
+}
+
+/** The stored bytes did not match the sha256 the writer promised. */
+export class ChecksumMismatch extends Error {
+  constructor(key: string) {
+    super(`checksum mismatch for ${key}`);
+    this.name = 'ChecksumMismatch';
+  }
+}
+
+/** A multipart upload id the store does not know (aborted, completed, or never made). */
+export class NoSuchUpload extends Error {
+  constructor(uploadId: string) {
+    super(`no such multipart upload ${uploadId}`);
+    this.name = 'NoSuchUpload';
+  }
+}
+
+/** S3's numbers, which every driver uses so that the registry behaves the same on each. */
+export const S3_LIMITS = {
+  minPartSize: 5 * 1024 * 1024,
+  maxPartSize: 5 * 1024 * 1024 * 1024,
+  maxParts: 10_000,
+} as const;
+
+/** The store could not be reached or kept failing (throttling or 5xx beyond retries): a 503, not a 500. */
+export class StorageUnavailable extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StorageUnavailable';
+  }
+}
