@@ -1,0 +1,65 @@
+import { createHash } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
+
+/** Stream chunks are gathered into writes of this size: one syscall per small chunk would dominate. */
+const WRITE_SIZE = 1024 * 1024;
+
+export interface WrittenBody {
+  readonly size: number;
+  /** The body's sha256 as base64, when asked for. */
+  readonly sha256Base64?: string;
+}
+
+/**
+ * Writes a body into a file from `position`, hashing it on the way when asked, in bounded memory.
+ * With `expectedSize`, throws when the body turns out longer or shorter.
+ */
+export async function writeBody(
+  handle: FileHandle,
+  position: number,
+  body: Uint8Array | ReadableStream<Uint8Array>,
+  options: { readonly expectedSize?: number; readonly sha256?: boolean },
+): Promise<WrittenBody> {
+  const { expectedSize } = options;
+  const hash = options.sha256 ? createHash('sha256') : undefined;
+  let size = 0;
+  if (body instanceof Uint8Array) {
+    hash?.update(body);
+    await writeFully(handle, body, position);
+    size = body.length;
+  } else {
+    const buffer = Buffer.allocUnsafe(WRITE_SIZE);
+    let filled = 0;
+    for await (const chunk of body) {
+      size += chunk.length;
+      if (expectedSize !== undefined && size > expectedSize) {
+        throw new Error(`body is longer than ${expectedSize} bytes`);
+      }
+      hash?.update(chunk);
+      for (let taken = 0; taken < chunk.length;) {
+        const piece = chunk.subarray(taken, taken + WRITE_SIZE - filled);
+        buffer.set(piece, filled);
+        filled += piece.length;
+        taken += piece.length;
+        if (filled === WRITE_SIZE) {
+          await writeFully(handle, buffer, position);
+          position += filled;
+          filled = 0;
+        }
+      }
+    }
+    await writeFully(handle, buffer.subarray(0, filled), position);
+  }
+  if (expectedSize !== undefined && size !== expectedSize) {
+    throw new Error(`body has ${size} bytes, not ${expectedSize}`);
+  }
+  return { size, ...(hash && { sha256Base64: hash.digest('base64') }) };
+}
+
+/** Writes all of `bytes` at `position` (a write may take fewer bytes than given). */
+export async function writeFully(handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
+  for (let written = 0; written < bytes.length;) {
+    const { bytesWritten } = await handle.write(bytes, written, bytes.length - written, position + written);
+    written += bytesWritten;
+  }
+}

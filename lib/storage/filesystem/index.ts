@@ -1,0 +1,1 @@
+export { FilesystemDriver, type FilesystemOptions } from './driver.ts';

@@ -1,0 +1,63 @@
+import { randomUUID } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/*
+ * Key segment `s` is file `s.obj` when it is the key's last segment and directory `s.d` otherwise.
+ * A suffix on files alone would not do: key `x` (file x.obj) and key `x.obj/y` (directory x.obj)
+ * would collide, and `.obj` is a valid repository name component.
+ */
+const FILE_SUFFIX = '.obj';
+const DIR_SUFFIX = '.d';
+
+/**
+ * Where things live in a data directory:
+ * - `objects/`: one file per object; key `a/b/c` is `objects/a.d/b.d/c.obj`
+ * - `multipart/<uploadId>/`: a multipart upload in progress
+ * - `.tmp/`: files and upload directories being made, renamed into place when whole
+ */
+export class Layout {
+  readonly objects: string;
+  readonly multipart: string;
+  private readonly tmp: string;
+
+  constructor(root: string) {
+    this.objects = join(root, 'objects');
+    this.multipart = join(root, 'multipart');
+    this.tmp = join(root, '.tmp');
+  }
+
+  /** The file of an object; throws for keys the registry never makes and a path could abuse. */
+  objectPath(key: string): string {
+    const segments = key.split('/');
+    if (!segments.every(isSafeSegment)) throw new TypeError(`unsafe storage key ${JSON.stringify(key)}`);
+    const name = segments.pop();
+    return join(this.directoryPath(segments), `${name}${FILE_SUFFIX}`);
+  }
+
+  /** The directory holding the objects whose keys start with these segments and a `/`. */
+  directoryPath(segments: readonly string[]): string {
+    return join(this.objects, ...segments.map((segment) => segment + DIR_SUFFIX));
+  }
+
+  uploadPath(uploadId: string): string {
+    return join(this.multipart, uploadId);
+  }
+
+  /** A fresh path under `.tmp/`, on the same filesystem as the objects so that renames are atomic. */
+  async tempPath(): Promise<string> {
+    await mkdir(this.tmp, { recursive: true });
+    return join(this.tmp, randomUUID());
+  }
+}
+
+export function isSafeSegment(segment: string): boolean {
+  return segment !== '' && segment !== '.' && segment !== '..' && !/[\\\0]/.test(segment);
+}
+
+/** The key segment a directory entry under `objects/` stands for, or undefined for a stray file. */
+export function entrySegment(name: string, isDirectory: boolean): string | undefined {
+  const suffix = isDirectory ? DIR_SUFFIX : FILE_SUFFIX;
+  const segment = name.endsWith(suffix) ? name.slice(0, -suffix.length) : '';
+  return isSafeSegment(segment) ? segment : undefined;
+}

@@ -1,0 +1,55 @@
+import { link, mkdir, rename, rmdir, unlink } from 'node:fs/promises';
+import { dirname, sep } from 'node:path';
+import { hasCode } from './errno.ts';
+
+/**
+ * A delete removes its emptied parent directories, which can happen between our mkdir and rename
+ * into one of them (a sibling key's delete): then the step fails with ENOENT and is tried again.
+ */
+const ATTEMPTS = 5;
+
+/** Makes a whole file visible at `dest` in one step, replacing what was there. */
+export async function publish(source: string, dest: string): Promise<void> {
+  await intoParent(dest, () => rename(source, dest));
+}
+
+/**
+ * Makes a whole file visible at `dest` only if nothing is there: link(2) fails when `dest` exists,
+ * atomically even between processes. Answers false, and leaves `source` alone, when it exists.
+ */
+export async function publishNew(source: string, dest: string): Promise<boolean> {
+  try {
+    await intoParent(dest, () => link(source, dest));
+    return true;
+  } catch (error) {
+    if (hasCode(error, 'EEXIST')) return false;
+    throw error;
+  }
+}
+
+/** Removes a file, then its parent directories up to `root` while they are empty. */
+export async function unpublish(path: string, root: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch (error) {
+    if (!hasCode(error, 'ENOENT')) throw error;
+  }
+  for (let dir = dirname(path); dir.startsWith(root + sep); dir = dirname(dir)) {
+    try {
+      await rmdir(dir);
+    } catch {
+      return; // not empty (the usual case), or already gone: either way, the parents stay
+    }
+  }
+}
+
+async function intoParent(dest: string, step: () => Promise<void>): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    await mkdir(dirname(dest), { recursive: true });
+    try {
+      return await step();
+    } catch (error) {
+      if (!hasCode(error, 'ENOENT') || attempt === ATTEMPTS) throw error;
+    }
+  }
+}

@@ -1,0 +1,158 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { clampRange } from './byte-range.ts';
+import { compareKeys, pageLimit } from './listing.ts';
+import { checkCompletion, checkPartUpload } from './multipart-rules.ts';
+import {
+  ChecksumMismatch,
+  NoSuchUpload,
+  PreconditionFailed,
+  S3_LIMITS,
+  type ByteRange,
+  type ListOptions,
+  type ListPage,
+  type MultipartStore,
+  type ObjectInfo,
+  type ObjectStream,
+  type PartInfo,
+  type PutOptions,
+  type StorageDriver,
+  type StoredObject,
+} from './port.ts';
+
+interface Entry {
+  readonly info: ObjectInfo;
+  readonly body: Uint8Array;
+}
+
+interface Upload {
+  readonly key: string;
+  readonly contentType?: string;
+  readonly metadata?: Record<string, string>;
+  /** Part n at index n-1. */
+  readonly parts: (PartInfo & { readonly body: Uint8Array })[];
+}
+
+/**
+ * A store in memory with the semantics of the real ones (conditional writes, S3's part rules, the
+ * filesystem's in-order parts), so that fast tests catch what those would refuse.
+ */
+export class MemoryDriver implements StorageDriver {
+  readonly name = 'memory';
+  private readonly objects = new Map<string, Entry>();
+  private readonly uploads = new Map<string, Upload>();
+
+  readonly multipart: MultipartStore = {
+    ...S3_LIMITS,
+    create: async (key, options = {}) => {
+      const uploadId = randomUUID();
+      this.uploads.set(uploadId, { key, ...options, parts: [] });
+      return uploadId;
+    },
+    uploadPart: async (key, uploadId, partNumber, body, size) => {
+      checkPartUpload(partNumber, size);
+      const upload = this.upload(key, uploadId);
+      const bytes = await readBody(body);
+      if (bytes.length !== size) throw new Error(`part body has ${bytes.length} bytes, not ${size}`);
+      if (upload.parts.length < partNumber - 1) {
+        throw new Error(`part ${partNumber - 1} must be uploaded before ${partNumber}`);
+      }
+      const part = { partNumber, etag: randomUUID(), size };
+      // Like the filesystem driver: re-uploading part n drops the parts after it.
+      upload.parts.splice(partNumber - 1, Infinity, { ...part, body: bytes });
+      return part;
+    },
+    complete: async (key, uploadId, parts) => {
+      const upload = this.upload(key, uploadId);
+      const stored = checkCompletion(
+        parts,
+        parts.map((part) => upload.parts[part.partNumber - 1]),
+      );
+      this.uploads.delete(uploadId);
+      return this.store(key, Buffer.concat(stored.map((part) => part.body)), upload);
+    },
+    abort: async (key, uploadId) => {
+      if (this.uploads.get(uploadId)?.key === key) this.uploads.delete(uploadId);
+    },
+  };
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    return this.objects.get(key)?.info;
+  }
+
+  async get(key: string): Promise<StoredObject | undefined> {
+    const entry = this.objects.get(key);
+    return entry && { ...entry.info, body: entry.body.slice() };
+  }
+
+  async getStream(key: string, range?: ByteRange): Promise<ObjectStream | undefined> {
+    const entry = this.objects.get(key);
+    if (!entry) return undefined;
+    const served = range && clampRange(range, entry.info.size);
+    const bytes = served ? entry.body.slice(served.start, served.end + 1) : entry.body.slice();
+    return { ...entry.info, body: new Blob([bytes]).stream(), ...(served && { range: served }) };
+  }
+
+  async put(
+    key: string,
+    body: Uint8Array | ReadableStream<Uint8Array>,
+    options: PutOptions = {},
+  ): Promise<ObjectInfo> {
+    const bytes = await readBody(body);
+    if (
+      options.sha256Base64 !== undefined &&
+      createHash('sha256').update(bytes).digest('base64') !== options.sha256Base64
+    ) {
+      throw new ChecksumMismatch(key);
+    }
+    // No await from here on: the check and the write are one step.
+    const current = this.objects.get(key);
+    if (options.ifNoneMatch === '*' && current) throw new PreconditionFailed(key);
+    if (options.ifMatch !== undefined && current?.info.etag !== options.ifMatch) {
+      throw new PreconditionFailed(key);
+    }
+    return this.store(key, bytes, options);
+  }
+
+  async delete(key: string): Promise<void> {
+    this.objects.delete(key);
+  }
+
+  async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
+    const { startAfter } = options;
+    const limit = pageLimit(options.limit);
+    const keys = [...this.objects.keys()]
+      .filter(
+        (key) => key.startsWith(prefix) && (startAfter === undefined || compareKeys(key, startAfter) > 0),
+      )
+      .sort(compareKeys);
+    return { keys: keys.slice(0, limit), truncated: keys.length > limit };
+  }
+
+  private upload(key: string, uploadId: string): Upload {
+    const upload = this.uploads.get(uploadId);
+    if (upload?.key !== key) throw new NoSuchUpload(uploadId);
+    return upload;
+  }
+
+  private store(
+    key: string,
+    body: Uint8Array,
+    options: { contentType?: string; metadata?: Record<string, string> },
+  ): ObjectInfo {
+    const info: ObjectInfo = {
+      key,
+      size: body.length,
+      etag: randomUUID(),
+      ...(options.contentType !== undefined && { contentType: options.contentType }),
+      metadata: { ...options.metadata },
+      lastModified: new Date(),
+    };
+    this.objects.set(key, { info, body });
+    return info;
+  }
+}
+
+/** A copy of the body, so that the caller's later writes to its buffer do not reach the store. */
+async function readBody(body: Uint8Array | ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  return body instanceof Uint8Array ? body.slice() : new Uint8Array(await new Response(body).arrayBuffer());
+}

@@ -1,0 +1,106 @@
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { FilesystemDriver } from '../../lib/storage/filesystem/index.ts';
+import { ChecksumMismatch, NoSuchUpload, PreconditionFailed } from '../../lib/storage/port.ts';
+import { runStorageContract } from './contract.ts';
+import { runOrderedPartsSuite } from './ordered-parts.ts';
+
+async function makeRoot(): Promise<string> {
+  return mkdtemp(join(tmpdir(), 'berth-fs-'));
+}
+
+async function makeDriver() {
+  const root = await makeRoot();
+  return {
+    driver: new FilesystemDriver({ root }),
+    cleanup: () => rm(root, { recursive: true, force: true }),
+  };
+}
+
+runStorageContract('filesystem', makeDriver);
+runOrderedPartsSuite('filesystem', makeDriver);
+
+describe('filesystem driver', () => {
+  let root: string;
+  let store: FilesystemDriver;
+
+  beforeEach(async () => {
+    root = await makeRoot();
+    store = new FilesystemDriver({ root });
+  });
+  afterEach(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it.each(['', '/a', 'a/', 'a//b', '.', '..', '../x', 'a/../b', 'a/./b', 'a\\b', 'a\0b'])(
+    'refuses the unsafe key %j',
+    async (key) => {
+      await expect(store.put(key, Buffer.from('x'))).rejects.toThrow(/unsafe storage key/);
+      await expect(store.head(key)).rejects.toThrow(/unsafe storage key/);
+      await expect(store.get(key)).rejects.toThrow(/unsafe storage key/);
+      await expect(store.getStream(key)).rejects.toThrow(/unsafe storage key/);
+      await expect(store.delete(key)).rejects.toThrow(/unsafe storage key/);
+      await expect(store.multipart.create(key)).rejects.toThrow(/unsafe storage key/);
+    },
+  );
+
+  it('keeps keys apart whose segments end like the files and directories that hold them', async () => {
+    const keys = ['x', 'x.obj', 'x.obj/y', 'x.d', 'x.d/y', 'x/y', 'x/y.d/z'];
+    for (const key of keys) await store.put(key, Buffer.from(key));
+    for (const key of keys) expect((await store.get(key))?.body.toString()).toBe(key);
+    expect((await store.list('')).keys).toEqual(['x', 'x.d', 'x.d/y', 'x.obj', 'x.obj/y', 'x/y', 'x/y.d/z']);
+  });
+
+  it('finds nothing for an upload id that is not one of its own', async () => {
+    const id = await store.multipart.create('data/a');
+    for (const other of ['../../objects', `${id}/..`, 'nope']) {
+      await expect(
+        store.multipart.uploadPart('data/a', other, 1, Buffer.from('x'), 1),
+      ).rejects.toBeInstanceOf(NoSuchUpload);
+    }
+  });
+
+  it('leaves no temporary file behind a refused write', async () => {
+    await store.put('k', Buffer.from('v'));
+    await expect(store.put('sum', Buffer.from('a'), { sha256Base64: 'AAAA' })).rejects.toBeInstanceOf(
+      ChecksumMismatch,
+    );
+    await expect(store.put('k', Buffer.from('w'), { ifNoneMatch: '*' })).rejects.toBeInstanceOf(
+      PreconditionFailed,
+    );
+    await expect(store.put('k', Buffer.from('w'), { ifMatch: 'stale' })).rejects.toBeInstanceOf(
+      PreconditionFailed,
+    );
+    expect(await readdir(join(root, '.tmp'))).toEqual([]);
+  });
+
+  it('lists neither temporary files nor stray files', async () => {
+    await store.put('a/b', Buffer.from('x'));
+    await writeFile(join(root, '.tmp', 'leftover'), 'half written');
+    await writeFile(join(root, 'objects', 'a.d', 'notes.txt'), 'not an object');
+    await mkdir(join(root, 'objects', 'a.d', 'empty.d'));
+    expect(await store.list('')).toEqual({ keys: ['a/b'], truncated: false });
+  });
+
+  it('removes the directories a delete empties, and puts into them again', async () => {
+    await store.put('a/b/c', Buffer.from('x'));
+    await store.put('a/d', Buffer.from('y'));
+    await store.delete('a/b/c');
+    expect(await readdir(join(root, 'objects', 'a.d'))).toEqual(['d.obj']);
+    await store.delete('a/d');
+    expect(await readdir(join(root, 'objects'))).toEqual([]);
+    await store.put('a/b/c', Buffer.from('z'));
+    expect((await store.get('a/b/c'))?.body.toString()).toBe('z');
+  });
+
+  it('completes a multipart upload by renaming its file, without copying', async () => {
+    const id = await store.multipart.create('data/big');
+    const part = await store.multipart.uploadPart('data/big', id, 1, Buffer.alloc(1000, 1), 1000);
+    const { ino } = await stat(join(root, 'multipart', id, 'data'));
+    await store.multipart.complete('data/big', id, [part]);
+    expect((await stat(join(root, 'objects', 'data.d', 'big.obj'))).ino).toBe(ino);
+    expect(await readdir(join(root, 'multipart'))).toEqual([]);
+  });
+});

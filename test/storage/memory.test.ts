@@ -1,0 +1,10 @@
+import { MemoryDriver } from '../../lib/storage/memory.ts';
+import { runStorageContract } from './contract.ts';
+import { runOrderedPartsSuite } from './ordered-parts.ts';
+
+async function makeDriver() {
+  return { driver: new MemoryDriver(), cleanup: async () => {} };
+}
+
+runStorageContract('memory', makeDriver);
+runOrderedPartsSuite('memory', makeDriver);
