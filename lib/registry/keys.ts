@@ -1,0 +1,31 @@
+import type { ParsedDigest } from '../oci/digest.ts';
+import type { RepositoryName, Tag } from '../oci/names.ts';
+
+/**
+ * The storage layout, in one place. Every key is built from parsed names, tags and digests, so a
+ * key can never escape its prefix. See docs/architecture.md for what each object holds.
+ */
+export const keys = {
+  blob: (d: ParsedDigest) => `blobs/${d.algorithm}/${d.hex}`,
+  data: (uploadId: string) => `data/${uploadId}`,
+  layerLink: (repo: RepositoryName, d: ParsedDigest) => `repos/${repo}/_layers/${d.algorithm}/${d.hex}`,
+  manifest: (repo: RepositoryName, d: ParsedDigest) => `repos/${repo}/_manifests/${d.algorithm}/${d.hex}`,
+  tag: (repo: RepositoryName, tag: Tag) => `repos/${repo}/_tags/${tag}`,
+  tagsPrefix: (repo: RepositoryName) => `repos/${repo}/_tags/`,
+  referrersPrefix: (repo: RepositoryName, subject: ParsedDigest) =>
+    `repos/${repo}/_referrers/${subject.algorithm}/${subject.hex}/`,
+  referrer: (repo: RepositoryName, subject: ParsedDigest, d: ParsedDigest) =>
+    `repos/${repo}/_referrers/${subject.algorithm}/${subject.hex}/${d.algorithm}-${d.hex}`,
+  catalogPrefix: 'catalog/',
+  catalog: (repo: RepositoryName) => `catalog/${repo}`,
+  uploadsPrefix: 'uploads/',
+  session: (id: string) => `uploads/${id}.json`,
+  tail: (id: string, seq: number) => `uploads/${id}.tail-${seq}`,
+} as const;
+
+/** Object metadata names (S3 user metadata: lowercase, ASCII). */
+export const meta = {
+  digest: 'digest',
+  dataKey: 'data-key',
+  size: 'blob-size',
+} as const;

@@ -1,0 +1,70 @@
+import { RegistryError } from '../oci/errors.ts';
+import type { ParsedDigest } from '../oci/digest.ts';
+import type { RepositoryName } from '../oci/names.ts';
+import type { StorageDriver } from '../storage/port.ts';
+import { Blobs, type BlobInfo } from './blobs.ts';
+import type { HashStates } from './hashing.ts';
+import { keys } from './keys.ts';
+import { listNames, type NamePage } from './listing.ts';
+import { Manifests } from './manifests.ts';
+import { Referrers } from './referrers.ts';
+import { Uploads, type UploadLimits } from './uploads.ts';
+
+export interface RegistryOptions {
+  readonly storage: StorageDriver;
+  readonly hashes: HashStates;
+  readonly limits: UploadLimits;
+  /** Mount a blob the registry holds in any repository when the client names no `from` repository. */
+  readonly mountWithoutFrom: boolean;
+  readonly referrersPageSize?: number;
+}
+
+/** The registry operations, free of HTTP: what lib/http calls. */
+export class Registry {
+  readonly storage: StorageDriver;
+  readonly blobs: Blobs;
+  readonly uploads: Uploads;
+  readonly referrers: Referrers;
+  readonly manifests: Manifests;
+  private readonly mountWithoutFrom: boolean;
+
+  constructor(options: RegistryOptions) {
+    this.storage = options.storage;
+    this.blobs = new Blobs(options.storage);
+    this.uploads = new Uploads(options.storage, this.blobs, options.hashes, options.limits);
+    this.referrers = new Referrers(options.storage, options.referrersPageSize ?? 500);
+    this.manifests = new Manifests(options.storage, this.blobs, this.referrers);
+    this.mountWithoutFrom = options.mountWithoutFrom;
+  }
+
+  /**
+   * Links a blob into `repo` without moving bytes, if `from` (or, when allowed, any repository)
+   * holds it. Undefined means the client must upload it.
+   */
+  async mount(
+    repo: RepositoryName,
+    digest: ParsedDigest,
+    from?: RepositoryName,
+  ): Promise<BlobInfo | undefined> {
+    const source = from
+      ? await this.blobs.stat(from, digest)
+      : this.mountWithoutFrom
+        ? await this.blobs.statGlobal(digest)
+        : undefined;
+    if (!source) return undefined;
+    await this.blobs.link(repo, source);
+    return source;
+  }
+
+  async listTags(repo: RepositoryName, options: { n?: number; last?: string }): Promise<NamePage> {
+    const page = await listNames(this.storage, keys.tagsPrefix(repo), options);
+    if (page.names.length === 0 && !(await this.storage.head(keys.catalog(repo)))) {
+      throw new RegistryError('NAME_UNKNOWN', `repository ${repo} is not known to this registry`);
+    }
+    return page;
+  }
+
+  async catalog(options: { n?: number; last?: string }): Promise<NamePage> {
+    return listNames(this.storage, keys.catalogPrefix, options);
+  }
+}

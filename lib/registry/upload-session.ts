@@ -1,0 +1,130 @@
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { RegistryError } from '../oci/errors.ts';
+import type { DigestAlgorithm } from '../oci/digest.ts';
+import type { RepositoryName } from '../oci/names.ts';
+import { PreconditionFailed, type StorageDriver } from '../storage/port.ts';
+import { keys } from './keys.ts';
+
+const sessionSchema = z.object({
+  v: z.literal(1),
+  id: z.string(),
+  repo: z.string(),
+  createdAt: z.string(),
+  offset: z.number().int().nonnegative(),
+  algorithm: z.enum(['sha256', 'sha512']),
+  hashState: z.string().optional(),
+  multipartId: z.string().optional(),
+  parts: z.array(z.object({ partNumber: z.number().int(), etag: z.string(), size: z.number().int() })),
+  tail: z.object({ key: z.string(), size: z.number().int() }).optional(),
+  tailSeq: z.number().int(),
+  lease: z.object({ token: z.string(), until: z.number() }).optional(),
+});
+
+/** An upload session as stored in `uploads/<id>.json`. */
+export type SessionState = z.infer<typeof sessionSchema>;
+
+export interface LoadedSession {
+  readonly state: SessionState;
+  readonly etag: string;
+}
+
+const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/**
+ * Reads and writes session state objects. Every write after creation is conditional on the etag
+ * read, so two requests racing on one session cannot both commit.
+ */
+export class SessionStore {
+  constructor(
+    private readonly storage: StorageDriver,
+    private readonly leaseMs: number,
+  ) {}
+
+  async create(repo: RepositoryName, algorithm: DigestAlgorithm): Promise<LoadedSession> {
+    const state: SessionState = {
+      v: 1,
+      id: randomUUID(),
+      repo,
+      createdAt: new Date().toISOString(),
+      offset: 0,
+      algorithm,
+      parts: [],
+      tailSeq: 0,
+    };
+    const info = await this.storage.put(keys.session(state.id), encode(state), {
+      ifNoneMatch: '*',
+      contentType: 'application/json',
+    });
+    return { state, etag: info.etag };
+  }
+
+  async load(repo: RepositoryName, id: string): Promise<LoadedSession> {
+    const unknown = () =>
+      new RegistryError(
+        'BLOB_UPLOAD_UNKNOWN',
+        `upload ${id.slice(0, 64)} is not in progress in repository ${repo}`,
+      );
+    if (!UPLOAD_ID.test(id)) throw unknown();
+    const object = await this.storage.get(keys.session(id));
+    if (!object) throw unknown();
+    const parsed = sessionSchema.safeParse(safeJson(object.body));
+    if (!parsed.success || parsed.data.repo !== repo) throw unknown();
+    return { state: parsed.data, etag: object.etag };
+  }
+
+  /**
+   * Claims the session for one writing request. A second request while the claim holds, or one that
+   * loses the race to claim, gets 416 like an out-of-order chunk: its view of the offset is stale.
+   */
+  async claim(session: LoadedSession): Promise<LoadedSession> {
+    const now = Date.now();
+    if (session.state.lease && session.state.lease.until > now) throw busy(session.state);
+    const state = { ...session.state, lease: { token: randomUUID(), until: now + this.leaseMs } };
+    try {
+      return await this.replace(session, state);
+    } catch (err) {
+      if (err instanceof PreconditionFailed) throw busy(session.state);
+      throw err;
+    }
+  }
+
+  /** Conditionally replaces the session's state; throws PreconditionFailed if it changed meanwhile. */
+  async replace(session: LoadedSession, state: SessionState): Promise<LoadedSession> {
+    const info = await this.storage.put(keys.session(state.id), encode(state), {
+      ifMatch: session.etag,
+      contentType: 'application/json',
+    });
+    return { state, etag: info.etag };
+  }
+
+  /** Drops the claim after a failed request, keeping the last committed state. Best effort. */
+  async release(session: LoadedSession): Promise<void> {
+    const { lease: _lease, ...state } = session.state;
+    await this.replace(session, state).catch(() => undefined);
+  }
+
+  async delete(id: string): Promise<void> {
+    await this.storage.delete(keys.session(id));
+  }
+}
+
+function busy(state: SessionState): RegistryError {
+  return new RegistryError(
+    'BLOB_UPLOAD_INVALID',
+    'another request is writing to this upload session; retry from the offset in the Range header',
+    { status: 416, detail: { offset: state.offset } },
+  );
+}
+
+function encode(state: SessionState): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(state));
+}
+
+function safeJson(body: Uint8Array): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(body));
+  } catch {
+    return undefined;
+  }
+}

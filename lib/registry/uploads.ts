@@ -1,0 +1,331 @@
+import { createHash } from 'node:crypto';
+import { RegistryError } from '../oci/errors.ts';
+import type { DigestAlgorithm, ParsedDigest } from '../oci/digest.ts';
+import type { RepositoryName } from '../oci/names.ts';
+import { PreconditionFailed, type StorageDriver } from '../storage/port.ts';
+import type { BlobInfo, Blobs } from './blobs.ts';
+import { hashStream, type HashStates, type RunningHash } from './hashing.ts';
+import { keys } from './keys.ts';
+import { PartWriter } from './part-writer.ts';
+import { SessionStore, type LoadedSession, type SessionState } from './upload-session.ts';
+
+export interface UploadLimits {
+  /** Largest blob a client may upload, in bytes. */
+  readonly maxBlobSize: number;
+  /** Size of the multipart parts cut from a request body (bounded memory per request). */
+  readonly partSize: number;
+  /** How long one request may hold a session before another may take it over (after a crash). */
+  readonly leaseMs: number;
+}
+
+export interface UploadStatus {
+  readonly id: string;
+  readonly repo: RepositoryName;
+  /** Bytes received so far. */
+  readonly offset: number;
+}
+
+/** What the request says about its body: Content-Range start and the body's length. */
+export interface ChunkExpectation {
+  readonly start?: number;
+  readonly length?: number;
+}
+
+interface Received {
+  session: LoadedSession;
+  writer: PartWriter;
+  hash: RunningHash | undefined;
+  offset: number;
+}
+
+/**
+ * Upload sessions on multipart uploads. Each request streams its body into parts of `partSize`;
+ * a remainder too small for a non-last S3 part is kept as a tail object and joined with the next
+ * request's bytes. The digest is computed as the bytes pass, so completing costs O(1) in the blob
+ * size: no copy and no read-back (unless the hash state was lost to a restart).
+ */
+export class Uploads {
+  private readonly sessions: SessionStore;
+
+  constructor(
+    private readonly storage: StorageDriver,
+    private readonly blobs: Blobs,
+    private readonly hashes: HashStates,
+    private readonly limits: UploadLimits,
+  ) {
+    this.sessions = new SessionStore(storage, limits.leaseMs);
+    if (limits.partSize < storage.multipart.minPartSize || limits.partSize > storage.multipart.maxPartSize) {
+      throw new Error(`part size ${limits.partSize} is outside what the ${storage.name} store accepts`);
+    }
+  }
+
+  async start(repo: RepositoryName, algorithm: DigestAlgorithm = 'sha256'): Promise<UploadStatus> {
+    return view((await this.sessions.create(repo, algorithm)).state);
+  }
+
+  async status(repo: RepositoryName, id: string): Promise<UploadStatus> {
+    return view((await this.sessions.load(repo, id)).state);
+  }
+
+  async append(
+    repo: RepositoryName,
+    id: string,
+    body: ReadableStream<Uint8Array> | null,
+    expect: ChunkExpectation,
+  ): Promise<UploadStatus> {
+    const loaded = await this.sessions.load(repo, id);
+    checkStart(loaded.state, expect);
+    const claimed = await this.sessions.claim(loaded);
+    let current = claimed;
+    let newTail: { key: string; size: number } | undefined;
+    try {
+      const received = await this.receive(claimed, body, expect, (s) => (current = s));
+      const { writer } = received;
+      if (writer.buffered >= this.storage.multipart.minPartSize) await writer.flushAll();
+      const state = current.state;
+      if (writer.buffered > 0) {
+        newTail = { key: keys.tail(state.id, state.tailSeq + 1), size: writer.buffered };
+        await this.storage.put(newTail.key, writer.drain());
+      }
+      const next: SessionState = {
+        ...state,
+        offset: received.offset,
+        multipartId: writer.uploadId,
+        parts: writer.parts,
+        tail: newTail,
+        tailSeq: state.tailSeq + 1,
+        hashState: received.hash
+          ? await this.hashes.save(state.id, received.offset, received.hash)
+          : undefined,
+        lease: undefined,
+      };
+      current = await this.commit(current, next);
+      if (state.tail) await this.storage.delete(state.tail.key);
+      return view(next);
+    } catch (err) {
+      if (newTail) await this.storage.delete(newTail.key).catch(() => undefined);
+      await this.sessions.release(current);
+      throw err;
+    }
+  }
+
+  /** Finishes an upload with `digest`, taking an optional last chunk. The blob is linked to `repo`. */
+  async complete(
+    repo: RepositoryName,
+    id: string,
+    digest: ParsedDigest,
+    body: ReadableStream<Uint8Array> | null,
+    expect: ChunkExpectation,
+  ): Promise<BlobInfo> {
+    const loaded = await this.sessions.load(repo, id);
+    checkStart(loaded.state, expect);
+    const claimed = await this.sessions.claim(loaded);
+    let current = claimed;
+    try {
+      const received = await this.receive(claimed, body, expect, (s) => (current = s));
+      const info = await this.finish(received, digest);
+      await this.blobs.link(repo, info);
+      await this.discard(current.state);
+      return info;
+    } catch (err) {
+      if (err instanceof RegistryError && err.code === 'DIGEST_INVALID') {
+        await this.discard(current.state);
+      } else {
+        await this.sessions.release(current);
+      }
+      throw err;
+    }
+  }
+
+  /** A whole blob in one request (POST or PUT with `?digest=`). */
+  async upload(
+    repo: RepositoryName,
+    digest: ParsedDigest,
+    body: ReadableStream<Uint8Array> | null,
+    expect: ChunkExpectation,
+  ): Promise<BlobInfo> {
+    const session = await this.sessions.create(repo, digest.algorithm);
+    return this.complete(repo, session.state.id, digest, body, expect);
+  }
+
+  async cancel(repo: RepositoryName, id: string): Promise<void> {
+    const { state } = await this.sessions.load(repo, id);
+    await this.discard(state);
+  }
+
+  /** Cancels sessions untouched for `maxAgeMs` (clients that went away). Returns how many. */
+  async purgeStale(maxAgeMs: number, now = Date.now()): Promise<number> {
+    let purged = 0;
+    let startAfter: string | undefined;
+    for (;;) {
+      const page = await this.storage.list(keys.uploadsPrefix, { startAfter, limit: 1000 });
+      for (const key of page.keys) {
+        const info = await this.storage.head(key);
+        if (!info || now - info.lastModified.getTime() < maxAgeMs) continue;
+        const match = /^uploads\/([0-9a-f-]{36})\.json$/.exec(key);
+        const state = match ? await this.readState(key) : undefined;
+        if (state) await this.discard(state);
+        else await this.storage.delete(key);
+        purged++;
+      }
+      if (!page.truncated || page.keys.length === 0) return purged;
+      startAfter = page.keys[page.keys.length - 1];
+    }
+  }
+
+  private async readState(key: string): Promise<SessionState | undefined> {
+    const object = await this.storage.get(key);
+    if (!object) return undefined;
+    try {
+      const { repo, id } = JSON.parse(new TextDecoder().decode(object.body)) as {
+        repo: RepositoryName;
+        id: string;
+      };
+      return (await this.sessions.load(repo, id)).state;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Streams the request body into parts, hashing as it goes. */
+  private async receive(
+    claimed: LoadedSession,
+    body: ReadableStream<Uint8Array> | null,
+    expect: ChunkExpectation,
+    onSessionChange: (s: LoadedSession) => void,
+  ): Promise<Received> {
+    let session = claimed;
+    const state = claimed.state;
+    const writer = new PartWriter(
+      this.storage,
+      keys.data(state.id),
+      this.limits.partSize,
+      state.parts,
+      state.multipartId,
+      async (multipartId) => {
+        // Recorded at once, so that cancelling or expiring the session can abort it.
+        session = await this.commit(session, { ...session.state, multipartId });
+        onSessionChange(session);
+      },
+    );
+    if (state.tail) {
+      const tail = await this.storage.get(state.tail.key);
+      if (!tail || tail.size !== state.tail.size) {
+        throw new RegistryError(
+          'BLOB_UPLOAD_UNKNOWN',
+          'the upload session lost its buffered bytes; start the upload again',
+        );
+      }
+      await writer.write(tail.body);
+    }
+    const hash = await this.hashes.resume({
+      sessionId: state.id,
+      algorithm: state.algorithm,
+      offset: state.offset,
+      state: state.hashState,
+    });
+    let received = 0;
+    if (body) {
+      for await (const chunk of body) {
+        received += chunk.byteLength;
+        if (expect.length !== undefined && received > expect.length) {
+          throw new RegistryError(
+            'BLOB_UPLOAD_INVALID',
+            `request body is longer than the ${expect.length} bytes announced`,
+          );
+        }
+        if (state.offset + received > this.limits.maxBlobSize) {
+          throw new RegistryError(
+            'SIZE_INVALID',
+            `blob exceeds this registry's limit of ${this.limits.maxBlobSize} bytes`,
+            {
+              status: 413,
+            },
+          );
+        }
+        hash?.update(chunk);
+        await writer.write(chunk);
+      }
+    }
+    if (expect.length !== undefined && received !== expect.length) {
+      throw new RegistryError(
+        'BLOB_UPLOAD_INVALID',
+        `request body has ${received} bytes but ${expect.length} were announced; resend the chunk`,
+      );
+    }
+    return { session, writer, hash, offset: state.offset + received };
+  }
+
+  private async finish(received: Received, digest: ParsedDigest): Promise<BlobInfo> {
+    const { writer, hash, offset } = received;
+    const dataKey = keys.data(received.session.state.id);
+    const running = hash && hash.algorithm === digest.algorithm ? hash : undefined;
+    if (!writer.uploadId) {
+      const bytes = writer.drain();
+      const hex = running ? running.hex() : createHash(digest.algorithm).update(bytes).digest('hex');
+      checkDigest(digest, hex);
+      const sha256 = digest.algorithm === 'sha256' ? Buffer.from(hex, 'hex').toString('base64') : undefined;
+      return this.blobs.putSmall(digest, bytes, sha256);
+    }
+    if (running) checkDigest(digest, running.hex());
+    await writer.flushAll();
+    await this.storage.multipart.complete(dataKey, writer.uploadId, writer.parts);
+    if (!running) {
+      const object = await this.storage.getStream(dataKey);
+      if (!object)
+        throw new RegistryError('UNAVAILABLE', 'the uploaded data vanished before it could be verified');
+      const hex = await hashStream(object.body, digest.algorithm);
+      if (hex !== digest.hex) await this.storage.delete(dataKey);
+      checkDigest(digest, hex);
+    }
+    return this.blobs.publish(digest, offset, dataKey);
+  }
+
+  /** Removes every trace of a session: multipart upload, tail and state. */
+  private async discard(state: SessionState): Promise<void> {
+    this.hashes.forget(state.id);
+    if (state.multipartId) await this.storage.multipart.abort(keys.data(state.id), state.multipartId);
+    if (state.tail) await this.storage.delete(state.tail.key);
+    await this.sessions.delete(state.id);
+  }
+
+  private async commit(session: LoadedSession, next: SessionState): Promise<LoadedSession> {
+    try {
+      return await this.sessions.replace(session, next);
+    } catch (err) {
+      if (err instanceof PreconditionFailed) {
+        throw new RegistryError(
+          'BLOB_UPLOAD_INVALID',
+          'the upload session was changed by another request; retry',
+          {
+            status: 416,
+          },
+        );
+      }
+      throw err;
+    }
+  }
+}
+
+function view(state: SessionState): UploadStatus {
+  return { id: state.id, repo: state.repo as RepositoryName, offset: state.offset };
+}
+
+function checkStart(state: SessionState, expect: ChunkExpectation): void {
+  if (expect.start !== undefined && expect.start !== state.offset) {
+    throw new RegistryError(
+      'BLOB_UPLOAD_INVALID',
+      `chunk starts at byte ${expect.start} but the upload has ${state.offset} bytes; send the chunk starting at ${state.offset}`,
+      { status: 416, detail: { offset: state.offset } },
+    );
+  }
+}
+
+function checkDigest(expected: ParsedDigest, actualHex: string): void {
+  if (actualHex !== expected.hex) {
+    throw new RegistryError(
+      'DIGEST_INVALID',
+      `uploaded content has digest ${expected.algorithm}:${actualHex}, not ${expected.digest}; nothing was stored`,
+    );
+  }
+}
