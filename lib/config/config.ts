@@ -1,0 +1,49 @@
+import { z } from 'zod';
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+const size = z.coerce.number().int().positive();
+
+/** Everything Berth can be told, validated once at start; nothing below the entry points reads the environment. */
+export const configSchema = z.object({
+  host: z.string().min(1).default('127.0.0.1'),
+  port: z.coerce.number().int().min(0).max(65535).default(5000),
+  dataDir: z.string().min(1).default('./data'),
+  logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+  storage: z.enum(['filesystem']).default('filesystem'),
+  /** Largest blob accepted, in bytes. */
+  maxBlobSize: size.default(50 * GiB),
+  /** Multipart part size: the most memory one upload request buffers. */
+  partSize: size
+    .min(5 * MiB)
+    .max(5 * GiB)
+    .default(16 * MiB),
+  /** Let `POST ...?mount=<digest>` without `from` mount a blob any repository holds. */
+  mountWithoutFrom: z.boolean().default(false),
+  /** Upload sessions untouched this long are cancelled. */
+  uploadTtlSeconds: size.default(24 * 3600),
+  /** How long one request may hold an upload session before a crash is presumed. */
+  uploadLeaseSeconds: size.default(3600),
+  /** How long SIGTERM waits for requests in flight before closing their connections. */
+  shutdownGraceSeconds: size.default(30),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+
+export function parseConfig(input: ConfigInput): Config {
+  const result = configSchema.safeParse(input);
+  if (!result.success) {
+    const problems = result.error.issues.map((i) => `${i.path.join('.') || 'config'}: ${i.message}`);
+    throw new ConfigError(problems);
+  }
+  return result.data;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}

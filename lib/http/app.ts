@@ -1,0 +1,83 @@
+import { randomUUID } from 'node:crypto';
+import { Hono } from 'hono';
+import { RegistryError } from '../oci/errors.ts';
+import { parseName } from '../oci/names.ts';
+import type { HttpContext, HttpEnv, HttpOptions } from './context.ts';
+import { rawPathOf } from './context.ts';
+import { errorResponse } from './errors.ts';
+import { ALLOWED, matchRoute, notFound } from './route.ts';
+import { handleBlob } from './routes/blobs.ts';
+import { handleCatalog, handleReferrers, handleTags } from './routes/listings.ts';
+import { handleManifest } from './routes/manifests.ts';
+import { handleUpload, handleUploadStart } from './routes/uploads.ts';
+
+const COMMON_HEADERS = {
+  'Docker-Distribution-Api-Version': 'registry/2.0',
+  'X-Content-Type-Options': 'nosniff',
+};
+
+/** The registry's HTTP API as one Hono app, served by the Node server, the Lambda handler and tests alike. */
+export function createApp(options: HttpOptions): Hono<HttpEnv> {
+  const app = new Hono<HttpEnv>();
+
+  app.use('*', async (c, next) => {
+    const started = performance.now();
+    const requestId = c.req.header('X-Request-Id')?.slice(0, 64) || randomUUID();
+    const log = options.logger.child({ requestId });
+    c.set('requestId', requestId);
+    c.set('log', log);
+    try {
+      await next();
+    } catch (err) {
+      c.res = errorResponse(err, c.req.method, log);
+    }
+    for (const [name, value] of Object.entries(COMMON_HEADERS)) c.res.headers.set(name, value);
+    c.res.headers.set('X-Request-Id', requestId);
+    log.info('request', {
+      method: c.req.method,
+      path: rawPathOf(c),
+      status: c.res.status,
+      bytes: Number(c.res.headers.get('Content-Length') ?? 0),
+      durationMs: Math.round((performance.now() - started) * 10) / 10,
+    });
+  });
+
+  app.onError((err, c) => errorResponse(err, c.req.method, c.get('log') ?? options.logger));
+  app.all('*', (c) => dispatch(c, options));
+  return app;
+}
+
+async function dispatch(c: HttpContext, options: HttpOptions): Promise<Response> {
+  const path = rawPathOf(c);
+  const route = matchRoute(path);
+  if (!route) throw notFound(path);
+  const method = c.req.method;
+  const allowed = ALLOWED[route.kind];
+  if (!allowed.includes(method)) {
+    throw new RegistryError('UNSUPPORTED', `${method} is not supported on ${path.slice(0, 200)}`, {
+      status: 405,
+      headers: { Allow: allowed.join(', ') },
+    });
+  }
+  switch (route.kind) {
+    case 'base':
+      return new Response(method === 'HEAD' ? null : '{}', {
+        status: 200,
+        headers: { 'Content-Type': 'application/json', 'Content-Length': '2' },
+      });
+    case 'catalog':
+      return handleCatalog(c, options);
+    case 'tags':
+      return handleTags(c, options, parseName(route.name));
+    case 'manifest':
+      return handleManifest(c, options, parseName(route.name), route.reference);
+    case 'uploads':
+      return handleUploadStart(c, options, parseName(route.name));
+    case 'upload':
+      return handleUpload(c, options, parseName(route.name), route.id);
+    case 'blob':
+      return handleBlob(c, options, parseName(route.name), route.digest);
+    case 'referrers':
+      return handleReferrers(c, options, parseName(route.name), route.digest);
+  }
+}

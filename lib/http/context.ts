@@ -1,0 +1,31 @@
+import type { Context } from 'hono';
+import type { Logger } from '../logging/logger.ts';
+import type { Registry } from '../registry/registry.ts';
+
+export interface HttpOptions {
+  readonly registry: Registry;
+  readonly logger: Logger;
+  /** Answer blob GETs with a redirect to a presigned storage URL, when the store can make one. */
+  readonly redirect: { readonly enabled: boolean; readonly ttlSeconds: number };
+}
+
+/** What the runtime adapters put in Hono's `env`: the raw request, to route on the undecoded path. */
+export interface HttpBindings {
+  incoming?: { url?: string };
+  event?: { rawPath?: string };
+}
+
+export interface HttpVariables {
+  requestId: string;
+  log: Logger;
+}
+
+export type HttpEnv = { Bindings: HttpBindings; Variables: HttpVariables };
+export type HttpContext = Context<HttpEnv>;
+
+/** The path exactly as the client sent it (not normalized, not decoded), where the runtime keeps it. */
+export function rawPathOf(c: HttpContext): string {
+  const raw = c.env?.incoming?.url ?? c.env?.event?.rawPath;
+  if (raw !== undefined) return raw.split('?')[0] ?? raw;
+  return new URL(c.req.url).pathname;
+}

@@ -1,0 +1,57 @@
+import { RegistryError } from '../oci/errors.ts';
+
+export type Route =
+  | { kind: 'base' }
+  | { kind: 'catalog' }
+  | { kind: 'tags'; name: string }
+  | { kind: 'manifest'; name: string; reference: string }
+  | { kind: 'uploads'; name: string }
+  | { kind: 'upload'; name: string; id: string }
+  | { kind: 'blob'; name: string; digest: string }
+  | { kind: 'referrers'; name: string; digest: string };
+
+/** The methods each route answers; anything else is 405 with an Allow header. */
+export const ALLOWED: Record<Route['kind'], readonly string[]> = {
+  base: ['GET', 'HEAD'],
+  catalog: ['GET'],
+  tags: ['GET'],
+  manifest: ['GET', 'HEAD', 'PUT', 'DELETE'],
+  uploads: ['POST'],
+  upload: ['GET', 'PATCH', 'PUT', 'DELETE'],
+  blob: ['GET', 'HEAD', 'DELETE'],
+  referrers: ['GET'],
+};
+
+// Most specific first: a repository name may itself contain "blobs" or "manifests" components.
+const PATTERNS: [RegExp, (m: RegExpExecArray) => Route][] = [
+  [/^\/v2\/?$/, () => ({ kind: 'base' })],
+  [/^\/v2\/_catalog$/, () => ({ kind: 'catalog' })],
+  [/^\/v2\/(.+)\/tags\/list$/, (m) => ({ kind: 'tags', name: m[1]! })],
+  [/^\/v2\/(.+)\/manifests\/([^/]+)$/, (m) => ({ kind: 'manifest', name: m[1]!, reference: m[2]! })],
+  [/^\/v2\/(.+)\/blobs\/uploads\/?$/, (m) => ({ kind: 'uploads', name: m[1]! })],
+  [/^\/v2\/(.+)\/blobs\/uploads\/([^/]+)$/, (m) => ({ kind: 'upload', name: m[1]!, id: m[2]! })],
+  [/^\/v2\/(.+)\/blobs\/([^/]+)$/, (m) => ({ kind: 'blob', name: m[1]!, digest: m[2]! })],
+  [/^\/v2\/(.+)\/referrers\/([^/]+)$/, (m) => ({ kind: 'referrers', name: m[1]!, digest: m[2]! })],
+];
+
+/**
+ * Matches a raw (undecoded) request path. Percent-escapes are not decoded: nothing in the spec's
+ * grammars needs them, so `%2e%2e` stays a NAME_INVALID name instead of becoming `..`.
+ */
+export function matchRoute(rawPath: string): Route | undefined {
+  for (const [pattern, build] of PATTERNS) {
+    const match = pattern.exec(rawPath);
+    if (match) return build(match);
+  }
+  return undefined;
+}
+
+export function notFound(path: string): RegistryError {
+  return new RegistryError(
+    'UNSUPPORTED',
+    `no registry API at ${path.slice(0, 200)}; the API lives under /v2/`,
+    {
+      status: 404,
+    },
+  );
+}

@@ -1,0 +1,52 @@
+import { parseDigest } from '../../oci/digest.ts';
+import type { RepositoryName } from '../../oci/names.ts';
+import type { HttpContext, HttpOptions } from '../context.ts';
+import { parseByteRange } from '../ranges.ts';
+
+/** HEAD, GET and DELETE of `/v2/<name>/blobs/<digest>`. */
+export async function handleBlob(
+  c: HttpContext,
+  options: HttpOptions,
+  repo: RepositoryName,
+  digestParam: string,
+): Promise<Response> {
+  const { registry } = options;
+  const digest = parseDigest(digestParam);
+  const method = c.req.method;
+  if (method === 'DELETE') {
+    await registry.blobs.unlink(repo, digest);
+    return new Response(null, { status: 202, headers: { 'Content-Length': '0' } });
+  }
+  const info = await registry.blobs.require(repo, digest);
+  const headers: Record<string, string> = {
+    'Docker-Content-Digest': digest.digest,
+    'Content-Type': 'application/octet-stream',
+    'Accept-Ranges': 'bytes',
+    ETag: `"${digest.digest}"`,
+    'Cache-Control': 'max-age=31536000, immutable',
+  };
+  if (method === 'HEAD') {
+    return new Response(null, { status: 200, headers: { ...headers, 'Content-Length': String(info.size) } });
+  }
+  if (options.redirect.enabled && registry.storage.presign) {
+    const url = await registry.storage.presign(info.dataKey, {
+      method: 'GET',
+      expiresInSeconds: options.redirect.ttlSeconds,
+      contentType: 'application/octet-stream',
+    });
+    if (url)
+      return new Response(null, {
+        status: 307,
+        headers: { Location: url, 'Docker-Content-Digest': digest.digest },
+      });
+  }
+  const range = parseByteRange(c.req.header('Range'), info.size);
+  const object = await registry.blobs.open(info, range);
+  if (range) {
+    headers['Content-Range'] = `bytes ${range.start}-${range.end}/${info.size}`;
+    headers['Content-Length'] = String(range.end - range.start + 1);
+    return new Response(object.body, { status: 206, headers });
+  }
+  headers['Content-Length'] = String(info.size);
+  return new Response(object.body, { status: 200, headers });
+}

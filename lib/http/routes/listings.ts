@@ -1,0 +1,79 @@
+import { RegistryError } from '../../oci/errors.ts';
+import { parseDigest } from '../../oci/digest.ts';
+import { MediaType } from '../../oci/media-types.ts';
+import type { RepositoryName } from '../../oci/names.ts';
+import type { NamePage } from '../../registry/listing.ts';
+import type { HttpContext, HttpOptions } from '../context.ts';
+
+/** Pages larger than this are cut short (with a Link to the rest): bounded work per request. */
+export const MAX_PAGE = 10_000;
+
+/** GET `/v2/<name>/tags/list?n=&last=`. */
+export async function handleTags(
+  c: HttpContext,
+  options: HttpOptions,
+  repo: RepositoryName,
+): Promise<Response> {
+  const paging = pagingOf(c);
+  const page = await options.registry.listTags(repo, paging);
+  return listing(c, { name: repo, tags: page.names }, page, paging, `/v2/${repo}/tags/list`);
+}
+
+/** GET `/v2/_catalog?n=&last=`. */
+export async function handleCatalog(c: HttpContext, options: HttpOptions): Promise<Response> {
+  const paging = pagingOf(c);
+  const page = await options.registry.catalog(paging);
+  return listing(c, { repositories: page.names }, page, paging, '/v2/_catalog');
+}
+
+/** GET `/v2/<name>/referrers/<digest>?artifactType=`: an OCI index, empty for an unknown subject. */
+export async function handleReferrers(
+  c: HttpContext,
+  options: HttpOptions,
+  repo: RepositoryName,
+  digestParam: string,
+): Promise<Response> {
+  const subject = parseDigest(digestParam);
+  const artifactType = c.req.query('artifactType') || undefined;
+  const after = c.req.query('last') || undefined;
+  const page = await options.registry.referrers.list(repo, subject, { artifactType, after });
+  const headers: Record<string, string> = { 'Content-Type': MediaType.OciIndex };
+  if (artifactType !== undefined) headers['OCI-Filters-Applied'] = 'artifactType';
+  if (page.next) {
+    const query = new URLSearchParams({ ...(artifactType ? { artifactType } : {}), last: page.next });
+    headers.Link = `</v2/${repo}/referrers/${subject.digest}?${query}>; rel="next"`;
+  }
+  const body = { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: page.descriptors };
+  return new Response(JSON.stringify(body), { status: 200, headers });
+}
+
+interface Paging {
+  n?: number;
+  last?: string;
+}
+
+function pagingOf(c: HttpContext): Paging {
+  const nParam = c.req.query('n');
+  const last = c.req.query('last') || undefined;
+  if (nParam === undefined || nParam === '') return { last };
+  if (!/^\d{1,9}$/.test(nParam)) {
+    throw new RegistryError(
+      'PAGINATION_NUMBER_INVALID',
+      `n must be a whole number from 0 to ${MAX_PAGE}, not "${nParam.slice(0, 20)}"`,
+      {
+        detail: { n: nParam.slice(0, 20) },
+      },
+    );
+  }
+  return { n: Math.min(Number(nParam), MAX_PAGE), last };
+}
+
+function listing(c: HttpContext, body: object, page: NamePage, paging: Paging, path: string): Response {
+  const headers: Record<string, string> = { 'Content-Type': 'application/json; charset=utf-8' };
+  const last = page.names[page.names.length - 1];
+  if (page.more && last !== undefined) {
+    const query = new URLSearchParams({ n: String(paging.n ?? page.names.length), last });
+    headers.Link = `<${path}?${query}>; rel="next"`;
+  }
+  return c.body(JSON.stringify(body), 200, headers);
+}

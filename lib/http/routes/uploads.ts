@@ -1,0 +1,113 @@
+import { RegistryError } from '../../oci/errors.ts';
+import { parseDigest, type ParsedDigest } from '../../oci/digest.ts';
+import { parseName, type RepositoryName } from '../../oci/names.ts';
+import type { BlobInfo } from '../../registry/blobs.ts';
+import type { ChunkExpectation, UploadStatus } from '../../registry/uploads.ts';
+import { contentLength } from '../body.ts';
+import type { HttpContext, HttpOptions } from '../context.ts';
+import { parseContentRange } from '../ranges.ts';
+
+/** POST `/v2/<name>/blobs/uploads/`: start a session, upload whole, or mount from another repository. */
+export async function handleUploadStart(
+  c: HttpContext,
+  options: HttpOptions,
+  repo: RepositoryName,
+): Promise<Response> {
+  const { registry } = options;
+  const mount = c.req.query('mount');
+  if (mount !== undefined) {
+    const digest = parseDigest(mount);
+    const fromParam = c.req.query('from');
+    const mounted = await registry.mount(repo, digest, fromParam ? parseName(fromParam) : undefined);
+    if (mounted) return created(repo, mounted);
+  }
+  const digestParam = c.req.query('digest');
+  if (digestParam !== undefined && mount === undefined) {
+    const info = await registry.uploads.upload(
+      repo,
+      parseDigest(digestParam),
+      c.req.raw.body,
+      expectation(c),
+    );
+    return created(repo, info);
+  }
+  return accepted(await registry.uploads.start(repo), 202);
+}
+
+/** GET, PATCH, PUT and DELETE of `/v2/<name>/blobs/uploads/<id>`. */
+export async function handleUpload(
+  c: HttpContext,
+  options: HttpOptions,
+  repo: RepositoryName,
+  id: string,
+): Promise<Response> {
+  const uploads = options.registry.uploads;
+  try {
+    switch (c.req.method) {
+      case 'GET':
+        return accepted(await uploads.status(repo, id), 204);
+      case 'PATCH':
+        return accepted(await uploads.append(repo, id, c.req.raw.body, expectation(c)), 202);
+      case 'PUT': {
+        const digestParam = c.req.query('digest');
+        if (!digestParam) {
+          throw new RegistryError(
+            'DIGEST_INVALID',
+            'finishing an upload needs ?digest=<digest of the whole blob>',
+          );
+        }
+        const digest: ParsedDigest = parseDigest(digestParam);
+        return created(repo, await uploads.complete(repo, id, digest, c.req.raw.body, expectation(c)));
+      }
+      default:
+        await uploads.cancel(repo, id);
+        return new Response(null, { status: 204, headers: { 'Content-Length': '0' } });
+    }
+  } catch (err) {
+    // A client that got 416 needs to know where the session really is.
+    if (err instanceof RegistryError && err.status === 416) {
+      const status = await uploads.status(repo, id).catch(() => undefined);
+      if (status) throw err.withHeaders(statusHeaders(status));
+    }
+    throw err;
+  }
+}
+
+function expectation(c: HttpContext): ChunkExpectation {
+  const range = parseContentRange(c.req.header('Content-Range'));
+  const length = contentLength(c.req.header('Content-Length'));
+  if (range) {
+    const rangeLength = range.end - range.start + 1;
+    if (length !== undefined && length !== rangeLength) {
+      throw new RegistryError(
+        'BLOB_UPLOAD_INVALID',
+        `Content-Length ${length} does not match Content-Range ${range.start}-${range.end} (${rangeLength} bytes)`,
+      );
+    }
+    return { start: range.start, length: rangeLength };
+  }
+  return { length };
+}
+
+function statusHeaders(status: UploadStatus): Record<string, string> {
+  return {
+    Location: `/v2/${status.repo}/blobs/uploads/${status.id}`,
+    Range: `0-${Math.max(0, status.offset - 1)}`,
+    'Docker-Upload-UUID': status.id,
+  };
+}
+
+function accepted(status: UploadStatus, code: 202 | 204): Response {
+  return new Response(null, { status: code, headers: { ...statusHeaders(status), 'Content-Length': '0' } });
+}
+
+function created(repo: RepositoryName, info: BlobInfo): Response {
+  return new Response(null, {
+    status: 201,
+    headers: {
+      Location: `/v2/${repo}/blobs/${info.digest.digest}`,
+      'Docker-Content-Digest': info.digest.digest,
+      'Content-Length': '0',
+    },
+  });
+}

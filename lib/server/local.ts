@@ -1,0 +1,73 @@
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { serve } from '@hono/node-server';
+import type { Config } from '../config/config.ts';
+import { createApp } from '../http/app.ts';
+import { describeError, type Logger } from '../logging/logger.ts';
+import { InMemoryHashStates } from '../registry/hashing.ts';
+import { Registry } from '../registry/registry.ts';
+import { FilesystemDriver } from '../storage/filesystem/index.ts';
+
+export interface RunningServer {
+  readonly url: string;
+  readonly registry: Registry;
+  /** Stops accepting connections and waits for requests in flight (up to the grace period). */
+  close(): Promise<void>;
+}
+
+const PURGE_INTERVAL_MS = 15 * 60 * 1000;
+
+/** The local registry: the HTTP app on Node's http server, on the embedded filesystem store. */
+export async function startLocalServer(config: Config, logger: Logger): Promise<RunningServer> {
+  const storage = new FilesystemDriver({ root: config.dataDir });
+  const registry = new Registry({
+    storage,
+    hashes: new InMemoryHashStates(),
+    limits: {
+      maxBlobSize: config.maxBlobSize,
+      partSize: config.partSize,
+      leaseMs: config.uploadLeaseSeconds * 1000,
+    },
+    mountWithoutFrom: config.mountWithoutFrom,
+  });
+  const app = createApp({ registry, logger, redirect: { enabled: false, ttlSeconds: 0 } });
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () =>
+      resolve(s as Server),
+    );
+    s.once('error', reject);
+  });
+  // Large blobs stream for minutes: no request deadline beyond the client's own.
+  server.requestTimeout = 0;
+  server.headersTimeout = 60_000;
+
+  const purge = async () => {
+    try {
+      const purged = await registry.uploads.purgeStale(config.uploadTtlSeconds * 1000);
+      if (purged > 0) logger.info('purged stale upload sessions', { purged });
+    } catch (err) {
+      logger.warn('purging stale upload sessions failed', describeError(err));
+    }
+  };
+  const timer = setInterval(purge, PURGE_INTERVAL_MS);
+  timer.unref();
+  void purge();
+
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return {
+    url: `http://${host}:${address.port}`,
+    registry,
+    close: () =>
+      new Promise<void>((resolve) => {
+        clearInterval(timer);
+        const force = setTimeout(() => server.closeAllConnections(), config.shutdownGraceSeconds * 1000);
+        force.unref();
+        server.close(() => {
+          clearTimeout(force);
+          resolve();
+        });
+        server.closeIdleConnections();
+      }),
+  };
+}
