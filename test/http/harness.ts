@@ -1,0 +1,142 @@
+import { createHash } from 'node:crypto';
+import { createApp } from '../../lib/http/app.ts';
+import { createLogger } from '../../lib/logging/logger.ts';
+import { InMemoryHashStates, SerializedHashStates, type HashStates } from '../../lib/registry/hashing.ts';
+import { Registry } from '../../lib/registry/registry.ts';
+import { MemoryDriver } from '../../lib/storage/memory.ts';
+import type { StorageDriver } from '../../lib/storage/port.ts';
+
+export interface TestRegistry {
+  readonly storage: StorageDriver;
+  readonly registry: Registry;
+  request(path: string, init?: RequestInit): Promise<Response>;
+}
+
+export interface TestOptions {
+  storage?: StorageDriver;
+  hashes?: 'memory' | 'serialized';
+  mountWithoutFrom?: boolean;
+  maxBlobSize?: number;
+  partSize?: number;
+  referrersPageSize?: number;
+}
+
+export function testRegistry(options: TestOptions = {}): TestRegistry {
+  const storage = options.storage ?? new MemoryDriver();
+  const hashes: HashStates =
+    options.hashes === 'serialized' ? new SerializedHashStates() : new InMemoryHashStates();
+  const registry = new Registry({
+    storage,
+    hashes,
+    limits: {
+      maxBlobSize: options.maxBlobSize ?? 1024 * 1024 * 1024,
+      partSize: options.partSize ?? 5 * 1024 * 1024,
+      leaseMs: 60_000,
+    },
+    mountWithoutFrom: options.mountWithoutFrom ?? false,
+    referrersPageSize: options.referrersPageSize,
+  });
+  const app = createApp({
+    registry,
+    logger: createLogger('silent'),
+    redirect: { enabled: false, ttlSeconds: 0 },
+  });
+  return {
+    storage,
+    registry,
+    // The Node adapter hands the app the raw request path; so does this harness.
+    request: async (path, init) =>
+      app.request(`http://registry.test${path}`, init, { incoming: { url: path } }),
+  };
+}
+
+export function sha256(bytes: Uint8Array | string): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+export function randomBytes(size: number, seed = 1): Uint8Array<ArrayBuffer> {
+  // Deterministic, incompressible enough for tests, and cheap for multi-MiB sizes.
+  const out = new Uint8Array(size);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+export async function errorCode(res: Response): Promise<string | undefined> {
+  const body = (await res.json()) as { errors?: { code: string }[] };
+  return body.errors?.[0]?.code;
+}
+
+/** Pushes a blob the way docker does: POST, one PATCH, PUT ?digest=. Returns its digest. */
+export async function pushBlob(
+  r: TestRegistry,
+  repo: string,
+  bytes: Uint8Array<ArrayBuffer>,
+): Promise<string> {
+  const digest = sha256(bytes);
+  const start = await r.request(`/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+  if (start.status !== 202) throw new Error(`POST upload: ${start.status}`);
+  const patch = await r.request(start.headers.get('Location')!, { method: 'PATCH', body: bytes });
+  if (patch.status !== 202) throw new Error(`PATCH upload: ${patch.status} ${await patch.text()}`);
+  const put = await r.request(`${patch.headers.get('Location')}?digest=${digest}`, { method: 'PUT' });
+  if (put.status !== 201) throw new Error(`PUT upload: ${put.status} ${await put.text()}`);
+  return digest;
+}
+
+export interface PushedImage {
+  readonly digest: string;
+  readonly bytes: Uint8Array<ArrayBuffer>;
+  readonly config: string;
+  readonly layers: string[];
+}
+
+/** Pushes a small OCI image (config + layers) and its manifest under `reference`. */
+export async function pushImage(
+  r: TestRegistry,
+  repo: string,
+  reference: string,
+  options: {
+    layers?: Uint8Array<ArrayBuffer>[];
+    subject?: { digest: string; size: number; mediaType: string };
+    artifactType?: string;
+    annotations?: Record<string, string>;
+  } = {},
+): Promise<PushedImage> {
+  const config = new TextEncoder().encode(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }),
+  );
+  const configDigest = await pushBlob(r, repo, config);
+  const layers = options.layers ?? [randomBytes(1000, reference.length + 7)];
+  const layerDigests: string[] = [];
+  for (const layer of layers) layerDigests.push(await pushBlob(r, repo, layer));
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    ...(options.artifactType ? { artifactType: options.artifactType } : {}),
+    config: {
+      mediaType: 'application/vnd.oci.image.config.v1+json',
+      digest: configDigest,
+      size: config.byteLength,
+    },
+    layers: layers.map((l, i) => ({
+      mediaType: 'application/vnd.oci.image.layer.v1.tar',
+      digest: layerDigests[i],
+      size: l.byteLength,
+    })),
+    ...(options.subject ? { subject: options.subject } : {}),
+    ...(options.annotations ? { annotations: options.annotations } : {}),
+  };
+  const bytes = new TextEncoder().encode(JSON.stringify(manifest));
+  const res = await r.request(`/v2/${repo}/manifests/${reference}`, {
+    method: 'PUT',
+    headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' },
+    body: bytes,
+  });
+  if (res.status !== 201) throw new Error(`PUT manifest: ${res.status} ${await res.text()}`);
+  return { digest: sha256(bytes), bytes, config: configDigest, layers: layerDigests };
+}

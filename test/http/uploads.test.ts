@@ -1,0 +1,286 @@
+import { describe, expect, it } from 'vitest';
+import { errorCode, pushBlob, randomBytes, sha256, testRegistry, type TestRegistry } from './harness.ts';
+
+const MiB = 1024 * 1024;
+
+async function begin(r: TestRegistry, repo = 'foo'): Promise<string> {
+  const res = await r.request(`/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+  expect(res.status).toBe(202);
+  expect(res.headers.get('Range')).toBe('0-0');
+  expect(res.headers.get('Docker-Upload-UUID')).toBeTruthy();
+  return res.headers.get('Location')!;
+}
+
+async function blobBytes(r: TestRegistry, repo: string, digest: string): Promise<Uint8Array> {
+  const res = await r.request(`/v2/${repo}/blobs/${digest}`);
+  expect(res.status).toBe(200);
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+function chunkPatch(
+  r: TestRegistry,
+  location: string,
+  bytes: Uint8Array<ArrayBuffer>,
+  start: number,
+): Promise<Response> {
+  return r.request(location, {
+    method: 'PATCH',
+    headers: {
+      'Content-Type': 'application/octet-stream',
+      'Content-Range': `${start}-${start + bytes.byteLength - 1}`,
+      'Content-Length': String(bytes.byteLength),
+    },
+    body: bytes,
+  });
+}
+
+describe('uploads', () => {
+  it('streamed: POST, one PATCH without Content-Range, PUT ?digest=', async () => {
+    const r = testRegistry();
+    const bytes = randomBytes(12 * MiB + 17);
+    const digest = await pushBlob(r, 'foo', bytes);
+    expect(sha256(await blobBytes(r, 'foo', digest))).toBe(sha256(bytes));
+  });
+
+  it('chunked: Content-Range chunks of any size, status, and the original Location stays valid', async () => {
+    const r = testRegistry();
+    const bytes = randomBytes(11 * MiB + 5, 9);
+    const digest = sha256(bytes);
+    const location = await begin(r);
+    const cuts = [0, 1, 1000, 3 * MiB, 3 * MiB + 1, 9 * MiB, bytes.byteLength];
+    let current = location;
+    for (let i = 0; i + 1 < cuts.length; i++) {
+      const res = await chunkPatch(r, current, bytes.subarray(cuts[i], cuts[i + 1]), cuts[i]!);
+      expect(res.status).toBe(202);
+      expect(res.headers.get('Range')).toBe(`0-${cuts[i + 1]! - 1}`);
+      current = res.headers.get('Location')!;
+    }
+    const status = await r.request(location);
+    expect(status.status).toBe(204);
+    expect(status.headers.get('Range')).toBe(`0-${bytes.byteLength - 1}`);
+    const put = await r.request(`${location}?digest=${digest}`, { method: 'PUT' });
+    expect(put.status).toBe(201);
+    expect(put.headers.get('Location')).toBe(`/v2/foo/blobs/${digest}`);
+    expect(sha256(await blobBytes(r, 'foo', digest))).toBe(sha256(bytes));
+  });
+
+  it('answers an out-of-order chunk with 416 and the current Range, keeping the upload intact', async () => {
+    const r = testRegistry();
+    const bytes = randomBytes(300);
+    const location = await begin(r);
+    expect((await chunkPatch(r, location, bytes.subarray(0, 100), 0)).status).toBe(202);
+    const replay = await chunkPatch(r, location, bytes.subarray(0, 100), 0);
+    expect(replay.status).toBe(416);
+    expect(replay.headers.get('Range')).toBe('0-99');
+    expect(await errorCode(replay)).toBe('BLOB_UPLOAD_INVALID');
+    const gap = await chunkPatch(r, location, bytes.subarray(200), 200);
+    expect(gap.status).toBe(416);
+    expect((await chunkPatch(r, location, bytes.subarray(100), 100)).status).toBe(202);
+    const put = await r.request(`${location}?digest=${sha256(bytes)}`, { method: 'PUT' });
+    expect(put.status).toBe(201);
+  });
+
+  it('monolithic: POST ?digest= with the body', async () => {
+    const r = testRegistry();
+    const bytes = randomBytes(2048);
+    const digest = sha256(bytes);
+    const res = await r.request(`/v2/foo/blobs/uploads/?digest=${digest}`, { method: 'POST', body: bytes });
+    expect(res.status).toBe(201);
+    expect(res.headers.get('Docker-Content-Digest')).toBe(digest);
+    expect(sha256(await blobBytes(r, 'foo', digest))).toBe(sha256(bytes));
+  });
+
+  it('monolithic: POST then PUT ?digest= carrying the whole body, or the last chunk', async () => {
+    const r = testRegistry();
+    const bytes = randomBytes(7 * MiB, 4);
+    const digest = sha256(bytes);
+    const whole = await begin(r);
+    expect((await r.request(`${whole}?digest=${digest}`, { method: 'PUT', body: bytes })).status).toBe(201);
+    const r2 = testRegistry();
+    const location = await begin(r2);
+    const first = await chunkPatch(r2, location, bytes.subarray(0, 6 * MiB), 0);
+    const put = await r2.request(`${first.headers.get('Location')}?digest=${digest}`, {
+      method: 'PUT',
+      headers: { 'Content-Range': `${6 * MiB}-${bytes.byteLength - 1}` },
+      body: bytes.subarray(6 * MiB),
+    });
+    expect(put.status).toBe(201);
+    expect(sha256(await blobBytes(r2, 'foo', digest))).toBe(sha256(bytes));
+  });
+
+  it('sha512 digests are accepted', async () => {
+    const r = testRegistry();
+    const bytes = randomBytes(6 * MiB + 3, 5);
+    const { createHash } = await import('node:crypto');
+    const digest = `sha512:${createHash('sha512').update(bytes).digest('hex')}`;
+    const mono = await r.request(`/v2/foo/blobs/uploads/?digest=${digest}`, { method: 'POST', body: bytes });
+    expect(mono.status).toBe(201);
+    const r2 = testRegistry();
+    const location = await begin(r2);
+    await r2.request(location, { method: 'PATCH', body: bytes });
+    expect((await r2.request(`${location}?digest=${digest}`, { method: 'PUT' })).status).toBe(201);
+    expect(sha256(await blobBytes(r2, 'foo', digest))).toBe(sha256(bytes));
+  });
+
+  it.each([
+    ['small', 100],
+    ['multipart', 8 * MiB],
+  ])('a wrong digest (%s) is DIGEST_INVALID and stores nothing', async (_what, size) => {
+    const r = testRegistry();
+    const bytes = randomBytes(size);
+    const location = await begin(r);
+    await r.request(location, { method: 'PATCH', body: bytes });
+    const wrong = sha256('something else');
+    const put = await r.request(`${location}?digest=${wrong}`, { method: 'PUT' });
+    expect(put.status).toBe(400);
+    expect(await errorCode(put)).toBe('DIGEST_INVALID');
+    expect((await r.request(`/v2/foo/blobs/${wrong}`, { method: 'HEAD' })).status).toBe(404);
+    expect((await r.request(`/v2/foo/blobs/${sha256(bytes)}`, { method: 'HEAD' })).status).toBe(404);
+    expect((await r.storage.list('')).keys).toEqual([]);
+  });
+
+  it('a second PUT on a finished upload and unknown upload ids are BLOB_UPLOAD_UNKNOWN', async () => {
+    const r = testRegistry();
+    const bytes = randomBytes(10);
+    const location = await begin(r);
+    await r.request(location, { method: 'PATCH', body: bytes });
+    expect((await r.request(`${location}?digest=${sha256(bytes)}`, { method: 'PUT' })).status).toBe(201);
+    const again = await r.request(`${location}?digest=${sha256(bytes)}`, { method: 'PUT' });
+    expect(again.status).toBe(404);
+    expect(await errorCode(again)).toBe('BLOB_UPLOAD_UNKNOWN');
+    for (const id of ['00000000-0000-4000-8000-000000000000', 'not-a-uuid', '..%2f..%2fetc']) {
+      const res = await r.request(`/v2/foo/blobs/uploads/${id}`);
+      expect(res.status).toBe(404);
+      expect(await errorCode(res)).toBe('BLOB_UPLOAD_UNKNOWN');
+    }
+  });
+
+  it('an upload is only reachable through the repository it was started in', async () => {
+    const r = testRegistry();
+    const location = await begin(r, 'foo');
+    const res = await r.request(location.replace('/v2/foo/', '/v2/bar/'));
+    expect(res.status).toBe(404);
+  });
+
+  it('DELETE cancels an upload and leaves nothing behind', async () => {
+    const r = testRegistry();
+    const location = await begin(r);
+    await r.request(location, { method: 'PATCH', body: randomBytes(7 * MiB) });
+    const del = await r.request(location, { method: 'DELETE' });
+    expect(del.status).toBe(204);
+    expect((await r.request(location)).status).toBe(404);
+    expect((await r.storage.list('')).keys).toEqual([]);
+  });
+
+  it('a body that disagrees with its Content-Range or Content-Length is refused and the upload continues', async () => {
+    const r = testRegistry();
+    const bytes = randomBytes(200);
+    const location = await begin(r);
+    const lying = await r.request(location, {
+      method: 'PATCH',
+      headers: { 'Content-Range': '0-49' },
+      body: bytes.subarray(0, 100),
+    });
+    expect(lying.status).toBe(400);
+    expect(await errorCode(lying)).toBe('BLOB_UPLOAD_INVALID');
+    const mismatch = await r.request(location, {
+      method: 'PATCH',
+      headers: { 'Content-Range': '0-49', 'Content-Length': '60' },
+      body: bytes.subarray(0, 60),
+    });
+    expect(mismatch.status).toBe(400);
+    expect((await chunkPatch(r, location, bytes, 0)).status).toBe(202);
+    expect((await r.request(`${location}?digest=${sha256(bytes)}`, { method: 'PUT' })).status).toBe(201);
+  });
+
+  it('refuses a blob larger than the configured limit with 413', async () => {
+    const r = testRegistry({ maxBlobSize: 1000 });
+    const location = await begin(r);
+    const res = await r.request(location, { method: 'PATCH', body: randomBytes(1001) });
+    expect(res.status).toBe(413);
+    expect(await errorCode(res)).toBe('SIZE_INVALID');
+  });
+
+  it('racing PATCHes on one session: one 202, one 416, and the blob is intact', async () => {
+    const r = testRegistry();
+    const a = randomBytes(6 * MiB, 1);
+    const b = randomBytes(6 * MiB, 2);
+    const location = await begin(r);
+    const results = await Promise.all([chunkPatch(r, location, a, 0), chunkPatch(r, location, b, 0)]);
+    expect(results.map((res) => res.status).sort()).toEqual([202, 416]);
+    const winner = results[0]!.status === 202 ? a : b;
+    const put = await r.request(`${location}?digest=${sha256(winner)}`, { method: 'PUT' });
+    expect(put.status).toBe(201);
+    expect(sha256(await blobBytes(r, 'foo', sha256(winner)))).toBe(sha256(winner));
+  });
+
+  it('continues a session in another process from serialized hash state (the Lambda way)', async () => {
+    const first = testRegistry({ hashes: 'serialized' });
+    const bytes = randomBytes(8 * MiB + 100, 6);
+    const location = await begin(first);
+    await chunkPatch(first, location, bytes.subarray(0, 3 * MiB), 0);
+    const second = testRegistry({ hashes: 'serialized', storage: first.storage });
+    await chunkPatch(second, location, bytes.subarray(3 * MiB), 3 * MiB);
+    const put = await second.request(`${location}?digest=${sha256(bytes)}`, { method: 'PUT' });
+    expect(put.status).toBe(201);
+    expect(sha256(await blobBytes(second, 'foo', sha256(bytes)))).toBe(sha256(bytes));
+  });
+
+  it('verifies by reading back when the hash state was lost (server restart)', async () => {
+    const first = testRegistry();
+    const bytes = randomBytes(6 * MiB, 8);
+    const location = await begin(first);
+    await first.request(location, { method: 'PATCH', body: bytes });
+    const restarted = testRegistry({ storage: first.storage });
+    const wrong = await restarted.request(`${location}?digest=${sha256('x')}`, { method: 'PUT' });
+    expect(wrong.status).toBe(400);
+    const location2 = await begin(first);
+    await first.request(location2, { method: 'PATCH', body: bytes });
+    const restarted2 = testRegistry({ storage: first.storage });
+    const ok = await restarted2.request(`${location2}?digest=${sha256(bytes)}`, { method: 'PUT' });
+    expect(ok.status).toBe(201);
+    expect(sha256(await blobBytes(restarted2, 'foo', sha256(bytes)))).toBe(sha256(bytes));
+  });
+
+  it('PUT without ?digest= is DIGEST_INVALID', async () => {
+    const r = testRegistry();
+    const location = await begin(r);
+    const res = await r.request(location, { method: 'PUT' });
+    expect(res.status).toBe(400);
+    expect(await errorCode(res)).toBe('DIGEST_INVALID');
+  });
+});
+
+describe('cross-repository mount', () => {
+  it('mounts from a repository that has the blob with 201 and the exact Location', async () => {
+    const r = testRegistry();
+    const digest = await pushBlob(r, 'source', randomBytes(500));
+    const res = await r.request(`/v2/target/blobs/uploads/?mount=${digest}&from=source`, { method: 'POST' });
+    expect(res.status).toBe(201);
+    expect(res.headers.get('Location')).toBe(`/v2/target/blobs/${digest}`);
+    expect((await r.request(`/v2/target/blobs/${digest}`, { method: 'HEAD' })).status).toBe(200);
+  });
+
+  it('falls back to a new upload session (202) when the source lacks the blob', async () => {
+    const r = testRegistry();
+    const digest = await pushBlob(r, 'other', randomBytes(500));
+    const res = await r.request(`/v2/target/blobs/uploads/?mount=${digest}&from=source`, { method: 'POST' });
+    expect(res.status).toBe(202);
+    expect(res.headers.get('Location')).toMatch(/^\/v2\/target\/blobs\/uploads\//);
+    const cancel = await r.request(res.headers.get('Location')!, { method: 'DELETE' });
+    expect(cancel.status).toBe(204);
+  });
+
+  it('mounts without from only when the registry is configured to', async () => {
+    const closed = testRegistry();
+    const digest = await pushBlob(closed, 'source', randomBytes(500));
+    expect(
+      (await closed.request(`/v2/target/blobs/uploads/?mount=${digest}`, { method: 'POST' })).status,
+    ).toBe(202);
+    const open = testRegistry({ mountWithoutFrom: true });
+    await pushBlob(open, 'source', randomBytes(500));
+    expect((await open.request(`/v2/target/blobs/uploads/?mount=${digest}`, { method: 'POST' })).status).toBe(
+      201,
+    );
+  });
+});
