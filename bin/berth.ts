@@ -15,6 +15,10 @@ Options for serve (environment variable in brackets):
   --port <n>            Port [PORT] (default 5000)
   --data-dir <dir>      Where blobs and manifests are stored [BERTH_DATA_DIR] (default ./data)
   --log-level <level>   debug, info, warn, error or silent [BERTH_LOG_LEVEL] (default info)
+  --storage <kind>      filesystem or s3 [BERTH_STORAGE] (default filesystem); s3 reads
+                        BERTH_S3_BUCKET, BERTH_S3_PREFIX, BERTH_S3_REGION, BERTH_S3_ENDPOINT,
+                        BERTH_S3_FORCE_PATH_STYLE and the AWS SDK's usual credentials
+  --no-redirect         Stream blob bytes through Berth instead of redirecting to S3 [BERTH_REDIRECT=off]
   --max-blob-size <n>   Largest blob accepted, in bytes [BERTH_MAX_BLOB_SIZE] (default 50 GiB)
   --mount-without-from  Let a mount request without ?from= link a blob from any repository
                         [BERTH_MOUNT_WITHOUT_FROM]
@@ -30,6 +34,8 @@ async function main(argv: string[]): Promise<number> {
       port: { type: 'string' },
       'data-dir': { type: 'string' },
       'log-level': { type: 'string' },
+      storage: { type: 'string' },
+      'no-redirect': { type: 'boolean' },
       'max-blob-size': { type: 'string' },
       'mount-without-from': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -50,6 +56,8 @@ async function main(argv: string[]): Promise<number> {
       port: values.port,
       dataDir: values['data-dir'],
       logLevel: values['log-level'],
+      storage: values.storage,
+      redirect: values['no-redirect'] ? false : undefined,
       maxBlobSize: values['max-blob-size'],
       mountWithoutFrom: values['mount-without-from'],
     }),

@@ -11,7 +11,29 @@ export const configSchema = z.object({
   port: z.coerce.number().int().min(0).max(65535).default(5000),
   dataDir: z.string().min(1).default('./data'),
   logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
-  storage: z.enum(['filesystem']).default('filesystem'),
+  storage: z.enum(['filesystem', 's3']).default('filesystem'),
+  s3: z
+    .object({
+      bucket: z.string().min(3).optional(),
+      /** Keeps every key under `<prefix>/`, so that several registries can share a bucket. */
+      prefix: z.string().optional(),
+      region: z.string().min(1).default('us-east-1'),
+      /** An S3-compatible server (MinIO, R2, Ceph) instead of AWS. */
+      endpoint: z.url().optional(),
+      forcePathStyle: z.boolean().default(false),
+      /** The origin presigned URLs should name, when clients reach the store at another address. */
+      publicEndpoint: z.url().optional(),
+    })
+    .prefault({}),
+  /** Answer blob GETs with a 307 to a presigned storage URL (S3 only); off streams the bytes through Berth. */
+  redirect: z.boolean().default(true),
+  /** Lifetime of presigned URLs, in seconds. */
+  presignTtlSeconds: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(7 * 24 * 3600)
+    .default(900),
   /** Largest blob accepted, in bytes. */
   maxBlobSize: size.default(50 * GiB),
   /** Multipart part size: the most memory one upload request buffers. */
@@ -30,10 +52,15 @@ export const configSchema = z.object({
 });
 
 export type Config = z.infer<typeof configSchema>;
+
+const checkedSchema = configSchema.refine((c) => c.storage !== 's3' || c.s3.bucket !== undefined, {
+  message: 'the s3 store needs a bucket (BERTH_S3_BUCKET)',
+  path: ['s3', 'bucket'],
+});
 export type ConfigInput = z.input<typeof configSchema>;
 
 export function parseConfig(input: ConfigInput): Config {
-  const result = configSchema.safeParse(input);
+  const result = checkedSchema.safeParse(input);
   if (!result.success) {
     const problems = result.error.issues.map((i) => `${i.path.join('.') || 'config'}: ${i.message}`);
     throw new ConfigError(problems);

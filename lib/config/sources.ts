@@ -1,7 +1,7 @@
 import type { ConfigInput } from './config.ts';
 
-/** The environment variables Berth reads, and the config field each sets. */
-export const ENV_VARS: Record<string, keyof ConfigInput> = {
+/** The environment variables Berth reads, and the config field each sets (dotted for nested fields). */
+export const ENV_VARS: Record<string, string> = {
   PORT: 'port',
   BERTH_PORT: 'port',
   BERTH_HOST: 'host',
@@ -13,9 +13,17 @@ export const ENV_VARS: Record<string, keyof ConfigInput> = {
   BERTH_MOUNT_WITHOUT_FROM: 'mountWithoutFrom',
   BERTH_UPLOAD_TTL: 'uploadTtlSeconds',
   BERTH_SHUTDOWN_GRACE: 'shutdownGraceSeconds',
+  BERTH_REDIRECT: 'redirect',
+  BERTH_PRESIGN_TTL: 'presignTtlSeconds',
+  BERTH_S3_BUCKET: 's3.bucket',
+  BERTH_S3_PREFIX: 's3.prefix',
+  BERTH_S3_REGION: 's3.region',
+  BERTH_S3_ENDPOINT: 's3.endpoint',
+  BERTH_S3_FORCE_PATH_STYLE: 's3.forcePathStyle',
+  BERTH_S3_PUBLIC_ENDPOINT: 's3.publicEndpoint',
 };
 
-const BOOLEAN_FIELDS = new Set<keyof ConfigInput>(['mountWithoutFrom']);
+const BOOLEAN_FIELDS = new Set(['mountWithoutFrom', 'redirect', 's3.forcePathStyle']);
 
 /** Builds config input from the environment, then flags on top (flags win). */
 export function configInput(
@@ -26,12 +34,23 @@ export function configInput(
   for (const [name, field] of Object.entries(ENV_VARS)) {
     const value = env[name];
     if (value === undefined || value === '') continue;
-    input[field] = BOOLEAN_FIELDS.has(field) ? parseBoolean(value) : value;
+    setPath(input, field, BOOLEAN_FIELDS.has(field) ? parseBoolean(value) : value);
   }
   for (const [field, value] of Object.entries(flags)) {
     if (value !== undefined) input[field] = value;
   }
   return input as ConfigInput;
+}
+
+function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
+  const [head, ...rest] = path.split('.');
+  if (head === undefined) return;
+  if (rest.length === 0) {
+    target[head] = value;
+    return;
+  }
+  const child = (target[head] ??= {}) as Record<string, unknown>;
+  setPath(child, rest.join('.'), value);
 }
 
 function parseBoolean(value: string): boolean | string {

@@ -6,7 +6,7 @@ import { createApp } from '../http/app.ts';
 import { describeError, type Logger } from '../logging/logger.ts';
 import { InMemoryHashStates } from '../registry/hashing.ts';
 import { Registry } from '../registry/registry.ts';
-import { FilesystemDriver } from '../storage/filesystem/index.ts';
+import { createStorage } from './storage.ts';
 
 export interface RunningServer {
   readonly url: string;
@@ -19,7 +19,7 @@ const PURGE_INTERVAL_MS = 15 * 60 * 1000;
 
 /** The local registry: the HTTP app on Node's http server, on the embedded filesystem store. */
 export async function startLocalServer(config: Config, logger: Logger): Promise<RunningServer> {
-  const storage = new FilesystemDriver({ root: config.dataDir });
+  const storage = createStorage(config);
   const registry = new Registry({
     storage,
     hashes: new InMemoryHashStates(),
@@ -30,7 +30,11 @@ export async function startLocalServer(config: Config, logger: Logger): Promise<
     },
     mountWithoutFrom: config.mountWithoutFrom,
   });
-  const app = createApp({ registry, logger, redirect: { enabled: false, ttlSeconds: 0 } });
+  const app = createApp({
+    registry,
+    logger,
+    redirect: { enabled: config.redirect, ttlSeconds: config.presignTtlSeconds },
+  });
   const server = await new Promise<Server>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () =>
       resolve(s as Server),
