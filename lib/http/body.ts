@@ -1,22 +1,3 @@
-import { RegistryError } from '../oci/errors.ts';
-
-/** Reads a small request body whole, refusing more than `limit` bytes without reading them all. */
-export async function readLimited(
-  body: ReadableStream<Uint8Array> | null,
-  limit: number,
-  tooLarge: () => RegistryError,
-): Promise<Uint8Array> {
-  if (!body) return new Uint8Array(0);
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.byteLength;
-    if (size > limit) throw tooLarge();
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks, size);
-}
-
 /** The request's Content-Length, when it sent a valid one. */
 export function contentLength(header: string | undefined): number | undefined {
   if (header === undefined || !/^\d+$/.test(header.trim())) return undefined;

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { RegistryError } from '../oci/errors.ts';
 import type { DigestAlgorithm, ParsedDigest } from '../oci/digest.ts';
 import type { RepositoryName } from '../oci/names.ts';
-import { PreconditionFailed, type StorageDriver } from '../storage/port.ts';
+import { readLimited } from './read-body.ts';
+import { NoSuchUpload, PreconditionFailed, type StorageDriver } from '../storage/port.ts';
 import type { BlobInfo, Blobs } from './blobs.ts';
 import { hashStream, type HashStates, type RunningHash } from './hashing.ts';
 import { keys } from './keys.ts';
@@ -105,7 +106,7 @@ export class Uploads {
     } catch (err) {
       if (newTail) await this.storage.delete(newTail.key).catch(() => undefined);
       await this.sessions.release(current);
-      throw err;
+      throw translate(err);
     }
   }
 
@@ -133,19 +134,36 @@ export class Uploads {
       } else {
         await this.sessions.release(current);
       }
-      throw err;
+      throw translate(err);
     }
   }
 
-  /** A whole blob in one request (POST or PUT with `?digest=`). */
+  /**
+   * A whole blob in one request (POST with `?digest=`). When its length is announced and fits in one
+   * part, it needs no session: one write of the bytes (checksummed) and one of the link.
+   */
   async upload(
     repo: RepositoryName,
     digest: ParsedDigest,
     body: ReadableStream<Uint8Array> | null,
     expect: ChunkExpectation,
   ): Promise<BlobInfo> {
-    const session = await this.sessions.create(repo, digest.algorithm);
-    return this.complete(repo, session.state.id, digest, body, expect);
+    if (
+      expect.length === undefined ||
+      expect.length > Math.min(this.limits.partSize, this.limits.maxBlobSize)
+    ) {
+      const session = await this.sessions.create(repo, digest.algorithm);
+      return this.complete(repo, session.state.id, digest, body, expect);
+    }
+    const length = expect.length;
+    const bytes = await readLimited(body, length, () => lengthMismatch(length, `more than ${length}`));
+    if (bytes.byteLength !== length) throw lengthMismatch(length, String(bytes.byteLength));
+    const hex = createHash(digest.algorithm).update(bytes).digest('hex');
+    checkDigest(digest, hex);
+    const sha256 = digest.algorithm === 'sha256' ? Buffer.from(hex, 'hex').toString('base64') : undefined;
+    const info = await this.blobs.putSmall(digest, bytes, sha256);
+    await this.blobs.link(repo, info);
+    return info;
   }
 
   async cancel(repo: RepositoryName, id: string): Promise<void> {
@@ -248,10 +266,7 @@ export class Uploads {
       }
     }
     if (expect.length !== undefined && received !== expect.length) {
-      throw new RegistryError(
-        'BLOB_UPLOAD_INVALID',
-        `request body has ${received} bytes but ${expect.length} were announced; resend the chunk`,
-      );
+      throw lengthMismatch(expect.length, String(received));
     }
     return { session, writer, hash, offset: state.offset + received };
   }
@@ -319,6 +334,21 @@ function checkStart(state: SessionState, expect: ChunkExpectation): void {
       { status: 416, detail: { offset: state.offset } },
     );
   }
+}
+
+function lengthMismatch(announced: number, actual: string): RegistryError {
+  return new RegistryError(
+    'BLOB_UPLOAD_INVALID',
+    `request body has ${actual} bytes but ${announced} were announced; resend it`,
+  );
+}
+
+/** A multipart upload that vanished under a request: the session was cancelled or expired meanwhile. */
+function translate(err: unknown): unknown {
+  if (err instanceof NoSuchUpload) {
+    return new RegistryError('BLOB_UPLOAD_UNKNOWN', 'the upload was cancelled while this request ran');
+  }
+  return err;
 }
 
 function checkDigest(expected: ParsedDigest, actualHex: string): void {

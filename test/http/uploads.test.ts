@@ -139,6 +139,19 @@ describe('uploads', () => {
     expect((await r.storage.list('')).keys).toEqual([]);
   });
 
+  it('a monolithic POST with a wrong digest is DIGEST_INVALID and stores nothing', async () => {
+    const r = testRegistry();
+    const bytes = randomBytes(100);
+    const res = await r.request(`/v2/foo/blobs/uploads/?digest=${sha256('other')}`, {
+      method: 'POST',
+      headers: { 'Content-Length': '100' },
+      body: bytes,
+    });
+    expect(res.status).toBe(400);
+    expect(await errorCode(res)).toBe('DIGEST_INVALID');
+    expect((await r.storage.list('')).keys).toEqual([]);
+  });
+
   it('a second PUT on a finished upload and unknown upload ids are BLOB_UPLOAD_UNKNOWN', async () => {
     const r = testRegistry();
     const bytes = randomBytes(10);
