@@ -1,10 +1,11 @@
 import { RegistryError } from '../oci/errors.ts';
-import { parseDigest, type ParsedDigest } from '../oci/digest.ts';
+import { parseDigest, tryParseDigest, type ParsedDigest } from '../oci/digest.ts';
 import { parseManifest, type Descriptor, type ParsedManifest } from '../oci/manifest.ts';
 import type { Reference, RepositoryName, Tag } from '../oci/names.ts';
 import type { ObjectInfo, StorageDriver } from '../storage/port.ts';
 import type { Blobs } from './blobs.ts';
 import { mapLimit } from './concurrency.ts';
+import { parseStoredJson } from './json.ts';
 import { keys, meta } from './keys.ts';
 import type { Referrers } from './referrers.ts';
 
@@ -85,7 +86,7 @@ export class Manifests {
     let subject: ParsedDigest | undefined;
     if (manifest.subject) {
       subject = parseDigest(manifest.subject.digest);
-      await this.referrers.add(repo, subject, referrerDescriptor(manifest));
+      await this.referrers.add(repo, subject, digest, referrerDescriptor(manifest));
     }
     await this.storage.put(keys.catalog(repo), new Uint8Array(0));
     return { digest, subject };
@@ -170,10 +171,6 @@ function referrerDescriptor(manifest: ParsedManifest): Descriptor {
 }
 
 function subjectOf(bytes: Uint8Array): ParsedDigest | undefined {
-  try {
-    const json = JSON.parse(new TextDecoder().decode(bytes)) as { subject?: { digest?: unknown } };
-    return typeof json.subject?.digest === 'string' ? parseDigest(json.subject.digest) : undefined;
-  } catch {
-    return undefined;
-  }
+  const json = parseStoredJson(bytes) as { subject?: { digest?: unknown } } | undefined;
+  return typeof json?.subject?.digest === 'string' ? tryParseDigest(json.subject.digest) : undefined;
 }

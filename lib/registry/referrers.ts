@@ -4,6 +4,7 @@ import type { Descriptor } from '../oci/manifest.ts';
 import type { RepositoryName } from '../oci/names.ts';
 import type { StorageDriver } from '../storage/port.ts';
 import { mapLimit } from './concurrency.ts';
+import { parseStoredJson } from './json.ts';
 import { keys } from './keys.ts';
 
 const descriptorSchema = z.object({
@@ -32,12 +33,19 @@ export class Referrers {
     private readonly pageSize: number,
   ) {}
 
-  async add(repo: RepositoryName, subject: ParsedDigest, descriptor: Descriptor): Promise<void> {
-    const digest = descriptor.digest.split(':');
-    const key = `${keys.referrersPrefix(repo, subject)}${digest[0]}-${digest[1]}`;
-    await this.storage.put(key, new TextEncoder().encode(JSON.stringify(descriptor)), {
-      contentType: 'application/json',
-    });
+  async add(
+    repo: RepositoryName,
+    subject: ParsedDigest,
+    referrer: ParsedDigest,
+    descriptor: Descriptor,
+  ): Promise<void> {
+    await this.storage.put(
+      keys.referrer(repo, subject, referrer),
+      new TextEncoder().encode(JSON.stringify(descriptor)),
+      {
+        contentType: 'application/json',
+      },
+    );
   }
 
   async remove(repo: RepositoryName, subject: ParsedDigest, referrer: ParsedDigest): Promise<void> {
@@ -57,7 +65,7 @@ export class Referrers {
     const read = await mapLimit(page.keys, READ_CONCURRENCY, async (key) => {
       const object = await this.storage.get(key);
       if (!object) return undefined;
-      const parsed = descriptorSchema.safeParse(JSON.parse(new TextDecoder().decode(object.body)));
+      const parsed = descriptorSchema.safeParse(parseStoredJson(object.body));
       return parsed.success ? parsed.data : undefined;
     });
     const descriptors = read.filter(

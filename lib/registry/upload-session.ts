@@ -4,6 +4,7 @@ import { RegistryError } from '../oci/errors.ts';
 import type { DigestAlgorithm } from '../oci/digest.ts';
 import type { RepositoryName } from '../oci/names.ts';
 import { PreconditionFailed, type StorageDriver } from '../storage/port.ts';
+import { parseStoredJson } from './json.ts';
 import { keys } from './keys.ts';
 
 const sessionSchema = z.object({
@@ -68,7 +69,7 @@ export class SessionStore {
     if (!UPLOAD_ID.test(id)) throw unknown();
     const object = await this.storage.get(keys.session(id));
     if (!object) throw unknown();
-    const parsed = sessionSchema.safeParse(safeJson(object.body));
+    const parsed = sessionSchema.safeParse(parseStoredJson(object.body));
     if (!parsed.success || parsed.data.repo !== repo) throw unknown();
     return { state: parsed.data, etag: object.etag };
   }
@@ -119,12 +120,4 @@ function busy(state: SessionState): RegistryError {
 
 function encode(state: SessionState): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(state));
-}
-
-function safeJson(body: Uint8Array): unknown {
-  try {
-    return JSON.parse(new TextDecoder().decode(body));
-  } catch {
-    return undefined;
-  }
 }

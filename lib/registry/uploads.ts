@@ -6,6 +6,7 @@ import { readLimited } from './read-body.ts';
 import { NoSuchUpload, PreconditionFailed, type StorageDriver } from '../storage/port.ts';
 import type { BlobInfo, Blobs } from './blobs.ts';
 import { hashStream, type HashStates, type RunningHash } from './hashing.ts';
+import { parseStoredJson } from './json.ts';
 import { keys } from './keys.ts';
 import { PartWriter } from './part-writer.ts';
 import { SessionStore, type LoadedSession, type SessionState } from './upload-session.ts';
@@ -193,16 +194,11 @@ export class Uploads {
 
   private async readState(key: string): Promise<SessionState | undefined> {
     const object = await this.storage.get(key);
-    if (!object) return undefined;
-    try {
-      const { repo, id } = JSON.parse(new TextDecoder().decode(object.body)) as {
-        repo: RepositoryName;
-        id: string;
-      };
-      return (await this.sessions.load(repo, id)).state;
-    } catch {
-      return undefined;
-    }
+    const stored = object
+      ? (parseStoredJson(object.body) as { repo?: unknown; id?: unknown } | undefined)
+      : undefined;
+    if (typeof stored?.repo !== 'string' || typeof stored.id !== 'string') return undefined;
+    return (await this.sessions.load(stored.repo as RepositoryName, stored.id).catch(() => undefined))?.state;
   }
 
   /** Streams the request body into parts, hashing as it goes. */

@@ -264,6 +264,19 @@ describe('uploads', () => {
   });
 });
 
+describe('stale upload sessions', () => {
+  it('are cancelled after the TTL, with their parts and tail, and fresh ones are kept', async () => {
+    const r = testRegistry();
+    const stale = await begin(r);
+    await r.request(stale, { method: 'PATCH', body: randomBytes(6 * MiB + 10) });
+    expect(await r.registry.uploads.purgeStale(60_000)).toBe(0);
+    expect((await r.request(stale)).status).toBe(204);
+    expect(await r.registry.uploads.purgeStale(60_000, Date.now() + 120_000)).toBe(1);
+    expect((await r.request(stale)).status).toBe(404);
+    expect((await r.storage.list('')).keys).toEqual([]);
+  });
+});
+
 describe('cross-repository mount', () => {
   it('mounts from a repository that has the blob with 201 and the exact Location', async () => {
     const r = testRegistry();
