@@ -29,22 +29,43 @@ export function createApp(options: HttpOptions): Hono<HttpEnv> {
     try {
       await next();
     } catch (err) {
-      c.res = errorResponse(err, c.req.method, log);
+      c.res = renderFailure(c, err);
     }
     for (const [name, value] of Object.entries(COMMON_HEADERS)) c.res.headers.set(name, value);
     c.res.headers.set('X-Request-Id', requestId);
     log.info('request', {
       method: c.req.method,
       path: rawPathOf(c),
+      ...queryOf(c),
       status: c.res.status,
       bytes: Number(c.res.headers.get('Content-Length') ?? 0),
       durationMs: Math.round((performance.now() - started) * 10) / 10,
     });
   });
 
-  app.onError((err, c) => errorResponse(err, c.req.method, c.get('log') ?? options.logger));
+  app.onError((err, c) => renderFailure(c, err));
   app.all('*', (c) => dispatch(c, options));
   return app;
+}
+
+function renderFailure(c: HttpContext, err: unknown): Response {
+  // A client that hangs up mid-body is not a server fault: no 500, no error log.
+  const failure = clientGone(c, err)
+    ? new RegistryError('BLOB_UPLOAD_INVALID', 'the client disconnected before the request body was complete')
+    : err;
+  return errorResponse(failure, c.req.method, c.get('log'));
+}
+
+/** The client closed the connection mid-request (Node fails the body stream with ECONNRESET). */
+function clientGone(c: HttpContext, err: unknown): boolean {
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  return code === 'ECONNRESET' || c.env?.incoming?.destroyed === true || c.req.raw.signal.aborted;
+}
+
+function queryOf(c: HttpContext): { query?: string } {
+  const url = c.req.url;
+  const at = url.indexOf('?');
+  return at < 0 ? {} : { query: url.slice(at + 1, at + 1 + 500) };
 }
 
 async function dispatch(c: HttpContext, options: HttpOptions): Promise<Response> {

@@ -11,7 +11,7 @@ export interface HttpOptions {
 
 /** What the runtime adapters put in Hono's `env`: the raw request, to route on the undecoded path. */
 export interface HttpBindings {
-  incoming?: { url?: string };
+  incoming?: { url?: string; destroyed?: boolean };
   event?: { rawPath?: string };
 }
 

@@ -6,7 +6,7 @@ export type DigestAlgorithm = 'sha256' | 'sha512';
 const HEX_LENGTH: Record<DigestAlgorithm, number> = { sha256: 64, sha512: 128 };
 
 declare const digestBrand: unique symbol;
-/** `<algorithm>:<lowercase hex>`, made only by parseDigest / digestOf. */
+/** `<algorithm>:<lowercase hex>`, made only by parseDigest / digestFromHex. */
 export type Digest = string & { readonly [digestBrand]: true };
 
 export interface ParsedDigest {

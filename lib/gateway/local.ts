@@ -1,0 +1,36 @@
+import { existsSync } from 'node:fs';
+import type { Config } from '../config/config.ts';
+import { ENV_VARS } from '../config/sources.ts';
+import type { Logger } from '../logging/logger.ts';
+import { loadHandler } from './invoke.ts';
+import { startGateway, type RunningGateway } from './server.ts';
+
+/**
+ * `berth serve --lambda`: the built registry bundle behind the local gateway, on the address the
+ * configuration names. The bundle reads its settings from the environment, as on AWS, so the
+ * parsed configuration (flags included) is written there before it is imported.
+ */
+export async function startLambdaGateway(
+  config: Config,
+  logger: Logger,
+  bundlePath: string,
+): Promise<RunningGateway> {
+  if (!existsSync(bundlePath))
+    throw new Error(`no Lambda bundle at ${bundlePath}: run \`npm run build\` first`);
+  Object.assign(process.env, functionEnv(config));
+  const handler = await loadHandler(bundlePath);
+  return startGateway({ handler, host: config.host, port: config.port, logger });
+}
+
+/** The BERTH_* variables that reproduce `config` (the listening address is the gateway's, not the function's). */
+export function functionEnv(config: Config): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, field] of Object.entries(ENV_VARS)) {
+    if (!name.startsWith('BERTH_') || field === 'host' || field === 'port') continue;
+    const value = field
+      .split('.')
+      .reduce<unknown>((at, key) => (at as Record<string, unknown>)?.[key], config);
+    if (value !== undefined) env[name] = String(value);
+  }
+  return env;
+}

@@ -1,0 +1,148 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { describeError, type Logger } from '../logging/logger.ts';
+import { gatewayRequestId, toEvent } from './event.ts';
+import { lambdaContext, type HttpFunction } from './invoke.ts';
+import { GATEWAY_ERRORS, LIMITS, type GatewayError } from './limits.ts';
+import { writeGatewayError, writeResult } from './response.ts';
+
+export interface GatewayOptions {
+  readonly handler: HttpFunction;
+  readonly host?: string;
+  readonly port?: number;
+  /** The integration timeout; AWS's 30 s unless a test needs it shorter. */
+  readonly timeoutMs?: number;
+  readonly functionName?: string;
+  readonly logger?: Logger;
+}
+
+export interface RunningGateway {
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * A local stand-in for an API Gateway HTTP API with one `$default` route to a Lambda function:
+ * each request becomes a payload-2.0 event for the function's handler, called in this process,
+ * and every limit AWS enforces on the way is enforced here with AWS's status and body, so what
+ * fails on AWS fails here first.
+ */
+export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
+  const server = createServer((req, res) => {
+    void serve(req, res, options).catch((err: unknown) => {
+      options.logger?.error('gateway failed', describeError(err));
+      if (!res.headersSent) writeGatewayError(res, GATEWAY_ERRORS.functionError, '');
+      else res.destroy();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve);
+  });
+  const { address, port, family } = server.address() as AddressInfo;
+  return {
+    url: `http://${family === 'IPv6' ? `[${address}]` : address}:${port}`,
+    close: () => close(server),
+  };
+}
+
+async function serve(req: IncomingMessage, res: ServerResponse, options: GatewayOptions): Promise<void> {
+  const requestId = gatewayRequestId();
+  const started = performance.now();
+  const method = req.method ?? 'GET';
+  const done = (status: number, error?: string) =>
+    options.logger?.info('gateway', {
+      apiRequestId: requestId,
+      method,
+      path: (req.url ?? '').split('?')[0]?.slice(0, 200),
+      status,
+      ...(error ? { gatewayError: error } : {}),
+      durationMs: Math.round(performance.now() - started),
+    });
+  const refuse = (error: GatewayError, why: string) => {
+    writeGatewayError(res, error, requestId);
+    done(error.status, why);
+  };
+
+  const body = await readBody(req, LIMITS.requestBodyBytes);
+  if (body === undefined) {
+    refuse(GATEWAY_ERRORS.requestTooLarge, 'request body over 10 MB');
+    return;
+  }
+  const event = toEvent({ request: req, body, requestId });
+  if (Buffer.byteLength(JSON.stringify(event)) > LIMITS.invokeRequestBytes) {
+    refuse(GATEWAY_ERRORS.invokeRequestTooLarge, 'Lambda request payload over 6 MB');
+    return;
+  }
+
+  const timeoutMs = options.timeoutMs ?? LIMITS.integrationTimeoutMs;
+  const outcome = await invokeWithTimeout(
+    () => options.handler(event, lambdaContext(options.functionName ?? 'registry', timeoutMs)),
+    timeoutMs,
+  );
+  if (outcome.kind === 'timeout') return refuse(GATEWAY_ERRORS.timeout, 'integration timeout');
+  if (outcome.kind === 'error') {
+    options.logger?.error('function error', describeError(outcome.error));
+    return refuse(GATEWAY_ERRORS.functionError, 'function error');
+  }
+  if (Buffer.byteLength(JSON.stringify(outcome.result) ?? '') > LIMITS.invokeResponseBytes) {
+    return refuse(GATEWAY_ERRORS.invokeResponseTooLarge, 'Lambda response payload over 6 MB');
+  }
+  writeResult(res, outcome.result, method, requestId);
+  done(res.statusCode);
+}
+
+type Outcome = { kind: 'result'; result: unknown } | { kind: 'error'; error: unknown } | { kind: 'timeout' };
+
+/**
+ * The function keeps running after a timeout (a real one would run on to its own timeout too);
+ * only the answer is abandoned.
+ */
+async function invokeWithTimeout(call: () => Promise<unknown>, timeoutMs: number): Promise<Outcome> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<Outcome>((resolve) => {
+    timer = setTimeout(() => resolve({ kind: 'timeout' }), timeoutMs);
+  });
+  const invocation = call().then(
+    (result): Outcome => ({ kind: 'result', result }),
+    (error: unknown): Outcome => ({ kind: 'error', error }),
+  );
+  try {
+    return await Promise.race([invocation, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * The whole body, or undefined as soon as it is known to exceed `limit` (by Content-Length or by
+ * counting). The rest is still read and dropped, so the client can finish sending and read the 413.
+ */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length']);
+    let over = Number.isFinite(declared) && declared > limit;
+    if (over) resolve(undefined);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      if (over) return;
+      size += chunk.length;
+      chunks.push(chunk);
+      if (size > limit) {
+        over = true;
+        chunks.length = 0;
+        resolve(undefined);
+      }
+    });
+    req.on('end', () => resolve(over ? undefined : Buffer.concat(chunks, size)));
+    req.on('error', reject);
+  });
+}
+
+function close(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeIdleConnections();
+  });
+}

@@ -1,0 +1,47 @@
+import { matchRoute } from '../http/route.ts';
+
+export interface RequestMetrics {
+  readonly method: string;
+  readonly rawPath: string;
+  readonly status: number;
+  readonly latencyMs: number;
+  /** Body bytes that passed through the function (a redirect passes none: S3 serves them). */
+  readonly responseBytes: number;
+}
+
+const NAMESPACE = 'Berth';
+
+/**
+ * One CloudWatch embedded-metric-format line per request: CloudWatch turns the log line into
+ * metrics without a PutMetricData call (which would cost latency and an API request each time).
+ * Dimensions stay low-cardinality: the route kind, never the repository name.
+ */
+export function metricLine(m: RequestMetrics, fields: Record<string, unknown> = {}): string {
+  const route = matchRoute(m.rawPath)?.kind ?? 'unmatched';
+  const redirected = m.status === 307 && route === 'blob' ? 1 : 0;
+  return JSON.stringify({
+    _aws: {
+      Timestamp: Date.now(),
+      CloudWatchMetrics: [
+        {
+          Namespace: NAMESPACE,
+          Dimensions: [['route', 'status'], ['route']],
+          Metrics: [
+            { Name: 'Requests', Unit: 'Count' },
+            { Name: 'Latency', Unit: 'Milliseconds' },
+            { Name: 'StreamedBytes', Unit: 'Bytes' },
+            { Name: 'RedirectedBlobs', Unit: 'Count' },
+          ],
+        },
+      ],
+    },
+    ...fields,
+    route,
+    status: String(m.status),
+    method: m.method,
+    Requests: 1,
+    Latency: Math.round(m.latencyMs * 10) / 10,
+    StreamedBytes: m.responseBytes,
+    RedirectedBlobs: redirected,
+  });
+}
