@@ -127,7 +127,8 @@ export class Uploads {
       const received = await this.receive(claimed, body, expect, (s) => (current = s));
       const info = await this.finish(received, digest);
       await this.blobs.link(repo, info);
-      await this.discard(current.state);
+      // The multipart upload is complete: nothing left to abort.
+      await this.discard({ ...current.state, multipartId: undefined });
       return info;
     } catch (err) {
       if (err instanceof RegistryError && err.code === 'DIGEST_INVALID') {
@@ -279,8 +280,7 @@ export class Uploads {
       return this.blobs.putSmall(digest, bytes, sha256);
     }
     if (running) checkDigest(digest, running.hex());
-    await writer.flushAll();
-    await this.storage.multipart.complete(dataKey, writer.uploadId, writer.parts);
+    await this.completeData(dataKey, writer, offset);
     if (!running) {
       const object = await this.storage.getStream(dataKey);
       if (!object)
@@ -290,6 +290,22 @@ export class Uploads {
       checkDigest(digest, hex);
     }
     return this.blobs.publish(digest, offset, dataKey);
+  }
+
+  /**
+   * Uploads the last part and completes the multipart upload. If S3 completed it on an earlier try
+   * whose answer was lost, the upload is gone but its object is there, whole: `data/<id>` belongs to
+   * this session alone, so an object of the session's size is that completed upload.
+   */
+  private async completeData(dataKey: string, writer: PartWriter, size: number): Promise<void> {
+    const uploadId = writer.uploadId;
+    if (!uploadId) throw new Error('completeData needs a multipart upload');
+    try {
+      await writer.flushAll();
+      await this.storage.multipart.complete(dataKey, uploadId, writer.parts);
+    } catch (err) {
+      if (!(err instanceof NoSuchUpload) || (await this.storage.head(dataKey))?.size !== size) throw err;
+    }
   }
 
   /** Removes every trace of a session: multipart upload, tail and state. */
