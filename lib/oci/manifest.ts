@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 import { RegistryError } from './errors.ts';
 import { digestFromHex, tryParseDigest, type DigestAlgorithm, type ParsedDigest } from './digest.ts';
 import { MediaType, baseMediaType, isManifestMediaType, type ManifestMediaType } from './media-types.ts';

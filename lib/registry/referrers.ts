@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import type { ParsedDigest } from '../oci/digest.ts';
 import type { Descriptor } from '../oci/manifest.ts';
 import type { RepositoryName } from '../oci/names.ts';

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 import { RegistryError } from '../oci/errors.ts';
 import type { DigestAlgorithm } from '../oci/digest.ts';
 import type { RepositoryName } from '../oci/names.ts';

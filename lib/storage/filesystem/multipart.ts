@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { checkCompletion, checkPartUpload } from '../multipart-rules.ts';
 import { NoSuchUpload, S3_LIMITS, type MultipartStore, type ObjectInfo, type PartInfo } from '../port.ts';
 import { writeBody, writeFully } from './body-writer.ts';

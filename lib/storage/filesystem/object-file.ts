@@ -1,6 +1,6 @@
 import type { Stats } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ChecksumMismatch, type ObjectInfo } from '../port.ts';
 import { writeBody, writeFully } from './body-writer.ts';
 import { hasCode } from './errno.ts';
