@@ -3,12 +3,18 @@ import * as z from 'zod';
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 
-const size = z.coerce.number().int().positive();
+/** A whole number, given as a number or as decimal digits (flags and environment are strings). */
+const whole = z
+  .union([z.number(), z.string().trim().regex(/^\d+$/, 'must be a whole number')])
+  .transform(Number)
+  .pipe(z.number().int());
+
+const size = whole.pipe(z.number().positive());
 
 /** Everything Berth can be told, validated once at start; nothing below the entry points reads the environment. */
 export const configSchema = z.object({
   host: z.string().min(1).default('127.0.0.1'),
-  port: z.coerce.number().int().min(0).max(65535).default(5000),
+  port: whole.pipe(z.number().min(0).max(65535)).default(5000),
   dataDir: z.string().min(1).default('./data'),
   logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
   storage: z.enum(['filesystem', 's3']).default('filesystem'),
@@ -28,18 +34,24 @@ export const configSchema = z.object({
   /** Answer blob GETs with a 307 to a presigned storage URL (S3 only); off streams the bytes through Berth. */
   redirect: z.boolean().default(true),
   /** Lifetime of presigned URLs, in seconds. */
-  presignTtlSeconds: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(7 * 24 * 3600)
+  presignTtlSeconds: whole
+    .pipe(
+      z
+        .number()
+        .min(1)
+        .max(7 * 24 * 3600),
+    )
     .default(900),
   /** Largest blob accepted, in bytes. */
   maxBlobSize: size.default(50 * GiB),
   /** Multipart part size: the most memory one upload request buffers. */
-  partSize: size
-    .min(5 * MiB)
-    .max(5 * GiB)
+  partSize: whole
+    .pipe(
+      z
+        .number()
+        .min(5 * MiB)
+        .max(5 * GiB),
+    )
     .default(16 * MiB),
   /** Let `POST ...?mount=<digest>` without `from` mount a blob any repository holds. */
   mountWithoutFrom: z.boolean().default(false),

@@ -38,7 +38,7 @@ export function createApp(options: HttpOptions): Hono<HttpEnv> {
       path: rawPathOf(c),
       ...queryOf(c),
       status: c.res.status,
-      bytes: Number(c.res.headers.get('Content-Length') ?? 0),
+      bytes: c.req.method === 'HEAD' ? 0 : Number(c.res.headers.get('Content-Length') ?? 0),
       durationMs: Math.round((performance.now() - started) * 10) / 10,
     });
   });

@@ -24,7 +24,12 @@ export function errorResponse(
         });
   return new Response(body, {
     status: error.status,
-    headers: { 'Content-Type': 'application/json; charset=utf-8', ...error.headers, ...headers },
+    headers: {
+      'Content-Type': 'application/json; charset=utf-8',
+      ...(body === null ? {} : { 'Content-Length': String(Buffer.byteLength(body)) }),
+      ...error.headers,
+      ...headers,
+    },
   });
 }
 

@@ -6,10 +6,11 @@ import type { ByteRange } from '../storage/port.ts';
  * range is served; a multi-range request gets the whole object (undefined), as RFC 9110 allows.
  */
 export function parseByteRange(header: string | undefined, size: number): ByteRange | undefined {
-  if (!header) return undefined;
-  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  // A unit other than bytes is ignored, as RFC 9110 requires: the whole blob is served.
+  if (!header || !/^bytes=/i.test(header.trim())) return undefined;
+  const match = /^bytes=(\d*)-(\d*)$/i.exec(header.trim());
   if (!match) {
-    if (/^bytes=[\d\s,-]+$/.test(header.trim())) return undefined;
+    if (/^bytes=[\d\s,-]+$/i.test(header.trim())) return undefined;
     throw unsatisfiable(size, `malformed Range header "${header.slice(0, 100)}"; use bytes=<first>-<last>`);
   }
   const [, first, last] = match;

@@ -20,7 +20,14 @@ export function createLogger(
 ): Logger {
   const emit = (at: Exclude<LogLevel, 'silent'>, msg: string, fields?: LogFields) => {
     if (RANK[at] < RANK[level]) return;
-    write(JSON.stringify({ time: new Date().toISOString(), level: at, msg, ...base, ...fields }));
+    const record = { ...base, ...fields, time: new Date().toISOString(), level: at, msg };
+    try {
+      write(JSON.stringify(record));
+    } catch {
+      write(
+        JSON.stringify({ time: record.time, level: at, msg, logError: 'fields could not be serialized' }),
+      );
+    }
   };
   return {
     debug: (msg, fields) => emit('debug', msg, fields),

@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { serve } from '@hono/node-server';
 import type { Config } from '../config/config.ts';
 import { createApp } from '../http/app.ts';
@@ -57,6 +57,19 @@ export async function startLocalServer(config: Config, logger: Logger): Promise<
   timer.unref();
   void purge();
 
+  // On shutdown, connections busy with a request must not stay keep-alive: their responses say
+  // `Connection: close`, and each connection is closed as soon as its request is done.
+  let closing = false;
+  const inFlight = new Set<ServerResponse>();
+  server.on('request', (_req: IncomingMessage, res: ServerResponse) => {
+    if (closing) res.shouldKeepAlive = false;
+    inFlight.add(res);
+    res.once('close', () => {
+      inFlight.delete(res);
+      if (closing) server.closeIdleConnections();
+    });
+  });
+
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return {
@@ -65,6 +78,11 @@ export async function startLocalServer(config: Config, logger: Logger): Promise<
     close: () =>
       new Promise<void>((resolve) => {
         clearInterval(timer);
+        closing = true;
+        for (const res of inFlight) {
+          if (!res.headersSent) res.setHeader('Connection', 'close');
+          res.shouldKeepAlive = false;
+        }
         const force = setTimeout(() => server.closeAllConnections(), config.shutdownGraceSeconds * 1000);
         force.unref();
         server.close(() => {

@@ -16,14 +16,14 @@ export async function handleTags(
 ): Promise<Response> {
   const paging = pagingOf(c);
   const page = await options.registry.listTags(repo, paging);
-  return listing(c, { name: repo, tags: page.names }, page, paging, `/v2/${repo}/tags/list`);
+  return listing({ name: repo, tags: page.names }, page, paging, `/v2/${repo}/tags/list`);
 }
 
 /** GET `/v2/_catalog?n=&last=`. */
 export async function handleCatalog(c: HttpContext, options: HttpOptions): Promise<Response> {
   const paging = pagingOf(c);
   const page = await options.registry.catalog(paging);
-  return listing(c, { repositories: page.names }, page, paging, '/v2/_catalog');
+  return listing({ repositories: page.names }, page, paging, '/v2/_catalog');
 }
 
 /** GET `/v2/<name>/referrers/<digest>?artifactType=`: an OCI index, empty for an unknown subject. */
@@ -43,8 +43,10 @@ export async function handleReferrers(
     const query = new URLSearchParams({ ...(artifactType ? { artifactType } : {}), last: page.next });
     headers.Link = `</v2/${repo}/referrers/${subject.digest}?${query}>; rel="next"`;
   }
-  const body = { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: page.descriptors };
-  return new Response(JSON.stringify(body), { status: 200, headers });
+  return jsonResponse(
+    { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: page.descriptors },
+    headers,
+  );
 }
 
 interface Paging {
@@ -68,12 +70,20 @@ function pagingOf(c: HttpContext): Paging {
   return { n: Math.min(Number(nParam), MAX_PAGE), last };
 }
 
-function listing(c: HttpContext, body: object, page: NamePage, paging: Paging, path: string): Response {
+function jsonResponse(body: object, headers: Record<string, string>): Response {
+  const text = JSON.stringify(body);
+  return new Response(text, {
+    status: 200,
+    headers: { ...headers, 'Content-Length': String(Buffer.byteLength(text)) },
+  });
+}
+
+function listing(body: object, page: NamePage, paging: Paging, path: string): Response {
   const headers: Record<string, string> = { 'Content-Type': 'application/json; charset=utf-8' };
   const last = page.names[page.names.length - 1];
   if (page.more && last !== undefined) {
     const query = new URLSearchParams({ n: String(paging.n ?? page.names.length), last });
     headers.Link = `<${path}?${query}>; rel="next"`;
   }
-  return c.body(JSON.stringify(body), 200, headers);
+  return jsonResponse(body, headers);
 }
