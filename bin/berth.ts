@@ -1,9 +1,11 @@
 #!/usr/bin/env -S npx tsx
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError, parseConfig } from '../lib/config/config.ts';
 import { configInput } from '../lib/config/sources.ts';
 import { createLogger, describeError } from '../lib/logging/logger.ts';
 import { startLocalServer } from '../lib/server/local.ts';
+import { startLambdaGateway } from '../lib/gateway/local.ts';
 
 const USAGE = `Usage: berth <command> [options]
 
@@ -22,6 +24,8 @@ Options for serve (environment variable in brackets):
   --max-blob-size <n>   Largest blob accepted, in bytes [BERTH_MAX_BLOB_SIZE] (default 50 GiB)
   --mount-without-from  Let a mount request without ?from= link a blob from any repository
                         [BERTH_MOUNT_WITHOUT_FROM]
+  --lambda              Serve the built Lambda bundle (dist/registry/index.mjs, \`npm run build\`)
+                        behind a local API Gateway HTTP API, with AWS's limits
   -h, --help            Show this help
 `;
 
@@ -38,6 +42,7 @@ async function main(argv: string[]): Promise<number> {
       'no-redirect': { type: 'boolean' },
       'max-blob-size': { type: 'string' },
       'mount-without-from': { type: 'boolean' },
+      lambda: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -63,7 +68,13 @@ async function main(argv: string[]): Promise<number> {
     }),
   );
   const logger = createLogger(config.logLevel);
-  const server = await startLocalServer(config, logger);
+  const server = values.lambda
+    ? await startLambdaGateway(
+        config,
+        logger,
+        fileURLToPath(new URL('../dist/registry/index.mjs', import.meta.url)),
+      )
+    : await startLocalServer(config, logger);
   logger.info('berth listening', { url: server.url, dataDir: config.dataDir, storage: config.storage });
   if (config.host !== '127.0.0.1' && config.host !== 'localhost' && config.host !== '::1') {
     logger.warn(

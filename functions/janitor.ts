@@ -1,0 +1,11 @@
+/** Scheduled maintenance: purges stale upload sessions. */
+import { lambdaConfig } from '../lib/lambda/config.ts';
+import { createJanitorHandler } from '../lib/lambda/janitor.ts';
+import { createLambdaLogger } from '../lib/lambda/logging.ts';
+import { createLambdaRegistry } from '../lib/lambda/registry.ts';
+
+// Built once per container, at init.
+const config = lambdaConfig(process.env);
+const logger = createLambdaLogger(config.logLevel);
+
+export const handler = createJanitorHandler(createLambdaRegistry(config), config.uploadTtlSeconds, logger);

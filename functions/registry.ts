@@ -1,0 +1,16 @@
+/** The whole /v2 API behind API Gateway (HTTP API, payload 2.0) or a Function URL. */
+import { lambdaConfig } from '../lib/lambda/config.ts';
+import { createHttpHandler } from '../lib/lambda/handler.ts';
+import { createLambdaLogger } from '../lib/lambda/logging.ts';
+import { createLambdaApp, createLambdaRegistry } from '../lib/lambda/registry.ts';
+
+// Built once per container, at init, so warm invocations only route and run.
+const config = lambdaConfig(process.env);
+const logger = createLambdaLogger(config.logLevel);
+const app = createLambdaApp(config, createLambdaRegistry(config), logger);
+
+// Metrics are log lines too: a silent log level silences them (tests).
+export const handler = createHttpHandler(app, {
+  logger,
+  writeMetric: config.logLevel === 'silent' ? false : undefined,
+});

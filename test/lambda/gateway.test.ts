@@ -1,0 +1,200 @@
+import type { APIGatewayProxyEventV2 } from 'aws-lambda';
+import { createHash } from 'node:crypto';
+import { request, type IncomingMessage } from 'node:http';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bundleFunctions } from '../../build/bundle.ts';
+import { loadHandler, type HttpFunction } from '../../lib/gateway/invoke.ts';
+import { startGateway, type RunningGateway } from '../../lib/gateway/server.ts';
+
+const MB = 1024 * 1024;
+let dir: string;
+let bundle: RunningGateway;
+
+// The BUILT registry bundle behind the gateway: what `berth serve --lambda` runs.
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'berth-gateway-'));
+  await bundleFunctions(join(dir, 'dist'));
+  process.env.BERTH_STORAGE = 'filesystem';
+  process.env.BERTH_DATA_DIR = join(dir, 'data');
+  process.env.BERTH_LOG_LEVEL = 'silent';
+  bundle = await startGateway({ handler: await loadHandler(join(dir, 'dist', 'registry', 'index.mjs')) });
+});
+
+afterAll(async () => {
+  await bundle?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A gateway in front of a stand-in function, for the limits a registry cannot reach. */
+async function withFunction(handler: HttpFunction, run: (url: string) => Promise<void>, timeoutMs?: number) {
+  const gateway = await startGateway({ handler, timeoutMs });
+  try {
+    await run(gateway.url);
+  } finally {
+    await gateway.close();
+  }
+}
+
+function rawGet(url: string, headers: string[]): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { headers }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const sha256 = (bytes: Uint8Array) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+
+describe('local API Gateway in front of the built bundle', () => {
+  it('answers GET /v2/ with the gateway request id', async () => {
+    const res = await fetch(`${bundle.url}/v2/`);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('{}');
+    expect(res.headers.get('docker-distribution-api-version')).toBe('registry/2.0');
+    expect(res.headers.get('x-request-id')).toBe(res.headers.get('apigw-requestid'));
+  });
+
+  it('pushes and pulls a 3 MB blob in one PATCH (base64 in the event, under 6 MB)', async () => {
+    const layer = new Uint8Array(3 * MB).map((_, i) => (i * 31) % 251);
+    const start = await fetch(`${bundle.url}/v2/gw/app/blobs/uploads/`, { method: 'POST' });
+    const location = start.headers.get('location')!;
+    const patch = await fetch(`${bundle.url}${location}`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: layer,
+    });
+    expect(patch.status).toBe(202);
+    const put = await fetch(`${bundle.url}${location}?digest=${sha256(layer)}`, { method: 'PUT' });
+    expect(put.status).toBe(201);
+    const got = await fetch(`${bundle.url}/v2/gw/app/blobs/${sha256(layer)}`);
+    expect(got.status).toBe(200);
+    expect(sha256(new Uint8Array(await got.arrayBuffer()))).toBe(sha256(layer));
+  });
+
+  it('refuses a PATCH whose event exceeds 6 MB with 413, before the function runs', async () => {
+    const res = await fetch(`${bundle.url}/v2/gw/app/blobs/uploads/anything`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: new Uint8Array(5 * MB),
+    });
+    expect(res.status).toBe(413);
+    expect(await res.json()).toEqual({ message: 'Request Entity Too Large' });
+  });
+
+  it('refuses a body over 10 MB with 413 from API Gateway', async () => {
+    const res = await fetch(`${bundle.url}/v2/gw/app/blobs/uploads/anything`, {
+      method: 'PATCH',
+      body: new Uint8Array(11 * MB),
+    });
+    expect(res.status).toBe(413);
+    expect(await res.json()).toEqual({ message: 'Request Entity Too Large' });
+  });
+
+  it('passes a body between 4.4 MB and the Lambda limit to the registry, which names the fix', async () => {
+    const res = await fetch(`${bundle.url}/v2/gw/app/blobs/uploads/anything`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: new Uint8Array(4_500_000),
+    });
+    expect(res.status).toBe(413);
+    const { errors } = (await res.json()) as { errors: { code: string; message: string }[] };
+    expect(errors[0]?.code).toBe('SIZE_INVALID');
+    expect(errors[0]?.message).toMatch(/berth` relay/);
+  });
+});
+
+describe('local API Gateway event and result mapping', () => {
+  it('builds a payload-2.0 event: lower-case headers, repeated values comma-joined, cookies apart', async () => {
+    let seen: APIGatewayProxyEventV2 | undefined;
+    await withFunction(
+      async (event) => {
+        seen = event;
+        return { statusCode: 204, headers: { 'X-Mixed-Case': 'yes' }, cookies: ['s=1; Path=/', 't=2'] };
+      },
+      async (url) => {
+        // node:http, not fetch: fetch joins repeated headers itself before sending them.
+        const res = await rawGet(`${url}/v2/r/tags/list?tag=a&tag=b&n=1%202`, [
+          ...['Host', 'registry.local', 'X-Repeated', 'one', 'X-Repeated', 'two', 'Cookie', 'a=1; b=2'],
+        ]);
+        expect(res.statusCode).toBe(204);
+        expect(res.headers['x-mixed-case']).toBe('yes');
+        expect(res.headers['set-cookie']).toEqual(['s=1; Path=/', 't=2']);
+      },
+    );
+    expect(seen).toMatchObject({
+      version: '2.0',
+      routeKey: '$default',
+      rawPath: '/v2/r/tags/list',
+      rawQueryString: 'tag=a&tag=b&n=1%202',
+      queryStringParameters: { tag: 'a,b', n: '1 2' },
+      cookies: ['a=1', 'b=2'],
+      isBase64Encoded: false,
+      requestContext: { http: { method: 'GET', path: '/v2/r/tags/list' }, stage: '$default' },
+    });
+    expect(seen?.headers['x-repeated']).toBe('one,two');
+    expect(seen?.headers.cookie).toBeUndefined();
+    expect(seen?.body).toBeUndefined();
+  });
+
+  it('sends JSON bodies as text and binary ones base64', async () => {
+    const bodies: Pick<APIGatewayProxyEventV2, 'body' | 'isBase64Encoded'>[] = [];
+    await withFunction(
+      async ({ body, isBase64Encoded }) => {
+        bodies.push({ body, isBase64Encoded });
+        return { statusCode: 200, body: Buffer.from([0, 255]).toString('base64'), isBase64Encoded: true };
+      },
+      async (url) => {
+        const json = await fetch(url, {
+          method: 'PUT',
+          headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' },
+          body: '{"a":"é"}',
+        });
+        expect(new Uint8Array(await json.arrayBuffer())).toEqual(new Uint8Array([0, 255]));
+        await fetch(url, { method: 'PATCH', body: new Uint8Array([1, 2, 3]) });
+      },
+    );
+    expect(bodies).toEqual([
+      { body: '{"a":"é"}', isBase64Encoded: false },
+      { body: 'AQID', isBase64Encoded: true },
+    ]);
+  });
+
+  it('answers 502 when the function returns more than 6 MB', async () => {
+    await withFunction(
+      async () => ({ statusCode: 200, body: 'x'.repeat(6 * MB + 200) }),
+      async (url) => {
+        const res = await fetch(url);
+        expect(res.status).toBe(502);
+        expect(await res.json()).toEqual({ message: 'Internal Server Error' });
+      },
+    );
+  });
+
+  it('answers 500 when the function throws, and 503 when it outlives the integration timeout', async () => {
+    await withFunction(
+      async () => {
+        throw new Error('boom');
+      },
+      async (url) => {
+        const res = await fetch(url);
+        expect(res.status).toBe(500);
+        expect(await res.json()).toEqual({ message: 'Internal Server Error' });
+      },
+    );
+    await withFunction(
+      () => new Promise((resolve) => setTimeout(() => resolve({ statusCode: 200 }), 500)),
+      async (url) => {
+        const res = await fetch(url);
+        expect(res.status).toBe(503);
+        expect(await res.json()).toEqual({ message: 'Service Unavailable' });
+      },
+      50,
+    );
+  });
+});

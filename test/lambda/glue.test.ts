@@ -1,0 +1,95 @@
+import type { ScheduledEvent } from 'aws-lambda';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { lambdaConfig } from '../../lib/lambda/config.ts';
+import { createHttpHandler } from '../../lib/lambda/handler.ts';
+import { createJanitorHandler } from '../../lib/lambda/janitor.ts';
+import { createLambdaLogger } from '../../lib/lambda/logging.ts';
+import { createLambdaApp, createLambdaRegistry } from '../../lib/lambda/registry.ts';
+import { SerializedHashStates } from '../../lib/registry/hashing.ts';
+import { Registry } from '../../lib/registry/registry.ts';
+import { MemoryDriver } from '../../lib/storage/memory.ts';
+import { apiEvent, context } from './events.ts';
+
+describe('Lambda configuration', () => {
+  it('defaults to the S3 store in the function region', () => {
+    const config = lambdaConfig({ BERTH_S3_BUCKET: 'team-registry', AWS_REGION: 'eu-west-1' });
+    expect(config.storage).toBe('s3');
+    expect(config.s3).toMatchObject({ bucket: 'team-registry', region: 'eu-west-1' });
+  });
+
+  it('lets BERTH_* settings win, and refuses S3 without a bucket', () => {
+    expect(
+      lambdaConfig({ BERTH_S3_BUCKET: 'b12', BERTH_S3_REGION: 'us-west-2', AWS_REGION: 'eu-west-1' }).s3
+        .region,
+    ).toBe('us-west-2');
+    expect(lambdaConfig({ BERTH_STORAGE: 'filesystem' }).storage).toBe('filesystem');
+    expect(() => lambdaConfig({})).toThrow(/bucket/);
+  });
+});
+
+describe('Lambda logs and metrics', () => {
+  it('stamps every log and metric line with the Lambda and API Gateway request ids', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'berth-lambda-log-'));
+    try {
+      const lines: string[] = [];
+      const config = lambdaConfig({ BERTH_STORAGE: 'filesystem', BERTH_DATA_DIR: dir });
+      const logger = createLambdaLogger('info', (line) => lines.push(line));
+      const app = createLambdaApp(config, createLambdaRegistry(config), logger);
+      const handler = createHttpHandler(app, { logger, writeMetric: (line) => lines.push(line) });
+      const event = apiEvent('GET', '/v2/nope/manifests/latest');
+      const ctx = context();
+      const result = await handler(event, ctx);
+      expect(result.statusCode).toBe(404);
+      const parsed = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+      expect(parsed.length).toBeGreaterThanOrEqual(2);
+      for (const line of parsed) {
+        expect(line).toMatchObject({
+          awsRequestId: ctx.awsRequestId,
+          apiRequestId: event.requestContext.requestId,
+        });
+      }
+      const metric = parsed.find((line) => '_aws' in line);
+      expect(metric).toMatchObject({ route: 'manifest', status: '404', Requests: 1 });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('janitor', () => {
+  it('purges upload sessions older than the TTL and logs a summary', async () => {
+    const registry = new Registry({
+      storage: new MemoryDriver(),
+      hashes: new SerializedHashStates(),
+      limits: { maxBlobSize: 1 << 30, partSize: 5 * 1024 * 1024, leaseMs: 60_000 },
+      mountWithoutFrom: false,
+    });
+    const config = lambdaConfig({ BERTH_STORAGE: 'filesystem' });
+    const handler = createHttpHandler(createLambdaApp(config, registry, createLambdaLogger('silent')), {
+      logger: createLambdaLogger('silent'),
+      writeMetric: false,
+    });
+    const started = await handler(apiEvent('POST', '/v2/team/app/blobs/uploads/'), context());
+    expect(started.statusCode).toBe(202);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+
+    const lines: string[] = [];
+    const janitor = createJanitorHandler(
+      registry,
+      0.01,
+      createLambdaLogger('info', (line) => lines.push(line)),
+    );
+    const summary = await janitor({ id: 'evt-1' } as ScheduledEvent, context());
+    expect(summary).toMatchObject({ purged: 1, uploadTtlSeconds: 0.01 });
+    expect(JSON.parse(lines[0]!)).toMatchObject({
+      msg: 'janitor finished',
+      purged: 1,
+      scheduleEventId: 'evt-1',
+    });
+    const again = await handler(apiEvent('GET', String(started.headers?.location)), context());
+    expect(again.statusCode).toBe(404);
+  });
+});
