@@ -75,9 +75,7 @@ export class Uploads {
     body: ReadableStream<Uint8Array> | null,
     expect: ChunkExpectation,
   ): Promise<UploadStatus> {
-    const loaded = await this.sessions.load(repo, id);
-    checkStart(loaded.state, expect);
-    const claimed = await this.sessions.claim(loaded);
+    const claimed = await this.claim(repo, id, expect);
     let current = claimed;
     let newTail: { key: string; size: number } | undefined;
     try {
@@ -119,9 +117,7 @@ export class Uploads {
     body: ReadableStream<Uint8Array> | null,
     expect: ChunkExpectation,
   ): Promise<BlobInfo> {
-    const loaded = await this.sessions.load(repo, id);
-    checkStart(loaded.state, expect);
-    const claimed = await this.sessions.claim(loaded);
+    const claimed = await this.claim(repo, id, expect);
     let current = claimed;
     try {
       const received = await this.receive(claimed, body, expect, (s) => (current = s));
@@ -200,6 +196,13 @@ export class Uploads {
       : undefined;
     if (typeof stored?.repo !== 'string' || typeof stored.id !== 'string') return undefined;
     return (await this.sessions.load(stored.repo as RepositoryName, stored.id).catch(() => undefined))?.state;
+  }
+
+  /** Loads the session, checks the chunk starts where it ends, and claims it for this request. */
+  private async claim(repo: RepositoryName, id: string, expect: ChunkExpectation): Promise<LoadedSession> {
+    const loaded = await this.sessions.load(repo, id);
+    checkStart(loaded.state, expect);
+    return this.sessions.claim(loaded);
   }
 
   /** Streams the request body into parts, hashing as it goes. */

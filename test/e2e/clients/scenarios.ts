@@ -1043,7 +1043,9 @@ export function registerClientScenarios(opts: ScenarioOptions): void {
       const pullRef = () => ctx.c.ref(repo('interrupt/pull'), 'v1');
 
       for (const client of ['skopeo', 'crane', 'ctr', 'podman', 'regctl', 'docker'] as const) {
-        it(`${client} pull killed half way, then pulled again`, async (t) => {
+        // Skipped where blob GETs are redirected to S3: the bytes then go from the store straight to
+        // the client, past this proxy, which cannot see them to kill the client half way.
+        it.skipIf(blobsRedirected())(`${client} pull killed half way, then pulled again`, async (t) => {
           clientsOr(t, client, 'crane');
           const c = ctx.c;
           if (!source) {
@@ -1145,4 +1147,9 @@ async function recorded(target: RegistryTarget, workDir: string): Promise<Regist
       await target.stop();
     },
   };
+}
+
+/** Whether the registry under test answers blob GETs with redirects to presigned S3 URLs. */
+function blobsRedirected(): boolean {
+  return process.env.BERTH_STORAGE === 's3' && !/^(0|false|no|off)$/i.test(process.env.BERTH_REDIRECT ?? '');
 }
