@@ -59,16 +59,31 @@ export const configSchema = z.object({
   uploadTtlSeconds: size.default(24 * 3600),
   /** How long one request may hold an upload session before a crash is presumed. */
   uploadLeaseSeconds: size.default(3600),
+  /** Accounts and the token signing key (written by `berth users`); set, authentication is on. */
+  authFile: z.string().min(1).optional(),
+  /** Lifetime of the bearer tokens the token endpoint issues. */
+  tokenTtlSeconds: whole.pipe(z.number().min(60).max(3600)).default(300),
   /** How long SIGTERM waits for requests in flight before closing their connections. */
   shutdownGraceSeconds: size.default(30),
 });
 
 export type Config = z.infer<typeof configSchema>;
 
-const checkedSchema = configSchema.refine((c) => c.storage !== 's3' || c.s3.bucket !== undefined, {
-  message: 'the s3 store needs a bucket (BERTH_S3_BUCKET)',
-  path: ['s3', 'bucket'],
-});
+const checkedSchema = configSchema
+  .refine((c) => c.storage !== 's3' || c.s3.bucket !== undefined, {
+    message: 'the s3 store needs a bucket (BERTH_S3_BUCKET)',
+    path: ['s3', 'bucket'],
+  })
+  .refine((c) => c.authFile !== undefined || isLoopback(c.host), {
+    message:
+      'listening beyond loopback needs authentication: create accounts with `berth users add` and pass --auth-file',
+    path: ['authFile'],
+  });
+
+/** Addresses only this machine can reach, where running without authentication is allowed. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
 export type ConfigInput = z.input<typeof configSchema>;
 
 export function parseConfig(input: ConfigInput): Config {

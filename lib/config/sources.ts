@@ -14,6 +14,8 @@ export const ENV_VARS: Record<string, string> = {
   BERTH_UPLOAD_TTL: 'uploadTtlSeconds',
   BERTH_SHUTDOWN_GRACE: 'shutdownGraceSeconds',
   BERTH_REDIRECT: 'redirect',
+  BERTH_AUTH_FILE: 'authFile',
+  BERTH_TOKEN_TTL: 'tokenTtlSeconds',
   BERTH_PRESIGN_TTL: 'presignTtlSeconds',
   BERTH_S3_BUCKET: 's3.bucket',
   BERTH_S3_PREFIX: 's3.prefix',

@@ -5,6 +5,8 @@ import { parseName } from '../oci/names.ts';
 import type { HttpContext, HttpEnv, HttpOptions } from './context.ts';
 import { rawPathOf } from './context.ts';
 import { errorResponse } from './errors.ts';
+import { needOf } from './access.ts';
+import { authorize, handleToken } from './auth.ts';
 import { ALLOWED, matchRoute, notFound } from './route.ts';
 import { handleBlob } from './routes/blobs.ts';
 import { handleCatalog, handleReferrers, handleTags } from './routes/listings.ts';
@@ -70,9 +72,18 @@ function queryOf(c: HttpContext): { query?: string } {
 
 async function dispatch(c: HttpContext, options: HttpOptions): Promise<Response> {
   const path = rawPathOf(c);
+  const method = c.req.method;
+  if (path === '/token' && options.auth) {
+    if (method !== 'GET' && method !== 'POST') {
+      throw new RegistryError('UNSUPPORTED', `${method} is not supported on /token`, {
+        status: 405,
+        headers: { Allow: 'GET, POST' },
+      });
+    }
+    return handleToken(c, options.auth);
+  }
   const route = matchRoute(path);
   if (!route) throw notFound(path);
-  const method = c.req.method;
   const allowed = ALLOWED[route.kind];
   if (!allowed.includes(method)) {
     throw new RegistryError('UNSUPPORTED', `${method} is not supported on ${path.slice(0, 200)}`, {
@@ -80,6 +91,7 @@ async function dispatch(c: HttpContext, options: HttpOptions): Promise<Response>
       headers: { Allow: allowed.join(', ') },
     });
   }
+  c.set('caller', options.auth ? await authorize(c, options.auth, needOf(route, method)) : undefined);
   switch (route.kind) {
     case 'base':
       return new Response(method === 'HEAD' ? null : '{}', {

@@ -1,8 +1,11 @@
 import type { Context } from 'hono';
 import type { Logger } from '../logging/logger.ts';
 import type { Registry } from '../registry/registry.ts';
+import type { Caller, HttpAuth } from './auth.ts';
 
 export interface HttpOptions {
+  /** Token authentication; absent, every request is allowed (a loopback-only server). */
+  readonly auth?: HttpAuth;
   readonly registry: Registry;
   readonly logger: Logger;
   /** Answer blob GETs with a redirect to a presigned storage URL, when the store can make one. */
@@ -11,13 +14,15 @@ export interface HttpOptions {
 
 /** What the runtime adapters put in Hono's `env`: the raw request, to route on the undecoded path. */
 export interface HttpBindings {
-  incoming?: { url?: string; destroyed?: boolean };
-  event?: { rawPath?: string };
+  incoming?: { url?: string; destroyed?: boolean; socket?: { remoteAddress?: string } };
+  event?: { rawPath?: string; requestContext?: { http?: { sourceIp?: string } } };
 }
 
 export interface HttpVariables {
   requestId: string;
   log: Logger;
+  /** Who the request acts as; undefined when authentication is off. */
+  caller: Caller | undefined;
 }
 
 export type HttpEnv = { Bindings: HttpBindings; Variables: HttpVariables };

@@ -7,6 +7,7 @@ import { describeError, type Logger } from '../logging/logger.ts';
 import { InMemoryHashStates } from '../registry/hashing.ts';
 import { Registry } from '../registry/registry.ts';
 import { createStorage } from './storage.ts';
+import { loadAuth } from './auth.ts';
 
 export interface RunningServer {
   readonly url: string;
@@ -30,7 +31,9 @@ export async function startLocalServer(config: Config, logger: Logger): Promise<
     },
     mountWithoutFrom: config.mountWithoutFrom,
   });
+  const auth = config.authFile ? await loadAuth(config.authFile, config.tokenTtlSeconds, logger) : undefined;
   const app = createApp({
+    auth,
     registry,
     logger,
     redirect: { enabled: config.redirect, ttlSeconds: config.presignTtlSeconds },

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createApp } from '../../lib/http/app.ts';
+import type { HttpAuth } from '../../lib/http/auth.ts';
 import { createLogger } from '../../lib/logging/logger.ts';
 import { InMemoryHashStates, SerializedHashStates, type HashStates } from '../../lib/registry/hashing.ts';
 import { Registry } from '../../lib/registry/registry.ts';
@@ -19,6 +20,7 @@ export interface TestOptions {
   maxBlobSize?: number;
   partSize?: number;
   referrersPageSize?: number;
+  auth?: HttpAuth;
 }
 
 export function testRegistry(options: TestOptions = {}): TestRegistry {
@@ -40,6 +42,7 @@ export function testRegistry(options: TestOptions = {}): TestRegistry {
     registry,
     logger: createLogger('silent'),
     redirect: { enabled: false, ttlSeconds: 0 },
+    auth: options.auth,
   });
   return {
     storage,

@@ -78,6 +78,13 @@ describe('parseConfig', () => {
 });
 
 describe('configInput', () => {
+  it('refuses to listen beyond loopback without authentication', () => {
+    expect(() => parseConfig({ host: '0.0.0.0' })).toThrow(/needs authentication/);
+    expect(() => parseConfig({ host: '10.1.2.3' })).toThrow(ConfigError);
+    expect(parseConfig({ host: '127.0.0.2' }).host).toBe('127.0.0.2');
+    expect(parseConfig({ host: '0.0.0.0', authFile: 'auth.json' }).authFile).toBe('auth.json');
+  });
+
   it('maps the documented environment variables to config fields', () => {
     const input = configInput(
       {
@@ -90,6 +97,7 @@ describe('configInput', () => {
         BERTH_S3_PREFIX: 'team-a',
         BERTH_S3_REGION: 'eu-west-1',
         BERTH_S3_ENDPOINT: 'http://localhost:9000',
+        BERTH_AUTH_FILE: '/etc/berth/auth.json',
       },
       {},
     );
@@ -97,6 +105,7 @@ describe('configInput', () => {
     expect(config).toMatchObject({
       port: 8080,
       host: '0.0.0.0',
+      authFile: '/etc/berth/auth.json',
       dataDir: '/var/lib/berth',
       logLevel: 'debug',
       storage: 's3',

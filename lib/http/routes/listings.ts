@@ -4,6 +4,7 @@ import { MediaType } from '../../oci/media-types.ts';
 import type { RepositoryName } from '../../oci/names.ts';
 import type { NamePage } from '../../registry/listing.ts';
 import type { HttpContext, HttpOptions } from '../context.ts';
+import { allowedActions } from '../../auth/grants.ts';
 
 /** Pages larger than this are cut short (with a Link to the rest): bounded work per request. */
 export const MAX_PAGE = 10_000;
@@ -23,7 +24,31 @@ export async function handleTags(
 export async function handleCatalog(c: HttpContext, options: HttpOptions): Promise<Response> {
   const paging = pagingOf(c);
   const page = await options.registry.catalog(paging);
-  return listing({ repositories: page.names }, page, paging, '/v2/_catalog');
+  const visible = await catalogFilter(c, options);
+  const names = visible ? page.names.filter(visible) : page.names;
+  return listing(
+    { repositories: names },
+    { names, more: page.more, last: page.names.at(-1) },
+    paging,
+    '/v2/_catalog',
+  );
+}
+
+/**
+ * With authentication on, the catalog shows only the repositories the caller may pull, unless its
+ * token carries `registry:catalog:*`.
+ */
+async function catalogFilter(
+  c: HttpContext,
+  options: HttpOptions,
+): Promise<((name: string) => boolean) | undefined> {
+  const caller = c.get('caller');
+  if (!caller || !options.auth) return undefined;
+  if (caller.access.some((a) => a.type === 'registry' && a.name === 'catalog' && a.actions.includes('*'))) {
+    return undefined;
+  }
+  const { grants } = await options.auth.accounts.permissionsOf(caller.subject);
+  return (name) => allowedActions(grants, name).has('pull');
 }
 
 /** GET `/v2/<name>/referrers/<digest>?artifactType=`: an OCI index, empty for an unknown subject. */
@@ -78,9 +103,9 @@ function jsonResponse(body: object, headers: Record<string, string>): Response {
   });
 }
 
-function listing(body: object, page: NamePage, paging: Paging, path: string): Response {
+function listing(body: object, page: NamePage & { last?: string }, paging: Paging, path: string): Response {
   const headers: Record<string, string> = { 'Content-Type': 'application/json; charset=utf-8' };
-  const last = page.names[page.names.length - 1];
+  const last = page.last ?? page.names[page.names.length - 1];
   if (page.more && last !== undefined) {
     const query = new URLSearchParams({ n: String(paging.n ?? page.names.length), last });
     headers.Link = `<${path}?${query}>; rel="next"`;

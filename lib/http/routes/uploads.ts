@@ -5,6 +5,7 @@ import type { BlobInfo } from '../../registry/blobs.ts';
 import type { ChunkExpectation, UploadStatus } from '../../registry/uploads.ts';
 import { contentLength } from '../body.ts';
 import type { HttpContext, HttpOptions } from '../context.ts';
+import { may } from '../auth.ts';
 import { parseContentRange } from '../ranges.ts';
 
 /** POST `/v2/<name>/blobs/uploads/`: start a session, upload whole, or mount from another repository. */
@@ -18,7 +19,12 @@ export async function handleUploadStart(
   if (mount !== undefined) {
     const digest = parseDigest(mount);
     const fromParam = c.req.query('from');
-    const mounted = await registry.mount(repo, digest, fromParam ? parseName(fromParam) : undefined);
+    const from = fromParam ? parseName(fromParam) : undefined;
+    // Mounting from a repository the caller may not pull would leak its blobs (and with authentication
+    // on, a mount without `from` would reach every repository): upload instead.
+    const caller = c.get('caller');
+    const allowed = from ? may(caller, from, 'pull') : caller === undefined;
+    const mounted = allowed ? await registry.mount(repo, digest, from) : undefined;
     if (mounted) return created(repo, mounted);
   }
   const digestParam = c.req.query('digest');

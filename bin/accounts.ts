@@ -1,0 +1,90 @@
+import { parseArgs } from 'node:util';
+import { addUser, createRobot, listAccounts, removeAccount, setAnonymousPull } from '../lib/auth/admin.ts';
+
+export const ACCOUNTS_USAGE = `Accounts (all take --auth-file <file> or BERTH_AUTH_FILE; the file is created on first use):
+  berth users add <name> --password-stdin [--grant '<pattern>:<actions>']...
+                        Add a user, or replace its password and grants. Grants like
+                        'team-a/*:pull,push', '*:pull', and 'registry:catalog:*' for the catalog
+  berth users remove <name>
+  berth users list
+  berth robots create <name> [--grant ...]... [--expires 30d]
+                        A CI account with a generated secret, printed once (default expiry 90d)
+  berth robots revoke <name>
+  berth robots list
+  berth anonymous set [<pattern>...]
+                        Repositories anyone may pull without logging in (none: no anonymous pull)
+`;
+
+/** `berth users|robots|anonymous ...`. */
+export async function accounts(group: string, argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      'auth-file': { type: 'string' },
+      'password-stdin': { type: 'boolean' },
+      grant: { type: 'string', multiple: true },
+      expires: { type: 'string' },
+    },
+  });
+  const file = values['auth-file'] ?? process.env.BERTH_AUTH_FILE;
+  if (!file) throw new UsageError('name the auth file with --auth-file or BERTH_AUTH_FILE');
+  const [action, name, ...rest] = positionals;
+  const grants = values.grant ?? [];
+  const needName = () => {
+    if (!name) throw new UsageError(`berth ${group} ${action} needs an account name`);
+    return name;
+  };
+  switch (`${group} ${action}`) {
+    case 'users add': {
+      if (!values['password-stdin'])
+        throw new UsageError('give the password on standard input with --password-stdin');
+      const password = (await readStdin()).replace(/\r?\n$/, '');
+      await addUser(file, needName(), password, grants);
+      process.stderr.write(`user ${name} saved in ${file}\n`);
+      return 0;
+    }
+    case 'users remove':
+      await removeAccount(file, needName(), 'user');
+      return 0;
+    case 'robots create': {
+      const robot = await createRobot(file, needName(), grants, parseDuration(values.expires ?? '90d'));
+      process.stdout.write(JSON.stringify(robot) + '\n');
+      process.stderr.write(
+        `the secret is shown once; log in with: docker login -u ${robot.name} --password-stdin\n`,
+      );
+      return 0;
+    }
+    case 'robots revoke':
+      await removeAccount(file, needName(), 'robot');
+      return 0;
+    case 'users list':
+    case 'robots list':
+      for (const account of await listAccounts(file, group === 'users' ? 'user' : 'robot')) {
+        process.stdout.write(JSON.stringify(account) + '\n');
+      }
+      return 0;
+    case 'anonymous set':
+      await setAnonymousPull(
+        file,
+        [name, ...rest].filter((p): p is string => p !== undefined),
+      );
+      return 0;
+    default:
+      throw new UsageError(`unknown command "berth ${group} ${action ?? ''}"`);
+  }
+}
+
+export class UsageError extends Error {}
+
+function parseDuration(text: string): number {
+  const match = /^(\d+)([smhd])$/.exec(text);
+  if (!match) throw new UsageError(`--expires takes a duration like 12h or 30d, not "${text}"`);
+  return Number(match[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[match[2] as 's' | 'm' | 'h' | 'd'];
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}

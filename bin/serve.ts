@@ -1,0 +1,84 @@
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { parseConfig } from '../lib/config/config.ts';
+import { configInput } from '../lib/config/sources.ts';
+import { startLambdaGateway } from '../lib/gateway/local.ts';
+import { createLogger } from '../lib/logging/logger.ts';
+import { startLocalServer } from '../lib/server/local.ts';
+
+export const SERVE_USAGE = `Options for serve (environment variable in brackets):
+  --host <addr>         Address to listen on [BERTH_HOST] (default 127.0.0.1); any address beyond
+                        loopback needs --auth-file
+  --port <n>            Port [PORT] (default 5000)
+  --data-dir <dir>      Where blobs and manifests are stored [BERTH_DATA_DIR] (default ./data)
+  --auth-file <file>    Accounts and signing key written by \`berth users\`; turns authentication on
+                        [BERTH_AUTH_FILE]
+  --log-level <level>   debug, info, warn, error or silent [BERTH_LOG_LEVEL] (default info)
+  --storage <kind>      filesystem or s3 [BERTH_STORAGE] (default filesystem); s3 reads
+                        BERTH_S3_BUCKET, BERTH_S3_PREFIX, BERTH_S3_REGION, BERTH_S3_ENDPOINT,
+                        BERTH_S3_FORCE_PATH_STYLE and the AWS SDK's usual credentials
+  --no-redirect         Stream blob bytes through Berth instead of redirecting to S3 [BERTH_REDIRECT=off]
+  --max-blob-size <n>   Largest blob accepted, in bytes [BERTH_MAX_BLOB_SIZE] (default 50 GiB)
+  --mount-without-from  Let a mount request without ?from= link a blob from any repository
+                        [BERTH_MOUNT_WITHOUT_FROM]
+  --lambda              Serve the built Lambda bundle (dist/registry/index.mjs, \`npm run build\`)
+                        behind a local API Gateway HTTP API, with AWS's limits
+`;
+
+/** `berth serve`: runs until SIGTERM or SIGINT. */
+export async function serve(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'data-dir': { type: 'string' },
+      'auth-file': { type: 'string' },
+      'log-level': { type: 'string' },
+      storage: { type: 'string' },
+      'no-redirect': { type: 'boolean' },
+      'max-blob-size': { type: 'string' },
+      'mount-without-from': { type: 'boolean' },
+      lambda: { type: 'boolean' },
+    },
+  });
+  const config = parseConfig(
+    configInput(process.env, {
+      host: values.host,
+      port: values.port,
+      dataDir: values['data-dir'],
+      authFile: values['auth-file'],
+      logLevel: values['log-level'],
+      storage: values.storage,
+      redirect: values['no-redirect'] ? false : undefined,
+      maxBlobSize: values['max-blob-size'],
+      mountWithoutFrom: values['mount-without-from'],
+    }),
+  );
+  const logger = createLogger(config.logLevel);
+  const server = values.lambda
+    ? await startLambdaGateway(
+        config,
+        logger,
+        fileURLToPath(new URL('../dist/registry/index.mjs', import.meta.url)),
+      )
+    : await startLocalServer(config, logger);
+  logger.info('berth listening', {
+    url: server.url,
+    dataDir: config.dataDir,
+    storage: config.storage,
+    auth: config.authFile
+      ? 'on'
+      : 'off: listening on loopback only, anyone on this machine can push and delete (--auth-file turns it on)',
+  });
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      logger.info('shutting down', { signal });
+      void server.close().then(resolve);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  logger.info('stopped');
+  return 0;
+}

@@ -1,0 +1,32 @@
+import type { Route } from './route.ts';
+
+/** What a request needs from the caller's token. */
+export type Need =
+  | { kind: 'token' }
+  | { kind: 'repository'; name: string; action: 'pull' | 'push' | 'delete'; challenge: string };
+
+/** The access a route needs, and the scope a client should ask for when it lacks it. */
+export function needOf(route: Route, method: string): Need {
+  switch (route.kind) {
+    case 'base':
+    case 'catalog':
+      // The catalog is filtered to what the caller may pull; any valid token may ask.
+      return { kind: 'token' };
+    case 'tags':
+    case 'referrers':
+      return repository(route.name, 'pull');
+    case 'manifest':
+    case 'blob':
+      if (method === 'DELETE') return repository(route.name, 'delete');
+      return repository(route.name, method === 'PUT' ? 'push' : 'pull');
+    case 'uploads':
+    case 'upload':
+      return repository(route.name, 'push');
+  }
+}
+
+function repository(name: string, action: 'pull' | 'push' | 'delete'): Need {
+  // Pushing clients also pull (HEAD before upload), so they are asked for both at once, as docker does.
+  const challenge = action === 'push' ? 'pull,push' : action;
+  return { kind: 'repository', name, action, challenge: `repository:${name}:${challenge}` };
+}

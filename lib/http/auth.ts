@@ -1,0 +1,145 @@
+import type { Accounts } from '../auth/accounts.ts';
+import { grantAccess } from '../auth/grants.ts';
+import { parseScopes, type Access } from '../auth/scope.ts';
+import type { TokenService } from '../auth/tokens.ts';
+import { RegistryError } from '../oci/errors.ts';
+import type { Need } from './access.ts';
+import type { HttpContext } from './context.ts';
+
+/** Token authentication (the Docker token spec): the token service and the accounts it serves. */
+export interface HttpAuth {
+  readonly tokens: TokenService;
+  readonly accounts: Accounts;
+}
+
+/** Who a request acts as, once its token is verified. */
+export interface Caller {
+  readonly subject: string;
+  readonly access: readonly Access[];
+}
+
+/** Checks the request's bearer token against what the route needs; throws 401 or 403. */
+export async function authorize(c: HttpContext, auth: HttpAuth, need: Need): Promise<Caller> {
+  const header = c.req.header('Authorization') ?? '';
+  const match = /^Bearer\s+(\S+)$/i.exec(header);
+  const claims = match ? await auth.tokens.verify(match[1]!) : undefined;
+  const challenge = (scope?: string, error?: string) => {
+    const params = [`realm="${realmOf(c)}"`, `service="${auth.tokens.service}"`];
+    if (scope) params.push(`scope="${scope}"`);
+    if (error) params.push(`error="${error}"`);
+    return { 'WWW-Authenticate': `Bearer ${params.join(',')}` };
+  };
+  const scope = need.kind === 'repository' ? need.challenge : undefined;
+  if (!claims) {
+    throw new RegistryError(
+      'UNAUTHORIZED',
+      match
+        ? 'the token is invalid or expired; log in again'
+        : 'authentication required: log in with `docker login`',
+      { headers: challenge(scope, match ? 'invalid_token' : undefined) },
+    );
+  }
+  const caller = { subject: claims.subject, access: claims.access };
+  if (need.kind === 'token') return caller;
+  const entry = claims.access.find((a) => a.type === 'repository' && a.name === need.name);
+  if (entry?.actions.includes(need.action)) return caller;
+  if (entry) {
+    // The token was issued for this repository and still lacks the action: the account may not do it.
+    const who = claims.subject === '' ? 'anonymous users' : `account ${claims.subject}`;
+    throw new RegistryError('DENIED', `${who} may not ${need.action} repository ${need.name}`, {
+      detail: { repository: need.name, action: need.action },
+    });
+  }
+  // A token for other repositories: ask the client to fetch one with this scope.
+  throw new RegistryError(
+    'UNAUTHORIZED',
+    `the token does not cover repository ${need.name}; ask for scope ${need.challenge}`,
+    {
+      headers: challenge(need.challenge, 'insufficient_scope'),
+    },
+  );
+}
+
+/** Whether the caller may do `action` on `repository` (auth off: anyone may). */
+export function may(caller: Caller | undefined, repository: string, action: string): boolean {
+  if (!caller) return true;
+  return caller.access.some(
+    (a) => a.type === 'repository' && a.name === repository && a.actions.includes(action),
+  );
+}
+
+/**
+ * `GET /token` with Basic credentials (or none, for anonymous access), and the OAuth2 form
+ * `POST /token` with `grant_type=password`. The token carries what was asked, less what the account
+ * may not do.
+ */
+export async function handleToken(c: HttpContext, auth: HttpAuth): Promise<Response> {
+  let user: string | undefined;
+  let password: string | undefined;
+  let scopes: string[];
+  if (c.req.method === 'POST') {
+    const form = await c.req.parseBody({ all: true }).catch(() => ({}) as Record<string, unknown>);
+    const field = (name: string) => [form[name]].flat().filter((v): v is string => typeof v === 'string');
+    if (field('grant_type')[0] !== 'password') {
+      return Response.json(
+        { error: 'unsupported_grant_type', error_description: 'only grant_type=password is supported' },
+        { status: 400 },
+      );
+    }
+    user = field('username')[0];
+    password = field('password')[0];
+    scopes = field('scope');
+  } else {
+    const basic = parseBasic(c.req.header('Authorization'));
+    user = basic?.user;
+    password = basic?.password;
+    scopes = c.req.queries('scope') ?? [];
+  }
+  let subject = '';
+  if (user !== undefined) {
+    const account = await auth.accounts.login(user, password ?? '', sourceOf(c));
+    if (!account) {
+      throw new RegistryError('UNAUTHORIZED', 'incorrect username or password', {
+        headers: { 'WWW-Authenticate': `Basic realm="${auth.tokens.service}"` },
+      });
+    }
+    subject = account.name;
+  }
+  const access = grantAccess(await auth.accounts.permissionsOf(subject), parseScopes(scopes));
+  const issued = await auth.tokens.issue(subject, access);
+  return Response.json(
+    {
+      token: issued.token,
+      access_token: issued.token,
+      expires_in: issued.expiresIn,
+      issued_at: issued.issuedAt.toISOString(),
+    },
+    { headers: { 'Cache-Control': 'no-store' } },
+  );
+}
+
+function parseBasic(header: string | undefined): { user: string; password: string } | undefined {
+  const match = /^Basic\s+([A-Za-z0-9+/=]+)$/i.exec(header ?? '');
+  if (!match) return undefined;
+  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) return undefined;
+  return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}
+
+/** The token endpoint as the client reached this server. */
+function realmOf(c: HttpContext): string {
+  const url = new URL(c.req.url);
+  const proto = c.req.header('X-Forwarded-Proto')?.split(',')[0]?.trim() || url.protocol.replace(':', '');
+  const host = c.req.header('Host') ?? url.host;
+  return `${proto}://${host}/token`;
+}
+
+function sourceOf(c: HttpContext): string {
+  return (
+    c.req.header('X-Forwarded-For')?.split(',')[0]?.trim() ||
+    c.env?.event?.requestContext?.http?.sourceIp ||
+    c.env?.incoming?.socket?.remoteAddress ||
+    'unknown'
+  );
+}
