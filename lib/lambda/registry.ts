@@ -5,6 +5,7 @@ import type { HttpEnv } from '../http/context.ts';
 import type { Logger } from '../logging/logger.ts';
 import { SerializedHashStates } from '../registry/hashing.ts';
 import { Registry } from '../registry/registry.ts';
+import { loadAuth } from '../server/auth.ts';
 import { createStorage } from '../server/storage.ts';
 
 /**
@@ -24,10 +25,16 @@ export function createLambdaRegistry(config: Config): Registry {
   });
 }
 
-export function createLambdaApp(config: Config, registry: Registry, logger: Logger): Hono<HttpEnv> {
+/** The app; with an auth file (BERTH_AUTH_FILE, e.g. in a layer) token authentication is on. */
+export async function createLambdaApp(
+  config: Config,
+  registry: Registry,
+  logger: Logger,
+): Promise<Hono<HttpEnv>> {
   return createApp({
     registry,
     logger,
+    auth: config.authFile ? await loadAuth(config.authFile, config.tokenTtlSeconds, logger) : undefined,
     redirect: { enabled: config.redirect, ttlSeconds: config.presignTtlSeconds },
   });
 }

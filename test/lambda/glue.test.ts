@@ -37,7 +37,7 @@ describe('Lambda logs and metrics', () => {
       const lines: string[] = [];
       const config = lambdaConfig({ BERTH_STORAGE: 'filesystem', BERTH_DATA_DIR: dir });
       const logger = createLambdaLogger('info', (line) => lines.push(line));
-      const app = createLambdaApp(config, createLambdaRegistry(config), logger);
+      const app = await createLambdaApp(config, createLambdaRegistry(config), logger);
       const handler = createHttpHandler(app, { logger, writeMetric: (line) => lines.push(line) });
       const event = apiEvent('GET', '/v2/nope/manifests/latest');
       const ctx = context();
@@ -68,7 +68,7 @@ describe('janitor', () => {
       mountWithoutFrom: false,
     });
     const config = lambdaConfig({ BERTH_STORAGE: 'filesystem' });
-    const handler = createHttpHandler(createLambdaApp(config, registry, createLambdaLogger('silent')), {
+    const handler = createHttpHandler(await createLambdaApp(config, registry, createLambdaLogger('silent')), {
       logger: createLambdaLogger('silent'),
       writeMetric: false,
     });
