@@ -1,5 +1,5 @@
 import type { Accounts } from '../auth/accounts.ts';
-import { grantAccess } from '../auth/grants.ts';
+import { allowedActions, grantAccess } from '../auth/grants.ts';
 import { parseScopes, type Access } from '../auth/scope.ts';
 import type { TokenService } from '../auth/tokens.ts';
 import { RegistryError } from '../oci/errors.ts';
@@ -41,22 +41,33 @@ export async function authorize(c: HttpContext, auth: HttpAuth, need: Need): Pro
   }
   const caller = { subject: claims.subject, access: claims.access };
   if (need.kind === 'token') return caller;
-  const entry = claims.access.find((a) => a.type === 'repository' && a.name === need.name);
-  if (entry?.actions.includes(need.action)) return caller;
-  if (entry) {
-    // The token was issued for this repository and still lacks the action: the account may not do it.
-    const who = claims.subject === '' ? 'anonymous users' : `account ${claims.subject}`;
-    throw new RegistryError('DENIED', `${who} may not ${need.action} repository ${need.name}`, {
-      detail: { repository: need.name, action: need.action },
-    });
+  if (may(caller, need.name, need.action)) return caller;
+  const { grants } = await auth.accounts.permissionsOf(claims.subject);
+  if (claims.subject === '' && !allowedActions(grants, need.name).has(need.action)) {
+    throw new RegistryError(
+      'UNAUTHORIZED',
+      `authentication required to ${need.action} ${need.name}: log in`,
+      {
+        headers: challenge(need.challenge),
+      },
+    );
   }
-  // A token for other repositories: ask the client to fetch one with this scope.
+  if (!allowedActions(grants, need.name).has(need.action)) {
+    // No token would help: say so, instead of sending the client round the token endpoint again.
+    throw new RegistryError(
+      'DENIED',
+      `account ${claims.subject} may not ${need.action} repository ${need.name}`,
+      {
+        detail: { repository: need.name, action: need.action },
+      },
+    );
+  }
+  // The account may, but this token was asked for less (containerd asks for pull first, then push):
+  // the client fetches a token with this scope and retries.
   throw new RegistryError(
     'UNAUTHORIZED',
-    `the token does not cover repository ${need.name}; ask for scope ${need.challenge}`,
-    {
-      headers: challenge(need.challenge, 'insufficient_scope'),
-    },
+    `the token does not cover ${need.action} on ${need.name}; ask for scope ${need.challenge}`,
+    { headers: challenge(need.challenge, 'insufficient_scope') },
   );
 }
 

@@ -158,6 +158,15 @@ describe('token authentication', () => {
     });
   });
 
+  it('a token asked for less than the account may do gets 401 with the scope to ask for', async () => {
+    const headers = await bearer(['repository:team-a/app:pull'], ['alice', 'alice-password']);
+    const res = await r.request('/v2/team-a/app/blobs/uploads/', { method: 'POST', headers });
+    expect(res.status).toBe(401);
+    expect(res.headers.get('WWW-Authenticate')).toContain(
+      'scope="repository:team-a/app:pull,push",error="insufficient_scope"',
+    );
+  });
+
   it('a token for another repository gets 401 with the scope to ask for', async () => {
     const headers = await bearer(['repository:team-a/other:pull'], ['alice', 'alice-password']);
     const res = await r.request('/v2/team-a/app/manifests/v1', { headers });
@@ -172,7 +181,7 @@ describe('token authentication', () => {
     expect((await r.request('/v2/public/tools/manifests/v1', { headers: anonymous })).status).toBe(200);
     expect(
       (await r.request('/v2/public/tools/blobs/uploads/', { method: 'POST', headers: anonymous })).status,
-    ).toBe(403);
+    ).toBe(401);
     expect((await r.request('/v2/team-a/app/manifests/v1', { headers: anonymous })).status).toBe(401);
   });
 
