@@ -135,7 +135,32 @@ export function registerClientScenarios(opts: ScenarioOptions): void {
     } else if (creds) {
       all.authorization = 'Basic ' + Buffer.from(`${creds.username}:${creds.password}`).toString('base64');
     }
-    return fetch(`${ctx.target.url}${p}`, { method, headers: all, redirect: 'manual' });
+    const res = await fetch(`${ctx.target.url}${p}`, { method, headers: all, redirect: 'manual' });
+    const bearer = res.status === 401 && creds ? await bearerFor(res, creds) : undefined;
+    if (!bearer) return res;
+    return fetch(`${ctx.target.url}${p}`, {
+      method,
+      headers: { ...headers, authorization: bearer },
+      redirect: 'manual',
+    });
+  }
+
+  /** The Docker token dance a client does on a Bearer challenge: the realm, with Basic credentials. */
+  async function bearerFor(
+    res: Response,
+    creds: { username: string; password: string },
+  ): Promise<string | undefined> {
+    const challenge = /^Bearer\s+(.*)$/i.exec(res.headers.get('www-authenticate') ?? '')?.[1];
+    if (!challenge) return undefined;
+    const params = Object.fromEntries([...challenge.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
+    if (!params.realm) return undefined;
+    const url = new URL(params.realm);
+    if (params.service) url.searchParams.set('service', params.service);
+    if (params.scope) url.searchParams.set('scope', params.scope);
+    const basic = 'Basic ' + Buffer.from(`${creds.username}:${creds.password}`).toString('base64');
+    const token = await fetch(url, { headers: { authorization: basic } });
+    if (!token.ok) return undefined;
+    return `Bearer ${((await token.json()) as { token: string }).token}`;
   }
 
   describe(`real clients against ${opts.name}`, () => {
