@@ -48,6 +48,25 @@ export interface ScenarioOptions {
   target: (workDir: string) => Promise<RegistryTarget>;
   /** Leave out the slow scenarios (64 MiB image, interruptions), e.g. for a remote target. */
   quick?: boolean;
+  /**
+   * The most blob bytes one request may carry, when the path to the registry has such a limit
+   * (through Lambda: about 4.4 MB). Clients send a layer as one request body, so scenarios with a
+   * bigger layer assert that the push fails with `refused` and leaves nothing visible instead.
+   */
+  maxRequestBody?: RequestBodyLimit;
+}
+
+export interface RequestBodyLimit {
+  bytes: number;
+  /** Shown in test names, e.g. 'the Lambda request limit'. */
+  name: string;
+  /** What a client's failure must show, whoever refused (a gateway's 413 or the registry). */
+  refused: RegExp;
+  /**
+   * A layer size just above `bytes` that reaches the registry and is refused by it, and the
+   * message the registry's error carries (naming the fix) in the clients that print it.
+   */
+  justAbove?: { size: number; message: RegExp };
 }
 
 interface Ctx {
@@ -57,6 +76,8 @@ interface Ctx {
 }
 
 const MiB = 1024 * 1024;
+
+const MB = (n: number) => `${(n / 1e6).toFixed(n < 10e6 ? 2 : 0)} MB`;
 
 function errorText(e: unknown): string {
   if (e instanceof CommandError) return e.result.stderr + e.result.stdout;
@@ -161,6 +182,34 @@ export function registerClientScenarios(opts: ScenarioOptions): void {
     const token = await fetch(url, { headers: { authorization: basic } });
     if (!token.ok) return undefined;
     return `Bearer ${((await token.json()) as { token: string }).token}`;
+  }
+
+  const limit = opts.maxRequestBody;
+  const overLimit = (bytes: number) => limit !== undefined && bytes > limit.bytes;
+
+  /**
+   * A push that must fail because a layer is above the request limit: the client reports the
+   * refusal (no hang, no 5xx: the afterEach checks the log), and neither the big blob nor the tag
+   * becomes visible. Returns the client's output.
+   */
+  async function expectPushRefused(
+    t: TestContext,
+    client: string,
+    push: () => Promise<unknown>,
+    where: { repo: string; tag: string; blob: string },
+  ): Promise<string> {
+    const started = Date.now();
+    const text = await mustFail(`${client} push of a layer above ${limit!.name}`, push);
+    const seconds = ((Date.now() - started) / 1000).toFixed(1);
+    expect(text, `${client} failed, but not with the refusal:\n${text}`).toMatch(limit!.refused);
+    expect((await http('HEAD', `/v2/${where.repo}/blobs/${where.blob}`)).status, 'refused blob').toBe(404);
+    expect((await http('HEAD', `/v2/${where.repo}/manifests/${where.tag}`)).status, 'tag').toBe(404);
+    const refusals = (await requestsSinceTestStart()).filter((q) => q.status === 413).length;
+    const line = text.split('\n').find((l) => limit!.refused.test(l)) ?? '';
+    t.annotate(
+      `${client} failed after ${seconds} s, ${refusals} request(s) refused: ${line.trim().slice(0, 300)}`,
+    );
+    return text;
   }
 
   describe(`real clients against ${opts.name}`, () => {
@@ -364,12 +413,42 @@ export function registerClientScenarios(opts: ScenarioOptions): void {
       });
     });
 
+    // ------------------------------------------------------------ a layer just above the request limit
+    describe.runIf(limit?.justAbove)(`a layer just above ${limit?.name ?? 'the request limit'}`, () => {
+      const size = limit?.justAbove?.size ?? 0;
+      for (const client of CLIENTS) {
+        it(`${client} push of a ${MB(size)} layer fails with the registry's error`, async (t) => {
+          clientsOr(t, client, 'crane');
+          const c = ctx.c;
+          const r = repo(`limit/${client}`);
+          // The tar adds a header block, padding and two end blocks to the file.
+          const img = layoutImage(c.dir('layout'), {
+            layers: [smallLayer(`limit-${client}`), randomLayer('big.bin', size - 2048)],
+          });
+          const ref = c.ref(r, 'v1');
+          const text = await expectPushRefused(t, client, () => c.push(client, img, ref), {
+            repo: r,
+            tag: 'v1',
+            blob: img.layers[1]!,
+          });
+          const names = limit!.justAbove!.message.test(text);
+          t.annotate(
+            names ? 'the client shows the message naming the fix' : 'the client does not show the message',
+          );
+          await c.forget(client, ref);
+        });
+      }
+    });
+
     // ------------------------------------------------------------ big image
     describe.skipIf(opts.quick)('image with 22 layers, one of them 64 MiB of random bytes', () => {
       let big: LocalImage & { layers: string[] };
       const bigRef = () => ctx.c.ref(repo('big'), 'v1');
 
-      it('crane push of the layout', async (t) => {
+      let pushed = false;
+      const refused = overLimit(64 * MiB);
+
+      it(`crane push of the layout${refused ? ` is refused: the 64 MiB layer is above ${limit!.name}` : ''}`, async (t) => {
         clientsOr(t, 'crane');
         const layers: Buffer[] = [];
         for (let i = 0; i < 22; i++) {
@@ -378,7 +457,13 @@ export function registerClientScenarios(opts: ScenarioOptions): void {
           );
         }
         big = layoutImage(ctx.c.dir('layout'), { layers });
+        if (refused) {
+          const where = { repo: repo('big'), tag: 'v1', blob: big.layers[19]! };
+          await expectPushRefused(t, 'crane', () => ctx.c.push('crane', big, bigRef()), where);
+          return;
+        }
         const { digest } = await ctx.c.push('crane', big, bigRef());
+        pushed = true;
         expect(digest).toBe(big.digest);
         const m = await manifestOf(bigRef());
         expect(m.layers?.map((l) => l.digest)).toEqual(big.layers);
@@ -388,7 +473,8 @@ export function registerClientScenarios(opts: ScenarioOptions): void {
       for (const puller of ['docker', 'podman', 'skopeo', 'ctr', 'regctl'] as const) {
         it(`pull with ${puller}`, async (t) => {
           clientsOr(t, puller);
-          if (!big) t.skip('the push did not succeed');
+          if (refused) t.skip(`the image cannot be pushed: a layer is above ${limit!.name}`);
+          if (!pushed) t.skip('the push did not succeed');
           const got = await ctx.c.pull(puller, bigRef());
           expect(got.digest).toBe(big.digest);
           if (got.configDigest) expect(got.configDigest).toBe(big.configDigest);
@@ -396,12 +482,18 @@ export function registerClientScenarios(opts: ScenarioOptions): void {
         });
       }
 
-      it('docker push (docker recompresses: new digest), crane and buildah pull it', async (t) => {
+      it(`docker push (docker recompresses: new digest), crane and buildah pull it${refused ? `: refused, above ${limit!.name}` : ''}`, async (t) => {
         clientsOr(t, 'docker', 'crane', 'buildah');
-        if (!big) t.skip('the layout push did not succeed');
+        if (!big || (!refused && !pushed)) t.skip('the layout push did not succeed');
         const c = ctx.c;
         const ref = c.ref(repo('big-docker'), 'v1');
         await c.dockerLoad(big, ref);
+        if (refused) {
+          const where = { repo: repo('big-docker'), tag: 'v1', blob: big.layers[19]! };
+          await expectPushRefused(t, 'docker', () => c.pushLocal('docker', ref, ref), where);
+          await c.forget('docker', ref);
+          return;
+        }
         const { digest } = await c.pushLocal('docker', ref, ref);
         await expectRegistryDigest(ref, digest, 'docker push');
         expect((await manifestOf(ref)).layers).toHaveLength(22);
@@ -751,7 +843,10 @@ export function registerClientScenarios(opts: ScenarioOptions): void {
           : { value: await c.pull('ctr', c.ref(r, 'v2')), requests: [] };
         expect(value.digest).toBe(digest);
         if (ctx.target.requests) {
-          const manifestRequests = inRepo(requests, r).filter((q) => q.path.includes('/manifests/'));
+          // With authentication the very first HEAD is challenged (401) and repeated with a token.
+          const manifestRequests = inRepo(requests, r).filter(
+            (q) => q.path.includes('/manifests/') && q.status !== 401,
+          );
           expect(manifestRequests[0], formatRequests(requests)).toMatchObject({
             method: 'HEAD',
             path: `/v2/${r}/manifests/v2`,
@@ -1072,6 +1167,8 @@ export function registerClientScenarios(opts: ScenarioOptions): void {
         // the client, past this proxy, which cannot see them to kill the client half way.
         it.skipIf(blobsRedirected())(`${client} pull killed half way, then pulled again`, async (t) => {
           clientsOr(t, client, 'crane');
+          if (overLimit(SIZE))
+            t.skip(`the ${SIZE / MiB} MiB layer to pull cannot be pushed: above ${limit!.name}`);
           const c = ctx.c;
           if (!source) {
             source = layoutImage(c.dir('layout'), {
@@ -1094,7 +1191,10 @@ export function registerClientScenarios(opts: ScenarioOptions): void {
       }
 
       for (const client of ['crane', 'skopeo', 'oras', 'regctl', 'podman', 'docker'] as const) {
-        it(`${client} push killed half way leaves no partial blob, then pushes again`, async (t) => {
+        const name = overLimit(SIZE)
+          ? `${client} push of a ${SIZE / MiB} MiB layer is refused (above ${limit!.name}), leaves nothing visible`
+          : `${client} push killed half way leaves no partial blob, then pushes again`;
+        it(name, async (t) => {
           clientsOr(t, client, 'crane');
           const c = ctx.c;
           const r = repo(`interrupt/push-${client}`);
@@ -1102,6 +1202,16 @@ export function registerClientScenarios(opts: ScenarioOptions): void {
             layers: [smallLayer(`interrupt-${client}`), randomLayer('big.bin', SIZE)],
           });
           const bigLayer = img.layers[1]!;
+          if (overLimit(SIZE)) {
+            const ref = c.ref(r, 'v1');
+            await expectPushRefused(t, client, () => c.push(client, img, ref), {
+              repo: r,
+              tag: 'v1',
+              blob: bigLayer,
+            });
+            if (client === 'docker') await c.forget('docker', ref);
+            return;
+          }
           const viaProxy = c.ref(r, 'v1', proxy.host);
           // docker and podman get the image into their store first, so that only the upload is interrupted.
           let local = '';
