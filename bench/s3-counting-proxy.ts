@@ -1,0 +1,114 @@
+import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+
+/**
+ * A pass-through HTTP proxy in front of MinIO that records every S3 request it forwards, named after
+ * the S3 API call (from method, query and headers). The registry's S3 endpoint is the proxy's own
+ * address and the Host header is passed on unchanged, so SigV4 signatures made for the proxy's host
+ * (including those of presigned URLs handed to clients) still verify at MinIO.
+ */
+export interface S3Request {
+  /** What the bench was doing when the request arrived (undefined: between client requests). */
+  readonly label: string | undefined;
+  /** S3 API call, e.g. "PutObject", "ListObjects (v1)". */
+  readonly op: string;
+  /** Signed by query (a presigned URL a client followed) rather than by the registry's own client. */
+  readonly presigned: boolean;
+  /** Object key (path-style, without the bucket), for traces. */
+  readonly key: string;
+  readonly status?: number;
+}
+
+export class CountingProxy {
+  readonly requests: S3Request[] = [];
+  /** Set by the bench around each client request; every S3 request is tagged with it. */
+  label: string | undefined;
+  private readonly sockets = new Set<Socket>();
+  private readonly server = createServer((req, res) => this.forward(req, res));
+
+  private constructor(private readonly upstream: URL) {
+    this.server.on('connection', (socket) => {
+      this.sockets.add(socket);
+      socket.on('close', () => this.sockets.delete(socket));
+    });
+  }
+
+  static async start(upstream: string): Promise<CountingProxy & { readonly endpoint: string }> {
+    const proxy = new CountingProxy(new URL(upstream));
+    await new Promise<void>((resolve) => proxy.server.listen(0, '127.0.0.1', resolve));
+    const address = proxy.server.address();
+    if (typeof address !== 'object' || address === null) throw new Error('proxy has no address');
+    return Object.assign(proxy, { endpoint: `http://127.0.0.1:${address.port}` });
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise((resolve) => this.server.close(resolve));
+  }
+
+  private forward(req: IncomingMessage, res: ServerResponse): void {
+    const entry = { label: this.label, ...classify(req) } as {
+      -readonly [K in keyof S3Request]: S3Request[K];
+    };
+    this.requests.push(entry);
+    const upstream = request(
+      {
+        host: this.upstream.hostname,
+        port: this.upstream.port,
+        method: req.method,
+        path: req.url,
+        headers: req.headers,
+      },
+      (answer) => {
+        entry.status = answer.statusCode;
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  }
+}
+
+/** Names the S3 call of a path-style request (`/<bucket>/<key>?<query>`). */
+export function classify(req: IncomingMessage): Omit<S3Request, 'label'> {
+  const url = new URL(req.url ?? '/', 'http://s3.invalid');
+  const q = url.searchParams;
+  const [, , ...rest] = url.pathname.split('/');
+  const objectKey = decodeURIComponent(rest.join('/'));
+  // Bucket-level calls (listings) show their prefix instead.
+  const key = objectKey || (q.has('prefix') ? `prefix=${q.get('prefix')}` : '');
+  const presigned = q.has('X-Amz-Signature');
+  const copy = req.headers['x-amz-copy-source'] !== undefined;
+  const method = req.method ?? 'GET';
+  const op = (() => {
+    switch (method) {
+      case 'HEAD':
+        return objectKey ? 'HeadObject' : 'HeadBucket';
+      case 'GET':
+        if (q.has('list-type')) return 'ListObjectsV2';
+        if (!objectKey)
+          return q.has('uploads')
+            ? 'ListMultipartUploads'
+            : q.has('location')
+              ? 'GetBucketLocation'
+              : 'ListObjects (v1)';
+        if (q.has('uploadId')) return 'ListParts';
+        return 'GetObject';
+      case 'PUT':
+        if (!objectKey) return 'CreateBucket';
+        if (q.has('uploadId')) return copy ? 'UploadPartCopy' : 'UploadPart';
+        return copy ? 'CopyObject' : 'PutObject';
+      case 'POST':
+        if (q.has('uploads')) return 'CreateMultipartUpload';
+        if (q.has('uploadId')) return 'CompleteMultipartUpload';
+        if (q.has('delete')) return 'DeleteObjects';
+        return 'POST (other)';
+      case 'DELETE':
+        return q.has('uploadId') ? 'AbortMultipartUpload' : 'DeleteObject';
+      default:
+        return `${method} (other)`;
+    }
+  })();
+  return { op, presigned, key };
+}

@@ -1,0 +1,536 @@
+/**
+ * S3 requests per registry operation: Berth next to CNCF Distribution's S3 driver, in one run on one
+ * MinIO, doing the same work through the same client.
+ *
+ *   npx tsx bench/s3-requests.ts            # BENCH_LAYERS=10, BENCH_LAYER_SIZE=1048576 by default
+ *
+ * Starts a private MinIO (test/storage/s3-server.ts), one counting proxy per registry in front of it
+ * (bench/s3-counting-proxy.ts), Berth (`bin/berth.ts serve --storage s3`) and Distribution
+ * (`docker-registry`, Debian's 2.8) twice: without a blob descriptor cache and with the in-memory
+ * one that its shipped config.yml turns on. Each registry's S3 endpoint is its proxy, so presigned
+ * URLs point at the proxy too and the client's redirected GETs are counted (as "client -> S3").
+ *
+ * The client is this script: plain OCI requests, one at a time, docker/crane style. Each S3 request
+ * is attributed to the client request in flight (plus a short settle time after its answer).
+ * Prints markdown tables; everything started is stopped and temp dirs removed, also on failure.
+ */
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startS3Server, MINIO_PATH, type S3TestServer } from '../test/storage/s3-server.ts';
+import { CountingProxy, type S3Request } from './s3-counting-proxy.ts';
+
+const LAYERS = Number(process.env.BENCH_LAYERS ?? 10);
+const LAYER_SIZE = Number(process.env.BENCH_LAYER_SIZE ?? 1024 * 1024);
+const DISTRIBUTION = process.env.BENCH_DISTRIBUTION ?? '/usr/bin/docker-registry';
+const RUN_TIMEOUT_MS = 110_000;
+const START_TIMEOUT_MS = 30_000;
+/** After each answer, S3 requests still arriving within this time count for that client request. */
+const SETTLE_MS = 30;
+const REPO = 'bench/app';
+const TAG = 'v1';
+const MANIFEST_TYPE = 'application/vnd.oci.image.manifest.v1+json';
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+interface Target {
+  readonly name: string;
+  readonly url: string;
+  readonly proxy: CountingProxy;
+  readonly child: ChildProcess;
+  /** How many client requests each step label was used for. */
+  readonly calls: Map<string, number>;
+}
+
+interface Blob {
+  readonly digest: string;
+  readonly bytes: Buffer;
+  readonly mediaType: string;
+}
+
+// ---------- processes ----------
+
+const started: { children: ChildProcess[]; proxies: CountingProxy[]; dirs: string[]; s3?: S3TestServer } = {
+  children: [],
+  proxies: [],
+  dirs: [],
+};
+
+async function cleanup(): Promise<void> {
+  await Promise.all(started.children.map(stopProcess));
+  await Promise.all(started.proxies.map((p) => p.close()));
+  await started.s3?.stop();
+  await Promise.all(started.dirs.map((d) => rm(d, { recursive: true, force: true })));
+  started.children = [];
+  started.proxies = [];
+  started.dirs = [];
+  started.s3 = undefined;
+}
+
+function launch(command: string, args: string[], env: NodeJS.ProcessEnv) {
+  const child = spawn(command, args, { env, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  started.children.push(child);
+  let output = '';
+  const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-4000));
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  return { child, output: () => output };
+}
+
+/** SIGTERM by pid, SIGKILL after 5 s. */
+async function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((done) => child.once('exit', done));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+async function waitReady(url: string, proc: ReturnType<typeof launch>, name: string): Promise<void> {
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (proc.child.exitCode !== null) throw new Error(`${name} exited:\n${proc.output()}`);
+    const status = await fetch(`${url}/v2/`).then(
+      (r) => r.status,
+      () => 0,
+    );
+    if (status === 200) return;
+    await sleep(100);
+  }
+  throw new Error(`${name} did not answer /v2/ within ${START_TIMEOUT_MS} ms:\n${proc.output()}`);
+}
+
+function freePort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const probe = createServer();
+    probe.once('error', fail);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      probe.close(() =>
+        typeof address === 'object' && address ? done(address.port) : fail(new Error('no port')),
+      );
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
+
+async function startBerth(s3: S3TestServer): Promise<Target> {
+  const proxy = await CountingProxy.start(s3.endpoint);
+  started.proxies.push(proxy);
+  const port = await freePort();
+  proxy.label = 'startup';
+  const proc = launch(
+    join(ROOT, 'node_modules', '.bin', 'tsx'),
+    ['bin/berth.ts', 'serve', '--port', String(port), '--storage', 's3'],
+    {
+      ...process.env,
+      BERTH_S3_BUCKET: s3.bucket,
+      BERTH_S3_REGION: s3.region,
+      BERTH_S3_ENDPOINT: proxy.endpoint,
+      BERTH_S3_FORCE_PATH_STYLE: 'true',
+      BERTH_LOG_LEVEL: 'warn',
+    },
+  );
+  const url = `http://127.0.0.1:${port}`;
+  await waitReady(url, proc, 'Berth');
+  await sleep(SETTLE_MS);
+  proxy.label = undefined;
+  return { name: 'Berth', url, proxy, child: proc.child, calls: new Map() };
+}
+
+async function startDistribution(
+  s3: S3TestServer,
+  dir: string,
+  bucket: string,
+  cache: boolean,
+): Promise<Target> {
+  const client = new S3Client({ endpoint: s3.endpoint, region: s3.region, forcePathStyle: true });
+  try {
+    await client.send(new CreateBucketCommand({ Bucket: bucket }));
+  } finally {
+    client.destroy();
+  }
+  const proxy = await CountingProxy.start(s3.endpoint);
+  started.proxies.push(proxy);
+  const port = await freePort();
+  const q = (s: string | undefined) => JSON.stringify(s ?? '');
+  const config = [
+    'version: 0.1',
+    'log:',
+    '  level: warn',
+    '  accesslog:',
+    '    disabled: true',
+    'storage:',
+    '  s3:',
+    `    region: ${q(s3.region)}`,
+    `    regionendpoint: ${q(proxy.endpoint)}`,
+    `    bucket: ${q(bucket)}`,
+    `    accesskey: ${q(process.env.AWS_ACCESS_KEY_ID)}`,
+    `    secretkey: ${q(process.env.AWS_SECRET_ACCESS_KEY)}`,
+    '    secure: false',
+    '    v4auth: true',
+    '  delete:',
+    '    enabled: true',
+    '  redirect:',
+    '    disable: false',
+    // Off so that no background walk of _uploads lands in the counts (it starts 0-59 min after boot).
+    '  maintenance:',
+    '    uploadpurging:',
+    '      enabled: false',
+    ...(cache ? ['  cache:', '    blobdescriptor: inmemory'] : []),
+    'http:',
+    `  addr: 127.0.0.1:${port}`,
+    `  secret: ${q(randomBytes(16).toString('hex'))}`,
+    '',
+  ].join('\n');
+  const file = join(dir, `${bucket}.yml`);
+  await writeFile(file, config, { mode: 0o600 });
+  // aws-sdk-go v1 panics on AWS_CA_BUNDLE with Distribution's own transport; MinIO is plain HTTP anyway.
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith('REGISTRY_') && k !== 'AWS_CA_BUNDLE'),
+  );
+  proxy.label = 'startup';
+  const proc = launch(DISTRIBUTION, ['serve', file], env);
+  const url = `http://127.0.0.1:${port}`;
+  const name = cache ? 'Distribution + cache' : 'Distribution';
+  await waitReady(url, proc, name);
+  await sleep(SETTLE_MS);
+  proxy.label = undefined;
+  return { name, url, proxy, child: proc.child, calls: new Map() };
+}
+
+// ---------- the client ----------
+
+/** Runs one client request with every S3 request it causes tagged `phase|step|n`. */
+async function step<T>(t: Target, phase: string, name: string, fn: () => Promise<T>): Promise<T> {
+  const label = `${phase}|${name}`;
+  const n = (t.calls.get(label) ?? 0) + 1;
+  t.calls.set(label, n);
+  t.proxy.label = `${label}|${n}`;
+  try {
+    return await fn();
+  } finally {
+    await sleep(SETTLE_MS);
+    t.proxy.label = undefined;
+  }
+}
+
+async function send(
+  method: string,
+  url: string,
+  init: { headers?: Record<string, string>; body?: Uint8Array } = {},
+): Promise<{ res: Response; body: Buffer }> {
+  const body = init.body && new Uint8Array(init.body); // a copy on an ArrayBuffer, as BodyInit wants
+  const res = await fetch(url, { method, headers: init.headers, body, redirect: 'manual' });
+  return { res, body: Buffer.from(await res.arrayBuffer()) };
+}
+
+/** A request whose 3xx is followed by hand, as docker and crane do (also for HEAD). */
+async function sendFollowing(method: string, url: string, headers: Record<string, string> = {}) {
+  const first = await send(method, url, { headers });
+  const location = first.res.headers.get('location');
+  if (first.res.status < 300 || first.res.status >= 400 || !location) return first;
+  return send(method, new URL(location, url).href);
+}
+
+function expect(status: number, got: { res: Response; body: Buffer }, what: string): void {
+  if (got.res.status !== status) {
+    throw new Error(
+      `${what}: expected ${status}, got ${got.res.status} ${got.body.toString().slice(0, 300)}`,
+    );
+  }
+}
+
+function location(base: string, got: { res: Response }): string {
+  const value = got.res.headers.get('location');
+  if (!value) throw new Error('no Location header');
+  return new URL(value, base).href;
+}
+
+const sha256 = (bytes: Uint8Array) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+
+function makeImage() {
+  const layers: Blob[] = Array.from({ length: LAYERS }, () => {
+    const bytes = randomBytes(LAYER_SIZE);
+    return { digest: sha256(bytes), bytes, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' };
+  });
+  const configBytes = Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      config: {},
+      rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) },
+    }),
+  );
+  const config: Blob = {
+    digest: sha256(configBytes),
+    bytes: configBytes,
+    mediaType: 'application/vnd.oci.image.config.v1+json',
+  };
+  const descriptor = (b: Blob) => ({ mediaType: b.mediaType, digest: b.digest, size: b.bytes.length });
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MANIFEST_TYPE,
+      config: descriptor(config),
+      layers: layers.map(descriptor),
+    }),
+  );
+  return { blobs: [config, ...layers], manifest, manifestDigest: sha256(manifest) };
+}
+
+type Image = ReturnType<typeof makeImage>;
+
+async function workload(t: Target, image: Image): Promise<void> {
+  const v2 = `${t.url}/v2/${REPO}`;
+  const putManifest = async (phase: string) =>
+    step(t, phase, 'PUT manifest by tag', async () => {
+      const got = await send('PUT', `${v2}/manifests/${TAG}`, {
+        headers: { 'Content-Type': MANIFEST_TYPE },
+        body: image.manifest,
+      });
+      expect(201, got, `${t.name} PUT manifest`);
+    });
+
+  // Push, crane style: HEAD (absent), then POST, PATCH with the whole blob, PUT ?digest.
+  for (const blob of image.blobs) {
+    await step(t, 'push', 'HEAD blob (absent)', async () =>
+      expect(404, await send('HEAD', `${v2}/blobs/${blob.digest}`), `${t.name} HEAD absent blob`),
+    );
+    const post = await step(t, 'push', 'POST upload', async () => {
+      const got = await send('POST', `${v2}/blobs/uploads/`, { headers: { 'Content-Length': '0' } });
+      expect(202, got, `${t.name} POST upload`);
+      return got;
+    });
+    const patch = await step(t, 'push', 'PATCH whole blob', async () => {
+      const got = await send('PATCH', location(t.url, post), {
+        headers: { 'Content-Type': 'application/octet-stream' },
+        body: blob.bytes,
+      });
+      expect(202, got, `${t.name} PATCH`);
+      return got;
+    });
+    await step(t, 'push', 'PUT ?digest', async () => {
+      const url = new URL(location(t.url, patch));
+      url.searchParams.set('digest', blob.digest);
+      const got = await send('PUT', url.href, { headers: { 'Content-Length': '0' } });
+      expect(201, got, `${t.name} PUT ?digest`);
+    });
+  }
+  await putManifest('push');
+
+  // Pull by tag, docker style: GET the manifest by tag, then every blob, following the redirects.
+  await step(t, 'pull', 'GET manifest by tag', async () => {
+    const got = await send('GET', `${v2}/manifests/${TAG}`, { headers: { Accept: MANIFEST_TYPE } });
+    expect(200, got, `${t.name} GET manifest`);
+    if (sha256(got.body) !== image.manifestDigest) throw new Error(`${t.name}: wrong manifest`);
+  });
+  for (const blob of image.blobs) {
+    await step(t, 'pull', 'GET blob', async () => {
+      const got = await sendFollowing('GET', `${v2}/blobs/${blob.digest}`);
+      expect(200, got, `${t.name} GET blob`);
+      if (sha256(got.body) !== blob.digest) throw new Error(`${t.name}: wrong blob bytes`);
+    });
+  }
+
+  const layer = image.blobs[1] ?? image.blobs[0]!;
+  await step(t, 'head-blob', 'HEAD blob', async () =>
+    expect(200, await sendFollowing('HEAD', `${v2}/blobs/${layer.digest}`), `${t.name} HEAD blob`),
+  );
+
+  // Re-push of the same image: every blob exists, the manifest is put again.
+  for (const blob of image.blobs) {
+    await step(t, 're-push', 'HEAD blob (present)', async () =>
+      expect(200, await sendFollowing('HEAD', `${v2}/blobs/${blob.digest}`), `${t.name} HEAD blob`),
+    );
+  }
+  await putManifest('re-push');
+
+  // Single requests outside the four operations, for reference.
+  await step(t, 'other', 'HEAD manifest by tag', async () => {
+    const got = await send('HEAD', `${v2}/manifests/${TAG}`, { headers: { Accept: MANIFEST_TYPE } });
+    expect(200, got, `${t.name} HEAD manifest`);
+  });
+  await step(t, 'other', 'GET manifest by digest', async () => {
+    const got = await send('GET', `${v2}/manifests/${image.manifestDigest}`, {
+      headers: { Accept: MANIFEST_TYPE },
+    });
+    expect(200, got, `${t.name} GET manifest by digest`);
+  });
+}
+
+// ---------- report ----------
+
+const PHASES: [string, string][] = [
+  ['push', `Push of a ${LAYERS}-layer image (${LAYERS + 1} blobs with the config, then the manifest by tag)`],
+  ['pull', `Pull by tag (GET manifest by tag, then ${LAYERS + 1} blob GETs following redirects)`],
+  ['head-blob', 'HEAD of one blob (redirect followed)'],
+  ['re-push', `Re-push of the same image (${LAYERS + 1} HEADs of present blobs, then the manifest by tag)`],
+];
+
+/** What S3 bills at the PUT/COPY/POST/LIST rate (GET and HEAD are ~12x cheaper, DELETEs are free). */
+const DEAR =
+  /^(PutObject|CopyObject|UploadPart|UploadPartCopy|CreateMultipartUpload|CompleteMultipartUpload|List)/;
+
+const phaseOf = (r: S3Request) => r.label?.split('|')[0];
+const stepOf = (r: S3Request) => r.label?.split('|').slice(0, 2).join('|');
+const opName = (r: S3Request) => (r.presigned ? `client -> S3: ${r.op}` : r.op);
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, 3, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
+  const rule = `| ${widths.map((w, i) => (i === 0 ? '-'.repeat(w) : `${'-'.repeat(w - 1)}:`)).join(' | ')} |`;
+  return [line(header), rule, ...rows.map(line)].join('\n');
+}
+
+function count(requests: S3Request[], pred: (r: S3Request) => boolean): number {
+  return requests.filter(pred).length;
+}
+
+function phaseTable(targets: Target[], phase: string): string {
+  const inPhase = targets.map((t) => t.proxy.requests.filter((r) => phaseOf(r) === phase));
+  const ops = [...new Set(inPhase.flat().map(opName))].sort(
+    (a, b) => Number(a.startsWith('client')) - Number(b.startsWith('client')) || a.localeCompare(b),
+  );
+  const rows = ops
+    .filter((op) => !op.startsWith('client'))
+    .map((op) => [op, ...inPhase.map((rs) => String(count(rs, (r) => opName(r) === op)))]);
+  rows.push([
+    '**S3 requests by the registry**',
+    ...inPhase.map((rs) => `**${count(rs, (r) => !r.presigned)}**`),
+  ]);
+  for (const op of ops.filter((o) => o.startsWith('client')))
+    rows.push([op, ...inPhase.map((rs) => String(count(rs, (r) => opName(r) === op)))]);
+  rows.push(['**all S3 requests**', ...inPhase.map((rs) => `**${rs.length}**`)]);
+  rows.push([
+    'of which in the PUT/COPY/POST/LIST price class',
+    ...inPhase.map((rs) => String(count(rs, (r) => !r.presigned && DEAR.test(r.op)))),
+  ]);
+  return table(['S3 request', ...targets.map((t) => t.name)], rows);
+}
+
+function perRequestTable(targets: Target[]): string {
+  const labels = [...new Set(targets.flatMap((t) => [...t.calls.keys()]))];
+  const rows = labels.map((label) => {
+    const calls = targets[0]!.calls.get(label) ?? 0;
+    const cells = targets.map((t) => {
+      const rs = t.proxy.requests.filter((r) => stepOf(r) === label);
+      const n = t.calls.get(label) ?? 1;
+      const fmt = (x: number) => String(Math.round((x / n) * 100) / 100);
+      const own = count(rs, (r) => !r.presigned);
+      const via = count(rs, (r) => r.presigned);
+      return via ? `${fmt(own)} + ${fmt(via)}` : fmt(own);
+    });
+    return [`${label.replace('|', ': ')} (x${calls})`, ...cells];
+  });
+  return table(['client request (times)', ...targets.map((t) => t.name)], rows);
+}
+
+function trace(t: Target, label: string): string {
+  const rs = t.proxy.requests.filter((r) => r.label === label);
+  const short = (key: string) =>
+    key
+      .replace(/[0-9a-f]{64}/g, (hex) => `${hex.slice(0, 12)}…`)
+      .replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, '<upload>');
+  return rs
+    .map((r) => `  ${opName(r).padEnd(28)} ${short(r.key)}${r.status ? ` -> ${r.status}` : ''}`)
+    .join('\n');
+}
+
+function version(command: string, args: string[]): string {
+  try {
+    return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+      .trim()
+      .split('\n')[0]!;
+  } catch {
+    return 'unknown';
+  }
+}
+
+// ---------- main ----------
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'berth-bench-s3-'));
+  started.dirs.push(dir);
+  started.s3 = await startS3Server();
+  const s3 = started.s3;
+  const targets = [
+    await startBerth(s3),
+    await startDistribution(s3, dir, 'distribution', false),
+    await startDistribution(s3, dir, 'distribution-cache', true),
+  ];
+  const image = makeImage();
+  const t0 = performance.now();
+  for (const t of targets) await workload(t, image);
+  const workMs = performance.now() - t0;
+
+  const out: string[] = [];
+  out.push(
+    `Date: ${new Date().toISOString()}. Node ${process.version}. Berth ${version('git', ['rev-parse', '--short', 'HEAD'])}.`,
+    `Distribution: ${version(DISTRIBUTION, ['--version'])}. MinIO: ${version(MINIO_PATH, ['--version'])}.`,
+    `Image: ${LAYERS} layers of ${LAYER_SIZE} random bytes + a ${image.blobs[0]!.bytes.length}-byte config; workload took ${Math.round(workMs)} ms for all three registries.`,
+    '',
+  );
+  for (const [phase, title] of PHASES) out.push(`#### ${title}`, '', phaseTable(targets, phase), '');
+  out.push(
+    '#### S3 requests per client request',
+    '',
+    'Average per call; "a + b": b are client -> S3 requests through the redirect.',
+    '',
+    perRequestTable(targets),
+    '',
+  );
+  for (const t of targets) {
+    const startup = t.proxy.requests
+      .filter((r) => r.label === 'startup')
+      .map((r) => `${r.op} ${r.key}`.trim());
+    const stray = t.proxy.requests.filter((r) => r.label === undefined);
+    out.push(
+      `${t.name}: ${startup.length} S3 requests at startup${startup.length ? ` (${startup.join(', ')})` : ''}, ${stray.length} between client requests${stray.length ? ': ' + stray.map((r) => `${r.op} ${r.key}`).join(', ') : ''}.`,
+    );
+  }
+  out.push('');
+  for (const label of [
+    'push|POST upload|2',
+    'push|PATCH whole blob|2',
+    'push|PUT ?digest|2',
+    'push|PUT manifest by tag|1',
+    'pull|GET manifest by tag|1',
+    'pull|GET blob|2',
+    'head-blob|HEAD blob|1',
+    're-push|PUT manifest by tag|1',
+  ]) {
+    const [phase, name, n] = label.split('|');
+    out.push(
+      `Trace of ${phase}: ${name}${n === '2' ? ' (first layer; call 1 was the config blob)' : ''}:`,
+      '```',
+    );
+    for (const t of targets) out.push(`${t.name}:`, trace(t, label));
+    out.push('```', '');
+  }
+  process.stdout.write(out.join('\n'));
+}
+
+const timer = setTimeout(() => {
+  process.stderr.write(`bench: gave up after ${RUN_TIMEOUT_MS} ms\n`);
+  void cleanup().finally(() => process.exit(1));
+}, RUN_TIMEOUT_MS);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => void cleanup().finally(() => process.exit(130)));
+}
+try {
+  await main();
+} catch (err) {
+  process.exitCode = 1;
+  process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+} finally {
+  await cleanup();
+  clearTimeout(timer);
+}
