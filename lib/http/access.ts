@@ -5,8 +5,11 @@ export type Need =
   | { kind: 'token' }
   | { kind: 'repository'; name: string; action: 'pull' | 'push' | 'delete'; challenge: string };
 
-/** The access a route needs, and the scope a client should ask for when it lacks it. */
-export function needOf(route: Route, method: string): Need {
+/**
+ * The access a route needs, and the scope a client should ask for when it lacks it. A mount names
+ * its source repository too, so one token covers both (as CNCF Distribution challenges).
+ */
+export function needOf(route: Route, method: string, mountFrom?: string): Need {
   switch (route.kind) {
     case 'base':
     case 'catalog':
@@ -19,13 +22,18 @@ export function needOf(route: Route, method: string): Need {
     case 'blob':
       if (method === 'DELETE') return repository(route.name, 'delete');
       return repository(route.name, method === 'PUT' ? 'push' : 'pull');
-    case 'uploads':
+    case 'uploads': {
+      const need = repository(route.name, 'push');
+      return mountFrom ? { ...need, challenge: `${need.challenge} repository:${mountFrom}:pull` } : need;
+    }
     case 'upload':
       return repository(route.name, 'push');
   }
 }
 
-function repository(name: string, action: 'pull' | 'push' | 'delete'): Need {
+type RepositoryNeed = Extract<Need, { kind: 'repository' }>;
+
+function repository(name: string, action: 'pull' | 'push' | 'delete'): RepositoryNeed {
   // Pushing clients also pull (HEAD before upload), so they are asked for both at once, as docker does.
   const challenge = action === 'push' ? 'pull,push' : action;
   return { kind: 'repository', name, action, challenge: `repository:${name}:${challenge}` };

@@ -61,7 +61,11 @@ function renderFailure(c: HttpContext, err: unknown): Response {
 /** The client closed the connection mid-request (Node fails the body stream with ECONNRESET). */
 function clientGone(c: HttpContext, err: unknown): boolean {
   const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
-  return code === 'ECONNRESET' || c.env?.incoming?.destroyed === true || c.req.raw.signal.aborted;
+  return (
+    code === 'ECONNRESET' ||
+    (c.env?.incoming?.destroyed === true && (c.env.incoming as { complete?: boolean }).complete !== true) ||
+    c.req.raw.signal.aborted
+  );
 }
 
 function queryOf(c: HttpContext): { query?: string } {
@@ -91,7 +95,10 @@ async function dispatch(c: HttpContext, options: HttpOptions): Promise<Response>
       headers: { Allow: allowed.join(', ') },
     });
   }
-  c.set('caller', options.auth ? await authorize(c, options.auth, needOf(route, method)) : undefined);
+  c.set(
+    'caller',
+    options.auth ? await authorize(c, options.auth, needOf(route, method, c.req.query('from'))) : undefined,
+  );
   switch (route.kind) {
     case 'base':
       return new Response(method === 'HEAD' ? null : '{}', {

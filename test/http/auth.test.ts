@@ -203,6 +203,22 @@ describe('token authentication', () => {
     expect(some.repositories).not.toContain('team-b/secret');
   });
 
+  it('challenges a mount for the source repository too, and mounts with that token', async () => {
+    const admin = await bearer(['repository:team-a/src:pull,push'], ['admin', 'admin-password']);
+    const bytes = randomBytes(50, 7);
+    await r.request(`/v2/team-a/src/blobs/uploads/?digest=${sha256(bytes)}`, {
+      method: 'POST',
+      headers: { ...admin, 'Content-Length': '50' },
+      body: bytes,
+    });
+    const path = `/v2/team-a/dst/blobs/uploads/?mount=${sha256(bytes)}&from=team-a/src`;
+    const challenged = await r.request(path, { method: 'POST' });
+    const scope = /scope="([^"]+)"/.exec(challenged.headers.get('WWW-Authenticate') ?? '')?.[1];
+    expect(scope).toBe('repository:team-a/dst:pull,push repository:team-a/src:pull');
+    const headers = await bearer([scope!], ['alice', 'alice-password']);
+    expect((await r.request(path, { method: 'POST', headers })).status).toBe(201);
+  });
+
   it('does not mount from a repository the caller may not pull', async () => {
     const admin = await bearer(['repository:team-b/secret:pull,push'], ['admin', 'admin-password']);
     const bytes = randomBytes(100, 42);
