@@ -295,6 +295,24 @@ describe('berth serve --port 0', () => {
     expect(done.status).toBe(201);
     expect((await fetch(`${url}/v2/`)).status).toBe(200);
   });
+
+  it('answers a complete but out-of-order chunk with 416 and the Range, not as a disconnect', async () => {
+    const start = await fetch(`${url}/v2/chunks/app/blobs/uploads/`, { method: 'POST' });
+    const location = start.headers.get('Location')!;
+    const first = await fetch(`${url}${location}`, {
+      method: 'PATCH',
+      headers: { 'Content-Range': '0-3', 'Content-Length': '4' },
+      body: bytesOf(4, 5),
+    });
+    expect(first.status).toBe(202);
+    const gap = await fetch(`${url}${location}`, {
+      method: 'PATCH',
+      headers: { 'Content-Range': '10-13', 'Content-Length': '4' },
+      body: bytesOf(4, 6),
+    });
+    expect(gap.status).toBe(416);
+    expect(gap.headers.get('Range')).toBe('0-3');
+  });
 });
 
 describe('berth serve configuration', () => {
