@@ -115,14 +115,15 @@ async function invokeWithTimeout(call: () => Promise<unknown>, timeoutMs: number
 }
 
 /**
- * The whole body, or undefined as soon as it is known to exceed `limit` (by Content-Length or by
- * counting). The rest is still read and dropped, so the client can finish sending and read the 413.
+ * The whole body, or undefined when it exceeds `limit` (by Content-Length or by counting). Either
+ * way only once the client has sent it all: bytes past the limit are dropped, not kept, but a 413
+ * written earlier would close the connection under a client still sending, which then reports a
+ * broken pipe instead of the 413 (skopeo and podman did, pushing a 48 MiB layer).
  */
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length']);
     let over = Number.isFinite(declared) && declared > limit;
-    if (over) resolve(undefined);
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (chunk: Buffer) => {
@@ -132,7 +133,6 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefin
       if (size > limit) {
         over = true;
         chunks.length = 0;
-        resolve(undefined);
       }
     });
     req.on('end', () => resolve(over ? undefined : Buffer.concat(chunks, size)));

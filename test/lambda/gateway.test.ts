@@ -96,6 +96,38 @@ describe('local API Gateway in front of the built bundle', () => {
     expect(await res.json()).toEqual({ message: 'Request Entity Too Large' });
   });
 
+  it('lets a client stream a 48 MiB body to the end, then answers 413 (no broken pipe)', async () => {
+    // As skopeo and podman send a layer: Content-Length, then the bytes in small writes.
+    const size = 48 * MB;
+    const status = await new Promise<number | undefined>((resolve, reject) => {
+      const req = request(`${bundle.url}/v2/gw/app/blobs/uploads/anything`, {
+        method: 'PATCH',
+        headers: { 'content-type': 'application/octet-stream', 'content-length': size },
+      });
+      // Go clients report a failed write rather than the answer: all of the body must go out.
+      let answered: number | undefined;
+      let sentAll = false;
+      const settle = () => answered !== undefined && sentAll && resolve(answered);
+      req.on('response', (res) => {
+        res.resume();
+        res.on('end', () => ((answered = res.statusCode), settle()));
+      });
+      req.on('finish', () => ((sentAll = true), settle()));
+      req.on('error', reject);
+      const chunk = Buffer.alloc(64 * 1024);
+      let sent = 0;
+      const write = () => {
+        while (sent < size) {
+          sent += chunk.length;
+          if (!req.write(chunk)) return void req.once('drain', write);
+        }
+        req.end();
+      };
+      write();
+    });
+    expect(status).toBe(413);
+  });
+
   it('passes a body between 4.4 MB and the Lambda limit to the registry, which names the fix', async () => {
     const res = await fetch(`${bundle.url}/v2/gw/app/blobs/uploads/anything`, {
       method: 'PATCH',
