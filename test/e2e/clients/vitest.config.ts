@@ -6,7 +6,10 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     root: new URL('../../..', import.meta.url).pathname,
-    include: ['test/e2e/clients/**/*.test.ts'],
+    // One suite per run, each with its own registry, chosen by BERTH_E2E_SUITE: `local` (npm start;
+    // the default), `auth` (token authentication) or `lambda` (`npm run test:e2e:lambda`, which
+    // needs S3: run it inside test/e2e/with-s3.ts).
+    include: [`test/e2e/clients/${process.env.BERTH_E2E_SUITE ?? 'local'}.test.ts`],
     pool: 'forks',
     fileParallelism: false,
     maxWorkers: 1,

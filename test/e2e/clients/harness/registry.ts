@@ -74,17 +74,25 @@ function credentialsFromEnv(): Credentials | undefined {
   return username && password ? { username, password } : undefined;
 }
 
+export interface StartBerthOptions {
+  /** The start command when BERTH_E2E_START_CMD is not set (same placeholders). */
+  command?: string;
+  /** How to read the server's output as a request log (default: one JSON line per request). */
+  requestLog?: (file: string) => RequestLog;
+}
+
 /**
  * Berth as a user starts it. BERTH_E2E_START_CMD overrides the command (a shell command line where
  * {port} and {dataDir} are replaced); the default is `npm start -- --port {port} --data-dir {dataDir}`
  * run from the repository root. Its stdout+stderr go to <workDir>/registry.log, which is also the
  * request log (one JSON line per request with method, path, status).
  */
-export async function startBerth(workDir: string): Promise<RegistryTarget> {
+export async function startBerth(workDir: string, opts: StartBerthOptions = {}): Promise<RegistryTarget> {
   const port = await freePort();
   const dataDir = path.join(workDir, 'registry-data');
   mkdirSync(dataDir, { recursive: true });
-  const template = process.env.BERTH_E2E_START_CMD ?? 'npm start -- --port {port} --data-dir {dataDir}';
+  const template =
+    process.env.BERTH_E2E_START_CMD ?? opts.command ?? 'npm start -- --port {port} --data-dir {dataDir}';
   const cmd = template.replaceAll('{port}', String(port)).replaceAll('{dataDir}', dataDir);
   const logFile = path.join(workDir, 'registry.log');
   const daemon = startDaemon('berth', 'sh', ['-c', cmd], {
@@ -105,7 +113,7 @@ export async function startBerth(workDir: string): Promise<RegistryTarget> {
     url,
     host: hostOf(url),
     credentials: credentialsFromEnv(),
-    requests: new RequestLog(logFile),
+    requests: opts.requestLog ? opts.requestLog(logFile) : new RequestLog(logFile),
     logFile,
     // npm -> sh -> node: the whole process group that we created is stopped.
     stop: () => daemon.stop(),

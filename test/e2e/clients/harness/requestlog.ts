@@ -88,12 +88,11 @@ export class RequestLog {
 
   all(): LoggedRequest[] {
     if (!existsSync(this.file)) return [];
-    const out: LoggedRequest[] = [];
-    for (const line of readFileSync(this.file, 'utf8').split('\n')) {
-      const r = parseLogLine(line);
-      if (r && r.path.startsWith('/v2')) out.push(r);
-    }
-    return out;
+    return this.parse(readFileSync(this.file, 'utf8').split('\n')).filter((r) => r.path.startsWith('/v2'));
+  }
+
+  protected parse(lines: string[]): LoggedRequest[] {
+    return lines.map(parseLogLine).filter((r): r is LoggedRequest => r !== undefined);
   }
 
   /** A position in the log; pass it to since(). */
@@ -111,6 +110,39 @@ export class RequestLog {
       await sleep(150);
     }
     return this.all().slice(mark);
+  }
+}
+
+/**
+ * The log of `berth serve --lambda`, where each request is logged twice: by the function
+ * (`msg: "request"`, with the query) and by the gateway (`msg: "gateway"`, with the status the
+ * client saw, also for requests the gateway refused before the function ran). One entry per
+ * gateway line, with the query of the function's line for the same API Gateway request id.
+ */
+export class GatewayRequestLog extends RequestLog {
+  protected override parse(lines: string[]): LoggedRequest[] {
+    const queries = new Map<string, string>();
+    const out: LoggedRequest[] = [];
+    for (const line of lines) {
+      if (!line.startsWith('{')) continue;
+      let o: Json;
+      try {
+        o = JSON.parse(line) as Json;
+      } catch {
+        continue;
+      }
+      const id = typeof o.apiRequestId === 'string' ? o.apiRequestId : undefined;
+      if (o.msg === 'request' && id) queries.set(id, typeof o.query === 'string' ? o.query : '');
+      if (o.msg !== 'gateway') continue;
+      const r = parseLogLine(line);
+      if (!r) continue;
+      if (id && queries.has(id)) {
+        r.query = queries.get(id)!;
+        queries.delete(id);
+      }
+      out.push(r);
+    }
+    return out;
   }
 }
 
