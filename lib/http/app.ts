@@ -63,7 +63,7 @@ function clientGone(c: HttpContext, err: unknown): boolean {
   const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
   return (
     code === 'ECONNRESET' ||
-    (c.env?.incoming?.destroyed === true && (c.env.incoming as { complete?: boolean }).complete !== true) ||
+    (c.env?.incoming?.destroyed === true && c.env.incoming.complete !== true) ||
     c.req.raw.signal.aborted
   );
 }

@@ -14,7 +14,7 @@ export interface HttpOptions {
 
 /** What the runtime adapters put in Hono's `env`: the raw request, to route on the undecoded path. */
 export interface HttpBindings {
-  incoming?: { url?: string; destroyed?: boolean; socket?: { remoteAddress?: string } };
+  incoming?: { url?: string; destroyed?: boolean; complete?: boolean; socket?: { remoteAddress?: string } };
   event?: { rawPath?: string; requestContext?: { http?: { sourceIp?: string } } };
 }
 
