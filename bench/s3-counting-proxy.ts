@@ -1,5 +1,5 @@
-import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { request, type IncomingMessage, type ServerResponse } from 'node:http';
+import { LoopbackServer } from '../test/storage/loopback-server.ts';
 
 /**
  * A pass-through HTTP proxy in front of MinIO that records every S3 request it forwards, named after
@@ -23,27 +23,17 @@ export class CountingProxy {
   readonly requests: S3Request[] = [];
   /** Set by the bench around each client request; every S3 request is tagged with it. */
   label: string | undefined;
-  private readonly sockets = new Set<Socket>();
-  private readonly server = createServer((req, res) => this.forward(req, res));
+  private readonly http = new LoopbackServer((req, res) => this.forward(req, res));
 
-  private constructor(private readonly upstream: URL) {
-    this.server.on('connection', (socket) => {
-      this.sockets.add(socket);
-      socket.on('close', () => this.sockets.delete(socket));
-    });
-  }
+  private constructor(private readonly upstream: URL) {}
 
   static async start(upstream: string): Promise<CountingProxy & { readonly endpoint: string }> {
     const proxy = new CountingProxy(new URL(upstream));
-    await new Promise<void>((resolve) => proxy.server.listen(0, '127.0.0.1', resolve));
-    const address = proxy.server.address();
-    if (typeof address !== 'object' || address === null) throw new Error('proxy has no address');
-    return Object.assign(proxy, { endpoint: `http://127.0.0.1:${address.port}` });
+    return Object.assign(proxy, { endpoint: await proxy.http.listen() });
   }
 
-  async close(): Promise<void> {
-    for (const socket of this.sockets) socket.destroy();
-    await new Promise((resolve) => this.server.close(resolve));
+  close(): Promise<void> {
+    return this.http.close();
   }
 
   private forward(req: IncomingMessage, res: ServerResponse): void {

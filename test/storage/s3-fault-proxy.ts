@@ -1,5 +1,5 @@
-import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { request, type IncomingMessage, type ServerResponse } from 'node:http';
+import { LoopbackServer } from './loopback-server.ts';
 
 /**
  * A pass-through HTTP proxy in front of the test S3 server that fails chosen requests the way S3 does
@@ -25,22 +25,13 @@ export class FaultProxy {
   /** Every request seen, in order, with the fault it was given. */
   readonly requests: ProxiedRequest[] = [];
   private readonly rules: Rule[] = [];
-  private readonly sockets = new Set<Socket>();
-  private readonly server = createServer((req, res) => this.handle(req, res));
+  private readonly http = new LoopbackServer((req, res) => this.handle(req, res));
 
-  private constructor(private readonly upstream: URL) {
-    this.server.on('connection', (socket) => {
-      this.sockets.add(socket);
-      socket.on('close', () => this.sockets.delete(socket));
-    });
-  }
+  private constructor(private readonly upstream: URL) {}
 
   static async start(upstream: string): Promise<FaultProxy & { readonly endpoint: string }> {
     const proxy = new FaultProxy(new URL(upstream));
-    await new Promise<void>((resolve) => proxy.server.listen(0, '127.0.0.1', resolve));
-    const address = proxy.server.address();
-    if (typeof address !== 'object' || address === null) throw new Error('proxy has no address');
-    return Object.assign(proxy, { endpoint: `http://127.0.0.1:${address.port}` });
+    return Object.assign(proxy, { endpoint: await proxy.http.listen() });
   }
 
   /** Gives the next `times` requests that match this fault (Infinity: all of them). */
@@ -57,9 +48,8 @@ export class FaultProxy {
     return this.requests.filter((r) => r.method === method && r.url.includes(urlPart)).length;
   }
 
-  async close(): Promise<void> {
-    for (const socket of this.sockets) socket.destroy();
-    await new Promise((resolve) => this.server.close(resolve));
+  close(): Promise<void> {
+    return this.http.close();
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
