@@ -11,7 +11,7 @@ export interface JanitorSummary {
 
 /**
  * Scheduled maintenance (an EventBridge rule): cancels upload sessions untouched for the upload
- * TTL, with their multipart uploads and tails. What the local server's hourly sweep does, as a
+ * TTL, with their multipart uploads and tails. What the local server's 15-minute sweep does, as a
  * function, because a Lambda container has no life between requests to run a timer in.
  */
 export function createJanitorHandler(
