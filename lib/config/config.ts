@@ -61,6 +61,11 @@ export const configSchema = z.object({
   uploadLeaseSeconds: size.default(3600),
   /** Accounts and the token signing key (written by `berth users`); set, authentication is on. */
   authFile: z.string().min(1).optional(),
+  /**
+   * Lambda only: run the registry function without authentication. For tests and the local gateway
+   * (which itself refuses to listen beyond loopback without an auth file); never on AWS.
+   */
+  insecureNoAuth: z.boolean().default(false),
   /** Lifetime of the bearer tokens the token endpoint issues. */
   tokenTtlSeconds: whole.pipe(z.number().min(60).max(3600)).default(300),
   /** How long SIGTERM waits for requests in flight before closing their connections. */

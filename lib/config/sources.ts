@@ -15,6 +15,7 @@ export const ENV_VARS: Record<string, string> = {
   BERTH_SHUTDOWN_GRACE: 'shutdownGraceSeconds',
   BERTH_REDIRECT: 'redirect',
   BERTH_AUTH_FILE: 'authFile',
+  BERTH_INSECURE_NO_AUTH: 'insecureNoAuth',
   BERTH_TOKEN_TTL: 'tokenTtlSeconds',
   BERTH_PRESIGN_TTL: 'presignTtlSeconds',
   BERTH_S3_BUCKET: 's3.bucket',
@@ -25,7 +26,7 @@ export const ENV_VARS: Record<string, string> = {
   BERTH_S3_PUBLIC_ENDPOINT: 's3.publicEndpoint',
 };
 
-const BOOLEAN_FIELDS = new Set(['mountWithoutFrom', 'redirect', 's3.forcePathStyle']);
+const BOOLEAN_FIELDS = new Set(['mountWithoutFrom', 'redirect', 's3.forcePathStyle', 'insecureNoAuth']);
 
 /** Builds config input from the environment, then flags on top (flags win). */
 export function configInput(

@@ -25,12 +25,20 @@ export function createLambdaRegistry(config: Config): Registry {
   });
 }
 
-/** The app; with an auth file (BERTH_AUTH_FILE, e.g. in a layer) token authentication is on. */
+/**
+ * The app, with token authentication from the auth file (BERTH_AUTH_FILE). A function on a public
+ * endpoint must refuse strangers, so it does not start without one unless told it is a test.
+ */
 export async function createLambdaApp(
   config: Config,
   registry: Registry,
   logger: Logger,
 ): Promise<Hono<HttpEnv>> {
+  if (!config.authFile && !config.insecureNoAuth) {
+    throw new Error(
+      'the registry function needs BERTH_AUTH_FILE (accounts and signing key); BERTH_INSECURE_NO_AUTH=true runs it open, for tests only',
+    );
+  }
   return createApp({
     registry,
     logger,

@@ -19,6 +19,13 @@ afterAll(async () => {
 });
 
 describe('Lambda with an auth file', () => {
+  it('refuses to start without one unless told it is a test', async () => {
+    const config = lambdaConfig({ BERTH_STORAGE: 'filesystem', BERTH_DATA_DIR: join(dir, 'open') });
+    await expect(
+      createLambdaApp(config, createLambdaRegistry(config), createLambdaLogger('silent')),
+    ).rejects.toThrow(/needs BERTH_AUTH_FILE/);
+  });
+
   it('challenges anonymous requests and serves the token endpoint', async () => {
     const config = lambdaConfig({
       BERTH_STORAGE: 'filesystem',

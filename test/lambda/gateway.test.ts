@@ -18,6 +18,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'berth-gateway-'));
   await bundleFunctions(join(dir, 'dist'));
   process.env.BERTH_STORAGE = 'filesystem';
+  process.env.BERTH_INSECURE_NO_AUTH = 'true';
   process.env.BERTH_DATA_DIR = join(dir, 'data');
   process.env.BERTH_LOG_LEVEL = 'silent';
   bundle = await startGateway({ handler: await loadHandler(join(dir, 'dist', 'registry', 'index.mjs')) });

@@ -35,7 +35,11 @@ describe('Lambda logs and metrics', () => {
     const dir = await mkdtemp(join(tmpdir(), 'berth-lambda-log-'));
     try {
       const lines: string[] = [];
-      const config = lambdaConfig({ BERTH_STORAGE: 'filesystem', BERTH_DATA_DIR: dir });
+      const config = lambdaConfig({
+        BERTH_STORAGE: 'filesystem',
+        BERTH_DATA_DIR: dir,
+        BERTH_INSECURE_NO_AUTH: 'true',
+      });
       const logger = createLambdaLogger('info', (line) => lines.push(line));
       const app = await createLambdaApp(config, createLambdaRegistry(config), logger);
       const handler = createHttpHandler(app, { logger, writeMetric: (line) => lines.push(line) });
@@ -67,7 +71,7 @@ describe('janitor', () => {
       limits: { maxBlobSize: 1 << 30, partSize: 5 * 1024 * 1024, leaseMs: 60_000 },
       mountWithoutFrom: false,
     });
-    const config = lambdaConfig({ BERTH_STORAGE: 'filesystem' });
+    const config = lambdaConfig({ BERTH_STORAGE: 'filesystem', BERTH_INSECURE_NO_AUTH: 'true' });
     const handler = createHttpHandler(await createLambdaApp(config, registry, createLambdaLogger('silent')), {
       logger: createLambdaLogger('silent'),
       writeMetric: false,

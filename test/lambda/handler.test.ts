@@ -13,6 +13,7 @@ let handler: LambdaHttpHandler;
 beforeAll(async () => {
   dataDir = await mkdtemp(join(tmpdir(), 'berth-lambda-'));
   process.env.BERTH_STORAGE = 'filesystem';
+  process.env.BERTH_INSECURE_NO_AUTH = 'true';
   process.env.BERTH_DATA_DIR = dataDir;
   process.env.BERTH_LOG_LEVEL = 'silent';
   ({ handler } = await import('../../functions/registry.ts'));
