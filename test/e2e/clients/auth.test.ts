@@ -42,6 +42,19 @@ async function mustFail(what: string, fn: () => Promise<unknown>): Promise<strin
   throw new Error(`${what} succeeded but should have failed`);
 }
 
+/** `skopeo copy` of a registry image into a `dir:` copy, with the given auth file. */
+function skopeoCopy(c: ClientEnv, authfile: string, ref: string, dir: string) {
+  return c.skopeo([
+    'copy',
+    '-q',
+    '--authfile',
+    authfile,
+    '--src-tls-verify=false',
+    `docker://${ref}`,
+    `dir:${dir}`,
+  ]);
+}
+
 describe.skipIf(skipReason !== undefined)(
   'token authentication with real clients (berth --auth-file)',
   () => {
@@ -257,15 +270,7 @@ describe.skipIf(skipReason !== undefined)(
       expect(wrong).toMatch(UNAUTHORIZED);
       await login(password);
       const dir = c.dir('skopeo-pull');
-      await c.skopeo([
-        'copy',
-        '-q',
-        '--authfile',
-        authfile,
-        '--src-tls-verify=false',
-        `docker://${seedRef}`,
-        `dir:${dir}`,
-      ]);
+      await skopeoCopy(c, authfile, seedRef, dir);
       expect(verifyDirCopy(dir).digest).toBe(seed.digest);
     });
 
@@ -378,15 +383,7 @@ describe.skipIf(skipReason !== undefined)(
       await craneAs(none, ['pull', '--insecure', '--format', 'oci', publicRef, craneDir]);
       expect(verifyLayout(craneDir).digest).toBe(seed.digest);
       const skopeoDir = c.dir('anon-skopeo');
-      await c.skopeo([
-        'copy',
-        '-q',
-        '--authfile',
-        authfile,
-        '--src-tls-verify=false',
-        `docker://${publicRef}`,
-        `dir:${skopeoDir}`,
-      ]);
+      await skopeoCopy(c, authfile, publicRef, skopeoDir);
       expect(verifyDirCopy(skopeoDir).digest).toBe(seed.digest);
 
       const craneRefused = await mustFail('anonymous crane pull of a private repository', () =>
@@ -395,15 +392,7 @@ describe.skipIf(skipReason !== undefined)(
       remember('anonymous crane pull of a private repository', craneRefused);
       expect(craneRefused).toMatch(/UNAUTHORIZED/);
       const skopeoRefused = await mustFail('anonymous skopeo copy of a private repository', () =>
-        c.skopeo([
-          'copy',
-          '-q',
-          '--authfile',
-          authfile,
-          '--src-tls-verify=false',
-          `docker://${seedRef}`,
-          `dir:${c.dir('anon-skopeo-private')}`,
-        ]),
+        skopeoCopy(c, authfile, seedRef, c.dir('anon-skopeo-private')),
       );
       remember('anonymous skopeo copy of a private repository', skopeoRefused);
       expect(skopeoRefused).toMatch(UNAUTHORIZED);
