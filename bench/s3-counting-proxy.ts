@@ -1,5 +1,5 @@
-import { request, type IncomingMessage, type ServerResponse } from 'node:http';
-import { LoopbackServer } from '../test/storage/loopback-server.ts';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { LoopbackServer, forwardRequest } from '../test/storage/loopback-server.ts';
 
 /**
  * A pass-through HTTP proxy in front of MinIO that records every S3 request it forwards, named after
@@ -41,22 +41,7 @@ export class CountingProxy {
       -readonly [K in keyof S3Request]: S3Request[K];
     };
     this.requests.push(entry);
-    const upstream = request(
-      {
-        host: this.upstream.hostname,
-        port: this.upstream.port,
-        method: req.method,
-        path: req.url,
-        headers: req.headers,
-      },
-      (answer) => {
-        entry.status = answer.statusCode;
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      },
-    );
-    upstream.on('error', () => res.destroy());
-    req.pipe(upstream);
+    forwardRequest(this.upstream, req, res, (status) => (entry.status = status));
   }
 }
 

@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 
 /** An HTTP server on 127.0.0.1 at a free port, closed together with its open connections. */
@@ -26,4 +26,23 @@ export class LoopbackServer {
     for (const socket of this.sockets) socket.destroy();
     await new Promise((resolve) => this.server.close(resolve));
   }
+}
+
+/** Passes a request on to `upstream` unchanged (Host included, so SigV4 signatures stay valid). */
+export function forwardRequest(
+  upstream: URL,
+  req: IncomingMessage,
+  res: ServerResponse,
+  onStatus: (status: number | undefined) => void = () => undefined,
+): void {
+  const outgoing = request(
+    { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
+    (answer) => {
+      onStatus(answer.statusCode);
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    },
+  );
+  outgoing.on('error', () => res.destroy());
+  req.pipe(outgoing);
 }

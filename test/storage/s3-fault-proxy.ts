@@ -1,5 +1,5 @@
-import { request, type IncomingMessage, type ServerResponse } from 'node:http';
-import { LoopbackServer } from './loopback-server.ts';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { LoopbackServer, forwardRequest } from './loopback-server.ts';
 
 /**
  * A pass-through HTTP proxy in front of the test S3 server that fails chosen requests the way S3 does
@@ -74,20 +74,6 @@ export class FaultProxy {
   }
 
   private forward(req: IncomingMessage, res: ServerResponse): void {
-    const upstream = request(
-      {
-        host: this.upstream.hostname,
-        port: this.upstream.port,
-        method: req.method,
-        path: req.url,
-        headers: req.headers,
-      },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      },
-    );
-    upstream.on('error', () => res.destroy());
-    req.pipe(upstream);
+    forwardRequest(this.upstream, req, res);
   }
 }
