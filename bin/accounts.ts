@@ -1,7 +1,10 @@
 import { parseArgs } from 'node:util';
+import { openAuthStore } from '../lib/auth/auth-store.ts';
 import { addUser, createRobot, listAccounts, removeAccount, setAnonymousPull } from '../lib/auth/admin.ts';
 
-export const ACCOUNTS_USAGE = `Accounts (all take --auth-file <file> or BERTH_AUTH_FILE; the file is created on first use):
+export const ACCOUNTS_USAGE = `Accounts (all act on --auth-file <file> / BERTH_AUTH_FILE, created on first use, or on a
+deployed registry's Secrets Manager secret with --auth-secret <arn> / BERTH_AUTH_SECRET, using
+your AWS credentials; a deployed registry picks changes up within BERTH_AUTH_CACHE_SECONDS):
   berth users add <name> --password-stdin [--grant '<pattern>:<actions>']...
                         Add a user, or replace its password and grants. Grants like
                         'team-a/*:pull,push', '*:pull', and 'registry:catalog:*' for the catalog
@@ -22,13 +25,21 @@ export async function accounts(group: string, argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       'auth-file': { type: 'string' },
+      'auth-secret': { type: 'string' },
       'password-stdin': { type: 'boolean' },
       grant: { type: 'string', multiple: true },
       expires: { type: 'string' },
     },
   });
-  const file = values['auth-file'] ?? process.env.BERTH_AUTH_FILE;
-  if (!file) throw new UsageError('name the auth file with --auth-file or BERTH_AUTH_FILE');
+  const store = openAuthStore({
+    authFile: values['auth-file'] ?? process.env.BERTH_AUTH_FILE,
+    authSecret: values['auth-secret'] ?? process.env.BERTH_AUTH_SECRET,
+  });
+  if (!store) {
+    throw new UsageError(
+      "name the auth file with --auth-file (or BERTH_AUTH_FILE), or a deployed registry's secret with --auth-secret",
+    );
+  }
   const [action, name, ...rest] = positionals;
   const grants = values.grant ?? [];
   const needName = () => {
@@ -40,15 +51,15 @@ export async function accounts(group: string, argv: string[]): Promise<number> {
       if (!values['password-stdin'])
         throw new UsageError('give the password on standard input with --password-stdin');
       const password = (await readStdin()).replace(/\r?\n$/, '');
-      await addUser(file, needName(), password, grants);
-      process.stderr.write(`user ${name} saved in ${file}\n`);
+      await addUser(store, needName(), password, grants);
+      process.stderr.write(`user ${name} saved in ${store.description}\n`);
       return 0;
     }
     case 'users remove':
-      await removeAccount(file, needName(), 'user');
+      await removeAccount(store, needName(), 'user');
       return 0;
     case 'robots create': {
-      const robot = await createRobot(file, needName(), grants, parseDuration(values.expires ?? '90d'));
+      const robot = await createRobot(store, needName(), grants, parseDuration(values.expires ?? '90d'));
       process.stdout.write(JSON.stringify(robot) + '\n');
       process.stderr.write(
         `the secret is shown once; log in with: docker login -u ${robot.name} --password-stdin\n`,
@@ -56,17 +67,17 @@ export async function accounts(group: string, argv: string[]): Promise<number> {
       return 0;
     }
     case 'robots revoke':
-      await removeAccount(file, needName(), 'robot');
+      await removeAccount(store, needName(), 'robot');
       return 0;
     case 'users list':
     case 'robots list':
-      for (const account of await listAccounts(file, group === 'users' ? 'user' : 'robot')) {
+      for (const account of await listAccounts(store, group === 'users' ? 'user' : 'robot')) {
         process.stdout.write(JSON.stringify(account) + '\n');
       }
       return 0;
     case 'anonymous set':
       await setAnonymousPull(
-        file,
+        store,
         [name, ...rest].filter((p): p is string => p !== undefined),
       );
       return 0;

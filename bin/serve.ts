@@ -67,9 +67,10 @@ export async function serve(argv: string[]): Promise<number> {
     url: server.url,
     dataDir: config.dataDir,
     storage: config.storage,
-    auth: config.authFile
-      ? 'on'
-      : 'off: listening on loopback only, anyone on this machine can push and delete (--auth-file turns it on)',
+    auth:
+      config.authFile || config.authSecret
+        ? 'on'
+        : 'off: listening on loopback only, anyone on this machine can push and delete (--auth-file turns it on)',
   });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {

@@ -1,12 +1,37 @@
-import { authFileExists, readAuthFile, writeAuthFile, type Account, type AuthFile } from './auth-file.ts';
+import type { Account, AuthFile } from './auth-file.ts';
+import { FileAuthStore, type AuthStore } from './auth-store.ts';
 import { parseGrant, type Grant } from './grants.ts';
 import { generateSecret, hashPassword } from './passwords.ts';
 import { generateSigningKey } from './tokens.ts';
 
-/** Reads the auth file, or starts a new one with a fresh signing key. */
-async function open(path: string): Promise<AuthFile> {
-  if (await authFileExists(path)) return readAuthFile(path);
-  return { version: 1, signingKey: { ...(await generateSigningKey()) }, accounts: [], anonymous: [] };
+/** An auth store, or the path of an auth file. */
+export type AuthTarget = AuthStore | string;
+
+function storeOf(target: AuthTarget): AuthStore {
+  return typeof target === 'string' ? new FileAuthStore(target) : target;
+}
+
+/**
+ * Applies one change to the store: reads it (or starts a new document with a fresh signing key),
+ * and writes the result only if nobody else wrote in between.
+ */
+async function edit<T>(
+  target: AuthTarget,
+  change: (file: AuthFile) => Promise<{ file: AuthFile; result: T }>,
+  options: { mustExist?: boolean } = {},
+): Promise<T> {
+  const store = storeOf(target);
+  const snapshot = await store.read();
+  if (!snapshot && options.mustExist) throw new Error(`${store.description} holds no accounts yet`);
+  const file = snapshot?.file ?? {
+    version: 1 as const,
+    signingKey: { ...(await generateSigningKey()) },
+    accounts: [],
+    anonymous: [],
+  };
+  const { file: next, result } = await change(file);
+  await store.write(next, snapshot?.version);
+  return result;
 }
 
 function permissions(grantTexts: readonly string[]): { grants: Grant[]; catalog: boolean } {
@@ -22,13 +47,12 @@ function permissions(grantTexts: readonly string[]): { grants: Grant[]; catalog:
 
 /** Adds a user, or replaces the password and grants of an existing one. */
 export async function addUser(
-  path: string,
+  target: AuthTarget,
   name: string,
   password: string,
   grantTexts: readonly string[],
 ): Promise<void> {
   if (password.length < 8) throw new Error('the password must have at least 8 characters');
-  const file = await open(path);
   const account: Account = {
     name,
     kind: 'user',
@@ -36,21 +60,23 @@ export async function addUser(
     ...permissions(grantTexts),
     createdAt: new Date().toISOString(),
   };
-  await writeAuthFile(path, {
-    ...file,
-    accounts: [...file.accounts.filter((a) => a.name !== name), account],
+  await edit(target, async (file) => {
+    const existing = file.accounts.find((a) => a.name === name);
+    if (existing && existing.kind !== 'user') throw new Error(`${name} is a robot account; revoke it first`);
+    return {
+      file: { ...file, accounts: [...file.accounts.filter((a) => a.name !== name), account] },
+      result: undefined,
+    };
   });
 }
 
 /** Creates a robot account for CI with a generated secret, returned once and never stored. */
 export async function createRobot(
-  path: string,
+  target: AuthTarget,
   name: string,
   grantTexts: readonly string[],
   expiresInSeconds: number,
 ): Promise<{ name: string; secret: string; expiresAt: string }> {
-  const file = await open(path);
-  if (file.accounts.some((a) => a.name === name)) throw new Error(`an account named ${name} exists already`);
   const secret = generateSecret();
   const expiresAt = new Date(Date.now() + expiresInSeconds * 1000).toISOString();
   const robot: Account = {
@@ -61,16 +87,25 @@ export async function createRobot(
     createdAt: new Date().toISOString(),
     expiresAt,
   };
-  await writeAuthFile(path, { ...file, accounts: [...file.accounts, robot] });
+  await edit(target, async (file) => {
+    if (file.accounts.some((a) => a.name === name))
+      throw new Error(`an account named ${name} exists already`);
+    return { file: { ...file, accounts: [...file.accounts, robot] }, result: undefined };
+  });
   return { name, secret, expiresAt };
 }
 
 /** Removes a user or revokes a robot. */
-export async function removeAccount(path: string, name: string, kind: Account['kind']): Promise<void> {
-  const file = await readAuthFile(path);
-  if (!file.accounts.some((a) => a.name === name && a.kind === kind))
-    throw new Error(`no ${kind} named ${name}`);
-  await writeAuthFile(path, { ...file, accounts: file.accounts.filter((a) => a.name !== name) });
+export async function removeAccount(target: AuthTarget, name: string, kind: Account['kind']): Promise<void> {
+  await edit(
+    target,
+    async (file) => {
+      if (!file.accounts.some((a) => a.name === name && a.kind === kind))
+        throw new Error(`no ${kind} named ${name}`);
+      return { file: { ...file, accounts: file.accounts.filter((a) => a.name !== name) }, result: undefined };
+    },
+    { mustExist: true },
+  );
 }
 
 export interface AccountSummary {
@@ -82,9 +117,11 @@ export interface AccountSummary {
 }
 
 /** Accounts without their password hashes. */
-export async function listAccounts(path: string, kind?: Account['kind']): Promise<AccountSummary[]> {
-  const file = await readAuthFile(path);
-  return file.accounts
+export async function listAccounts(target: AuthTarget, kind?: Account['kind']): Promise<AccountSummary[]> {
+  const store = storeOf(target);
+  const snapshot = await store.read();
+  if (!snapshot) throw new Error(`${store.description} holds no accounts yet`);
+  return snapshot.file.accounts
     .filter((a) => kind === undefined || a.kind === kind)
     .map((a) => ({
       name: a.name,
@@ -99,12 +136,11 @@ export async function listAccounts(path: string, kind?: Account['kind']): Promis
 }
 
 /** Sets the repository patterns anyone may pull without logging in (an empty list: none). */
-export async function setAnonymousPull(path: string, patterns: readonly string[]): Promise<void> {
-  const file = await open(path);
+export async function setAnonymousPull(target: AuthTarget, patterns: readonly string[]): Promise<void> {
   const anonymous = patterns.map((pattern) => {
     const grant = parseGrant(`${pattern}:pull`);
     if (grant === 'catalog') throw new Error('the catalog cannot be opened to anonymous users');
     return grant;
   });
-  await writeAuthFile(path, { ...file, anonymous });
+  await edit(target, async (file) => ({ file: { ...file, anonymous }, result: undefined }));
 }

@@ -38,26 +38,34 @@ export async function readAuthFile(path: string): Promise<AuthFile> {
   } catch (err) {
     throw new Error(`cannot read the auth file ${path}: ${(err as Error).message}`, { cause: err });
   }
+  return parseAuthFile(text, `the auth file ${path}`);
+}
+
+/** Parses auth file JSON; `where` names its origin in error messages ("the auth file x"). */
+export function parseAuthFile(text: string, where: string): AuthFile {
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch {
-    throw new Error(`the auth file ${path} is not valid JSON`);
+    throw new Error(`${where} is not valid JSON`);
   }
   const parsed = authFileSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new Error(
-      `the auth file ${path} is invalid at ${issue?.path.join('.') || 'top level'}: ${issue?.message}`,
-    );
+    throw new Error(`${where} is invalid at ${issue?.path.join('.') || 'top level'}: ${issue?.message}`);
   }
   return parsed.data;
+}
+
+/** The auth file as stored: pretty JSON, so that a person can read what the CLI wrote. */
+export function serializeAuthFile(file: AuthFile): string {
+  return JSON.stringify(file, null, 2) + '\n';
 }
 
 /** Writes the file atomically, readable by its owner only (it holds the signing key). */
 export async function writeAuthFile(path: string, file: AuthFile): Promise<void> {
   const temp = join(dirname(path), `.${process.pid}.${Date.now()}.auth.tmp`);
-  await writeFile(temp, JSON.stringify(file, null, 2) + '\n', { mode: 0o600 });
+  await writeFile(temp, serializeAuthFile(file), { mode: 0o600 });
   await chmod(temp, 0o600);
   await rename(temp, path);
 }

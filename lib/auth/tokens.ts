@@ -58,6 +58,46 @@ export class TokenService {
     return { token, issuedAt: new Date(now * 1000), expiresIn: this.ttlSeconds };
   }
 
+  /**
+   * A refresh token (`offline_token=true`, `access_type=offline`): docker stores it in place of
+   * the password and trades it for access tokens. It names the account and a fingerprint of its
+   * password hash, so a new password, a removal or a re-creation under the same name voids it;
+   * its audience differs from access tokens', so neither passes for the other.
+   */
+  async issueRefresh(subject: string, fingerprint: string, expiresAt: Date): Promise<string> {
+    const now = Math.floor(Date.now() / 1000);
+    return new SignJWT({ fpr: fingerprint })
+      .setProtectedHeader({ alg: ALG, kid: this.kid, typ: 'JWT' })
+      .setIssuer(this.issuer)
+      .setSubject(subject)
+      .setAudience(this.refreshAudience)
+      .setIssuedAt(now)
+      .setNotBefore(now - 5)
+      .setExpirationTime(Math.floor(expiresAt.getTime() / 1000))
+      .setJti(randomUUID())
+      .sign(this.privateKey);
+  }
+
+  /** The subject and fingerprint of a refresh token we issued and that is valid now. */
+  async verifyRefresh(token: string): Promise<{ subject: string; fingerprint: string } | undefined> {
+    try {
+      const { payload } = await jwtVerify(token, this.publicKey, {
+        algorithms: [ALG],
+        issuer: this.issuer,
+        audience: this.refreshAudience,
+        requiredClaims: ['exp', 'nbf', 'iat', 'sub', 'jti'],
+      });
+      if (typeof payload.fpr !== 'string' || !payload.sub) return undefined;
+      return { subject: payload.sub, fingerprint: payload.fpr };
+    } catch {
+      return undefined;
+    }
+  }
+
+  private get refreshAudience(): string {
+    return `${this.service}#refresh`;
+  }
+
   /** The token's claims, or undefined for any token we did not issue or that is not valid now. */
   async verify(token: string): Promise<TokenClaims | undefined> {
     try {

@@ -62,6 +62,13 @@ export const configSchema = z.object({
   /** Accounts and the token signing key (written by `berth users`); set, authentication is on. */
   authFile: z.string().min(1).optional(),
   /**
+   * On AWS: the Secrets Manager secret (ARN or name) holding the same JSON as the auth file; the
+   * deployed stack creates it. Takes precedence over authFile.
+   */
+  authSecret: z.string().min(1).optional(),
+  /** How often a Lambda container re-reads the auth secret: revocations take effect within this. */
+  authCacheSeconds: whole.pipe(z.number().min(1).max(60)).default(30),
+  /**
    * Lambda only: run the registry function without authentication. For tests and the local gateway
    * (which itself refuses to listen beyond loopback without an auth file); never on AWS.
    */
@@ -79,7 +86,7 @@ const checkedSchema = configSchema
     message: 'the s3 store needs a bucket (BERTH_S3_BUCKET)',
     path: ['s3', 'bucket'],
   })
-  .refine((c) => c.authFile !== undefined || isLoopback(c.host), {
+  .refine((c) => c.authFile !== undefined || c.authSecret !== undefined || isLoopback(c.host), {
     message:
       'listening beyond loopback needs authentication: create accounts with `berth users add` and pass --auth-file',
     path: ['authFile'],

@@ -15,6 +15,8 @@ export const ENV_VARS: Record<string, string> = {
   BERTH_SHUTDOWN_GRACE: 'shutdownGraceSeconds',
   BERTH_REDIRECT: 'redirect',
   BERTH_AUTH_FILE: 'authFile',
+  BERTH_AUTH_SECRET: 'authSecret',
+  BERTH_AUTH_CACHE_SECONDS: 'authCacheSeconds',
   BERTH_INSECURE_NO_AUTH: 'insecureNoAuth',
   BERTH_TOKEN_TTL: 'tokenTtlSeconds',
   BERTH_PRESIGN_TTL: 'presignTtlSeconds',

@@ -18,7 +18,11 @@ export async function startLambdaGateway(
   if (!existsSync(bundlePath))
     throw new Error(`no Lambda bundle at ${bundlePath}: run \`npm run build\` first`);
   // The gateway listens only where `berth serve` allows, so without an auth file it is on loopback.
-  Object.assign(process.env, functionEnv(config), config.authFile ? {} : { BERTH_INSECURE_NO_AUTH: 'true' });
+  Object.assign(
+    process.env,
+    functionEnv(config),
+    config.authFile || config.authSecret ? {} : { BERTH_INSECURE_NO_AUTH: 'true' },
+  );
   const handler = await loadHandler(bundlePath);
   return startGateway({ handler, host: config.host, port: config.port, logger });
 }

@@ -1,4 +1,6 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Accounts } from '../auth/accounts.ts';
+import type { Account } from '../auth/auth-file.ts';
 import { allowedActions, grantAccess } from '../auth/grants.ts';
 import { parseScopes, type Access } from '../auth/scope.ts';
 import type { TokenService } from '../auth/tokens.ts';
@@ -38,6 +40,12 @@ export async function authorize(c: HttpContext, auth: HttpAuth, need: Need): Pro
         : 'authentication required: log in with `docker login`',
       { headers: challenge(scope, match ? 'invalid_token' : undefined) },
     );
+  }
+  if (!(await auth.accounts.isActive(claims.subject))) {
+    // Removed, revoked or expired since the token was issued: the token dies with the account.
+    throw new RegistryError('UNAUTHORIZED', `account ${claims.subject} no longer exists or has expired`, {
+      headers: challenge(scope, 'invalid_token'),
+    });
   }
   const caller = { subject: claims.subject, access: claims.access };
   if (need.kind === 'token') return caller;
@@ -79,54 +87,106 @@ export function may(caller: Caller | undefined, repository: string, action: stri
   );
 }
 
+/** How long a refresh token (docker's stored "identity token") stays valid, at most. */
+export const REFRESH_TOKEN_DAYS = 30;
+
 /**
  * `GET /token` with Basic credentials (or none, for anonymous access), and the OAuth2 form
- * `POST /token` with `grant_type=password`. The token carries what was asked, less what the account
- * may not do.
+ * `POST /token` with `grant_type=password` or `grant_type=refresh_token`. The token carries what
+ * was asked, less what the account may not do. `offline_token=true` (GET) or `access_type=offline`
+ * (POST, password grant) adds a refresh token, which docker stores instead of the password.
  */
 export async function handleToken(c: HttpContext, auth: HttpAuth): Promise<Response> {
   let user: string | undefined;
   let password: string | undefined;
+  let refreshToken: string | undefined;
   let scopes: string[];
+  let offline: boolean;
   if (c.req.method === 'POST') {
     const form = await c.req.parseBody({ all: true }).catch(() => ({}) as Record<string, unknown>);
     const field = (name: string) => [form[name]].flat().filter((v): v is string => typeof v === 'string');
-    if (field('grant_type')[0] !== 'password') {
-      return Response.json(
-        { error: 'unsupported_grant_type', error_description: 'only grant_type=password is supported' },
-        { status: 400 },
-      );
+    const grant = field('grant_type')[0];
+    if (grant === 'password') {
+      user = field('username')[0];
+      password = field('password')[0];
+      if (user === undefined) {
+        return oauthError('invalid_request', 'grant_type=password needs a username and a password');
+      }
+    } else if (grant === 'refresh_token') {
+      refreshToken = field('refresh_token')[0];
+      if (!refreshToken)
+        return oauthError('invalid_request', 'grant_type=refresh_token needs a refresh_token');
+    } else {
+      return oauthError('unsupported_grant_type', 'grant_type must be password or refresh_token');
     }
-    user = field('username')[0];
-    password = field('password')[0];
-    scopes = field('scope');
+    scopes = field('scope')
+      .flatMap((s) => s.split(' '))
+      .filter((s) => s !== '');
+    offline = field('access_type')[0] === 'offline';
   } else {
     const basic = parseBasic(c.req.header('Authorization'));
     user = basic?.user;
     password = basic?.password;
     scopes = c.req.queries('scope') ?? [];
+    offline = c.req.query('offline_token') === 'true';
   }
-  let subject = '';
-  if (user !== undefined) {
-    const account = await auth.accounts.login(user, password ?? '', sourceOf(c));
+  let account: Account | undefined;
+  if (refreshToken !== undefined) {
+    account = await redeemRefreshToken(auth, refreshToken);
+    if (!account) {
+      auth.accounts.logRejectedRefresh(sourceOf(c));
+      throw new RegistryError('UNAUTHORIZED', 'the stored login has expired or was revoked: log in again', {
+        headers: { 'WWW-Authenticate': `Basic realm="${auth.tokens.service}"` },
+      });
+    }
+  } else if (user !== undefined) {
+    account = await auth.accounts.login(user, password ?? '', sourceOf(c));
     if (!account) {
       throw new RegistryError('UNAUTHORIZED', 'incorrect username or password', {
         headers: { 'WWW-Authenticate': `Basic realm="${auth.tokens.service}"` },
       });
     }
-    subject = account.name;
   }
+  const subject = account?.name ?? '';
   const access = grantAccess(await auth.accounts.permissionsOf(subject), parseScopes(scopes));
   const issued = await auth.tokens.issue(subject, access);
+  const refresh =
+    account && offline && refreshToken === undefined ? await issueRefreshToken(auth, account) : undefined;
   return Response.json(
     {
       token: issued.token,
       access_token: issued.token,
       expires_in: issued.expiresIn,
       issued_at: issued.issuedAt.toISOString(),
+      ...(refresh ? { refresh_token: refresh } : {}),
     },
     { headers: { 'Cache-Control': 'no-store' } },
   );
+}
+
+async function issueRefreshToken(auth: HttpAuth, account: Account): Promise<string> {
+  const limit = Date.now() + REFRESH_TOKEN_DAYS * 86_400_000;
+  const expiresAt = new Date(Math.min(limit, account.expiresAt ? Date.parse(account.expiresAt) : limit));
+  return auth.tokens.issueRefresh(account.name, passwordFingerprint(account), expiresAt);
+}
+
+/** The account a refresh token stands for, if the token is ours, valid, and its account unchanged. */
+async function redeemRefreshToken(auth: HttpAuth, token: string): Promise<Account | undefined> {
+  const claims = await auth.tokens.verifyRefresh(token);
+  if (!claims) return undefined;
+  const account = await auth.accounts.find(claims.subject);
+  if (!account || !(await auth.accounts.isActive(account.name))) return undefined;
+  const expected = Buffer.from(passwordFingerprint(account));
+  const given = Buffer.from(claims.fingerprint);
+  return expected.length === given.length && timingSafeEqual(expected, given) ? account : undefined;
+}
+
+function passwordFingerprint(account: Account): string {
+  return createHash('sha256').update(account.passwordHash).digest('base64url').slice(0, 22);
+}
+
+function oauthError(error: string, description: string): Response {
+  return Response.json({ error, error_description: description }, { status: 400 });
 }
 
 function parseBasic(header: string | undefined): { user: string; password: string } | undefined {

@@ -5,6 +5,7 @@ import type { HttpEnv } from '../http/context.ts';
 import type { Logger } from '../logging/logger.ts';
 import { SerializedHashStates } from '../registry/hashing.ts';
 import { Registry } from '../registry/registry.ts';
+import { openAuthStore } from '../auth/auth-store.ts';
 import { loadAuth } from '../server/auth.ts';
 import { createStorage } from '../server/storage.ts';
 
@@ -26,7 +27,8 @@ export function createLambdaRegistry(config: Config): Registry {
 }
 
 /**
- * The app, with token authentication from the auth file (BERTH_AUTH_FILE). A function on a public
+ * The app, with token authentication from the auth secret (BERTH_AUTH_SECRET, on AWS) or an auth
+ * file (BERTH_AUTH_FILE). A function on a public
  * endpoint must refuse strangers, so it does not start without one unless told it is a test.
  */
 export async function createLambdaApp(
@@ -34,15 +36,16 @@ export async function createLambdaApp(
   registry: Registry,
   logger: Logger,
 ): Promise<Hono<HttpEnv>> {
-  if (!config.authFile && !config.insecureNoAuth) {
+  const store = openAuthStore(config, config.s3.region);
+  if (!store && !config.insecureNoAuth) {
     throw new Error(
-      'the registry function needs BERTH_AUTH_FILE (accounts and signing key); BERTH_INSECURE_NO_AUTH=true runs it open, for tests only',
+      'the registry function needs BERTH_AUTH_SECRET or BERTH_AUTH_FILE (accounts and signing key); BERTH_INSECURE_NO_AUTH=true runs it open, for tests only',
     );
   }
   return createApp({
     registry,
     logger,
-    auth: config.authFile ? await loadAuth(config.authFile, config.tokenTtlSeconds, logger) : undefined,
+    auth: store ? await loadAuth(store, config.tokenTtlSeconds, logger) : undefined,
     redirect: { enabled: config.redirect, ttlSeconds: config.presignTtlSeconds },
   });
 }

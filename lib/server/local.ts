@@ -7,6 +7,7 @@ import { describeError, type Logger } from '../logging/logger.ts';
 import { InMemoryHashStates } from '../registry/hashing.ts';
 import { Registry } from '../registry/registry.ts';
 import { createStorage } from './storage.ts';
+import { openAuthStore } from '../auth/auth-store.ts';
 import { loadAuth } from './auth.ts';
 
 export interface RunningServer {
@@ -31,7 +32,8 @@ export async function startLocalServer(config: Config, logger: Logger): Promise<
     },
     mountWithoutFrom: config.mountWithoutFrom,
   });
-  const auth = config.authFile ? await loadAuth(config.authFile, config.tokenTtlSeconds, logger) : undefined;
+  const store = openAuthStore(config, config.s3.region);
+  const auth = store ? await loadAuth(store, config.tokenTtlSeconds, logger) : undefined;
   const app = createApp({
     auth,
     registry,

@@ -1,8 +1,9 @@
+import { FileAuthStore } from '../../lib/auth/auth-store.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addUser, createRobot, setAnonymousPull } from '../../lib/auth/admin.ts';
+import { addUser, createRobot, removeAccount, setAnonymousPull } from '../../lib/auth/admin.ts';
 import { createLogger } from '../../lib/logging/logger.ts';
 import { loadAuth } from '../../lib/server/auth.ts';
 import { errorCode, randomBytes, sha256, testRegistry, type TestRegistry } from './harness.ts';
@@ -60,7 +61,7 @@ beforeAll(async () => {
   await addUser(file, 'reader', 'reader-password', ['team-a/*:pull']);
   robotSecret = (await createRobot(file, 'ci', ['team-a/app:pull,push'], 3600)).secret;
   await setAnonymousPull(file, ['public/*']);
-  r = testRegistry({ auth: await loadAuth(file, 300, createLogger('silent')) });
+  r = testRegistry({ auth: await loadAuth(new FileAuthStore(file), 300, createLogger('silent')) });
 });
 
 afterAll(async () => {
@@ -267,6 +268,169 @@ describe('token authentication', () => {
       headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
       body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: 'x', service: 'berth' }),
     });
-    expect(refresh.status).toBe(400);
+    expect(refresh.status).toBe(401);
+    expect(await errorCode(refresh)).toBe('UNAUTHORIZED');
+    const unsupported = await r.request('/token', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'client_credentials', service: 'berth' }),
+    });
+    expect(unsupported.status).toBe(400);
+    expect(((await unsupported.json()) as { error: string }).error).toBe('unsupported_grant_type');
+  });
+
+  it('takes several space-separated scopes in the OAuth2 form', async () => {
+    const res = await r.request('/token', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: 'password',
+        username: 'alice',
+        password: 'alice-password',
+        service: 'berth',
+        scope: 'repository:team-a/one:pull repository:team-a/two:pull,push',
+      }),
+    });
+    const { access_token: jwt } = (await res.json()) as { access_token: string };
+    const claims = JSON.parse(Buffer.from(jwt.split('.')[1]!, 'base64url').toString()) as {
+      access: { name: string; actions: string[] }[];
+    };
+    expect(claims.access.map((a) => [a.name, [...a.actions].sort()])).toEqual([
+      ['team-a/one', ['pull']],
+      ['team-a/two', ['pull', 'push']],
+    ]);
+  });
+});
+
+describe('refresh tokens and revocation', () => {
+  let store: string;
+  let live: TestRegistry;
+
+  const form = (fields: Record<string, string>) =>
+    live.request('/token', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ service: 'berth', client_id: 'docker', ...fields }),
+    });
+
+  async function offlineLogin(user: string, password: string): Promise<string> {
+    const res = await live.request('/token?service=berth&offline_token=true&client_id=docker', {
+      headers: { Authorization: basic(user, password) },
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { refresh_token?: string };
+    expect(body.refresh_token).toEqual(expect.any(String));
+    return body.refresh_token!;
+  }
+
+  beforeAll(async () => {
+    store = join(dir, 'live-auth.json');
+    await addUser(store, 'bob', 'bob-password-1', ['team-b/*:pull,push']);
+    await addUser(store, 'carol', 'carol-password', ['team-b/*:pull']);
+    // Re-read on every request, so that changes show at once instead of within 2 s.
+    live = testRegistry({
+      auth: await loadAuth(new FileAuthStore(store, { refreshMs: 0 }), 300, createLogger('silent')),
+    });
+  });
+
+  it('gives no refresh token unless asked for one', async () => {
+    const res = await live.request('/token?service=berth', {
+      headers: { Authorization: basic('carol', 'carol-password') },
+    });
+    expect(Object.keys((await res.json()) as object)).not.toContain('refresh_token');
+  });
+
+  it('trades a refresh token for scoped access tokens, as docker does with its stored identity token', async () => {
+    const refresh = await offlineLogin('bob', 'bob-password-1');
+    const res = await form({
+      grant_type: 'refresh_token',
+      refresh_token: refresh,
+      scope: 'repository:team-b/app:pull,push',
+    });
+    expect(res.status).toBe(200);
+    const { access_token: jwt } = (await res.json()) as { access_token: string };
+    const claims = JSON.parse(Buffer.from(jwt.split('.')[1]!, 'base64url').toString()) as {
+      sub: string;
+      access: { name: string; actions: string[] }[];
+    };
+    expect(claims.sub).toBe('bob');
+    expect(claims.access).toEqual([{ type: 'repository', name: 'team-b/app', actions: ['pull', 'push'] }]);
+    // Authorized: the repository is merely empty (404), not refused (401/403).
+    const tags = await live.request('/v2/team-b/app/tags/list', {
+      headers: { Authorization: `Bearer ${jwt}` },
+    });
+    expect(tags.status).toBe(404);
+  });
+
+  it('gives a refresh token for the OAuth2 password form with access_type=offline', async () => {
+    const res = await form({
+      grant_type: 'password',
+      username: 'carol',
+      password: 'carol-password',
+      access_type: 'offline',
+    });
+    expect(((await res.json()) as { refresh_token?: string }).refresh_token).toEqual(expect.any(String));
+  });
+
+  it('does not take a refresh token as a bearer token, nor an access token as a refresh token', async () => {
+    const refresh = await offlineLogin('carol', 'carol-password');
+    const asBearer = await live.request('/v2/', { headers: { Authorization: `Bearer ${refresh}` } });
+    expect(asBearer.status).toBe(401);
+    const access = (await (
+      await live.request('/token?service=berth', {
+        headers: { Authorization: basic('carol', 'carol-password') },
+      })
+    ).json()) as { token: string };
+    const asRefresh = await form({ grant_type: 'refresh_token', refresh_token: access.token });
+    expect(asRefresh.status).toBe(401);
+  });
+
+  it('voids refresh tokens when the password changes', async () => {
+    const refresh = await offlineLogin('bob', 'bob-password-1');
+    expect((await form({ grant_type: 'refresh_token', refresh_token: refresh })).status).toBe(200);
+    await addUser(store, 'bob', 'bob-password-2', ['team-b/*:pull,push']);
+    const res = await form({ grant_type: 'refresh_token', refresh_token: refresh });
+    expect(res.status).toBe(401);
+    expect(await res.text()).toContain('log in again');
+  });
+
+  it('refuses the tokens of a removed account at once, not when they expire', async () => {
+    await addUser(store, 'dave', 'dave-password', ['team-b/*:pull']);
+    const refresh = await offlineLogin('dave', 'dave-password');
+    const { token: jwt } = (await (
+      await live.request('/token?service=berth&scope=repository:team-b/app:pull', {
+        headers: { Authorization: basic('dave', 'dave-password') },
+      })
+    ).json()) as { token: string };
+    const headers = { Authorization: `Bearer ${jwt}` };
+    expect((await live.request('/v2/', { headers })).status).toBe(200);
+    await removeAccount(store, 'dave', 'user');
+    const after = await live.request('/v2/', { headers });
+    expect(after.status).toBe(401);
+    expect(after.headers.get('WWW-Authenticate')).toContain('error="invalid_token"');
+    expect((await form({ grant_type: 'refresh_token', refresh_token: refresh })).status).toBe(401);
+  });
+
+  it('refuses a revoked robot, and a robot past its expiry', async () => {
+    const { secret } = await createRobot(store, 'ci-short', ['team-b/*:pull'], 3600);
+    const { token: jwt } = (await (
+      await live.request('/token?service=berth', { headers: { Authorization: basic('ci-short', secret) } })
+    ).json()) as { token: string };
+    expect((await live.request('/v2/', { headers: { Authorization: `Bearer ${jwt}` } })).status).toBe(200);
+    await removeAccount(store, 'ci-short', 'robot');
+    expect((await live.request('/v2/', { headers: { Authorization: `Bearer ${jwt}` } })).status).toBe(401);
+    const expired = await createRobot(store, 'ci-gone', ['team-b/*:pull'], 1);
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const login = await live.request('/token?service=berth', {
+      headers: { Authorization: basic('ci-gone', expired.secret) },
+    });
+    expect(login.status).toBe(401);
+  });
+
+  it("caps a robot's refresh token at the robot's expiry", async () => {
+    const { secret, expiresAt } = await createRobot(store, 'ci-capped', ['team-b/*:pull'], 600);
+    const refresh = await offlineLogin('ci-capped', secret);
+    const claims = JSON.parse(Buffer.from(refresh.split('.')[1]!, 'base64url').toString()) as { exp: number };
+    expect(claims.exp).toBe(Math.floor(Date.parse(expiresAt) / 1000));
   });
 });
