@@ -27,6 +27,7 @@ export function needOf(route: Route, method: string, mountFrom?: string): Need {
       return mountFrom ? { ...need, challenge: `${need.challenge} repository:${mountFrom}:pull` } : need;
     }
     case 'upload':
+    case 'direct':
       return repository(route.name, 'push');
   }
 }

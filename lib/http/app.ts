@@ -12,6 +12,7 @@ import { handleBlob } from './routes/blobs.ts';
 import { handleCatalog, handleReferrers, handleTags } from './routes/listings.ts';
 import { handleManifest } from './routes/manifests.ts';
 import { handleUpload, handleUploadStart } from './routes/uploads.ts';
+import { handleDirectUpload } from './routes/direct-uploads.ts';
 
 const COMMON_HEADERS = {
   'Docker-Distribution-Api-Version': 'registry/2.0',
@@ -119,5 +120,7 @@ async function dispatch(c: HttpContext, options: HttpOptions): Promise<Response>
       return handleBlob(c, options, parseName(route.name), route.digest);
     case 'referrers':
       return handleReferrers(c, options, parseName(route.name), route.digest);
+    case 'direct':
+      return handleDirectUpload(c, options, parseName(route.name), route.id, route.action);
   }
 }

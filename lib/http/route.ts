@@ -8,7 +8,8 @@ export type Route =
   | { kind: 'uploads'; name: string }
   | { kind: 'upload'; name: string; id: string }
   | { kind: 'blob'; name: string; digest: string }
-  | { kind: 'referrers'; name: string; digest: string };
+  | { kind: 'referrers'; name: string; digest: string }
+  | { kind: 'direct'; name: string; id: string; action: 'status' | 'parts' | 'complete' };
 
 /** The methods each route answers; anything else is 405 with an Allow header. */
 export const ALLOWED: Record<Route['kind'], readonly string[]> = {
@@ -20,11 +21,18 @@ export const ALLOWED: Record<Route['kind'], readonly string[]> = {
   upload: ['GET', 'PATCH', 'PUT', 'DELETE'],
   blob: ['GET', 'HEAD', 'DELETE'],
   referrers: ['GET'],
+  direct: ['GET', 'POST'],
 };
 
 // Most specific first: a repository name may itself contain "blobs" or "manifests" components.
 const PATTERNS: [RegExp, (m: RegExpExecArray) => Route][] = [
   [/^\/v2\/?$/, () => ({ kind: 'base' })],
+  // The direct-upload extension (docs/upload-extension.md). No repository name component may start
+  // with `_`, so `/_berth/` cannot be part of a name: these paths never shadow a spec route.
+  [
+    /^\/v2\/(.+)\/_berth\/v1\/uploads\/([^/]+)(?:\/(parts|complete))?$/,
+    (m) => ({ kind: 'direct', name: m[1]!, id: m[2]!, action: (m[3] as 'parts' | 'complete') ?? 'status' }),
+  ],
   [/^\/v2\/_catalog$/, () => ({ kind: 'catalog' })],
   [/^\/v2\/(.+)\/tags\/list$/, (m) => ({ kind: 'tags', name: m[1]! })],
   [/^\/v2\/(.+)\/manifests\/([^/]+)$/, (m) => ({ kind: 'manifest', name: m[1]!, reference: m[2]! })],

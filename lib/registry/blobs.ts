@@ -96,7 +96,8 @@ export class Blobs {
     const existing = await this.statGlobal(digest);
     if (!existing)
       throw new RegistryError('UNAVAILABLE', `blob ${digest.digest} vanished while being published; retry`);
-    await this.storage.delete(dataKey);
+    // A retried publish of the same data finds its own pointer: that data is the blob now.
+    if (existing.dataKey !== dataKey) await this.storage.delete(dataKey);
     return existing;
   }
 }

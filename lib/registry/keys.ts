@@ -9,6 +9,8 @@ export const keys = {
   blob: (d: ParsedDigest) => `blobs/${d.algorithm}/${d.hex}`,
   data: (uploadId: string) => `data/${uploadId}`,
   layerLink: (repo: RepositoryName, d: ParsedDigest) => `repos/${repo}/_layers/${d.algorithm}/${d.hex}`,
+  /** Marker: a direct upload of this blob into the repository is being verified (not yet linked). */
+  verifying: (repo: RepositoryName, d: ParsedDigest) => `repos/${repo}/_verifying/${d.algorithm}/${d.hex}`,
   manifest: (repo: RepositoryName, d: ParsedDigest) => `repos/${repo}/_manifests/${d.algorithm}/${d.hex}`,
   tag: (repo: RepositoryName, tag: Tag) => `repos/${repo}/_tags/${tag}`,
   tagsPrefix: (repo: RepositoryName) => `repos/${repo}/_tags/`,

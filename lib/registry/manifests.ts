@@ -115,6 +115,13 @@ export class Manifests {
       (await this.blobs.stat(repo, parseDigest(d.digest))) ? undefined : d,
     );
     const blob = missingBlobs.find((d) => d !== undefined);
+    if (blob && (await this.storage.head(keys.verifying(repo, parseDigest(blob.digest))))) {
+      throw new RegistryError(
+        'MANIFEST_BLOB_UNKNOWN',
+        `blob ${blob.digest} was uploaded directly and its content is still being verified; push the manifest again once HEAD /v2/${repo}/blobs/${blob.digest} answers 200`,
+        { detail: { digest: blob.digest, verification: 'in progress' } },
+      );
+    }
     if (blob) {
       throw new RegistryError(
         'MANIFEST_BLOB_UNKNOWN',

@@ -8,7 +8,9 @@ import { keys } from './keys.ts';
 import { listNames, type NamePage } from './listing.ts';
 import { Manifests } from './manifests.ts';
 import { Referrers } from './referrers.ts';
+import { DirectUploads, type DirectUploadOptions } from './direct-uploads.ts';
 import { Uploads, type UploadLimits } from './uploads.ts';
+import type { Logger } from '../logging/logger.ts';
 
 export interface RegistryOptions {
   readonly storage: StorageDriver;
@@ -17,13 +19,25 @@ export interface RegistryOptions {
   /** Mount a blob the registry holds in any repository when the client names no `from` repository. */
   readonly mountWithoutFrom: boolean;
   readonly referrersPageSize?: number;
+  /** The direct-upload extension (S3 only); defaults below. */
+  readonly direct?: Partial<DirectUploadOptions>;
+  /** For what happens outside a request (background verifications). */
+  readonly logger?: Logger;
 }
+
+/** Direct-upload defaults: see docs/upload-extension.md for how the sync limit was measured. */
+export const DIRECT_UPLOAD_DEFAULTS = {
+  presignTtlSeconds: 900,
+  syncVerifyLimit: 2 * 1024 * 1024 * 1024,
+  verifyLeaseMs: 15 * 60 * 1000,
+} as const;
 
 /** The registry operations, free of HTTP: what lib/http calls. */
 export class Registry {
   readonly storage: StorageDriver;
   readonly blobs: Blobs;
   readonly uploads: Uploads;
+  readonly direct: DirectUploads;
   readonly referrers: Referrers;
   readonly manifests: Manifests;
   private readonly mountWithoutFrom: boolean;
@@ -32,6 +46,14 @@ export class Registry {
     this.storage = options.storage;
     this.blobs = new Blobs(options.storage);
     this.uploads = new Uploads(options.storage, this.blobs, options.hashes, options.limits);
+    this.direct = new DirectUploads(
+      options.storage,
+      this.blobs,
+      options.limits.leaseMs,
+      options.limits.maxBlobSize,
+      { ...DIRECT_UPLOAD_DEFAULTS, ...options.direct },
+      options.logger,
+    );
     this.referrers = new Referrers(options.storage, options.referrersPageSize ?? 500);
     this.manifests = new Manifests(options.storage, this.blobs, this.referrers);
     this.mountWithoutFrom = options.mountWithoutFrom;

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import * as z from 'zod';
 import { RegistryError } from '../oci/errors.ts';
-import type { DigestAlgorithm } from '../oci/digest.ts';
+import { tryParseDigest, type DigestAlgorithm } from '../oci/digest.ts';
 import type { RepositoryName } from '../oci/names.ts';
 import { PreconditionFailed, type StorageDriver } from '../storage/port.ts';
 import { parseStoredJson } from './json.ts';
@@ -20,6 +20,21 @@ const sessionSchema = z.object({
   tail: z.object({ key: z.string(), size: z.number().int() }).optional(),
   tailSeq: z.number().int(),
   lease: z.object({ token: z.string(), until: z.number() }).optional(),
+  /** Who created the session (the token's subject; '' anonymous); absent when authentication was off. */
+  owner: z.string().optional(),
+  /** The client uploads the parts straight to the store (the direct-upload extension). */
+  direct: z.boolean().optional(),
+  /** Completed into `data/<id>`, being read back to check `digest`; invisible until it passes. */
+  verifying: z
+    .object({
+      digest: z.string(),
+      size: z.number().int().nonnegative(),
+      token: z.string(),
+      until: z.number(),
+    })
+    .optional(),
+  /** Verification failed (asynchronously): what the client is told when it asks. Nothing else is kept. */
+  failure: z.string().optional(),
 });
 
 /** An upload session as stored in `uploads/<id>.json`. */
@@ -42,7 +57,7 @@ export class SessionStore {
     private readonly leaseMs: number,
   ) {}
 
-  async create(repo: RepositoryName, algorithm: DigestAlgorithm): Promise<LoadedSession> {
+  async create(repo: RepositoryName, algorithm: DigestAlgorithm, owner?: string): Promise<LoadedSession> {
     const state: SessionState = {
       v: 1,
       id: randomUUID(),
@@ -52,6 +67,7 @@ export class SessionStore {
       algorithm,
       parts: [],
       tailSeq: 0,
+      ...(owner !== undefined && { owner }),
     };
     const info = await this.storage.put(keys.session(state.id), encode(state), {
       ifNoneMatch: '*',
@@ -60,7 +76,11 @@ export class SessionStore {
     return { state, etag: info.etag };
   }
 
-  async load(repo: RepositoryName, id: string): Promise<LoadedSession> {
+  /**
+   * Loads a session of `repo`. With `owner` (authentication on), a session someone else created is
+   * answered as unknown, exactly like one that does not exist: its id reveals nothing.
+   */
+  async load(repo: RepositoryName, id: string, owner?: string): Promise<LoadedSession> {
     const unknown = () =>
       new RegistryError(
         'BLOB_UPLOAD_UNKNOWN',
@@ -71,6 +91,8 @@ export class SessionStore {
     if (!object) throw unknown();
     const parsed = sessionSchema.safeParse(parseStoredJson(object.body));
     if (!parsed.success || parsed.data.repo !== repo) throw unknown();
+    if (owner !== undefined && parsed.data.owner !== undefined && parsed.data.owner !== owner)
+      throw unknown();
     return { state: parsed.data, etag: object.etag };
   }
 
@@ -108,6 +130,25 @@ export class SessionStore {
   async delete(id: string): Promise<void> {
     await this.storage.delete(keys.session(id));
   }
+}
+
+/**
+ * Removes every trace of a session: its multipart upload, tail, data completed but not yet verified
+ * (with the marker that says so) and its state.
+ */
+export async function discardSession(
+  storage: StorageDriver,
+  sessions: SessionStore,
+  state: SessionState,
+): Promise<void> {
+  if (state.multipartId) await storage.multipart.abort(keys.data(state.id), state.multipartId);
+  if (state.tail) await storage.delete(state.tail.key);
+  if (state.verifying) {
+    const digest = tryParseDigest(state.verifying.digest);
+    await storage.delete(keys.data(state.id));
+    if (digest) await storage.delete(keys.verifying(state.repo as RepositoryName, digest));
+  }
+  await sessions.delete(state.id);
 }
 
 function busy(state: SessionState): RegistryError {

@@ -9,7 +9,7 @@ import { hashStream, type HashStates, type RunningHash } from './hashing.ts';
 import { parseStoredJson } from './json.ts';
 import { keys } from './keys.ts';
 import { PartWriter } from './part-writer.ts';
-import { SessionStore, type LoadedSession, type SessionState } from './upload-session.ts';
+import { discardSession, SessionStore, type LoadedSession, type SessionState } from './upload-session.ts';
 
 export interface UploadLimits {
   /** Largest blob a client may upload, in bytes. */
@@ -61,12 +61,20 @@ export class Uploads {
     }
   }
 
-  async start(repo: RepositoryName, algorithm: DigestAlgorithm = 'sha256'): Promise<UploadStatus> {
-    return view((await this.sessions.create(repo, algorithm)).state);
+  /**
+   * Opens a session. `owner` is the caller's account when authentication is on: every later request
+   * on the session must come from the same account (see SessionStore.load).
+   */
+  async start(
+    repo: RepositoryName,
+    algorithm: DigestAlgorithm = 'sha256',
+    owner?: string,
+  ): Promise<UploadStatus> {
+    return view((await this.sessions.create(repo, algorithm, owner)).state);
   }
 
-  async status(repo: RepositoryName, id: string): Promise<UploadStatus> {
-    return view((await this.sessions.load(repo, id)).state);
+  async status(repo: RepositoryName, id: string, owner?: string): Promise<UploadStatus> {
+    return view((await this.sessions.load(repo, id, owner)).state);
   }
 
   async append(
@@ -74,8 +82,9 @@ export class Uploads {
     id: string,
     body: ReadableStream<Uint8Array> | null,
     expect: ChunkExpectation,
+    owner?: string,
   ): Promise<UploadStatus> {
-    const claimed = await this.claim(repo, id, expect);
+    const claimed = await this.claim(repo, id, expect, owner);
     let current = claimed;
     let newTail: { key: string; size: number } | undefined;
     try {
@@ -116,8 +125,9 @@ export class Uploads {
     digest: ParsedDigest,
     body: ReadableStream<Uint8Array> | null,
     expect: ChunkExpectation,
+    owner?: string,
   ): Promise<BlobInfo> {
-    const claimed = await this.claim(repo, id, expect);
+    const claimed = await this.claim(repo, id, expect, owner);
     let current = claimed;
     try {
       const received = await this.receive(claimed, body, expect, (s) => (current = s));
@@ -145,13 +155,14 @@ export class Uploads {
     digest: ParsedDigest,
     body: ReadableStream<Uint8Array> | null,
     expect: ChunkExpectation,
+    owner?: string,
   ): Promise<BlobInfo> {
     if (
       expect.length === undefined ||
       expect.length > Math.min(this.limits.partSize, this.limits.maxBlobSize)
     ) {
-      const session = await this.sessions.create(repo, digest.algorithm);
-      return this.complete(repo, session.state.id, digest, body, expect);
+      const session = await this.sessions.create(repo, digest.algorithm, owner);
+      return this.complete(repo, session.state.id, digest, body, expect, owner);
     }
     const length = expect.length;
     const bytes = await readLimited(body, length, () => lengthMismatch(length, `more than ${length}`));
@@ -164,8 +175,14 @@ export class Uploads {
     return info;
   }
 
-  async cancel(repo: RepositoryName, id: string): Promise<void> {
-    const { state } = await this.sessions.load(repo, id);
+  async cancel(repo: RepositoryName, id: string, owner?: string): Promise<void> {
+    const { state } = await this.sessions.load(repo, id, owner);
+    if (state.verifying) {
+      throw new RegistryError(
+        'BLOB_UPLOAD_INVALID',
+        'the upload is complete and its content is being verified; it cannot be cancelled now',
+      );
+    }
     await this.discard(state);
   }
 
@@ -199,8 +216,19 @@ export class Uploads {
   }
 
   /** Loads the session, checks the chunk starts where it ends, and claims it for this request. */
-  private async claim(repo: RepositoryName, id: string, expect: ChunkExpectation): Promise<LoadedSession> {
-    const loaded = await this.sessions.load(repo, id);
+  private async claim(
+    repo: RepositoryName,
+    id: string,
+    expect: ChunkExpectation,
+    owner: string | undefined,
+  ): Promise<LoadedSession> {
+    const loaded = await this.sessions.load(repo, id, owner);
+    if (loaded.state.direct || loaded.state.verifying || loaded.state.failure !== undefined) {
+      throw new RegistryError(
+        'BLOB_UPLOAD_INVALID',
+        `upload ${id} is a direct upload: its parts go to the presigned URLs and it is completed with POST /v2/${repo}/_berth/v1/uploads/${id}/complete (docs/upload-extension.md)`,
+      );
+    }
     checkStart(loaded.state, expect);
     return this.sessions.claim(loaded);
   }
@@ -311,12 +339,10 @@ export class Uploads {
     }
   }
 
-  /** Removes every trace of a session: multipart upload, tail and state. */
+  /** Removes every trace of a session: multipart upload, tail, unverified data and state. */
   private async discard(state: SessionState): Promise<void> {
+    await discardSession(this.storage, this.sessions, state);
     this.hashes.forget(state.id);
-    if (state.multipartId) await this.storage.multipart.abort(keys.data(state.id), state.multipartId);
-    if (state.tail) await this.storage.delete(state.tail.key);
-    await this.sessions.delete(state.id);
   }
 
   private async commit(session: LoadedSession, next: SessionState): Promise<LoadedSession> {

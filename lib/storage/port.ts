@@ -95,10 +95,23 @@ export interface MultipartStore {
   abort(key: string, uploadId: string): Promise<void>;
 }
 
+/**
+ * Multipart uploads whose parts the client sends straight to the store (S3 presigned UploadPart
+ * URLs). Only stores that can sign such URLs have it; the registry's direct-upload extension needs it.
+ */
+export interface DirectPartStore {
+  /** A URL that accepts `PUT` of part `partNumber`'s bytes for `expiresInSeconds`. */
+  presignPart(key: string, uploadId: string, partNumber: number, expiresInSeconds: number): Promise<string>;
+  /** Every part uploaded so far, by part number, as the store holds them. */
+  listParts(key: string, uploadId: string): Promise<PartInfo[]>;
+}
+
 export interface StorageDriver {
   /** A short name for logs and docs: "filesystem", "s3", "memory". */
   readonly name: string;
   readonly multipart: MultipartStore;
+  /** Direct (client-to-store) part uploads, when the store can sign URLs for them. */
+  readonly direct?: DirectPartStore;
 
   head(key: string): Promise<ObjectInfo | undefined>;
   get(key: string): Promise<StoredObject | undefined>;

@@ -15,6 +15,7 @@ export async function handleUploadStart(
   repo: RepositoryName,
 ): Promise<Response> {
   const { registry } = options;
+  const owner = c.get('caller')?.subject;
   const mount = c.req.query('mount');
   if (mount !== undefined) {
     const digest = parseDigest(mount);
@@ -34,10 +35,11 @@ export async function handleUploadStart(
       parseDigest(digestParam),
       c.req.raw.body,
       expectation(c),
+      owner,
     );
     return created(repo, info);
   }
-  return accepted(await registry.uploads.start(repo), 202);
+  return accepted(await registry.uploads.start(repo, 'sha256', owner), 202);
 }
 
 /** GET, PATCH, PUT and DELETE of `/v2/<name>/blobs/uploads/<id>`. */
@@ -48,12 +50,13 @@ export async function handleUpload(
   id: string,
 ): Promise<Response> {
   const uploads = options.registry.uploads;
+  const owner = c.get('caller')?.subject;
   try {
     switch (c.req.method) {
       case 'GET':
-        return accepted(await uploads.status(repo, id), 204);
+        return accepted(await uploads.status(repo, id, owner), 204);
       case 'PATCH':
-        return accepted(await uploads.append(repo, id, c.req.raw.body, expectation(c)), 202);
+        return accepted(await uploads.append(repo, id, c.req.raw.body, expectation(c), owner), 202);
       case 'PUT': {
         const digestParam = c.req.query('digest');
         if (!digestParam) {
@@ -63,16 +66,16 @@ export async function handleUpload(
           );
         }
         const digest: ParsedDigest = parseDigest(digestParam);
-        return created(repo, await uploads.complete(repo, id, digest, c.req.raw.body, expectation(c)));
+        return created(repo, await uploads.complete(repo, id, digest, c.req.raw.body, expectation(c), owner));
       }
       default:
-        await uploads.cancel(repo, id);
+        await uploads.cancel(repo, id, owner);
         return new Response(null, { status: 204, headers: { 'Content-Length': '0' } });
     }
   } catch (err) {
     // A client that got 416 needs to know where the session really is.
     if (err instanceof RegistryError && err.status === 416) {
-      const status = await uploads.status(repo, id).catch(() => undefined);
+      const status = await uploads.status(repo, id, owner).catch(() => undefined);
       if (status) throw err.withHeaders(statusHeaders(status));
     }
     throw err;

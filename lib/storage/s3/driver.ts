@@ -23,6 +23,7 @@ import {
 import { MAX_BUFFERED_PUT, readBounded } from './body.ts';
 import { classify, storageError } from './errors.ts';
 import { KeySpace } from './keys.ts';
+import { S3DirectParts } from './direct.ts';
 import { S3Multipart } from './multipart.ts';
 import { contentRange, objectInfo } from './object-info.ts';
 import { Presigner, type PresignOptions } from './presign.ts';
@@ -40,6 +41,7 @@ export interface S3DriverOptions {
 export class S3Driver implements StorageDriver {
   readonly name = 's3';
   readonly multipart: S3Multipart;
+  readonly direct: S3DirectParts;
   private readonly client: S3Client;
   private readonly bucket: string;
   private readonly keys: KeySpace;
@@ -51,6 +53,7 @@ export class S3Driver implements StorageDriver {
     this.keys = new KeySpace(options.prefix);
     this.multipart = new S3Multipart(this.client, this.bucket, this.keys);
     this.presigner = new Presigner(this.client, this.bucket, options.publicEndpoint);
+    this.direct = new S3DirectParts(this.client, this.presigner.client, this.bucket, this.keys);
   }
 
   async head(key: string): Promise<ObjectInfo | undefined> {

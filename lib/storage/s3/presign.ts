@@ -24,7 +24,8 @@ const MAX_EXPIRY_SECONDS = 7 * 24 * 60 * 60;
  * to its origin needs URLs signed by the CDN instead, which this does not make.
  */
 export class Presigner {
-  private readonly client: S3Client;
+  /** The client URLs are signed with (the public endpoint's, when there is one). */
+  readonly client: S3Client;
 
   constructor(
     client: S3Client,

@@ -1,0 +1,390 @@
+import { randomUUID } from 'node:crypto';
+import { describeError, type Logger } from '../logging/logger.ts';
+import { RegistryError } from '../oci/errors.ts';
+import { parseDigest, type ParsedDigest } from '../oci/digest.ts';
+import type { RepositoryName } from '../oci/names.ts';
+import {
+  NoSuchUpload,
+  PreconditionFailed,
+  S3_LIMITS,
+  type DirectPartStore,
+  type PartInfo,
+  type StorageDriver,
+} from '../storage/port.ts';
+import type { BlobInfo, Blobs } from './blobs.ts';
+import { keys } from './keys.ts';
+import { readBackDigest, type ReadBackOptions } from './read-back.ts';
+import { discardSession, SessionStore, type LoadedSession } from './upload-session.ts';
+
+export interface DirectUploadOptions {
+  /** Lifetime of presigned part URLs, in seconds. */
+  readonly presignTtlSeconds: number;
+  /** Blobs up to this size are verified within the completing request; larger ones asynchronously. */
+  readonly syncVerifyLimit: number;
+  /** How long one verification may run before another may take it over (a crashed verifier). */
+  readonly verifyLeaseMs: number;
+  /**
+   * Starts an asynchronous verification elsewhere (on AWS: a verifier function invoked with an
+   * event). Absent, it runs in the background of this process (the local server, the gateway).
+   */
+  readonly dispatch?: (job: VerificationJob) => Promise<void>;
+  readonly readBack?: ReadBackOptions;
+}
+
+/** What an asynchronous verifier is given: which session, and the verification's token. */
+export interface VerificationJob {
+  readonly repo: string;
+  readonly id: string;
+  readonly token: string;
+}
+
+export interface PresignedParts {
+  readonly expiresAt: Date;
+  readonly parts: { readonly partNumber: number; readonly url: string }[];
+}
+
+export type DirectStatus =
+  | { readonly status: 'open'; readonly parts: readonly PartInfo[] }
+  | { readonly status: 'verifying'; readonly digest: string; readonly size: number };
+
+export type Completion =
+  | { readonly status: 'verified'; readonly blob: BlobInfo }
+  | { readonly status: 'verifying'; readonly digest: string; readonly size: number };
+
+/** The most part URLs one request may ask for (the answer stays well under Lambda's 6 MB). */
+export const MAX_PARTS_PER_REQUEST = 1000;
+
+/**
+ * The direct-upload extension (docs/upload-extension.md): the client uploads a session's parts
+ * straight to S3 with presigned UploadPart URLs, then completes the session with the digest. The
+ * registry never saw the bytes, so it lists the parts itself, completes the multipart upload into
+ * the session's data object, and reads the object back to check the digest before the blob is
+ * published and linked. Until then the blob is invisible; a wrong digest deletes everything.
+ */
+export class DirectUploads {
+  private readonly sessions: SessionStore;
+  private readonly background = new Set<Promise<unknown>>();
+
+  constructor(
+    private readonly storage: StorageDriver,
+    private readonly blobs: Blobs,
+    leaseMs: number,
+    private readonly maxBlobSize: number,
+    private readonly options: DirectUploadOptions,
+    private readonly logger?: Logger,
+  ) {
+    this.sessions = new SessionStore(storage, leaseMs);
+  }
+
+  /** Presigned UploadPart URLs for the given part numbers of the session's multipart upload. */
+  async presignParts(
+    repo: RepositoryName,
+    id: string,
+    owner: string | undefined,
+    partNumbers: readonly number[],
+  ): Promise<PresignedParts> {
+    const direct = this.directStore();
+    if (partNumbers.length === 0 || partNumbers.length > MAX_PARTS_PER_REQUEST) {
+      throw new RegistryError(
+        'BLOB_UPLOAD_INVALID',
+        `ask for 1 to ${MAX_PARTS_PER_REQUEST} part URLs at a time, not ${partNumbers.length}`,
+      );
+    }
+    for (const n of partNumbers) {
+      if (!Number.isInteger(n) || n < 1 || n > S3_LIMITS.maxParts) {
+        throw new RegistryError(
+          'BLOB_UPLOAD_INVALID',
+          `part number ${String(n).slice(0, 20)} is outside 1..${S3_LIMITS.maxParts}`,
+        );
+      }
+    }
+    const session = await this.openDirect(await this.sessions.load(repo, id, owner));
+    const multipartId = session.state.multipartId as string;
+    const ttl = this.options.presignTtlSeconds;
+    const expiresAt = new Date(Date.now() + ttl * 1000);
+    const parts = await Promise.all(
+      [...new Set(partNumbers)].map(async (partNumber) => ({
+        partNumber,
+        url: await direct.presignPart(keys.data(id), multipartId, partNumber, ttl),
+      })),
+    );
+    return { expiresAt, parts };
+  }
+
+  async status(repo: RepositoryName, id: string, owner: string | undefined): Promise<DirectStatus> {
+    const session = await this.sessions.load(repo, id, owner);
+    const { state } = session;
+    if (state.failure !== undefined) {
+      // Told once; the session is gone after that.
+      await this.sessions.delete(id);
+      throw new RegistryError('DIGEST_INVALID', state.failure);
+    }
+    if (state.verifying) {
+      if (state.verifying.until < Date.now()) await this.restartVerification(session);
+      return { status: 'verifying', digest: state.verifying.digest, size: state.verifying.size };
+    }
+    const parts =
+      state.direct && state.multipartId
+        ? await this.directStore().listParts(keys.data(id), state.multipartId)
+        : [];
+    return { status: 'open', parts };
+  }
+
+  /**
+   * Completes the session's multipart upload from the parts the store holds and verifies `digest`:
+   * within this call for blobs up to the sync limit, otherwise asynchronously ('verifying').
+   */
+  async complete(
+    repo: RepositoryName,
+    id: string,
+    owner: string | undefined,
+    digest: ParsedDigest,
+    announcedSize?: number,
+  ): Promise<Completion> {
+    const direct = this.directStore();
+    const loaded = await this.sessions.load(repo, id, owner);
+    if (loaded.state.verifying) {
+      if (loaded.state.verifying.digest !== digest.digest) {
+        throw new RegistryError(
+          'BLOB_UPLOAD_INVALID',
+          `the upload was already completed with digest ${loaded.state.verifying.digest}`,
+        );
+      }
+      if (loaded.state.verifying.until < Date.now()) await this.restartVerification(loaded);
+      return { status: 'verifying', digest: digest.digest, size: loaded.state.verifying.size };
+    }
+    if (loaded.state.failure !== undefined) {
+      await this.sessions.delete(id);
+      throw new RegistryError('DIGEST_INVALID', loaded.state.failure);
+    }
+    if (!loaded.state.direct || !loaded.state.multipartId) {
+      throw new RegistryError(
+        'BLOB_UPLOAD_INVALID',
+        `upload ${id} has no direct parts: ask for part URLs (POST …/_berth/v1/uploads/${id}/parts) and upload them first`,
+      );
+    }
+    const claimed = await this.sessions.claim(loaded);
+    const multipartId = loaded.state.multipartId;
+    const dataKey = keys.data(id);
+    let size: number;
+    try {
+      let parts: PartInfo[] | undefined;
+      try {
+        parts = await direct.listParts(dataKey, multipartId);
+      } catch (err) {
+        if (!(err instanceof NoSuchUpload)) throw err;
+      }
+      if (parts) {
+        size = this.checkParts(parts, announcedSize);
+        if (size > this.maxBlobSize) {
+          await discardSession(this.storage, this.sessions, claimed.state);
+          throw new RegistryError(
+            'SIZE_INVALID',
+            `blob of ${size} bytes exceeds this registry's limit of ${this.maxBlobSize} bytes; nothing was stored`,
+            { status: 413 },
+          );
+        }
+        await this.storage.multipart.complete(dataKey, multipartId, parts);
+      } else {
+        // Completed by an earlier try whose answer was lost: data/<id> belongs to this session alone.
+        const object = await this.storage.head(dataKey);
+        if (!object) {
+          throw new RegistryError('BLOB_UPLOAD_UNKNOWN', `upload ${id} was cancelled; start again`);
+        }
+        size = object.size;
+      }
+    } catch (err) {
+      await this.sessions.release(claimed);
+      throw err;
+    }
+    const verifying = {
+      digest: digest.digest,
+      size,
+      token: randomUUID(),
+      until: Date.now() + this.options.verifyLeaseMs,
+    };
+    await this.storage.put(keys.verifying(repo, digest), new TextEncoder().encode(id), {
+      contentType: 'text/plain',
+    });
+    const { lease: _lease, multipartId: _done, ...rest } = claimed.state;
+    const session = await this.sessions.replace(claimed, { ...rest, verifying });
+    if (size <= this.options.syncVerifyLimit) {
+      const outcome = await this.verifyClaimed(session).catch(async (err: unknown) => {
+        // Not a wrong digest but a failure to read (the store): the next poll or retry starts again.
+        await this.sessions
+          .replace(session, { ...session.state, verifying: { ...verifying, until: 0 } })
+          .catch(() => undefined);
+        throw err;
+      });
+      if (outcome.status === 'failed') throw new RegistryError('DIGEST_INVALID', outcome.message);
+      return { status: 'verified', blob: outcome.blob };
+    }
+    await this.start({ repo, id, token: verifying.token });
+    return { status: 'verifying', digest: digest.digest, size };
+  }
+
+  /**
+   * Runs one verification job (the asynchronous path). A job whose token is no longer the session's
+   * (the session was taken over after a crash, finished, or cancelled) does nothing.
+   */
+  async verify(job: VerificationJob): Promise<'verified' | 'failed' | 'skipped'> {
+    const session = await this.sessions.load(job.repo as RepositoryName, job.id).catch((err: unknown) => {
+      if (err instanceof RegistryError && err.code === 'BLOB_UPLOAD_UNKNOWN') return undefined;
+      throw err;
+    });
+    if (!session?.state.verifying || session.state.verifying.token !== job.token) return 'skipped';
+    const outcome = await this.verifyClaimed(session, true);
+    return outcome.status;
+  }
+
+  /** Waits for this process's background verifications (tests, shutdown). */
+  async settled(): Promise<void> {
+    while (this.background.size > 0) await Promise.allSettled([...this.background]);
+  }
+
+  private async verifyClaimed(
+    session: LoadedSession,
+    keepFailure = false,
+  ): Promise<{ status: 'verified'; blob: BlobInfo } | { status: 'failed'; message: string }> {
+    const state = session.state;
+    const verifying = state.verifying;
+    if (!verifying) throw new Error('verifyClaimed needs a verifying session');
+    const repo = state.repo as RepositoryName;
+    const digest = parseDigest(verifying.digest);
+    const dataKey = keys.data(state.id);
+    const existing = await this.blobs.statGlobal(digest);
+    let blob: BlobInfo;
+    if (existing?.dataKey === dataKey) {
+      // Published by an earlier run that stopped before cleaning up.
+      blob = existing;
+    } else {
+      const hex = await readBackDigest(
+        this.storage,
+        dataKey,
+        verifying.size,
+        digest.algorithm,
+        this.options.readBack,
+      );
+      if (hex !== digest.hex) {
+        const message = `uploaded content has digest ${digest.algorithm}:${hex}, not ${digest.digest}; nothing was stored`;
+        await this.storage.delete(dataKey);
+        await this.storage.delete(keys.verifying(repo, digest));
+        if (keepFailure) {
+          const { verifying: _v, ...rest } = state;
+          await this.sessions.replace(session, { ...rest, failure: message }).catch(async (err: unknown) => {
+            if (!(err instanceof PreconditionFailed)) throw err;
+          });
+        } else {
+          await this.sessions.delete(state.id);
+        }
+        return { status: 'failed', message };
+      }
+      blob = await this.blobs.publish(digest, verifying.size, dataKey);
+    }
+    await this.blobs.link(repo, blob);
+    await this.storage.delete(keys.verifying(repo, digest));
+    await this.sessions.delete(state.id);
+    return { status: 'verified', blob };
+  }
+
+  /** Marks the session direct and gives it a multipart upload, once; racing requests agree on one. */
+  private async openDirect(session: LoadedSession): Promise<LoadedSession> {
+    const { state } = session;
+    if (state.verifying || state.failure !== undefined) {
+      throw new RegistryError('BLOB_UPLOAD_INVALID', 'the upload is already completed; start a new one');
+    }
+    if (state.direct && state.multipartId) return session;
+    if (state.offset > 0 || state.tail || state.parts.length > 0 || state.multipartId) {
+      throw new RegistryError(
+        'BLOB_UPLOAD_INVALID',
+        'this upload already received bytes through the registry (PATCH); start a new upload for a direct one',
+      );
+    }
+    const multipartId = await this.storage.multipart.create(keys.data(state.id));
+    try {
+      return await this.sessions.replace(session, { ...state, direct: true, multipartId });
+    } catch (err) {
+      await this.storage.multipart.abort(keys.data(state.id), multipartId).catch(() => undefined);
+      if (!(err instanceof PreconditionFailed)) throw err;
+    }
+    // Another request opened it first: use its multipart upload.
+    const again = await this.sessions.load(state.repo as RepositoryName, state.id);
+    if (again.state.direct && again.state.multipartId && !again.state.verifying) return again;
+    throw new RegistryError('BLOB_UPLOAD_INVALID', 'the upload changed while opening it; retry', {
+      status: 416,
+    });
+  }
+
+  /** The parts must be 1..n, every one but the last at least S3's minimum. Returns their total size. */
+  private checkParts(parts: readonly PartInfo[], announcedSize: number | undefined): number {
+    if (parts.length === 0) {
+      throw new RegistryError('BLOB_UPLOAD_INVALID', 'no parts have been uploaded yet');
+    }
+    let size = 0;
+    parts.forEach((part, index) => {
+      if (part.partNumber !== index + 1) {
+        throw new RegistryError(
+          'BLOB_UPLOAD_INVALID',
+          `part ${index + 1} is missing (the parts must be numbered 1..n); upload it, then complete again`,
+        );
+      }
+      if (index < parts.length - 1 && part.size < S3_LIMITS.minPartSize) {
+        throw new RegistryError(
+          'BLOB_UPLOAD_INVALID',
+          `part ${part.partNumber} has ${part.size} bytes: every part but the last needs at least ${S3_LIMITS.minPartSize}; upload it again`,
+        );
+      }
+      size += part.size;
+    });
+    if (announcedSize !== undefined && announcedSize !== size) {
+      throw new RegistryError(
+        'BLOB_UPLOAD_INVALID',
+        `the uploaded parts hold ${size} bytes, not the ${announcedSize} announced; upload the missing or failed parts, then complete again`,
+        { detail: { size, parts: parts.length } },
+      );
+    }
+    return size;
+  }
+
+  /** A verification whose lease ran out (its verifier crashed or timed out) starts again. */
+  private async restartVerification(session: LoadedSession): Promise<void> {
+    const verifying = session.state.verifying;
+    if (!verifying) return;
+    const token = randomUUID();
+    try {
+      await this.sessions.replace(session, {
+        ...session.state,
+        verifying: { ...verifying, token, until: Date.now() + this.options.verifyLeaseMs },
+      });
+    } catch (err) {
+      if (err instanceof PreconditionFailed) return;
+      throw err;
+    }
+    await this.start({ repo: session.state.repo, id: session.state.id, token });
+  }
+
+  private async start(job: VerificationJob): Promise<void> {
+    if (this.options.dispatch) return this.options.dispatch(job);
+    const run = this.verify(job).then(
+      (outcome) => this.logger?.info('blob verification finished', { ...job, outcome }),
+      (err: unknown) =>
+        this.logger?.warn('blob verification failed; it restarts when its lease ends', {
+          ...job,
+          ...describeError(err),
+        }),
+    );
+    this.background.add(run);
+    void run.finally(() => this.background.delete(run));
+  }
+
+  private directStore(): DirectPartStore {
+    const direct = this.storage.direct;
+    if (!direct) {
+      throw new RegistryError(
+        'UNSUPPORTED',
+        `direct uploads need the S3 store: this registry stores blobs on ${this.storage.name}, which cannot sign upload URLs; upload through the registry (PATCH and PUT) instead`,
+      );
+    }
+    return direct;
+  }
+}
