@@ -201,8 +201,12 @@ describe.skipIf(skipReason !== undefined)(
       expect(login.stdout + login.stderr).toMatch(/Login Succeeded/);
       const entry = readConfig(config).auths?.[host];
       expect(entry, `config.json after login: ${JSON.stringify(readConfig(config))}`).toBeDefined();
-      if (entry?.auth) expect(Buffer.from(entry.auth, 'base64').toString()).toBe(`${ADMIN}:${password}`);
-      else expect(entry?.identitytoken).toBeTruthy();
+      // The token endpoint hands docker a refresh token (offline_token=true): docker keeps that
+      // identity token, and the password is stored nowhere.
+      expect(entry?.identitytoken, 'docker stores the refresh token as its identity token').toBeTruthy();
+      const stored = readFileSync(path.join(config, 'config.json'), 'utf8');
+      expect(stored).not.toContain(password);
+      expect(stored).not.toContain(Buffer.from(`${ADMIN}:${password}`).toString('base64'));
 
       const ref = c.ref(repo('docker'), 'v1');
       await c.dockerBuild(ref, { 'docker.txt': `pushed by docker after login ${runId}\n` });
@@ -371,6 +375,55 @@ describe.skipIf(skipReason !== undefined)(
       remember('crane push by a pull-only robot', craneRefused);
       expect(craneRefused).toMatch(/DENIED/);
       expect(craneRefused).toMatch(robotDenied);
+    });
+
+    it('a revoked robot and an expired robot are refused at their next pull (docker, crane)', async (t) => {
+      skipUnless(t, 'docker', 'crane');
+      const revoked = JSON.parse(
+        (await berth(['robots', 'create', 'ci-revoked', '--grant', '*:pull', '--expires', '1h'])).stdout,
+      ) as typeof robot;
+      const expiring = JSON.parse(
+        (await berth(['robots', 'create', 'ci-expiring', '--grant', '*:pull', '--expires', '20s'])).stdout,
+      ) as typeof robot;
+
+      const config = dockerConfig('robot-revoked-docker');
+      const env = { DOCKER_CONFIG: config };
+      await c.docker(['login', '-u', revoked.name, '--password-stdin', host], {
+        env,
+        input: `${revoked.secret}\n`,
+      });
+      await c.forget('docker', seedRef);
+      expect((await c.pull('docker', seedRef, { env })).digest).toBe(seed.digest);
+      const craneConfig = dockerConfig('robot-expiring-crane', {
+        user: expiring.name,
+        password: expiring.secret,
+      });
+      await craneAs(craneConfig, [
+        'pull',
+        '--insecure',
+        '--format',
+        'oci',
+        seedRef,
+        c.dir('robot-expiring-1'),
+      ]);
+
+      await berth(['robots', 'revoke', revoked.name]);
+      // The server re-reads the auth file at most every 2 s.
+      await new Promise((resolve) => setTimeout(resolve, 2500));
+      await c.forget('docker', seedRef);
+      const dockerRefused = await mustFail('docker pull by a revoked robot', () =>
+        c.docker(['pull', seedRef], { env }),
+      );
+      remember('docker pull by a revoked robot', dockerRefused);
+      expect(dockerRefused).toMatch(UNAUTHORIZED);
+
+      const wait = Date.parse(expiring.expiresAt) - Date.now() + 500;
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      const craneRefused = await mustFail('crane pull by an expired robot', () =>
+        craneAs(craneConfig, ['pull', '--insecure', '--format', 'oci', seedRef, c.dir('robot-expiring-2')]),
+      );
+      remember('crane pull by an expired robot', craneRefused);
+      expect(craneRefused).toMatch(UNAUTHORIZED);
     });
 
     it('anonymous: crane and skopeo pull public/* without credentials, private repositories are refused', async (t) => {
