@@ -53,6 +53,13 @@ export const configSchema = z.object({
         .max(5 * GiB),
     )
     .default(16 * MiB),
+  /**
+   * Direct uploads (docs/upload-extension.md) up to this size are verified within the completing
+   * request; larger ones in the background (on AWS: by the verifier function).
+   */
+  verifySyncLimit: whole.pipe(z.number().min(0)).default(GiB),
+  /** On AWS: the function (name or ARN) invoked to verify large direct uploads asynchronously. */
+  verifierFunction: z.string().min(1).optional(),
   /** Let `POST ...?mount=<digest>` without `from` mount a blob any repository holds. */
   mountWithoutFrom: z.boolean().default(false),
   /** Upload sessions untouched this long are cancelled. */

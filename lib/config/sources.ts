@@ -20,6 +20,8 @@ export const ENV_VARS: Record<string, string> = {
   BERTH_INSECURE_NO_AUTH: 'insecureNoAuth',
   BERTH_TOKEN_TTL: 'tokenTtlSeconds',
   BERTH_PRESIGN_TTL: 'presignTtlSeconds',
+  BERTH_VERIFY_SYNC_LIMIT: 'verifySyncLimit',
+  BERTH_VERIFIER_FUNCTION: 'verifierFunction',
   BERTH_S3_BUCKET: 's3.bucket',
   BERTH_S3_PREFIX: 's3.prefix',
   BERTH_S3_REGION: 's3.region',

@@ -7,13 +7,14 @@ import { SerializedHashStates } from '../registry/hashing.ts';
 import { Registry } from '../registry/registry.ts';
 import { openAuthStore } from '../auth/auth-store.ts';
 import { loadAuth } from '../server/auth.ts';
+import { lambdaVerificationDispatch } from './verifier.ts';
 import { createStorage } from '../server/storage.ts';
 
 /**
  * The registry as a Lambda runs it. The next request of an upload may land in another container,
  * so the running digest is serialized into the session instead of kept in memory.
  */
-export function createLambdaRegistry(config: Config): Registry {
+export function createLambdaRegistry(config: Config, logger?: Logger): Registry {
   return new Registry({
     storage: createStorage(config),
     hashes: new SerializedHashStates(),
@@ -23,6 +24,14 @@ export function createLambdaRegistry(config: Config): Registry {
       leaseMs: config.uploadLeaseSeconds * 1000,
     },
     mountWithoutFrom: config.mountWithoutFrom,
+    // Large direct uploads are verified by the verifier function when there is one (on AWS); without
+    // it (the local gateway), in the background of this process.
+    direct: {
+      presignTtlSeconds: config.presignTtlSeconds,
+      syncVerifyLimit: config.verifySyncLimit,
+      ...(config.verifierFunction && { dispatch: lambdaVerificationDispatch(config.verifierFunction) }),
+    },
+    ...(logger && { logger }),
   });
 }
 

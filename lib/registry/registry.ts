@@ -28,7 +28,7 @@ export interface RegistryOptions {
 /** Direct-upload defaults: see docs/upload-extension.md for how the sync limit was measured. */
 export const DIRECT_UPLOAD_DEFAULTS = {
   presignTtlSeconds: 900,
-  syncVerifyLimit: 2 * 1024 * 1024 * 1024,
+  syncVerifyLimit: 1024 * 1024 * 1024,
   verifyLeaseMs: 15 * 60 * 1000,
 } as const;
 

@@ -31,6 +31,8 @@ export async function startLocalServer(config: Config, logger: Logger): Promise<
       leaseMs: config.uploadLeaseSeconds * 1000,
     },
     mountWithoutFrom: config.mountWithoutFrom,
+    direct: { presignTtlSeconds: config.presignTtlSeconds, syncVerifyLimit: config.verifySyncLimit },
+    logger,
   });
   const store = openAuthStore(config, config.s3.region);
   const auth = store ? await loadAuth(store, config.tokenTtlSeconds, logger) : undefined;

@@ -20,7 +20,7 @@ import { bucketKeys, multipartUploads } from './harness.ts';
 
 const MiB = 1024 * 1024;
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-const bytes = (size: number) => randomFillSync(new Uint8Array(size));
+const bytes = (size: number): Uint8Array<ArrayBuffer> => randomFillSync(new Uint8Array(size));
 
 interface Setup {
   registry: Registry;
@@ -134,7 +134,7 @@ describe.skipIf(!minioInstalled && !process.env.CI)('direct uploads on S3 (MinIO
   /** Uploads `blob` as parts of `partSize` straight to the store; returns the session id. */
   async function upload(
     r: Setup,
-    blob: Uint8Array,
+    blob: Uint8Array<ArrayBuffer>,
     partSize = 5 * MiB,
     headers: Record<string, string> = {},
   ) {
