@@ -3,15 +3,20 @@ import { ConfigError } from '../lib/config/config.ts';
 import { describeError } from '../lib/logging/logger.ts';
 import { ACCOUNTS_USAGE, UsageError, accounts } from './accounts.ts';
 import { SERVE_USAGE, serve } from './serve.ts';
+import { CLIENT_USAGE, relay } from './relay.ts';
+import { push } from './push.ts';
 
 const USAGE = `Usage: berth <command> [options]
 
 Commands:
   serve                   Run the registry on this machine
   users, robots, anonymous  Manage who may pull, push and delete
+  relay                   A local endpoint that pushes any layer size to a remote Berth registry
+  push                    Push an OCI layout or docker save archive to a registry
 
 ${SERVE_USAGE}
-${ACCOUNTS_USAGE}`;
+${ACCOUNTS_USAGE}
+${CLIENT_USAGE}`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -32,6 +37,10 @@ async function main(argv: string[]): Promise<number> {
     case 'robots':
     case 'anonymous':
       return accounts(command, rest);
+    case 'relay':
+      return relay(rest);
+    case 'push':
+      return push(rest);
     default:
       process.stderr.write(`berth: unknown command "${command}"\n\n${USAGE}`);
       return 2;

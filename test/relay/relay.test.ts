@@ -1,0 +1,229 @@
+import { execFileSync } from 'node:child_process';
+import { createHash, randomFillSync, randomUUID } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { addUser } from '../../lib/auth/admin.ts';
+import { DEFAULT_TUNING } from '../../lib/client/blob-upload.ts';
+import { RemoteRegistry } from '../../lib/client/remote.ts';
+import { parseConfig, type ConfigInput } from '../../lib/config/config.ts';
+import { createLogger } from '../../lib/logging/logger.ts';
+import { openImage } from '../../lib/push/image-source.ts';
+import { pushImage } from '../../lib/push/push.ts';
+import { startRelay, type RunningRelay } from '../../lib/relay/server.ts';
+import { startLocalServer, type RunningServer } from '../../lib/server/local.ts';
+import { minioInstalled, startS3Server, type S3TestServer } from '../storage/s3-server.ts';
+
+const MiB = 1024 * 1024;
+const sha256 = (b: Uint8Array | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const tuning = { ...DEFAULT_TUNING, partSize: 5 * MiB, concurrency: 3 };
+
+interface Remote {
+  server: RunningServer;
+  paths: string[];
+}
+
+let dir: string;
+let s3: S3TestServer | undefined;
+const stops: (() => Promise<void>)[] = [];
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'berth-relay-'));
+  if (minioInstalled || process.env.CI) s3 = await startS3Server();
+});
+afterAll(async () => {
+  for (const stop of stops.reverse()) await stop();
+  await s3?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A Berth server as users start it, recording the paths it was asked for. */
+async function remote(input: ConfigInput): Promise<Remote> {
+  const paths: string[] = [];
+  const logger = createLogger('info', {}, (line) => {
+    const record = JSON.parse(line) as { msg?: string; method?: string; path?: string };
+    if (record.msg === 'request') paths.push(`${record.method} ${record.path}`);
+  });
+  const server = await startLocalServer(
+    parseConfig({ port: 0, dataDir: join(dir, randomUUID()), shutdownGraceSeconds: 1, ...input }),
+    logger,
+  );
+  stops.push(() => server.close());
+  return { server, paths };
+}
+
+function s3Config(): ConfigInput {
+  if (!s3) throw new Error('no MinIO');
+  return {
+    storage: 's3',
+    s3: {
+      bucket: s3.bucket,
+      endpoint: s3.endpoint,
+      forcePathStyle: true,
+      region: s3.region,
+      prefix: randomUUID(),
+    },
+    verifySyncLimit: 8 * MiB,
+  };
+}
+
+async function relayTo(
+  url: string,
+  credentials?: { username: string; password: string },
+): Promise<RunningRelay> {
+  const relay = await startRelay({
+    remote: new RemoteRegistry({
+      url,
+      ...(credentials && { credentials: { kind: 'password', ...credentials } }),
+    }),
+    port: 0,
+    tuning,
+  });
+  stops.push(() => relay.close());
+  return relay;
+}
+
+/** docker's way: POST, one PATCH with the whole blob, PUT ?digest=. */
+async function dockerPush(base: string, repo: string, blob: Uint8Array<ArrayBuffer>, digest = sha256(blob)) {
+  const start = await fetch(`${base}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+  expect(start.status).toBe(202);
+  const location = start.headers.get('Location')!;
+  expect(location.startsWith(`/v2/${repo}/blobs/uploads/`)).toBe(true);
+  const patch = await fetch(base + location, { method: 'PATCH', body: blob });
+  expect(patch.status).toBe(202);
+  expect(patch.headers.get('Range')).toBe(`0-${blob.byteLength - 1}`);
+  return fetch(`${base}${patch.headers.get('Location')}?digest=${digest}`, { method: 'PUT' });
+}
+
+async function manifestFor(base: string, repo: string, layer: Uint8Array, tag: string): Promise<Response> {
+  const config = new TextEncoder().encode('{"architecture":"amd64","os":"linux"}');
+  const put = await fetch(`${base}/v2/${repo}/blobs/uploads/?digest=${sha256(config)}`, {
+    method: 'POST',
+    body: config,
+  });
+  expect(put.status).toBe(201);
+  return fetch(`${base}/v2/${repo}/manifests/${tag}`, {
+    method: 'PUT',
+    headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' },
+    body: JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: {
+        mediaType: 'application/vnd.oci.image.config.v1+json',
+        digest: sha256(config),
+        size: config.byteLength,
+      },
+      layers: [
+        {
+          mediaType: 'application/vnd.oci.image.layer.v1.tar',
+          digest: sha256(layer),
+          size: layer.byteLength,
+        },
+      ],
+    }),
+  });
+}
+
+describe('berth relay', () => {
+  it('pushes to a filesystem registry with ordinary chunked uploads (no direct path there)', async () => {
+    const { server, paths } = await remote({});
+    const relay = await relayTo(server.url);
+    const blob = randomFillSync(new Uint8Array(12 * MiB + 7));
+    expect((await dockerPush(relay.url, 'team/app', blob)).status).toBe(201);
+    expect((await manifestFor(relay.url, 'team/app', blob, 'v1')).status).toBe(201);
+    const get = await fetch(`${server.url}/v2/team/app/blobs/${sha256(blob)}`);
+    expect(sha256(new Uint8Array(await get.arrayBuffer()))).toBe(sha256(blob));
+    expect(paths.filter((p) => p.startsWith('PATCH')).length).toBeGreaterThan(1);
+  });
+
+  describe.skipIf(!minioInstalled && !process.env.CI)('to a registry on S3', () => {
+    it('sends a large layer in parts straight to S3 and never through the registry', async () => {
+      const { server, paths } = await remote(s3Config());
+      const relay = await relayTo(server.url);
+      const blob = randomFillSync(new Uint8Array(23 * MiB + 11));
+      expect((await dockerPush(relay.url, 'team/app', blob)).status).toBe(201);
+      expect(paths.some((p) => p.startsWith('PATCH'))).toBe(false);
+      expect(paths.filter((p) => p.includes('/_berth/v1/uploads/')).length).toBeGreaterThan(0);
+      expect((await manifestFor(relay.url, 'team/app', blob, 'v1')).status).toBe(201);
+      // Pulls pass through the relay too; the blob GET is answered with the remote's redirect to S3.
+      const get = await fetch(`${relay.url}/v2/team/app/blobs/${sha256(blob)}`);
+      expect(sha256(new Uint8Array(await get.arrayBuffer()))).toBe(sha256(blob));
+      const manifest = await fetch(`${relay.url}/v2/team/app/manifests/v1`, {
+        headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' },
+      });
+      expect(manifest.status).toBe(200);
+    });
+
+    it('passes a lie about the digest on as DIGEST_INVALID, and nothing becomes visible', async () => {
+      const { server } = await remote(s3Config());
+      const relay = await relayTo(server.url);
+      const blob = randomFillSync(new Uint8Array(12 * MiB));
+      const lie = sha256('not the blob');
+      const res = await dockerPush(relay.url, 'team/app', blob, lie);
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { errors: { code: string }[] }).errors[0]!.code).toBe('DIGEST_INVALID');
+      for (const digest of [lie, sha256(blob)]) {
+        expect((await fetch(`${server.url}/v2/team/app/blobs/${digest}`, { method: 'HEAD' })).status).toBe(
+          404,
+        );
+      }
+    });
+
+    it('logs in to the remote itself; the local client sends no credentials', async () => {
+      const authFile = join(dir, `auth-${randomUUID()}.json`);
+      await addUser(authFile, 'alice', 'alice-password', ['team/*:pull,push']);
+      const { server } = await remote({ ...s3Config(), authFile });
+      const anonymous = await fetch(`${server.url}/v2/team/app/blobs/uploads/`, { method: 'POST' });
+      expect(anonymous.status).toBe(401);
+      const relay = await relayTo(server.url, { username: 'alice', password: 'alice-password' });
+      const blob = randomFillSync(new Uint8Array(9 * MiB));
+      expect((await dockerPush(relay.url, 'team/app', blob)).status).toBe(201);
+      expect((await manifestFor(relay.url, 'team/app', blob, 'v1')).status).toBe(201);
+      const denied = await relayTo(server.url, { username: 'alice', password: 'wrong' });
+      const res = await fetch(`${denied.url}/v2/team/app/blobs/uploads/`, { method: 'POST' });
+      expect(res.status).toBe(401);
+    });
+
+    it('berth push uploads a docker save archive and its manifest', async () => {
+      const { server } = await remote(s3Config());
+      const image = join(dir, `image-${randomUUID()}`);
+      await mkdir(join(image, 'layer1'), { recursive: true });
+      const layerTar = randomFillSync(Buffer.alloc(7 * MiB));
+      await writeFile(join(image, 'layer1', 'layer.tar'), layerTar);
+      const config = JSON.stringify({
+        architecture: 'amd64',
+        os: 'linux',
+        rootfs: { type: 'layers', diff_ids: [sha256(layerTar)] },
+      });
+      await writeFile(join(image, 'config.json'), config);
+      await writeFile(
+        join(image, 'manifest.json'),
+        JSON.stringify([{ Config: 'config.json', RepoTags: ['app:1'], Layers: ['layer1/layer.tar'] }]),
+      );
+      const archive = `${image}.tar`;
+      execFileSync('tar', ['-cf', archive, '-C', image, 'manifest.json', 'config.json', 'layer1/layer.tar']);
+      const remoteRegistry = new RemoteRegistry({ url: server.url });
+      const summary = await pushImage(
+        await openImage(archive),
+        { remote: remoteRegistry, repo: 'ci/app', reference: '1' },
+        undefined,
+        tuning,
+      );
+      expect(summary.uploaded).toBe(2);
+      const manifest = await fetch(`${server.url}/v2/ci/app/manifests/1`, {
+        headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' },
+      });
+      const body = (await manifest.json()) as { layers: { digest: string; size: number }[] };
+      expect(body.layers).toEqual([
+        expect.objectContaining({ digest: sha256(layerTar), size: layerTar.byteLength }),
+      ]);
+      const again = await pushImage(await openImage(archive), {
+        remote: remoteRegistry,
+        repo: 'ci/app',
+        reference: '1',
+      });
+      expect(again).toMatchObject({ uploaded: 0, skipped: 2 });
+    });
+  });
+});
