@@ -21,6 +21,13 @@ export const SERVE_USAGE = `Options for serve (environment variable in brackets)
   --max-blob-size <n>   Largest blob accepted, in bytes [BERTH_MAX_BLOB_SIZE] (default 50 GiB)
   --mount-without-from  Let a mount request without ?from= link a blob from any repository
                         [BERTH_MOUNT_WITHOUT_FROM]
+  --proxy-upstream <[prefix=]url>  Pull-through cache of that registry, e.g. https://registry-1.docker.io
+                        for Docker Hub (repeatable; a prefix limits it to <prefix>/... repositories,
+                        none covers the rest); mirrored repositories are read-only
+                        [BERTH_PROXY_UPSTREAM, comma-separated; credentials from BERTH_PROXY_USERNAME
+                        and BERTH_PROXY_PASSWORD, or BERTH_PROXY_SECRET on AWS]
+  --proxy-tag-ttl <s>   Serve a cached tag this long before asking the upstream again
+                        [BERTH_PROXY_TAG_TTL] (default 300)
   --lambda              Serve the built Lambda bundle (dist/registry/index.mjs, \`npm run build\`)
                         behind a local API Gateway HTTP API, with AWS's limits
 `;
@@ -40,6 +47,8 @@ export async function serve(argv: string[]): Promise<number> {
       'max-blob-size': { type: 'string' },
       'mount-without-from': { type: 'boolean' },
       lambda: { type: 'boolean' },
+      'proxy-upstream': { type: 'string', multiple: true },
+      'proxy-tag-ttl': { type: 'string' },
     },
   });
   const config = parseConfig(
@@ -53,6 +62,8 @@ export async function serve(argv: string[]): Promise<number> {
       redirect: values['no-redirect'] ? false : undefined,
       maxBlobSize: values['max-blob-size'],
       mountWithoutFrom: values['mount-without-from'],
+      proxyUpstream: values['proxy-upstream']?.join(','),
+      proxyTagTtlSeconds: values['proxy-tag-ttl'],
     }),
   );
   const logger = createLogger(config.logLevel);
@@ -67,6 +78,7 @@ export async function serve(argv: string[]): Promise<number> {
     url: server.url,
     dataDir: config.dataDir,
     storage: config.storage,
+    ...(config.proxyUpstream ? { mirrorOf: config.proxyUpstream } : {}),
     auth:
       config.authFile || config.authSecret
         ? 'on'

@@ -1,4 +1,5 @@
 import * as z from 'zod';
+import { parseUpstreams } from '../mirror/spec.ts';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -84,11 +85,40 @@ export const configSchema = z.object({
   tokenTtlSeconds: whole.pipe(z.number().min(60).max(3600)).default(300),
   /** How long SIGTERM waits for requests in flight before closing their connections. */
   shutdownGraceSeconds: size.default(30),
+  /**
+   * Pull-through cache: comma-separated `[<prefix>=]<url>` upstreams (lib/mirror/spec.ts); repositories
+   * they cover are read-only copies of the upstream.
+   */
+  proxyUpstream: z
+    .string()
+    .trim()
+    .optional()
+    .superRefine((value, ctx) => {
+      if (!value) return;
+      try {
+        parseUpstreams(value);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      }
+    }),
+  /** A cached tag is confirmed against the upstream (one HEAD) once it is this old; 0 asks every time. */
+  proxyTagTtlSeconds: whole.pipe(z.number().min(0)).default(300),
+  /** Upstream credentials; never logged. */
+  proxyUsername: z.string().min(1).optional(),
+  proxyPassword: z.string().min(1).optional(),
+  /** On AWS: a Secrets Manager secret (ARN or name) with `{"username","password"}` for the upstreams. */
+  proxySecret: z.string().min(1).optional(),
+  /** Lambda: how long a request may spend copying an uncached blob from the upstream into the store. */
+  proxyFillSeconds: whole.pipe(z.number().min(1).max(900)).default(20),
 });
 
 export type Config = z.infer<typeof configSchema>;
 
 const checkedSchema = configSchema
+  .refine((c) => (c.proxyUsername === undefined) === (c.proxyPassword === undefined), {
+    message: 'upstream credentials need both BERTH_PROXY_USERNAME and BERTH_PROXY_PASSWORD',
+    path: ['proxyPassword'],
+  })
   .refine((c) => c.storage !== 's3' || c.s3.bucket !== undefined, {
     message: 'the s3 store needs a bucket (BERTH_S3_BUCKET)',
     path: ['s3', 'bucket'],

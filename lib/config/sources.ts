@@ -28,6 +28,12 @@ export const ENV_VARS: Record<string, string> = {
   BERTH_S3_ENDPOINT: 's3.endpoint',
   BERTH_S3_FORCE_PATH_STYLE: 's3.forcePathStyle',
   BERTH_S3_PUBLIC_ENDPOINT: 's3.publicEndpoint',
+  BERTH_PROXY_UPSTREAM: 'proxyUpstream',
+  BERTH_PROXY_TAG_TTL: 'proxyTagTtlSeconds',
+  BERTH_PROXY_USERNAME: 'proxyUsername',
+  BERTH_PROXY_PASSWORD: 'proxyPassword',
+  BERTH_PROXY_SECRET: 'proxySecret',
+  BERTH_PROXY_FILL_SECONDS: 'proxyFillSeconds',
 };
 
 const BOOLEAN_FIELDS = new Set(['mountWithoutFrom', 'redirect', 's3.forcePathStyle', 'insecureNoAuth']);

@@ -96,10 +96,10 @@ async function dispatch(c: HttpContext, options: HttpOptions): Promise<Response>
       headers: { Allow: allowed.join(', ') },
     });
   }
-  c.set(
-    'caller',
-    options.auth ? await authorize(c, options.auth, needOf(route, method, c.req.query('from'))) : undefined,
-  );
+  const need = needOf(route, method, c.req.query('from'));
+  c.set('caller', options.auth ? await authorize(c, options.auth, need) : undefined);
+  if (need.kind === 'repository' && need.action !== 'pull')
+    options.mirror?.refuseWrites(need.name, need.action);
   switch (route.kind) {
     case 'base':
       return new Response(method === 'HEAD' ? null : '{}', {

@@ -1,5 +1,6 @@
 import type { Context } from 'hono';
 import type { Logger } from '../logging/logger.ts';
+import type { Mirror } from '../mirror/mirror.ts';
 import type { Registry } from '../registry/registry.ts';
 import type { Caller, HttpAuth } from './auth.ts';
 
@@ -10,6 +11,8 @@ export interface HttpOptions {
   readonly logger: Logger;
   /** Answer blob GETs with a redirect to a presigned storage URL, when the store can make one. */
   readonly redirect: { readonly enabled: boolean; readonly ttlSeconds: number };
+  /** The pull-through cache, when upstreams are configured: mirrored repositories read through it. */
+  readonly mirror?: Mirror;
 }
 
 /** What the runtime adapters put in Hono's `env`: the raw request, to route on the undecoded path. */

@@ -7,6 +7,7 @@ import { SerializedHashStates } from '../registry/hashing.ts';
 import { Registry } from '../registry/registry.ts';
 import { openAuthStore } from '../auth/auth-store.ts';
 import { loadAuth } from '../server/auth.ts';
+import { createMirror } from '../mirror/setup.ts';
 import { lambdaVerificationDispatch } from './verifier.ts';
 import { createStorage } from '../server/storage.ts';
 
@@ -54,6 +55,8 @@ export async function createLambdaApp(
   return createApp({
     registry,
     logger,
+    // Responses cannot carry more than ~6 MB here: a blob miss is stored first, then redirected to.
+    mirror: createMirror(config, registry, logger, 'fill'),
     auth: store ? await loadAuth(store, config.tokenTtlSeconds, logger) : undefined,
     redirect: { enabled: config.redirect, ttlSeconds: config.presignTtlSeconds },
   });

@@ -9,6 +9,7 @@ import { Registry } from '../registry/registry.ts';
 import { createStorage } from './storage.ts';
 import { openAuthStore } from '../auth/auth-store.ts';
 import { loadAuth } from './auth.ts';
+import { createMirror } from '../mirror/setup.ts';
 
 export interface RunningServer {
   readonly url: string;
@@ -40,6 +41,7 @@ export async function startLocalServer(config: Config, logger: Logger): Promise<
     auth,
     registry,
     logger,
+    mirror: createMirror(config, registry, logger, 'stream'),
     redirect: { enabled: config.redirect, ttlSeconds: config.presignTtlSeconds },
   });
   const server = await new Promise<Server>((resolve, reject) => {

@@ -1,5 +1,6 @@
 import { parseDigest } from '../../oci/digest.ts';
 import type { RepositoryName } from '../../oci/names.ts';
+import type { BlobInfo } from '../../registry/blobs.ts';
 import type { HttpContext, HttpOptions } from '../context.ts';
 import { parseByteRange } from '../ranges.ts';
 
@@ -17,7 +18,6 @@ export async function handleBlob(
     await registry.blobs.unlink(repo, digest);
     return new Response(null, { status: 202, headers: { 'Content-Length': '0' } });
   }
-  const info = await registry.blobs.require(repo, digest);
   const headers: Record<string, string> = {
     'Docker-Content-Digest': digest.digest,
     'Content-Type': 'application/octet-stream',
@@ -25,6 +25,23 @@ export async function handleBlob(
     ETag: `"${digest.digest}"`,
     'Cache-Control': 'max-age=31536000, immutable',
   };
+  let info: BlobInfo;
+  if (options.mirror?.upstreamOf(repo)) {
+    const mirrored = await options.mirror.blob(repo, digest, method, c.req.header('Range') !== undefined);
+    if (mirrored.kind === 'redirect') {
+      return new Response(null, {
+        status: 307,
+        headers: { Location: mirrored.location, 'Docker-Content-Digest': digest.digest },
+      });
+    }
+    if (mirrored.kind === 'upstream') {
+      if (mirrored.size !== undefined) headers['Content-Length'] = String(mirrored.size);
+      return new Response(method === 'HEAD' ? null : (mirrored.body ?? null), { status: 200, headers });
+    }
+    info = mirrored.info;
+  } else {
+    info = await registry.blobs.require(repo, digest);
+  }
   if (method === 'HEAD') {
     return new Response(null, { status: 200, headers: { ...headers, 'Content-Length': String(info.size) } });
   }

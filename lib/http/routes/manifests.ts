@@ -12,10 +12,11 @@ export async function handleManifest(
   referenceParam: string,
 ): Promise<Response> {
   const manifests = options.registry.manifests;
+  const mirror = options.mirror?.upstreamOf(repo) ? options.mirror : undefined;
   const ref = c.req.method === 'PUT' ? parseReference(referenceParam) : lookupReference(referenceParam);
   switch (c.req.method) {
     case 'HEAD': {
-      const head = await manifests.head(repo, ref);
+      const head = mirror ? await mirror.manifestHead(repo, ref) : await manifests.head(repo, ref);
       return new Response(null, {
         status: 200,
         headers: {
@@ -27,7 +28,7 @@ export async function handleManifest(
       });
     }
     case 'GET': {
-      const stored = await manifests.get(repo, ref);
+      const stored = mirror ? await mirror.manifestGet(repo, ref) : await manifests.get(repo, ref);
       return new Response(stored.bytes as Uint8Array<ArrayBuffer>, {
         status: 200,
         headers: {

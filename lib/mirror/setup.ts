@@ -1,0 +1,79 @@
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { Config } from '../config/config.ts';
+import type { Logger } from '../logging/logger.ts';
+import type { Registry } from '../registry/registry.ts';
+import { Mirror } from './mirror.ts';
+import { parseUpstreams } from './spec.ts';
+import { UpstreamClient, type CredentialSource, type UpstreamCredentials } from './upstream.ts';
+
+/** How long a secret's credentials are used before it is read again (so a rotation is picked up). */
+const SECRET_REFRESH_MS = 15 * 60 * 1000;
+
+/**
+ * The pull-through cache the configuration asks for, or undefined without upstreams. `stream` for
+ * the local server, `fill` for Lambda (see Mirror).
+ */
+export function createMirror(
+  config: Config,
+  registry: Registry,
+  logger: Logger,
+  mode: 'stream' | 'fill',
+): Mirror | undefined {
+  if (!config.proxyUpstream) return undefined;
+  const specs = parseUpstreams(config.proxyUpstream);
+  if (specs.length === 0) return undefined;
+  const credentials = credentialSource(config, logger);
+  return new Mirror({
+    registry,
+    upstreams: specs.map((spec) => new UpstreamClient(spec, credentials, logger)),
+    tagTtlMs: config.proxyTagTtlSeconds * 1000,
+    mode,
+    fillTimeoutMs: config.proxyFillSeconds * 1000,
+    maxBlobSize: config.maxBlobSize,
+    partSize: config.partSize,
+    logger,
+  });
+}
+
+/** Upstream credentials from BERTH_PROXY_USERNAME/PASSWORD, or from the BERTH_PROXY_SECRET secret. */
+export function credentialSource(config: Config, logger: Logger): CredentialSource {
+  if (config.proxyUsername && config.proxyPassword) {
+    const fixed = { username: config.proxyUsername, password: config.proxyPassword };
+    return async () => fixed;
+  }
+  const secretId = config.proxySecret;
+  if (!secretId) return async () => undefined;
+  let client: SecretsManagerClient | undefined;
+  let cached: { value: UpstreamCredentials; readAt: number } | undefined;
+  return async () => {
+    if (cached && Date.now() - cached.readAt < SECRET_REFRESH_MS) return cached.value;
+    client ??= new SecretsManagerClient({ region: config.s3.region });
+    try {
+      const out = await client.send(new GetSecretValueCommand({ SecretId: secretId }));
+      cached = { value: parseSecret(out.SecretString), readAt: Date.now() };
+      return cached.value;
+    } catch (err) {
+      // The name of the secret is no secret; its value never reaches a log line.
+      logger.error('the upstream credentials secret could not be read', {
+        secret: secretId,
+        error: err instanceof Error ? err.name : typeof err,
+      });
+      if (cached) return cached.value;
+      throw new Error('the upstream credentials secret could not be read', { cause: err });
+    }
+  };
+}
+
+function parseSecret(text: string | undefined): UpstreamCredentials {
+  let value: unknown;
+  try {
+    value = JSON.parse(text ?? '');
+  } catch {
+    throw new Error('the upstream credentials secret is not JSON');
+  }
+  const { username, password } = (value ?? {}) as { username?: unknown; password?: unknown };
+  if (typeof username !== 'string' || typeof password !== 'string' || !username || !password) {
+    throw new Error('the upstream credentials secret must be {"username": "...", "password": "..."}');
+  }
+  return { username, password };
+}
