@@ -11,7 +11,12 @@ export interface Dockerd {
   host: string;
 }
 
-export async function startDockerd(dir: string, env: NodeJS.ProcessEnv): Promise<Dockerd> {
+/** `extraArgs`: more dockerd flags, e.g. `--registry-mirror <url>` or `--config-file <daemon.json>`. */
+export async function startDockerd(
+  dir: string,
+  env: NodeJS.ProcessEnv,
+  extraArgs: readonly string[] = [],
+): Promise<Dockerd> {
   mkdirSync(dir, { recursive: true });
   const sock = path.join(dir, 'docker.sock');
   const host = `unix://${sock}`;
@@ -26,6 +31,7 @@ export async function startDockerd(dir: string, env: NodeJS.ProcessEnv): Promise
     `--pidfile=${path.join(dir, 'docker.pid')}`,
     `-H`,
     host,
+    ...extraArgs,
   ];
   // No --containerd: dockerd starts and stops its own containerd under exec-root.
   const daemon = startDaemon('dockerd', bin, args, {
