@@ -197,7 +197,7 @@ describe.skipIf(process.env.BERTH_STORAGE !== 's3')(
       const ref = `${relayHost()}/e2e/resume:1`;
       const requests = gateway.requests!;
       const mark = requests.mark();
-        const push = run('crane', ['push', '--insecure', file, ref], {
+      const push = run('crane', ['push', '--insecure', file, ref], {
         env: clients.env,
         timeoutMs: 300_000,
         allowFailure: true,
@@ -214,9 +214,8 @@ describe.skipIf(process.env.BERTH_STORAGE !== 's3')(
       // SIGKILL: a crash, not a shutdown (which would cancel the upload on the remote first).
       process.kill(-relay.pid, 'SIGKILL');
       await relay.exited;
-      killed = true;
       const interrupted = await push;
-        expect(interrupted.code).not.toBe(0);
+      expect(interrupted.code).not.toBe(0);
       expect(await head(layerDigest, 'e2e/resume')).toBe(404);
 
       relay = await startRelay();
