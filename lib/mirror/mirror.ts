@@ -326,7 +326,11 @@ export class Mirror {
     key: string,
   ): Promise<MirroredBlob> {
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(new FillTimeout()), this.options.fillTimeoutMs);
+    // Only a Lambda request has a deadline; the local server waits for the copy however long it takes.
+    const timer =
+      this.options.mode === 'fill'
+        ? setTimeout(() => controller.abort(new FillTimeout()), this.options.fillTimeoutMs)
+        : undefined;
     let redirectedTo: string | undefined;
     try {
       const copy = this.track(
