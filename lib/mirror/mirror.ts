@@ -9,7 +9,7 @@ import { keys, meta } from '../registry/keys.ts';
 import type { ManifestHead, StoredManifest } from '../registry/manifests.ts';
 import { readLimited } from '../registry/read-body.ts';
 import type { Registry } from '../registry/registry.ts';
-import type { ObjectInfo } from '../storage/port.ts';
+import type { ObjectInfo, StoredObject } from '../storage/port.ts';
 import { UpstreamUnavailable, type UpstreamClient } from './upstream.ts';
 import { UpstreamContentInvalid, verifiedCopy } from './verified-copy.ts';
 
@@ -145,7 +145,7 @@ export class Mirror {
     const current = response.ok ? response.headers.get('Docker-Content-Digest') : null;
     const storage = this.options.registry.storage;
     if (local && current && current === local.metadata[meta.digest]) {
-      const object = await storage.get(keys.tag(repo, tag));
+      const object = 'body' in local ? (local as StoredObject) : await storage.get(keys.tag(repo, tag));
       if (object) {
         await storage.put(keys.tag(repo, tag), object.body, {
           contentType: object.contentType,
