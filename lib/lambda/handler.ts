@@ -16,8 +16,8 @@ import { metricLine } from './metrics.ts';
 export const LAMBDA_BODY_LIMIT = 4_400_000;
 
 export const TOO_LARGE_MESSAGE =
-  'layer too large for the serverless path (a request through Lambda carries at most 4.4 MB): push it in ' +
-  "chunks, or through `berth serve --storage s3` pointed at this registry's bucket (see docs/lambda.md)";
+  'layer too large for the serverless path (a request through Lambda carries at most 4.4 MB): push through ' +
+  '`berth relay --registry <this registry>` (any size, straight to storage), or in chunks (see docs/upload-extension.md)';
 
 export type LambdaHttpHandler = (
   event: APIGatewayProxyEventV2,

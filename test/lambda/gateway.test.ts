@@ -138,7 +138,7 @@ describe('local API Gateway in front of the built bundle', () => {
     expect(res.status).toBe(413);
     const { errors } = (await res.json()) as { errors: { code: string; message: string }[] };
     expect(errors[0]?.code).toBe('SIZE_INVALID');
-    expect(errors[0]?.message).toMatch(/berth serve --storage s3/);
+    expect(errors[0]?.message).toMatch(/berth relay --registry/);
   });
 });
 

@@ -113,7 +113,7 @@ describe('registry function, API Gateway v2 events', () => {
     expect(result.headers?.['docker-distribution-api-version']).toBe('registry/2.0');
     const error = JSON.parse(result.body ?? '').errors[0];
     expect(error.code).toBe('SIZE_INVALID');
-    expect(error.message).toContain('`berth serve --storage s3`');
+    expect(error.message).toContain('`berth relay --registry <this registry>`');
   });
 
   it('serves a Function URL event (same shape, cookies in their own field)', async () => {
