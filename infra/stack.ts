@@ -1,0 +1,214 @@
+import { CfnOutput, Duration, RemovalPolicy, Stack, Tags } from 'aws-cdk-lib';
+import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
+import { Rule, Schedule } from 'aws-cdk-lib/aws-events';
+import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
+import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
+import type { Construct } from 'constructs';
+import { RegistryAlarms } from './alarms.ts';
+import { RegistryApi } from './api.ts';
+import { ADMIN_USER, RegistryAuth } from './auth.ts';
+import { RegistryBucket } from './bucket.ts';
+import { BerthFunction } from './functions.ts';
+import type { BerthProps } from './props.ts';
+import { JANITOR_ACCESS, REGISTRY_ACCESS, storageStatements } from './storage-access.ts';
+import { Teardown } from './teardown.ts';
+import { expiryFor } from './ttl.ts';
+
+/** Team names become stack names, tags and resource names: lower-case letters, digits, dashes. */
+const TEAM = /^[a-z][a-z0-9-]{0,39}$/;
+
+export const DEFAULTS = {
+  memoryMb: 1024,
+  timeoutSeconds: 29,
+  logRetentionDays: 30,
+  throttle: { rateLimit: 500, burstLimit: 1000 },
+  tokenThrottle: { rateLimit: 20, burstLimit: 40 },
+  janitorEveryMinutes: 15,
+} as const;
+
+/**
+ * One team's registry: bucket, functions, HTTP API, secrets, janitor schedule, logs, alarms and,
+ * for an ephemeral registry, its self-destruct. Environment-agnostic (no account or region at
+ * synthesis), so `cdk synth` needs no credentials.
+ */
+export class BerthStack extends Stack {
+  readonly host: string;
+  readonly expiresAt?: Date;
+  readonly storage: RegistryBucket;
+  readonly auth: RegistryAuth;
+  readonly registry: BerthFunction;
+  readonly verifier: BerthFunction;
+  readonly janitor: BerthFunction;
+  readonly http: RegistryApi;
+  readonly teardown?: Teardown;
+  readonly alarms?: RegistryAlarms;
+
+  constructor(scope: Construct, id: string, props: BerthProps) {
+    if (!TEAM.test(props.team)) {
+      throw new Error(
+        `team "${props.team}" must be lower-case letters, digits and dashes (at most 40), starting with a letter`,
+      );
+    }
+    super(scope, id, props);
+    if (props.ttl !== undefined && props.expiresAt !== undefined) {
+      throw new Error('give a ttl or an expiry time, not both');
+    }
+    this.expiresAt =
+      props.ttl !== undefined ? expiryFor(props.ttl, props.now ?? new Date()) : props.expiresAt;
+    const removal = props.removalPolicy === 'retain' ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY;
+    if (this.expiresAt && removal === RemovalPolicy.RETAIN) {
+      throw new Error(
+        'an ephemeral registry (ttl) deletes everything it holds; it cannot also retain its data',
+      );
+    }
+    const logRetention = (props.logRetentionDays ?? DEFAULTS.logRetentionDays) as RetentionDays;
+    const logLevel = props.logLevel ?? 'info';
+    const shared = { bundlesDir: props.bundlesDir, logRetention, removalPolicy: removal };
+
+    this.storage = new RegistryBucket(this, 'Storage', {
+      encryption: props.encryption ?? 's3',
+      versioned: props.versioned ?? false,
+      intelligentTiering: props.intelligentTiering ?? false,
+      removalPolicy: removal,
+    });
+    const { bucket, key } = this.storage;
+
+    const auth = (this.auth = new RegistryAuth(this, 'Auth', {
+      ...shared,
+      anonymousPull: props.anonymousPull ?? [],
+      logLevel,
+    }));
+
+    const storageEnv: Record<string, string> = {
+      BERTH_STORAGE: 's3',
+      BERTH_S3_BUCKET: bucket.bucketName,
+      BERTH_LOG_LEVEL: logLevel,
+      ...(props.retention !== undefined && { BERTH_RETENTION: JSON.stringify(props.retention) }),
+      ...(props.immutableTags?.length && { BERTH_IMMUTABLE_TAGS: props.immutableTags.join(',') }),
+    };
+
+    // Direct uploads of large blobs are verified (read back and hashed) here, with a long timeout.
+    const verifier = (this.verifier = new BerthFunction(this, 'Verifier', {
+      ...shared,
+      bundle: 'verifier',
+      description: 'Berth: verifies direct-to-S3 uploads',
+      memoryMb: 1769,
+      timeout: Duration.minutes(15),
+      environment: storageEnv,
+    }));
+    verifier.grant(...storageStatements(bucket, REGISTRY_ACCESS));
+    verifier.fn.configureAsyncInvoke({ retryAttempts: 2 });
+
+    const registry = (this.registry = new BerthFunction(this, 'Registry', {
+      ...shared,
+      bundle: 'registry',
+      description: 'Berth: the OCI registry API and its token endpoint',
+      memoryMb: props.memoryMb ?? DEFAULTS.memoryMb,
+      timeout: Duration.seconds(props.timeoutSeconds ?? DEFAULTS.timeoutSeconds),
+      reservedConcurrency: props.reservedConcurrency,
+      environment: {
+        ...storageEnv,
+        BERTH_AUTH_SECRET: auth.authSecret.secretArn,
+        BERTH_VERIFIER_FUNCTION: verifier.fn.functionArn,
+      },
+    }));
+    registry.grant(
+      ...storageStatements(bucket, REGISTRY_ACCESS),
+      new PolicyStatement({
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: [auth.authSecret.secretArn],
+      }),
+      new PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [verifier.fn.functionArn] }),
+    );
+    // The first request must find the accounts in place.
+    registry.fn.node.addDependency(auth.resource);
+
+    const janitor = (this.janitor = new BerthFunction(this, 'Janitor', {
+      ...shared,
+      bundle: 'janitor',
+      description: 'Berth: purges stale upload sessions and collects garbage',
+      memoryMb: 1024,
+      timeout: Duration.minutes(15),
+      environment: storageEnv,
+    }));
+    janitor.grant(...storageStatements(bucket, JANITOR_ACCESS));
+    const janitorRule = new Rule(this, 'JanitorSchedule', {
+      description: 'Berth: runs the janitor',
+      schedule: Schedule.rate(Duration.minutes(props.janitorEveryMinutes ?? DEFAULTS.janitorEveryMinutes)),
+      targets: [new LambdaFunction(janitor.fn, { retryAttempts: 0 })],
+    });
+
+    if (key) {
+      // Presigned GETs and PUTs are signed by the registry's role, so S3 decrypts and encrypts with
+      // its permissions on the key.
+      for (const fn of [registry, verifier, janitor]) {
+        fn.grant(
+          new PolicyStatement({ actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [key.keyArn] }),
+        );
+      }
+    }
+
+    const api = (this.http = new RegistryApi(this, 'Http', {
+      handler: registry.fn,
+      throttle: props.throttle ?? DEFAULTS.throttle,
+      tokenThrottle: props.tokenThrottle ?? DEFAULTS.tokenThrottle,
+      logRetention,
+      removalPolicy: removal,
+      domain: props.domain,
+    }));
+    this.host = api.host;
+
+    let teardown: Teardown | undefined;
+    if (removal === RemovalPolicy.DESTROY) {
+      teardown = this.teardown = new Teardown(this, 'Teardown', {
+        ...shared,
+        bucket,
+        logLevel,
+        expiresAt: this.expiresAt,
+      });
+      // Deleted before the bucket is emptied: nothing writes to it afterwards.
+      for (const writer of [registry.fn, verifier.fn, janitor.fn, janitorRule, api.stage]) {
+        writer.node.addDependency(teardown.emptier);
+      }
+    }
+
+    if (props.alarms ?? true) {
+      this.alarms = new RegistryAlarms(this, 'Alarms', {
+        api: api.api,
+        registry: registry.fn,
+        functions: [
+          registry.fn,
+          janitor.fn,
+          verifier.fn,
+          ...(teardown?.schedule ? [teardown.function.fn] : []),
+        ],
+        alarmEmail: props.alarmEmail,
+      });
+    }
+
+    Tags.of(this).add('team', props.team);
+    Tags.of(this).add('registry', this.stackName);
+    Tags.of(this).add('expires-at', this.expiresAt ? this.expiresAt.toISOString() : 'never');
+
+    new CfnOutput(this, 'RegistryHost', { description: 'The registry', value: this.host });
+    new CfnOutput(this, 'BucketName', { description: 'Where images are stored', value: bucket.bucketName });
+    new CfnOutput(this, 'AdminSecretArn', {
+      description: 'The administrator credentials (Secrets Manager)',
+      value: auth.adminSecret.secretArn,
+    });
+    new CfnOutput(this, 'LoginCommand', {
+      description: 'Log in as the administrator (password on stdin, see AdminPasswordCommand)',
+      value: `docker login ${this.host} -u ${ADMIN_USER} --password-stdin`,
+    });
+    new CfnOutput(this, 'AdminPasswordCommand', {
+      description: 'Prints the administrator password',
+      value: `aws secretsmanager get-secret-value --secret-id ${auth.adminSecret.secretArn} --query SecretString --output text | jq -r .password`,
+    });
+    if (this.expiresAt) {
+      new CfnOutput(this, 'ExpiresAt', {
+        description: 'When this registry deletes itself',
+        value: this.expiresAt.toISOString(),
+      });
+    }
+  }
+}
