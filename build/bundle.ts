@@ -3,7 +3,7 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** The Lambda functions, each bundled to `<outdir>/<name>/index.mjs` (handler: `index.handler`). */
-export const FUNCTIONS = ['registry', 'janitor', 'auth-bootstrap', 'verifier'] as const;
+export const FUNCTIONS = ['registry', 'janitor', 'auth-bootstrap', 'verifier', 'teardown'] as const;
 
 export interface BundleSize {
   readonly name: string;
