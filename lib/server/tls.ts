@@ -1,0 +1,168 @@
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { unwatchFile, watchFile } from 'node:fs';
+import { readFile as readFileAsync } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { resolve } from 'node:path';
+import type { Server as TlsServer } from 'node:tls';
+import type { Config } from '../config/config.ts';
+import { describeError, type Logger } from '../logging/logger.ts';
+import { ensureSelfSigned } from './self-signed.ts';
+import { selfSignedHosts } from './tls-hosts.ts';
+
+/** The certificate and key a TLS server was started with, and where they came from. */
+export interface TlsSetup {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  /** With --tls-self-signed: the CA clients must trust, and the names the certificate covers. */
+  readonly selfSigned?: { readonly caCertFile: string; readonly hosts: readonly string[] };
+}
+
+/** How often a self-signed certificate is checked for renewal while the server runs. */
+const RENEW_CHECK_MS = 24 * 3600 * 1000;
+/** How often certificate files are polled for changes (stat polling also sees renames and symlink swaps). */
+const WATCH_INTERVAL_MS = 2000;
+
+/** The TLS setup the configuration asks for, or undefined for plain HTTP. */
+export async function prepareTls(config: Config, logger: Logger): Promise<TlsSetup | undefined> {
+  if (config.tlsSelfSigned) {
+    const hosts = selfSignedHosts(config.tlsHosts, config.host);
+    const files = await ensureSelfSigned(tlsDir(config), hosts);
+    logger.info('self-signed TLS certificate', {
+      action: files.action,
+      caCertFile: files.caCertFile,
+      certFile: files.certFile,
+      hosts,
+    });
+    const pair = await readKeyPair(files.certFile, files.keyFile);
+    return { ...pair, selfSigned: { caCertFile: files.caCertFile, hosts } };
+  }
+  if (config.tlsCert && config.tlsKey) return readKeyPair(config.tlsCert, config.tlsKey);
+  return undefined;
+}
+
+/** Reads and checks a certificate chain and its key; the message names the file that is wrong. */
+export async function readKeyPair(certFile: string, keyFile: string): Promise<TlsSetup> {
+  const read = async (file: string, flag: string) => {
+    try {
+      return await readFileAsync(file);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : 'unreadable';
+      throw new Error(`${flag} ${file}: ${why}`, { cause: err });
+    }
+  };
+  const [cert, key] = await Promise.all([read(certFile, '--tls-cert'), read(keyFile, '--tls-key')]);
+  let leaf: X509Certificate;
+  try {
+    leaf = new X509Certificate(cert);
+  } catch {
+    throw new Error(`--tls-cert ${certFile}: not a PEM certificate`);
+  }
+  let privateKey;
+  try {
+    privateKey = createPrivateKey(key);
+  } catch {
+    throw new Error(`--tls-key ${keyFile}: not a PEM private key (or it is encrypted)`);
+  }
+  if (!leaf.checkPrivateKey(privateKey)) {
+    throw new Error(`--tls-key ${keyFile} is not the key of the certificate in ${certFile}`);
+  }
+  return { certFile, keyFile, cert, key };
+}
+
+/**
+ * Keeps a running TLS server's certificate current: the files are polled and, once both read as a
+ * matching pair, become the context of new connections (connections already open keep theirs). A
+ * self-signed setup is also renewed here when it nears expiry. Returns the function that stops it.
+ */
+export function keepCertificateCurrent(
+  server: TlsServer,
+  setup: TlsSetup,
+  config: Config,
+  logger: Logger,
+): () => void {
+  let current = `${setup.cert.toString('base64')}|${setup.key.toString('base64')}`;
+  let pending: NodeJS.Timeout | undefined;
+  const reload = () => {
+    pending = undefined;
+    readKeyPair(setup.certFile, setup.keyFile).then(
+      (next) => {
+        const id = `${next.cert.toString('base64')}|${next.key.toString('base64')}`;
+        if (id === current) return;
+        server.setSecureContext({ cert: next.cert, key: next.key });
+        current = id;
+        const leaf = new X509Certificate(next.cert);
+        logger.info('TLS certificate reloaded', {
+          certFile: setup.certFile,
+          subject: leaf.subject,
+          validTo: new Date(leaf.validTo).toISOString(),
+        });
+      },
+      // Half-written or mismatched files (a renewal in progress): keep serving the old pair.
+      (err: unknown) =>
+        logger.warn('TLS certificate not reloaded; serving the previous one', describeError(err)),
+    );
+  };
+  const changed = () => {
+    clearTimeout(pending);
+    pending = setTimeout(reload, 300);
+  };
+  watchFile(setup.certFile, { interval: WATCH_INTERVAL_MS, persistent: false }, changed);
+  watchFile(setup.keyFile, { interval: WATCH_INTERVAL_MS, persistent: false }, changed);
+
+  const renewal = setup.selfSigned
+    ? setInterval(() => {
+        ensureSelfSigned(tlsDir(config), setup.selfSigned!.hosts).then(
+          (files) => {
+            if (files.action !== 'reused') changed();
+          },
+          (err: unknown) => logger.warn('renewing the self-signed certificate failed', describeError(err)),
+        );
+      }, RENEW_CHECK_MS)
+    : undefined;
+  renewal?.unref();
+
+  return () => {
+    clearTimeout(pending);
+    clearInterval(renewal);
+    unwatchFile(setup.certFile, changed);
+    unwatchFile(setup.keyFile, changed);
+  };
+}
+
+/**
+ * The one-line commands that make clients trust the self-signed CA for each `host:port` they may
+ * use (IPv6 literals and wildcard names are left out: clients name such registries rarely, and a
+ * directory cannot be named after a wildcard).
+ */
+export function trustInstructions(caCertFile: string, hosts: readonly string[], port: number): string {
+  const names = hosts.filter((h) => isIP(h) !== 6 && !h.startsWith('*.')).map((h) => `${h}:${port}`);
+  const install = (root: string) =>
+    `sudo sh -c 'for h in ${names.join(' ')}; do mkdir -p ${root}/$h && cp ${shellQuote(caCertFile)} ${root}/$h/ca.crt; done'`;
+  const line = (label: string, command: string) => `  ${label.padEnd(42)}${command}`;
+  return [
+    `Berth serves HTTPS with a certificate from its own CA: ${caCertFile}`,
+    'Trust that CA once per machine (no insecure-registries entry is needed):',
+    line('docker (read per connection, no restart):', install('/etc/docker/certs.d')),
+    line('podman, skopeo, buildah:', install('/etc/containers/certs.d')),
+    line('containerd (nerdctl, ctr --hosts-dir):', install('/etc/containerd/certs.d')),
+    line(
+      'crane, oras, regctl, curl:',
+      `SSL_CERT_FILE=${shellQuote(caCertFile)} <command>, or add it to the system store`,
+    ),
+    '',
+  ].join('\n');
+}
+
+/** Quoted for `sh -c '...'`: double quotes inside the single-quoted script. */
+function shellQuote(path: string): string {
+  if (/^[A-Za-z0-9_./+-]+$/.test(path)) return path;
+  return `"${path.replace(/(["$`\\])/g, '\\$1').replace(/'/g, `'\\''`)}"`;
+}
+
+/** Absolute, so that the printed commands work from any directory. */
+function tlsDir(config: Config): string {
+  return resolve(config.dataDir, 'tls');
+}
