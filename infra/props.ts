@@ -54,7 +54,7 @@ export interface BerthProps extends StackProps {
   readonly janitorEveryMinutes?: number;
   /** Retention policy for garbage collection: serialized to JSON into BERTH_RETENTION. */
   readonly retention?: unknown;
-  /** Tag patterns that may not be overwritten or deleted: BERTH_IMMUTABLE_TAGS, comma-joined. */
+  /** Tags a push may not move, `<repository pattern>[:<tag pattern>]` each: BERTH_IMMUTABLE_TAGS, comma-joined. */
   readonly immutableTags?: readonly string[];
   /** BERTH_LOG_LEVEL of the functions (default info). */
   readonly logLevel?: 'debug' | 'info' | 'warn' | 'error';
