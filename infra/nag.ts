@@ -4,7 +4,7 @@ import type { BerthStack } from './stack.ts';
 import { JANITOR_ACCESS, REGISTRY_ACCESS, type StorageAccess } from './storage-access.ts';
 
 const PREFIXES_REASON =
-  'Object keys under the storage layout prefixes this function uses (docs/architecture.md, "Storage layout"; infra/storage-access.ts): they are made of digests, repository names and upload ids known only at run time, so IAM can only name their prefix. test/infra/storage-access.test.ts checks the registry stays inside them.';
+  'Object keys under the storage layout prefixes this function uses (docs/architecture.md, "Storage layout"; infra/storage-access.ts): they are made of digests, repository names and upload ids known only at run time, so IAM can only name their prefix.';
 const PROVIDER_REASON =
   "The custom resource framework function may invoke its one handler function, by ARN and qualifiers (`<arn>:*`), as aws-cdk-lib's Provider grants; no other function.";
 const RUNTIME_REASON =

@@ -3,9 +3,8 @@ import type { IBucket } from 'aws-cdk-lib/aws-s3';
 
 /**
  * Which storage operations a function makes, and under which key prefixes (see
- * docs/architecture.md, "Storage layout"). The IAM statements are generated from this, and
- * test/infra/storage-access.test.ts runs the registry against a recording store to check that every
- * call it makes is covered.
+ * docs/architecture.md, "Storage layout"). The IAM statements are generated from this; keep it in
+ * step with the storage calls in lib/registry (test/infra/stack.test.ts pins the resulting policies).
  */
 export interface StorageAccess {
   /** GetObject, HeadObject, presigned GET/HEAD URLs (s3:GetObject). */
