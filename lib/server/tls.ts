@@ -22,7 +22,7 @@ export interface TlsSetup {
 /** How often a self-signed certificate is checked for renewal while the server runs. */
 const RENEW_CHECK_MS = 24 * 3600 * 1000;
 /** How often certificate files are polled for changes (stat polling also sees renames and symlink swaps). */
-const WATCH_INTERVAL_MS = 2000;
+const WATCH_INTERVAL_MS = 1000;
 
 /** The TLS setup the configuration asks for, or undefined for plain HTTP. */
 export async function prepareTls(config: Config, logger: Logger): Promise<TlsSetup | undefined> {
@@ -107,7 +107,7 @@ export function keepCertificateCurrent(
   };
   const changed = () => {
     clearTimeout(pending);
-    pending = setTimeout(reload, 300);
+    pending = setTimeout(reload, 200);
   };
   watchFile(setup.certFile, { interval: WATCH_INTERVAL_MS, persistent: false }, changed);
   watchFile(setup.keyFile, { interval: WATCH_INTERVAL_MS, persistent: false }, changed);
