@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { parseUpstreams } from '../mirror/spec.ts';
+import { parseImmutableTags, parseRetention } from '../gc/policy.ts';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -85,6 +86,36 @@ export const configSchema = z.object({
   tokenTtlSeconds: whole.pipe(z.number().min(60).max(3600)).default(300),
   /** How long SIGTERM waits for requests in flight before closing their connections. */
   shutdownGraceSeconds: size.default(30),
+  /** Retention rules (JSON, docs/gc.md): what garbage collection deletes per repository pattern. */
+  retention: z
+    .string()
+    .trim()
+    .optional()
+    .superRefine((value, ctx) => {
+      if (!value) return;
+      try {
+        parseRetention(value);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      }
+    }),
+  /** A file holding the retention rules' JSON (for humans; BERTH_RETENTION wins when both are set). */
+  retentionFile: z.string().min(1).optional(),
+  /** Tags a push may not move: comma-separated `<repository pattern>[:<tag pattern>]`. */
+  immutableTags: z
+    .string()
+    .trim()
+    .optional()
+    .superRefine((value, ctx) => {
+      if (!value) return;
+      try {
+        parseImmutableTags(value);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      }
+    }),
+  /** Garbage collection leaves alone anything touched more recently than this (seconds). */
+  gcGraceSeconds: whole.pipe(z.number().min(0)).default(24 * 3600),
   /**
    * Pull-through cache: comma-separated `[<prefix>=]<url>` upstreams (lib/mirror/spec.ts); repositories
    * they cover are read-only copies of the upstream.

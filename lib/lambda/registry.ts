@@ -4,6 +4,7 @@ import { createApp } from '../http/app.ts';
 import type { HttpEnv } from '../http/context.ts';
 import type { Logger } from '../logging/logger.ts';
 import { SerializedHashStates } from '../registry/hashing.ts';
+import { immutableTagsOf } from '../gc/config.ts';
 import { Registry } from '../registry/registry.ts';
 import { openAuthStore } from '../auth/auth-store.ts';
 import { loadAuth } from '../server/auth.ts';
@@ -25,6 +26,7 @@ export function createLambdaRegistry(config: Config, logger?: Logger): Registry 
       leaseMs: config.uploadLeaseSeconds * 1000,
     },
     mountWithoutFrom: config.mountWithoutFrom,
+    immutableTags: immutableTagsOf(config),
     // Large direct uploads are verified by the verifier function when there is one (on AWS); without
     // it (the local gateway), in the background of this process.
     direct: {

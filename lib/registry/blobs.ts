@@ -67,40 +67,66 @@ export class Blobs {
     await this.storage.delete(keys.layerLink(repo, digest));
   }
 
-  /** Stores small blob bytes directly under the blob key; an existing blob wins (same content). */
-  async putSmall(digest: ParsedDigest, bytes: Uint8Array, sha256Base64?: string): Promise<BlobInfo> {
-    try {
-      await this.storage.put(keys.blob(digest), bytes, { ifNoneMatch: '*', sha256Base64 });
-    } catch (err) {
-      if (!(err instanceof PreconditionFailed)) throw err;
+  /**
+   * Stores a blob an upload has just received and verified, and links it into `repo`. When the blob
+   * is already stored, the stored copy is linked and ours dropped (racing pushes of one layer leave
+   * one copy). Garbage collection may be taking that stored copy away at this very moment
+   * (docs/gc.md), so after linking it is looked up once more: if it is gone or changed, ours is
+   * stored and linked instead. That costs one extra read, and only when the blob already existed.
+   */
+  async storeAndLink(repo: RepositoryName, digest: ParsedDigest, source: BlobSource): Promise<BlobInfo> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const stored = await this.store(digest, source);
+      if (!stored) continue;
+      await this.link(repo, stored.info);
+      if (!stored.existed) return stored.info;
+      const now = await this.statGlobal(digest);
+      if (now && now.dataKey === stored.info.dataKey) {
+        if ('dataKey' in source && source.dataKey !== now.dataKey) await this.storage.delete(source.dataKey);
+        return now;
+      }
     }
-    return { digest, size: bytes.byteLength, dataKey: keys.blob(digest) };
+    throw new RegistryError('UNAVAILABLE', `blob ${digest.digest} kept changing while being stored; retry`);
   }
 
   /**
-   * Publishes a completed multipart data object as the blob. If the blob already exists the existing
-   * one is kept and `dataKey` is deleted, so racing pushes of one layer leave one copy.
+   * Writes the blob create-only: small bytes directly under the blob key, a multipart upload's data
+   * object as a pointer. Undefined: it existed, then vanished before it could be read (try again).
    */
-  async publish(digest: ParsedDigest, size: number, dataKey: string): Promise<BlobInfo> {
-    const pointer = new TextEncoder().encode(JSON.stringify({ dataKey, size }));
+  private async store(
+    digest: ParsedDigest,
+    source: BlobSource,
+  ): Promise<{ info: BlobInfo; existed: boolean } | undefined> {
+    const key = keys.blob(digest);
     try {
-      await this.storage.put(keys.blob(digest), pointer, {
+      if ('bytes' in source) {
+        await this.storage.put(key, source.bytes, { ifNoneMatch: '*', sha256Base64: source.sha256Base64 });
+        return { info: { digest, size: source.bytes.byteLength, dataKey: key }, existed: false };
+      }
+      const pointer = new TextEncoder().encode(
+        JSON.stringify({ dataKey: source.dataKey, size: source.size }),
+      );
+      await this.storage.put(key, pointer, {
         ifNoneMatch: '*',
         contentType: 'application/json',
-        metadata: { [meta.size]: String(size), [meta.dataKey]: dataKey },
+        metadata: { [meta.size]: String(source.size), [meta.dataKey]: source.dataKey },
       });
-      return { digest, size, dataKey };
+      return { info: { digest, size: source.size, dataKey: source.dataKey }, existed: false };
     } catch (err) {
       if (!(err instanceof PreconditionFailed)) throw err;
     }
     const existing = await this.statGlobal(digest);
-    if (!existing)
-      throw new RegistryError('UNAVAILABLE', `blob ${digest.digest} vanished while being published; retry`);
+    if (!existing) return undefined;
     // A retried publish of the same data finds its own pointer: that data is the blob now.
-    if (existing.dataKey !== dataKey) await this.storage.delete(dataKey);
-    return existing;
+    const ours = 'dataKey' in source && existing.dataKey === source.dataKey;
+    return { info: existing, existed: !ours };
   }
 }
+
+/** What an upload received: small bytes in memory, or the data object a multipart upload completed. */
+export type BlobSource =
+  | { readonly bytes: Uint8Array; readonly sha256Base64?: string }
+  | { readonly dataKey: string; readonly size: number };
 
 function fromLink(digest: ParsedDigest, link: ObjectInfo): BlobInfo | undefined {
   const size = Number(link.metadata[meta.size]);

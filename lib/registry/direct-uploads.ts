@@ -257,6 +257,7 @@ export class DirectUploads {
     if (existing?.dataKey === dataKey) {
       // Published by an earlier run that stopped before cleaning up.
       blob = existing;
+      await this.blobs.link(repo, blob);
     } else {
       const hex = await readBackDigest(
         this.storage,
@@ -279,9 +280,8 @@ export class DirectUploads {
         }
         return { status: 'failed', message };
       }
-      blob = await this.blobs.publish(digest, verifying.size, dataKey);
+      blob = await this.blobs.storeAndLink(repo, digest, { dataKey, size: verifying.size });
     }
-    await this.blobs.link(repo, blob);
     await this.storage.delete(keys.verifying(repo, digest));
     await this.sessions.delete(state.id);
     return { status: 'verified', blob };

@@ -2,7 +2,8 @@ import { RegistryError } from '../oci/errors.ts';
 import { parseDigest, tryParseDigest, type ParsedDigest } from '../oci/digest.ts';
 import { parseManifest, type Descriptor, type ParsedManifest } from '../oci/manifest.ts';
 import type { Reference, RepositoryName, Tag } from '../oci/names.ts';
-import type { ObjectInfo, StorageDriver } from '../storage/port.ts';
+import { PreconditionFailed, type ObjectInfo, type StorageDriver } from '../storage/port.ts';
+import { describeImmutableRule, immutableRuleFor, type ImmutableRule } from '../gc/policy.ts';
 import type { Blobs } from './blobs.ts';
 import { mapLimit } from './concurrency.ts';
 import { parseStoredJson } from './json.ts';
@@ -27,6 +28,13 @@ export interface PutManifestResult {
 const CHECK_CONCURRENCY = 8;
 
 /**
+ * The longest a manifest PUT may take from checking its references to starting to write the
+ * manifest; slower, it refuses (503, retry). Garbage collection waits longer than this, plus the
+ * store's own retry time, before it trusts that no push checked a blob it is removing (docs/gc.md).
+ */
+export const MANIFEST_CHECK_WINDOW_MS = 60_000;
+
+/**
  * Manifests live under their digest; a tag is a copy of its manifest's bytes with the digest in
  * the object's metadata, so HEAD or GET by tag is one storage read, as by digest.
  */
@@ -35,6 +43,7 @@ export class Manifests {
     private readonly storage: StorageDriver,
     private readonly blobs: Blobs,
     private readonly referrers: Referrers,
+    private readonly immutable: readonly ImmutableRule[] = [],
   ) {}
 
   async head(repo: RepositoryName, ref: Reference): Promise<ManifestHead> {
@@ -71,17 +80,37 @@ export class Manifests {
         `manifest content has digest ${manifest.digest.digest}, not ${ref.digest.digest} as in the URL`,
       );
     }
-    await this.checkReferences(repo, manifest);
     const digest = manifest.digest;
+    const tags = [...new Set(ref.kind === 'tag' ? [ref.tag, ...extraTags] : extraTags)];
+    const pinned = await this.checkImmutable(repo, tags, digest);
+    const checkedAt = Date.now();
+    await this.checkReferences(repo, manifest);
+    if (Date.now() - checkedAt > MANIFEST_CHECK_WINDOW_MS) {
+      throw new RegistryError(
+        'UNAVAILABLE',
+        "checking the manifest's blobs took too long for them to be trusted still to exist; push the manifest again",
+      );
+    }
     await this.storage.put(keys.manifest(repo, digest), bytes, { contentType: manifest.mediaType });
-    const tags = ref.kind === 'tag' ? [ref.tag, ...extraTags] : extraTags;
     await Promise.all(
-      [...new Set(tags)].map((tag) =>
-        this.storage.put(keys.tag(repo, tag), bytes, {
-          contentType: manifest.mediaType,
-          metadata: { [meta.digest]: digest.digest },
-        }),
-      ),
+      tags.map(async (tag) => {
+        const rule = pinned.get(tag);
+        // An immutable tag already pointing here needs no write; a new one is created only if no
+        // racing push created it first.
+        if (rule === 'same') return;
+        try {
+          await this.storage.put(keys.tag(repo, tag), bytes, {
+            contentType: manifest.mediaType,
+            metadata: { [meta.digest]: digest.digest },
+            ...(rule ? { ifNoneMatch: '*' as const } : {}),
+          });
+        } catch (err) {
+          if (!(err instanceof PreconditionFailed) || !rule) throw err;
+          const now = await this.storage.head(keys.tag(repo, tag));
+          const current = now?.metadata[meta.digest];
+          if (current !== digest.digest) throw immutableTag(repo, tag, current ?? 'another manifest', rule);
+        }
+      }),
     );
     let subject: ParsedDigest | undefined;
     if (manifest.subject) {
@@ -104,6 +133,28 @@ export class Manifests {
     const subject = subjectOf(stored.bytes);
     if (subject) await this.referrers.remove(repo, subject, ref.digest);
     await this.storage.delete(keys.manifest(repo, ref.digest));
+  }
+
+  /**
+   * Refuses to move an immutable tag (BERTH_IMMUTABLE_TAGS) to another manifest. Returns, per
+   * immutable tag, 'same' when it already names this manifest, or the rule that pins it.
+   */
+  private async checkImmutable(
+    repo: RepositoryName,
+    tags: readonly Tag[],
+    digest: ParsedDigest,
+  ): Promise<Map<Tag, ImmutableRule | 'same'>> {
+    const pinned = new Map<Tag, ImmutableRule | 'same'>();
+    for (const tag of tags) {
+      const rule = immutableRuleFor(this.immutable, repo, tag);
+      if (!rule) continue;
+      const existing = await this.storage.head(keys.tag(repo, tag));
+      const current = existing?.metadata[meta.digest];
+      if (existing && current !== digest.digest)
+        throw immutableTag(repo, tag, current ?? 'another manifest', rule);
+      pinned.set(tag, existing ? 'same' : rule);
+    }
+    return pinned;
   }
 
   private keyOf(repo: RepositoryName, ref: Reference): string {
@@ -160,6 +211,14 @@ export class Manifests {
 function toHead(ref: Reference, info: ObjectInfo): ManifestHead {
   const digest = ref.kind === 'digest' ? ref.digest : parseDigest(info.metadata[meta.digest] ?? '');
   return { digest, mediaType: info.contentType ?? 'application/octet-stream', size: info.size };
+}
+
+function immutableTag(repo: RepositoryName, tag: Tag, current: string, rule: ImmutableRule): RegistryError {
+  return new RegistryError(
+    'TAG_INVALID',
+    `tag ${tag} of repository ${repo} is immutable (rule "${describeImmutableRule(rule)}" in BERTH_IMMUTABLE_TAGS) and already points to ${current}; push this image under a new tag, e.g. a new version`,
+    { detail: { tag, current, rule: describeImmutableRule(rule) } },
+  );
 }
 
 function unknown(repo: RepositoryName, ref: Reference): RegistryError {

@@ -11,6 +11,7 @@ import { Referrers } from './referrers.ts';
 import { DirectUploads, type DirectUploadOptions } from './direct-uploads.ts';
 import { Uploads, type UploadLimits } from './uploads.ts';
 import type { Logger } from '../logging/logger.ts';
+import type { ImmutableRule } from '../gc/policy.ts';
 
 export interface RegistryOptions {
   readonly storage: StorageDriver;
@@ -21,6 +22,8 @@ export interface RegistryOptions {
   readonly referrersPageSize?: number;
   /** The direct-upload extension (S3 only); defaults below. */
   readonly direct?: Partial<DirectUploadOptions>;
+  /** Tags that a push may not move to another manifest (BERTH_IMMUTABLE_TAGS). */
+  readonly immutableTags?: readonly ImmutableRule[];
   /** For what happens outside a request (background verifications). */
   readonly logger?: Logger;
 }
@@ -55,7 +58,7 @@ export class Registry {
       options.logger,
     );
     this.referrers = new Referrers(options.storage, options.referrersPageSize ?? 500);
-    this.manifests = new Manifests(options.storage, this.blobs, this.referrers);
+    this.manifests = new Manifests(options.storage, this.blobs, this.referrers, options.immutableTags);
     this.mountWithoutFrom = options.mountWithoutFrom;
   }
 
@@ -75,7 +78,12 @@ export class Registry {
         : undefined;
     if (!source) return undefined;
     await this.blobs.link(repo, source);
-    return source;
+    // Garbage collection may be removing the blob right now (docs/gc.md): mount only what is still
+    // stored after the link is written, otherwise take the link back and let the client upload.
+    const still = await this.blobs.statGlobal(digest);
+    if (still?.dataKey === source.dataKey) return source;
+    await this.storage.delete(keys.layerLink(repo, digest));
+    return undefined;
   }
 
   async listTags(repo: RepositoryName, options: { n?: number; last?: string }): Promise<NamePage> {

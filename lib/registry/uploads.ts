@@ -4,7 +4,7 @@ import type { DigestAlgorithm, ParsedDigest } from '../oci/digest.ts';
 import type { RepositoryName } from '../oci/names.ts';
 import { readLimited } from './read-body.ts';
 import { NoSuchUpload, PreconditionFailed, type StorageDriver } from '../storage/port.ts';
-import type { BlobInfo, Blobs } from './blobs.ts';
+import type { BlobInfo, Blobs, BlobSource } from './blobs.ts';
 import { hashStream, type HashStates, type RunningHash } from './hashing.ts';
 import { parseStoredJson } from './json.ts';
 import { keys } from './keys.ts';
@@ -131,8 +131,7 @@ export class Uploads {
     let current = claimed;
     try {
       const received = await this.receive(claimed, body, expect, (s) => (current = s));
-      const info = await this.finish(received, digest);
-      await this.blobs.link(repo, info);
+      const info = await this.blobs.storeAndLink(repo, digest, await this.finish(received, digest));
       // The multipart upload is complete: nothing left to abort.
       await this.discard({ ...current.state, multipartId: undefined });
       return info;
@@ -170,9 +169,7 @@ export class Uploads {
     const hex = createHash(digest.algorithm).update(bytes).digest('hex');
     checkDigest(digest, hex);
     const sha256 = digest.algorithm === 'sha256' ? Buffer.from(hex, 'hex').toString('base64') : undefined;
-    const info = await this.blobs.putSmall(digest, bytes, sha256);
-    await this.blobs.link(repo, info);
-    return info;
+    return this.blobs.storeAndLink(repo, digest, { bytes, sha256Base64: sha256 });
   }
 
   async cancel(repo: RepositoryName, id: string, owner?: string): Promise<void> {
@@ -299,7 +296,8 @@ export class Uploads {
     return { session, writer, hash, offset: state.offset + received };
   }
 
-  private async finish(received: Received, digest: ParsedDigest): Promise<BlobInfo> {
+  /** Checks the digest and completes the data; what is left is storing and linking the blob. */
+  private async finish(received: Received, digest: ParsedDigest): Promise<BlobSource> {
     const { writer, hash, offset } = received;
     const dataKey = keys.data(received.session.state.id);
     const running = hash && hash.algorithm === digest.algorithm ? hash : undefined;
@@ -308,7 +306,7 @@ export class Uploads {
       const hex = running ? running.hex() : createHash(digest.algorithm).update(bytes).digest('hex');
       checkDigest(digest, hex);
       const sha256 = digest.algorithm === 'sha256' ? Buffer.from(hex, 'hex').toString('base64') : undefined;
-      return this.blobs.putSmall(digest, bytes, sha256);
+      return { bytes, sha256Base64: sha256 };
     }
     if (running) checkDigest(digest, running.hex());
     await this.completeData(dataKey, writer, offset);
@@ -320,7 +318,7 @@ export class Uploads {
       if (hex !== digest.hex) await this.storage.delete(dataKey);
       checkDigest(digest, hex);
     }
-    return this.blobs.publish(digest, offset, dataKey);
+    return { dataKey, size: offset };
   }
 
   /**

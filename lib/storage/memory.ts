@@ -13,6 +13,7 @@ import {
   type MultipartStore,
   type ObjectInfo,
   type ObjectStream,
+  type OpenUpload,
   type PartInfo,
   type PutOptions,
   type StorageDriver,
@@ -26,6 +27,7 @@ interface Entry {
 
 interface Upload {
   readonly key: string;
+  readonly initiated: Date;
   readonly contentType?: string;
   readonly metadata?: Record<string, string>;
   /** Part n at index n-1. */
@@ -45,7 +47,7 @@ export class MemoryDriver implements StorageDriver {
     ...S3_LIMITS,
     create: async (key, options = {}) => {
       const uploadId = randomUUID();
-      this.uploads.set(uploadId, { key, ...options, parts: [] });
+      this.uploads.set(uploadId, { key, ...options, initiated: new Date(), parts: [] });
       return uploadId;
     },
     uploadPart: async (key, uploadId, partNumber, body, size) => {
@@ -73,7 +75,14 @@ export class MemoryDriver implements StorageDriver {
     abort: async (key, uploadId) => {
       if (this.uploads.get(uploadId)?.key === key) this.uploads.delete(uploadId);
     },
+    listOpen: (prefix) => this.openUploads(prefix),
   };
+
+  private async *openUploads(prefix: string): AsyncIterable<OpenUpload> {
+    for (const [uploadId, upload] of [...this.uploads]) {
+      if (upload.key.startsWith(prefix)) yield { key: upload.key, uploadId, initiated: upload.initiated };
+    }
+  }
 
   async head(key: string): Promise<ObjectInfo | undefined> {
     return this.objects.get(key)?.info;

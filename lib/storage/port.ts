@@ -93,6 +93,18 @@ export interface MultipartStore {
   complete(key: string, uploadId: string, parts: readonly PartInfo[]): Promise<ObjectInfo>;
   /** Discards the upload and its parts. Aborting an unknown upload is not an error. */
   abort(key: string, uploadId: string): Promise<void>;
+  /**
+   * The uploads in progress whose keys start with `prefix`, in no particular order: what garbage
+   * collection aborts when no upload session owns them any more.
+   */
+  listOpen(prefix: string): AsyncIterable<OpenUpload>;
+}
+
+/** A multipart upload in progress. */
+export interface OpenUpload {
+  readonly key: string;
+  readonly uploadId: string;
+  readonly initiated: Date;
 }
 
 /**

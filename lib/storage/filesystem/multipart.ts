@@ -1,9 +1,27 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import {
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  unlink,
+  writeFile,
+  type FileHandle,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 import * as z from 'zod';
 import { checkCompletion, checkPartUpload } from '../multipart-rules.ts';
-import { NoSuchUpload, S3_LIMITS, type MultipartStore, type ObjectInfo, type PartInfo } from '../port.ts';
+import {
+  NoSuchUpload,
+  S3_LIMITS,
+  type MultipartStore,
+  type ObjectInfo,
+  type OpenUpload,
+  type PartInfo,
+} from '../port.ts';
 import { writeBody, writeFully } from './body-writer.ts';
 import { hasCode } from './errno.ts';
 import { KeyLocks } from './key-locks.ts';
@@ -148,6 +166,29 @@ export class FilesystemMultipart implements MultipartStore {
         if (!(error instanceof NoSuchUpload)) throw error;
       }
     });
+  }
+
+  async *listOpen(prefix: string): AsyncIterable<OpenUpload> {
+    let ids: string[];
+    try {
+      ids = await readdir(this.layout.multipart);
+    } catch (error) {
+      if (hasCode(error, 'ENOENT')) return;
+      throw error;
+    }
+    for (const uploadId of ids.filter((id) => UPLOAD_ID.test(id))) {
+      const path = join(this.layout.uploadPath(uploadId), UPLOAD);
+      let found: { key: string; initiated: Date };
+      try {
+        const upload = uploadSchema.parse(JSON.parse(await readFile(path, 'utf8')));
+        found = { key: upload.key, initiated: (await stat(path)).mtime };
+      } catch (error) {
+        // Completed or aborted meanwhile.
+        if (hasCode(error, 'ENOENT')) continue;
+        throw error;
+      }
+      if (found.key.startsWith(prefix)) yield { uploadId, ...found };
+    }
   }
 
   private async open(key: string, uploadId: string): Promise<{ dir: string; bodyOffset: number }> {

@@ -3,12 +3,20 @@ import {
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   UploadPartCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import type { Readable } from 'node:stream';
 import { checkCompletion, checkPartUpload } from '../multipart-rules.ts';
-import { NoSuchUpload, S3_LIMITS, type MultipartStore, type ObjectInfo, type PartInfo } from '../port.ts';
+import {
+  NoSuchUpload,
+  S3_LIMITS,
+  type MultipartStore,
+  type ObjectInfo,
+  type OpenUpload,
+  type PartInfo,
+} from '../port.ts';
 import { streamedBody, type StreamedBody } from './body.ts';
 import { classify, storageError } from './errors.ts';
 import type { KeySpace } from './keys.ts';
@@ -132,6 +140,37 @@ export class S3Multipart implements MultipartStore {
       // AWS answers NoSuchUpload for an upload already gone; the port asks for nothing to happen.
       if (classify(err) === 'no-such-upload') return;
       throw storageError(err, `AbortMultipartUpload ${key}`);
+    }
+  }
+
+  /**
+   * ListMultipartUploads, all pages. Without a Prefix: MinIO lists nothing for a prefix that is not a
+   * whole key, so the bucket's uploads are listed and those outside `prefix` skipped.
+   */
+  async *listOpen(prefix: string): AsyncIterable<OpenUpload> {
+    const wanted = this.keys.toBucket(prefix);
+    let KeyMarker: string | undefined;
+    let UploadIdMarker: string | undefined;
+    for (;;) {
+      let page;
+      try {
+        page = await this.client.send(
+          new ListMultipartUploadsCommand({ Bucket: this.bucket, KeyMarker, UploadIdMarker }),
+        );
+      } catch (err) {
+        throw storageError(err, `ListMultipartUploads ${prefix}`);
+      }
+      for (const upload of page.Uploads ?? []) {
+        if (!upload.Key?.startsWith(wanted) || !upload.UploadId) continue;
+        yield {
+          key: this.keys.fromBucket(upload.Key),
+          uploadId: upload.UploadId,
+          initiated: upload.Initiated ?? new Date(0),
+        };
+      }
+      if (!page.IsTruncated) return;
+      KeyMarker = page.NextKeyMarker;
+      UploadIdMarker = page.NextUploadIdMarker;
     }
   }
 }

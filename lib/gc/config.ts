@@ -1,0 +1,30 @@
+import { readFileSync } from 'node:fs';
+import type { Config } from '../config/config.ts';
+import { parseImmutableTags, parseRetention, type ImmutableRule, type RetentionRule } from './policy.ts';
+
+/** The immutable-tag rules the configuration names (BERTH_IMMUTABLE_TAGS). */
+export function immutableTagsOf(config: Config): ImmutableRule[] {
+  return config.immutableTags ? parseImmutableTags(config.immutableTags) : [];
+}
+
+/**
+ * The retention rules: BERTH_RETENTION's JSON, else the file BERTH_RETENTION_FILE / --retention-file
+ * names (read once, at start).
+ */
+export function retentionOf(config: Config): RetentionRule[] {
+  if (config.retention) return parseRetention(config.retention);
+  if (!config.retentionFile) return [];
+  let text: string;
+  try {
+    text = readFileSync(config.retentionFile, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read the retention file ${config.retentionFile}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  try {
+    return parseRetention(text);
+  } catch (err) {
+    throw new Error(`${config.retentionFile}: ${(err as Error).message}`, { cause: err });
+  }
+}
