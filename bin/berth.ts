@@ -5,6 +5,7 @@ import { ACCOUNTS_USAGE, UsageError, accounts } from './accounts.ts';
 import { SERVE_USAGE, serve } from './serve.ts';
 import { CLIENT_USAGE, relay } from './relay.ts';
 import { push } from './push.ts';
+import { GC_USAGE, gc, usage } from './gc.ts';
 
 const USAGE = `Usage: berth <command> [options]
 
@@ -13,10 +14,13 @@ Commands:
   users, robots, anonymous  Manage who may pull, push and delete
   relay                   A local endpoint that pushes any layer size to a remote Berth registry
   push                    Push an OCI layout or docker save archive to a registry
+  gc                      Delete what no tag or manifest needs (online; retention rules; --dry-run)
+  usage                   Bytes and blob counts per repository
 
 ${SERVE_USAGE}
 ${ACCOUNTS_USAGE}
-${CLIENT_USAGE}`;
+${CLIENT_USAGE}
+${GC_USAGE}`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -41,6 +45,10 @@ async function main(argv: string[]): Promise<number> {
       return relay(rest);
     case 'push':
       return push(rest);
+    case 'gc':
+      return gc(rest);
+    case 'usage':
+      return usage(rest);
     default:
       process.stderr.write(`berth: unknown command "${command}"\n\n${USAGE}`);
       return 2;

@@ -32,6 +32,17 @@ export const SERVE_USAGE = `Options for serve (environment variable in brackets)
                         behind a local API Gateway HTTP API, with AWS's limits
 `;
 
+/** The flags that choose the store, shared with `berth gc` and `berth usage` (S3 settings come from BERTH_S3_*). */
+export const STORE_FLAGS = {
+  'data-dir': { type: 'string' },
+  storage: { type: 'string' },
+  'log-level': { type: 'string' },
+} as const;
+
+export function storeConfigInput(values: { 'data-dir'?: string; storage?: string; 'log-level'?: string }) {
+  return { dataDir: values['data-dir'], storage: values.storage, logLevel: values['log-level'] };
+}
+
 /** `berth serve`: runs until SIGTERM or SIGINT. */
 export async function serve(argv: string[]): Promise<number> {
   const { values } = parseArgs({

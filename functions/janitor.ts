@@ -1,4 +1,5 @@
-/** Scheduled maintenance: purges stale upload sessions. */
+/** Scheduled maintenance: purges stale upload sessions and carries garbage collection forward. */
+import { gcOptionsOf } from '../lib/gc/config.ts';
 import { lambdaConfig } from '../lib/lambda/config.ts';
 import { createJanitorHandler } from '../lib/lambda/janitor.ts';
 import { createLambdaLogger } from '../lib/lambda/logging.ts';
@@ -8,4 +9,9 @@ import { createLambdaRegistry } from '../lib/lambda/registry.ts';
 const config = lambdaConfig(process.env);
 const logger = createLambdaLogger(config.logLevel);
 
-export const handler = createJanitorHandler(createLambdaRegistry(config), config.uploadTtlSeconds, logger);
+export const handler = createJanitorHandler(
+  createLambdaRegistry(config),
+  config.uploadTtlSeconds,
+  logger,
+  gcOptionsOf(config),
+);

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Config } from '../config/config.ts';
+import { MIN_SETTLE_MS, type GcOptions } from './collector.ts';
 import { parseImmutableTags, parseRetention, type ImmutableRule, type RetentionRule } from './policy.ts';
 
 /** The immutable-tag rules the configuration names (BERTH_IMMUTABLE_TAGS). */
@@ -27,4 +28,22 @@ export function retentionOf(config: Config): RetentionRule[] {
   } catch (err) {
     throw new Error(`${config.retentionFile}: ${(err as Error).message}`, { cause: err });
   }
+}
+
+/** Collection options from the configuration; the caller adds what is per run (dry run, time limit). */
+export function gcOptionsOf(
+  config: Config,
+): Pick<
+  GcOptions,
+  'graceMs' | 'retention' | 'immutable' | 'uploadTtlMs' | 'settleMs' | 'deleteUntagged' | 'dryRun'
+> {
+  return {
+    graceMs: config.gcGraceSeconds * 1000,
+    retention: retentionOf(config),
+    immutable: immutableTagsOf(config),
+    uploadTtlMs: config.uploadTtlSeconds * 1000,
+    settleMs: MIN_SETTLE_MS,
+    deleteUntagged: false,
+    dryRun: false,
+  };
 }

@@ -3,7 +3,9 @@ import type { Route } from './route.ts';
 /** What a request needs from the caller's token. */
 export type Need =
   | { kind: 'token' }
-  | { kind: 'repository'; name: string; action: 'pull' | 'push' | 'delete'; challenge: string };
+  | { kind: 'repository'; name: string; action: 'pull' | 'push' | 'delete'; challenge: string }
+  /** Registry-wide administration (usage reports): the `registry:catalog:*` grant. */
+  | { kind: 'admin'; challenge: 'registry:catalog:*' };
 
 /**
  * The access a route needs, and the scope a client should ask for when it lacks it. A mount names
@@ -29,6 +31,9 @@ export function needOf(route: Route, method: string, mountFrom?: string): Need {
     case 'upload':
     case 'direct':
       return repository(route.name, 'push');
+    case 'usage':
+      // It names and sizes every repository, as the full catalog names them: the same grant.
+      return { kind: 'admin', challenge: 'registry:catalog:*' };
   }
 }
 

@@ -13,6 +13,7 @@ import { handleCatalog, handleReferrers, handleTags } from './routes/listings.ts
 import { handleManifest } from './routes/manifests.ts';
 import { handleUpload, handleUploadStart } from './routes/uploads.ts';
 import { handleDirectUpload } from './routes/direct-uploads.ts';
+import { handleUsage } from './routes/usage.ts';
 
 const COMMON_HEADERS = {
   'Docker-Distribution-Api-Version': 'registry/2.0',
@@ -122,5 +123,7 @@ async function dispatch(c: HttpContext, options: HttpOptions): Promise<Response>
       return handleReferrers(c, options, parseName(route.name), route.digest);
     case 'direct':
       return handleDirectUpload(c, options, parseName(route.name), route.id, route.action);
+    case 'usage':
+      return handleUsage(options);
   }
 }

@@ -31,7 +31,7 @@ export async function authorize(c: HttpContext, auth: HttpAuth, need: Need): Pro
     if (error) params.push(`error="${error}"`);
     return { 'WWW-Authenticate': `Bearer ${params.join(',')}` };
   };
-  const scope = need.kind === 'repository' ? need.challenge : undefined;
+  const scope = need.kind === 'token' ? undefined : need.challenge;
   if (!claims) {
     throw new RegistryError(
       'UNAUTHORIZED',
@@ -49,6 +49,24 @@ export async function authorize(c: HttpContext, auth: HttpAuth, need: Need): Pro
   }
   const caller = { subject: claims.subject, access: claims.access };
   if (need.kind === 'token') return caller;
+  if (need.kind === 'admin') {
+    if (caller.access.some((a) => a.type === 'registry' && a.name === 'catalog' && a.actions.includes('*'))) {
+      return caller;
+    }
+    if (!(await auth.accounts.permissionsOf(claims.subject)).catalog) {
+      throw new RegistryError(
+        'DENIED',
+        `account ${claims.subject || '(anonymous)'} may not read registry-wide reports: that needs the registry:catalog:* grant`,
+      );
+    }
+    throw new RegistryError(
+      'UNAUTHORIZED',
+      `the token does not cover ${need.challenge}; ask for that scope`,
+      {
+        headers: challenge(need.challenge, 'insufficient_scope'),
+      },
+    );
+  }
   if (may(caller, need.name, need.action)) return caller;
   const { grants } = await auth.accounts.permissionsOf(claims.subject);
   if (claims.subject === '' && !allowedActions(grants, need.name).has(need.action)) {

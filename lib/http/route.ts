@@ -9,7 +9,8 @@ export type Route =
   | { kind: 'upload'; name: string; id: string }
   | { kind: 'blob'; name: string; digest: string }
   | { kind: 'referrers'; name: string; digest: string }
-  | { kind: 'direct'; name: string; id: string; action: 'status' | 'parts' | 'complete' };
+  | { kind: 'direct'; name: string; id: string; action: 'status' | 'parts' | 'complete' }
+  | { kind: 'usage' };
 
 /** The methods each route answers; anything else is 405 with an Allow header. */
 export const ALLOWED: Record<Route['kind'], readonly string[]> = {
@@ -22,6 +23,7 @@ export const ALLOWED: Record<Route['kind'], readonly string[]> = {
   blob: ['GET', 'HEAD', 'DELETE'],
   referrers: ['GET'],
   direct: ['GET', 'POST'],
+  usage: ['GET'],
 };
 
 // Most specific first: a repository name may itself contain "blobs" or "manifests" components.
@@ -34,6 +36,8 @@ const PATTERNS: [RegExp, (m: RegExpExecArray) => Route][] = [
     (m) => ({ kind: 'direct', name: m[1]!, id: m[2]!, action: (m[3] as 'parts' | 'complete') ?? 'status' }),
   ],
   [/^\/v2\/_catalog$/, () => ({ kind: 'catalog' })],
+  // Storage usage for cost reports (docs/gc.md); `_berth` cannot be a repository name either.
+  [/^\/v2\/_berth\/v1\/usage$/, () => ({ kind: 'usage' })],
   [/^\/v2\/(.+)\/tags\/list$/, (m) => ({ kind: 'tags', name: m[1]! })],
   [/^\/v2\/(.+)\/manifests\/([^/]+)$/, (m) => ({ kind: 'manifest', name: m[1]!, reference: m[2]! })],
   [/^\/v2\/(.+)\/blobs\/uploads\/?$/, (m) => ({ kind: 'uploads', name: m[1]! })],

@@ -5,6 +5,7 @@ import type { Config } from '../config/config.ts';
 import { createApp } from '../http/app.ts';
 import { describeError, type Logger } from '../logging/logger.ts';
 import { InMemoryHashStates } from '../registry/hashing.ts';
+import { immutableTagsOf } from '../gc/config.ts';
 import { Registry } from '../registry/registry.ts';
 import { createStorage } from './storage.ts';
 import { openAuthStore } from '../auth/auth-store.ts';
@@ -33,6 +34,7 @@ export async function startLocalServer(config: Config, logger: Logger): Promise<
     },
     mountWithoutFrom: config.mountWithoutFrom,
     direct: { presignTtlSeconds: config.presignTtlSeconds, syncVerifyLimit: config.verifySyncLimit },
+    immutableTags: immutableTagsOf(config),
     logger,
   });
   const store = openAuthStore(config, config.s3.region);

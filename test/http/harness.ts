@@ -6,6 +6,7 @@ import { InMemoryHashStates, SerializedHashStates, type HashStates } from '../..
 import { Registry } from '../../lib/registry/registry.ts';
 import { MemoryDriver } from '../../lib/storage/memory.ts';
 import type { StorageDriver } from '../../lib/storage/port.ts';
+import type { ImmutableRule } from '../../lib/gc/policy.ts';
 
 export interface TestRegistry {
   readonly storage: StorageDriver;
@@ -21,6 +22,7 @@ export interface TestOptions {
   partSize?: number;
   referrersPageSize?: number;
   auth?: HttpAuth;
+  immutableTags?: readonly ImmutableRule[];
 }
 
 export function testRegistry(options: TestOptions = {}): TestRegistry {
@@ -37,6 +39,7 @@ export function testRegistry(options: TestOptions = {}): TestRegistry {
     },
     mountWithoutFrom: options.mountWithoutFrom ?? false,
     referrersPageSize: options.referrersPageSize,
+    immutableTags: options.immutableTags,
   });
   const app = createApp({
     registry,

@@ -1,0 +1,134 @@
+import { parseArgs } from 'node:util';
+import { parseConfig } from '../lib/config/config.ts';
+import { configInput } from '../lib/config/sources.ts';
+import { collectGarbage, countByKind, MIN_SETTLE_MS } from '../lib/gc/collector.ts';
+import { gcOptionsOf } from '../lib/gc/config.ts';
+import { formatDuration, parseDuration } from '../lib/gc/duration.ts';
+import { computeUsage, formatBytes, formatUsage, saveUsage } from '../lib/gc/usage.ts';
+import { MANIFEST_CHECK_WINDOW_MS } from '../lib/registry/manifests.ts';
+import { InMemoryHashStates } from '../lib/registry/hashing.ts';
+import { Registry } from '../lib/registry/registry.ts';
+import { createStorage } from '../lib/server/storage.ts';
+import type { Config } from '../lib/config/config.ts';
+import { STORE_FLAGS, storeConfigInput } from './serve.ts';
+import { UsageError } from './accounts.ts';
+
+export const GC_USAGE = `Options for gc (safe while \`berth serve\` runs on the same store; docs/gc.md):
+  --dry-run             Print what would be deleted and the bytes freed; change nothing
+  --delete-untagged     Also delete manifests no tag reaches (except an index's children and
+                        referrers of kept manifests)
+  --grace <duration>    Leave alone anything written more recently than this [BERTH_GC_GRACE, seconds]
+                        (default 24h)
+  --settle <duration>   How long set-aside objects wait before being deleted for good (default 5m;
+                        at least ${formatDuration(MANIFEST_CHECK_WINDOW_MS + 5000)})
+  --retention-file <f>  Retention rules (JSON) [BERTH_RETENTION_FILE; BERTH_RETENTION holds the JSON]
+  --data-dir, --storage, --log-level   The store, as for serve (S3 settings from BERTH_S3_*)
+
+Options for usage:
+  --json                Print the report as JSON
+  --save                Also store it where GET /v2/_berth/v1/usage serves it from
+  --data-dir, --storage   The store, as for serve
+`;
+
+function storeConfig(values: Record<string, unknown>, extra: Record<string, unknown> = {}): Config {
+  return parseConfig(
+    configInput(process.env, {
+      ...storeConfigInput(values as Parameters<typeof storeConfigInput>[0]),
+      ...extra,
+    }),
+  );
+}
+
+function registryFor(config: Config): Registry {
+  return new Registry({
+    storage: createStorage(config),
+    hashes: new InMemoryHashStates(),
+    limits: {
+      maxBlobSize: config.maxBlobSize,
+      partSize: config.partSize,
+      leaseMs: config.uploadLeaseSeconds * 1000,
+    },
+    mountWithoutFrom: config.mountWithoutFrom,
+  });
+}
+
+/** `berth gc`: one collection, start to finish (waiting out the settle period), or a dry run. */
+export async function gc(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      ...STORE_FLAGS,
+      'dry-run': { type: 'boolean' },
+      'delete-untagged': { type: 'boolean' },
+      grace: { type: 'string' },
+      settle: { type: 'string' },
+      'retention-file': { type: 'string' },
+    },
+  });
+  const config = storeConfig(values, {
+    ...(values.grace !== undefined
+      ? { gcGraceSeconds: String(Math.round(duration(values.grace) / 1000)) }
+      : {}),
+    ...(values['retention-file'] !== undefined ? { retentionFile: values['retention-file'] } : {}),
+  });
+  const settleMs = values.settle !== undefined ? duration(values.settle) : MIN_SETTLE_MS;
+  if (settleMs < MANIFEST_CHECK_WINDOW_MS + 5000) {
+    throw new UsageError(
+      `--settle must be at least ${formatDuration(MANIFEST_CHECK_WINDOW_MS + 5000)}: pushes may take that long between checking a blob and referencing it`,
+    );
+  }
+  const dryRun = values['dry-run'] === true;
+  const registry = registryFor(config);
+  const result = await collectGarbage(registry, {
+    ...gcOptionsOf(config),
+    settleMs,
+    dryRun,
+    deleteUntagged: values['delete-untagged'] === true,
+    sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+    onProgress: (message, fields) => {
+      if (config.logLevel !== 'silent' && fields?.seconds !== undefined) {
+        process.stderr.write(`${message} (${String(fields.seconds)} s)\n`);
+      }
+    },
+  });
+  if (result.status === 'locked') {
+    process.stderr.write('berth: another garbage collection is running on this store; try again later\n');
+    return 1;
+  }
+  const verb = dryRun ? 'would delete' : 'deleted';
+  for (const d of result.deleted) {
+    process.stdout.write(`${verb} ${d.kind} ${d.key}${d.size > 0 ? ` (${formatBytes(d.size)})` : ''}\n`);
+  }
+  const counts = Object.entries(countByKind(result.deleted))
+    .map(([kind, n]) => `${n} ${kind}${n === 1 ? '' : 's'}`)
+    .join(', ');
+  process.stdout.write(
+    `${dryRun ? 'dry run: would free' : 'freed'} ${formatBytes(result.bytesFreed)} (${result.bytesFreed} bytes)` +
+      `${counts ? `: ${counts}` : ': nothing to collect'}` +
+      `${result.restored > 0 ? `; ${result.restored} set-aside objects were needed again and put back` : ''}\n`,
+  );
+  if (!dryRun) await saveUsage(registry.storage, await computeUsage(registry.storage));
+  return 0;
+}
+
+/** `berth usage`: bytes and blobs per repository. */
+export async function usage(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { ...STORE_FLAGS, json: { type: 'boolean' }, save: { type: 'boolean' } },
+  });
+  const config = storeConfig(values);
+  const storage = createStorage(config);
+  const report = await computeUsage(storage);
+  if (values.save) await saveUsage(storage, report);
+  process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatUsage(report));
+  return 0;
+}
+
+function duration(text: string): number {
+  try {
+    return parseDuration(text);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
