@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import https from 'node:https';
-import type { TLSSocket } from 'node:tls';
+import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -50,32 +50,30 @@ function get(
   options: { agent?: https.Agent; headers?: Record<string, string>; servername?: string } = {},
 ): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = https.get(
-      url,
-      {
-        ca,
-        agent: options.agent ?? false,
-        headers: options.headers,
-        servername: options.servername,
-        ALPNProtocols: ['h2', 'http/1.1'],
-      },
-      (res) => {
-        const socket = res.socket as TLSSocket;
-        const peer = socket.getPeerX509Certificate()!;
-        let body = '';
-        res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
-        res.on('end', () =>
-          resolve({
-            status: res.statusCode!,
-            headers: res.headers,
-            body,
-            peer,
-            reusedSocket: req.reusedSocket,
-            alpn: socket.alpnProtocol,
-          }),
-        );
-      },
-    );
+    const requestOptions: https.RequestOptions & ConnectionOptions = {
+      ca,
+      agent: options.agent ?? false,
+      headers: options.headers,
+      servername: options.servername,
+      // Offered as HTTP/2-capable clients (curl, Go) offer it: the server must pick http/1.1.
+      ALPNProtocols: ['h2', 'http/1.1'],
+    };
+    const req = https.get(url, requestOptions, (res) => {
+      const socket = res.socket as TLSSocket;
+      const peer = socket.getPeerX509Certificate()!;
+      let body = '';
+      res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode!,
+          headers: res.headers,
+          body,
+          peer,
+          reusedSocket: req.reusedSocket,
+          alpn: socket.alpnProtocol,
+        }),
+      );
+    });
     req.on('error', reject);
   });
 }
