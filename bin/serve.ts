@@ -1,10 +1,11 @@
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { parseConfig } from '../lib/config/config.ts';
+import { ConfigError, parseConfig } from '../lib/config/config.ts';
 import { configInput } from '../lib/config/sources.ts';
 import { startLambdaGateway } from '../lib/gateway/local.ts';
 import { createLogger } from '../lib/logging/logger.ts';
-import { startLocalServer } from '../lib/server/local.ts';
+import { startLocalServer, type RunningServer } from '../lib/server/local.ts';
+import { trustInstructions } from '../lib/server/tls.ts';
 
 export const SERVE_USAGE = `Options for serve (environment variable in brackets):
   --host <addr>         Address to listen on [BERTH_HOST] (default 127.0.0.1); any address beyond
@@ -28,6 +29,12 @@ export const SERVE_USAGE = `Options for serve (environment variable in brackets)
                         and BERTH_PROXY_PASSWORD, or BERTH_PROXY_SECRET on AWS]
   --proxy-tag-ttl <s>   Serve a cached tag this long before asking the upstream again
                         [BERTH_PROXY_TAG_TTL] (default 300)
+  --tls-cert <pem>      Serve HTTPS with this certificate (chain) [BERTH_TLS_CERT]; with --tls-key
+  --tls-key <pem>       Its private key [BERTH_TLS_KEY]; both files are re-read when they change
+  --tls-self-signed     Serve HTTPS with a certificate from a local CA kept in <data-dir>/tls, and print
+                        how to make docker, podman and containerd trust it [BERTH_TLS_SELF_SIGNED]
+  --tls-hosts <list>    Names and addresses that certificate covers, comma-separated [BERTH_TLS_HOSTS]
+                        (default localhost,127.0.0.1,::1 and --host when it is a specific address)
   --lambda              Serve the built Lambda bundle (dist/registry/index.mjs, \`npm run build\`)
                         behind a local API Gateway HTTP API, with AWS's limits
 `;
@@ -60,6 +67,10 @@ export async function serve(argv: string[]): Promise<number> {
       lambda: { type: 'boolean' },
       'proxy-upstream': { type: 'string', multiple: true },
       'proxy-tag-ttl': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'tls-self-signed': { type: 'boolean' },
+      'tls-hosts': { type: 'string' },
     },
   });
   const config = parseConfig(
@@ -75,8 +86,17 @@ export async function serve(argv: string[]): Promise<number> {
       mountWithoutFrom: values['mount-without-from'],
       proxyUpstream: values['proxy-upstream']?.join(','),
       proxyTagTtlSeconds: values['proxy-tag-ttl'],
+      tlsCert: values['tls-cert'],
+      tlsKey: values['tls-key'],
+      tlsSelfSigned: values['tls-self-signed'],
+      tlsHosts: values['tls-hosts'],
     }),
   );
+  if (values.lambda && (config.tlsCert || config.tlsSelfSigned)) {
+    throw new ConfigError([
+      'tls: the local gateway (--lambda) serves plain HTTP on loopback; leave out --tls-*',
+    ]);
+  }
   const logger = createLogger(config.logLevel);
   const server = values.lambda
     ? await startLambdaGateway(
@@ -95,6 +115,12 @@ export async function serve(argv: string[]): Promise<number> {
         ? 'on'
         : 'off: listening on loopback only, anyone on this machine can push and delete (--auth-file turns it on)',
   });
+  const tls = 'tls' in server ? (server as RunningServer).tls : undefined;
+  if (tls?.selfSigned) {
+    process.stderr.write(
+      trustInstructions(tls.selfSigned.caCertFile, tls.selfSigned.hosts, portOf(server.url)),
+    );
+  }
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       logger.info('shutting down', { signal });
@@ -105,4 +131,8 @@ export async function serve(argv: string[]): Promise<number> {
   });
   logger.info('stopped');
   return 0;
+}
+
+function portOf(url: string): number {
+  return Number(new URL(url).port);
 }

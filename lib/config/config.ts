@@ -1,6 +1,7 @@
 import * as z from 'zod';
 import { parseUpstreams } from '../mirror/spec.ts';
 import { parseImmutableTags, parseRetention } from '../gc/policy.ts';
+import { checkTlsHost } from '../server/tls-hosts.ts';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -141,6 +142,22 @@ export const configSchema = z.object({
   proxySecret: z.string().min(1).optional(),
   /** Lambda: how long a request may spend copying an uncached blob from the upstream into the store. */
   proxyFillSeconds: whole.pipe(z.number().min(1).max(900)).default(20),
+  /** Local server: serve HTTPS with this certificate chain (PEM) and key; both files are re-read when they change. */
+  tlsCert: z.string().min(1).optional(),
+  tlsKey: z.string().min(1).optional(),
+  /** Local server: serve HTTPS with a local CA and certificate kept in `<dataDir>/tls` (lib/server/self-signed.ts). */
+  tlsSelfSigned: z.boolean().default(false),
+  /** Comma-separated names and addresses for the self-signed certificate (default: loopback and --host). */
+  tlsHosts: z
+    .string()
+    .trim()
+    .optional()
+    .superRefine((value, ctx) => {
+      for (const host of (value ?? '').split(',').map((h) => h.trim())) {
+        const problem = host === '' ? undefined : checkTlsHost(host);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      }
+    }),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -149,6 +166,18 @@ const checkedSchema = configSchema
   .refine((c) => (c.proxyUsername === undefined) === (c.proxyPassword === undefined), {
     message: 'upstream credentials need both BERTH_PROXY_USERNAME and BERTH_PROXY_PASSWORD',
     path: ['proxyPassword'],
+  })
+  .refine((c) => (c.tlsCert === undefined) === (c.tlsKey === undefined), {
+    message: 'HTTPS needs both --tls-cert and --tls-key (BERTH_TLS_CERT, BERTH_TLS_KEY)',
+    path: ['tlsKey'],
+  })
+  .refine((c) => !(c.tlsSelfSigned && c.tlsCert !== undefined), {
+    message: '--tls-self-signed makes its own certificate: leave out --tls-cert and --tls-key',
+    path: ['tlsSelfSigned'],
+  })
+  .refine((c) => c.tlsHosts === undefined || c.tlsSelfSigned, {
+    message: '--tls-hosts names the hosts of the --tls-self-signed certificate: add --tls-self-signed',
+    path: ['tlsHosts'],
   })
   .refine((c) => c.storage !== 's3' || c.s3.bucket !== undefined, {
     message: 'the s3 store needs a bucket (BERTH_S3_BUCKET)',

@@ -38,9 +38,19 @@ export const ENV_VARS: Record<string, string> = {
   BERTH_PROXY_PASSWORD: 'proxyPassword',
   BERTH_PROXY_SECRET: 'proxySecret',
   BERTH_PROXY_FILL_SECONDS: 'proxyFillSeconds',
+  BERTH_TLS_CERT: 'tlsCert',
+  BERTH_TLS_KEY: 'tlsKey',
+  BERTH_TLS_SELF_SIGNED: 'tlsSelfSigned',
+  BERTH_TLS_HOSTS: 'tlsHosts',
 };
 
-const BOOLEAN_FIELDS = new Set(['mountWithoutFrom', 'redirect', 's3.forcePathStyle', 'insecureNoAuth']);
+const BOOLEAN_FIELDS = new Set([
+  'mountWithoutFrom',
+  'redirect',
+  's3.forcePathStyle',
+  'insecureNoAuth',
+  'tlsSelfSigned',
+]);
 
 /** Builds config input from the environment, then flags on top (flags win). */
 export function configInput(

@@ -1,5 +1,7 @@
 import type { AddressInfo } from 'node:net';
+import type { Server as TlsServer } from 'node:tls';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { serve } from '@hono/node-server';
 import type { Config } from '../config/config.ts';
 import { createApp } from '../http/app.ts';
@@ -11,10 +13,13 @@ import { createStorage } from './storage.ts';
 import { openAuthStore } from '../auth/auth-store.ts';
 import { loadAuth } from './auth.ts';
 import { createMirror } from '../mirror/setup.ts';
+import { keepCertificateCurrent, prepareTls, type TlsSetup } from './tls.ts';
 
 export interface RunningServer {
   readonly url: string;
   readonly registry: Registry;
+  /** Set when the server speaks HTTPS. */
+  readonly tls?: TlsSetup;
   /** Stops accepting connections and waits for requests in flight (up to the grace period). */
   close(): Promise<void>;
 }
@@ -46,12 +51,21 @@ export async function startLocalServer(config: Config, logger: Logger): Promise<
     mirror: createMirror(config, registry, logger, 'stream'),
     redirect: { enabled: config.redirect, ttlSeconds: config.presignTtlSeconds },
   });
+  const tls = await prepareTls(config, logger);
   const server = await new Promise<Server>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () =>
-      resolve(s as Server),
-    );
+    const options = { fetch: app.fetch, port: config.port, hostname: config.host };
+    // HTTPS is HTTP/1.1 with keep-alive, like the plain server (docs/docker-setup.md says why not HTTP/2).
+    const s = tls
+      ? serve(
+          { ...options, createServer: createHttpsServer, serverOptions: { cert: tls.cert, key: tls.key } },
+          () => resolve(s as Server),
+        )
+      : serve(options, () => resolve(s as Server));
     s.once('error', reject);
   });
+  const stopWatching = tls
+    ? keepCertificateCurrent(server as unknown as TlsServer, tls, config, logger)
+    : undefined;
   // Large blobs stream for minutes: no request deadline beyond the client's own.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
@@ -84,11 +98,13 @@ export async function startLocalServer(config: Config, logger: Logger): Promise<
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return {
-    url: `http://${host}:${address.port}`,
+    url: `${tls ? 'https' : 'http'}://${host}:${address.port}`,
     registry,
+    tls,
     close: () =>
       new Promise<void>((resolve) => {
         clearInterval(timer);
+        stopWatching?.();
         closing = true;
         for (const res of inFlight) {
           if (!res.headersSent) res.setHeader('Connection', 'close');
