@@ -141,13 +141,17 @@ export function trustInstructions(caCertFile: string, hosts: readonly string[], 
   const names = hosts.filter((h) => isIP(h) !== 6 && !h.startsWith('*.')).map((h) => `${h}:${port}`);
   const install = (root: string) =>
     `sudo sh -c 'for h in ${names.join(' ')}; do mkdir -p ${root}/$h && cp ${shellQuote(caCertFile)} ${root}/$h/ca.crt; done'`;
+  // containerd talks plain HTTP to loopback names unless a hosts.toml names an https server.
+  const dir = '/etc/containerd/certs.d/$h';
+  const hostsToml = `printf "server = \\"https://%s\\"\\n[host.\\"https://%s\\"]\\n  ca = \\"${dir}/ca.crt\\"\\n" $h $h > ${dir}/hosts.toml`;
+  const installContainerd = `sudo sh -c 'for h in ${names.join(' ')}; do mkdir -p ${dir} && cp ${shellQuote(caCertFile)} ${dir}/ca.crt && ${hostsToml}; done'`;
   const line = (label: string, command: string) => `  ${label.padEnd(42)}${command}`;
   return [
     `Berth serves HTTPS with a certificate from its own CA: ${caCertFile}`,
     'Trust that CA once per machine (no insecure-registries entry is needed):',
     line('docker (read per connection, no restart):', install('/etc/docker/certs.d')),
     line('podman, skopeo, buildah:', install('/etc/containers/certs.d')),
-    line('containerd (nerdctl, ctr --hosts-dir):', install('/etc/containerd/certs.d')),
+    line('containerd (nerdctl, ctr --hosts-dir):', installContainerd),
     line(
       'crane, oras, regctl, curl:',
       `SSL_CERT_FILE=${shellQuote(caCertFile)} <command>, or add it to the system store`,

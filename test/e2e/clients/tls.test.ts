@@ -1,6 +1,7 @@
 // HTTPS on the local server (issue #11): Berth started with `--tls-self-signed`, its CA installed the
 // way the server's own printed commands install it (/etc/docker/certs.d/<host:port>/ca.crt,
-// /etc/containers/certs.d/<host:port>/ca.crt), then docker, podman, skopeo and crane push and pull
+// /etc/containers/certs.d/<host:port>/ca.crt, a hosts.toml in /etc/containerd/certs.d), then docker,
+// podman, skopeo, ctr and crane push and pull
 // with certificate verification on: no --tls-verify=false, no --insecure, no insecure-registries.
 //
 // docker needs one more step to make that a real test. dockerd treats every registry whose name
@@ -18,7 +19,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDockerd, type Dockerd } from './harness/daemons.ts';
+import { startContainerd, startDockerd, type Containerd, type Dockerd } from './harness/daemons.ts';
 import { OciLayout, smallLayer, verifyLayout } from './harness/images.ts';
 import {
   freePort,
@@ -44,6 +45,7 @@ describe('HTTPS with a self-signed CA: docker, podman, skopeo and crane verify t
   let caFile = '';
   let log: RequestLog;
   let dockerd: Dockerd;
+  let containerd: Containerd;
   let env: NodeJS.ProcessEnv;
   let layout: OciLayout;
   let pushed = '';
@@ -150,6 +152,8 @@ describe('HTTPS with a self-signed CA: docker, podman, skopeo and crane verify t
     });
     stops.push(() => dockerd.daemon.stop());
     env.DOCKER_HOST = dockerd.host;
+    containerd = await startContainerd(path.join(workDir, 'containerd'), env);
+    stops.push(() => containerd.daemon.stop());
 
     layout = new OciLayout(path.join(workDir, 'layout'));
     const image = layout.addImage({ layers: [smallLayer(`tls-a-${runId}`), smallLayer(`tls-b-${runId}`)] });
@@ -181,9 +185,9 @@ describe('HTTPS with a self-signed CA: docker, podman, skopeo and crane verify t
     expect(output(crane)).toMatch(UNTRUSTED);
   });
 
-  it('the commands berth serve prints install the CA for docker and for podman/skopeo', async () => {
+  it('the commands berth serve prints install the CA for docker, podman/skopeo and containerd', async () => {
     const printed = readFileSync(berth.logFile, 'utf8').split('\n');
-    for (const root of ['/etc/docker/certs.d', '/etc/containers/certs.d']) {
+    for (const root of ['/etc/docker/certs.d', '/etc/containers/certs.d', '/etc/containerd/certs.d']) {
       const line = printed.find((l) => l.includes(`mkdir -p ${root}/$h`));
       expect(line, `no install command for ${root} in the server output`).toBeDefined();
       const names = [`${UNRESOLVABLE}:${port}`, `localhost:${port}`, `127.0.0.1:${port}`];
@@ -228,6 +232,16 @@ describe('HTTPS with a self-signed CA: docker, podman, skopeo and crane verify t
     expect(await craneDigest(`127.0.0.1:${port}/tls/docker:1`)).toBe(digest);
     // dockerd really went through the proxy, i.e. the name it verified was the unresolvable one.
     expect(connects.length).toBeGreaterThan(0);
+  });
+
+  it('containerd (ctr --hosts-dir) pulls through the printed hosts.toml', async () => {
+    const ref = `127.0.0.1:${port}/tls/base:1`;
+    const ctr = (args: string[]) =>
+      tool('ctr', ['--address', containerd.address, '--namespace', 'berth-e2e', ...args]);
+    await ctr(['images', 'pull', '--snapshotter', 'native', '--hosts-dir', '/etc/containerd/certs.d', ref]);
+    expect((await ctr(['images', 'ls', '-q'])).stdout).toContain(ref);
+    const listed = (await ctr(['images', 'ls'])).stdout;
+    expect(listed).toContain(pushed);
   });
 
   it('crane pushes and pulls with the CA in SSL_CERT_FILE', async () => {
