@@ -1,8 +1,8 @@
 // HTTPS on the local server (issue #11): Berth started with `--tls-self-signed`, its CA installed the
 // way the server's own printed commands install it (/etc/docker/certs.d/<host:port>/ca.crt,
 // /etc/containers/certs.d/<host:port>/ca.crt, a hosts.toml in /etc/containerd/certs.d), then docker,
-// podman, skopeo, ctr and crane push and pull
-// with certificate verification on: no --tls-verify=false, no --insecure, no insecure-registries.
+// podman, skopeo, ctr and crane push and pull with certificate verification on: no
+// --tls-verify=false, no --insecure, no insecure-registries.
 //
 // docker needs one more step to make that a real test. dockerd treats every registry whose name
 // resolves into 127.0.0.0/8 as insecure, and then skips certificate verification altogether (and
