@@ -88,6 +88,9 @@ export function propsFromContext(
     janitorEveryMinutes: num('janitorEveryMinutes'),
     retention: typeof retention === 'string' ? parseJson('retention', retention) : retention,
     immutableTags: list('immutableTags'),
+    proxyUpstreams: list('proxyUpstreams'),
+    proxyTagTtlSeconds: num('proxyTagTtl'),
+    proxySecretArn: str('proxySecretArn'),
     logLevel: oneOf('logLevel', ['debug', 'info', 'warn', 'error'] as const),
   };
 }

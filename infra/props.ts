@@ -56,6 +56,18 @@ export interface BerthProps extends StackProps {
   readonly retention?: unknown;
   /** Tags a push may not move, `<repository pattern>[:<tag pattern>]` each: BERTH_IMMUTABLE_TAGS, comma-joined. */
   readonly immutableTags?: readonly string[];
+  /**
+   * Pull-through cache upstreams, `[<repository prefix>=]<url>` each (BERTH_PROXY_UPSTREAM): the
+   * registry serves those repositories from the upstream, caching what it fetches.
+   */
+  readonly proxyUpstreams?: readonly string[];
+  /** Seconds before a cached tag is re-checked against its upstream (BERTH_PROXY_TAG_TTL, default 300). */
+  readonly proxyTagTtlSeconds?: number;
+  /**
+   * An existing Secrets Manager secret holding `{"username","password"}` for the upstreams
+   * (BERTH_PROXY_SECRET); the registry role may read that secret only.
+   */
+  readonly proxySecretArn?: string;
   /** BERTH_LOG_LEVEL of the functions (default info). */
   readonly logLevel?: 'debug' | 'info' | 'warn' | 'error';
 }

@@ -1,4 +1,6 @@
-import { CfnOutput, Duration, RemovalPolicy, Stack, Tags } from 'aws-cdk-lib';
+import { CfnOutput, Duration, RemovalPolicy, Stack, Tags, Token } from 'aws-cdk-lib';
+import { immutableTagsOf, retentionOf } from '../lib/gc/config.ts';
+import { lambdaConfig } from '../lib/lambda/config.ts';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { Rule, Schedule } from 'aws-cdk-lib/aws-events';
 import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
@@ -10,9 +12,27 @@ import { ADMIN_USER, RegistryAuth } from './auth.ts';
 import { RegistryBucket } from './bucket.ts';
 import { BerthFunction } from './functions.ts';
 import type { BerthProps } from './props.ts';
-import { JANITOR_ACCESS, REGISTRY_ACCESS, storageStatements } from './storage-access.ts';
+import { JANITOR_ACCESS, REGISTRY_ACCESS, VERIFIER_ACCESS, storageStatements } from './storage-access.ts';
 import { Teardown } from './teardown.ts';
 import { expiryFor } from './ttl.ts';
+
+/**
+ * Parses the functions' environment as they will (placeholders for values only known at deploy
+ * time), so that a malformed retention policy, immutable-tag rule or upstream fails `cdk synth`
+ * with the functions' own message rather than every cold start.
+ */
+function checkFunctionSettings(env: Record<string, string>): void {
+  const resolved = Object.fromEntries(
+    Object.entries(env).map(([k, v]) => [k, Token.isUnresolved(v) ? 'placeholder' : v]),
+  );
+  try {
+    const config = lambdaConfig({ ...resolved, AWS_REGION: 'us-east-1', BERTH_INSECURE_NO_AUTH: 'true' });
+    retentionOf(config);
+    immutableTagsOf(config);
+  } catch (err) {
+    throw new Error(`invalid registry settings: ${(err as Error).message}`, { cause: err });
+  }
+}
 
 /** Team names become stack names, tags and resource names: lower-case letters, digits, dashes. */
 const TEAM = /^[a-z][a-z0-9-]{0,39}$/;
@@ -87,6 +107,19 @@ export class BerthStack extends Stack {
       ...(props.immutableTags?.length && { BERTH_IMMUTABLE_TAGS: props.immutableTags.join(',') }),
     };
 
+    const proxyEnv: Record<string, string> = {
+      ...(props.proxyUpstreams?.length && { BERTH_PROXY_UPSTREAM: props.proxyUpstreams.join(',') }),
+      ...(props.proxyTagTtlSeconds !== undefined && {
+        BERTH_PROXY_TAG_TTL: String(props.proxyTagTtlSeconds),
+      }),
+      ...(props.proxySecretArn !== undefined && { BERTH_PROXY_SECRET: props.proxySecretArn }),
+    };
+    if (props.proxySecretArn !== undefined && !props.proxyUpstreams?.length) {
+      throw new Error('proxySecretArn holds credentials for proxyUpstreams; give the upstreams too');
+    }
+    // A setting the functions would refuse at start fails here, at synthesis, instead.
+    checkFunctionSettings({ ...storageEnv, ...proxyEnv });
+
     // Direct uploads of large blobs are verified (read back and hashed) here, with a long timeout.
     const verifier = (this.verifier = new BerthFunction(this, 'Verifier', {
       ...shared,
@@ -96,7 +129,7 @@ export class BerthStack extends Stack {
       timeout: Duration.minutes(15),
       environment: storageEnv,
     }));
-    verifier.grant(...storageStatements(bucket, REGISTRY_ACCESS));
+    verifier.grant(...storageStatements(bucket, VERIFIER_ACCESS));
     verifier.fn.configureAsyncInvoke({ retryAttempts: 2 });
 
     const registry = (this.registry = new BerthFunction(this, 'Registry', {
@@ -110,6 +143,7 @@ export class BerthStack extends Stack {
         ...storageEnv,
         BERTH_AUTH_SECRET: auth.authSecret.secretArn,
         BERTH_VERIFIER_FUNCTION: verifier.fn.functionArn,
+        ...proxyEnv,
       },
     }));
     registry.grant(
@@ -119,6 +153,14 @@ export class BerthStack extends Stack {
         resources: [auth.authSecret.secretArn],
       }),
       new PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [verifier.fn.functionArn] }),
+      ...(props.proxySecretArn !== undefined
+        ? [
+            new PolicyStatement({
+              actions: ['secretsmanager:GetSecretValue'],
+              resources: [props.proxySecretArn],
+            }),
+          ]
+        : []),
     );
     // The first request must find the accounts in place.
     registry.fn.node.addDependency(auth.resource);

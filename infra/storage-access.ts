@@ -28,16 +28,25 @@ export const LAYOUT_PREFIXES = ['blobs/', 'data/', 'repos/', 'catalog/', 'upload
  * The registry function (and the verifier, which runs the same operations for direct uploads): it
  * reads and writes the whole layout, deletes what uploads, tags, manifests, links and referrers
  * leave behind, and never deletes a blob or a catalog marker (garbage collection does, in the
- * janitor). It lists tags, referrers and the catalog.
+ * janitor). It reads the last usage report garbage collection saved (the usage API).
+ *
+ * Listing is granted on the whole bucket, not only the prefixes it lists (tags, referrers, the
+ * catalog): S3 answers a GET or HEAD of a missing key with 404 only to a caller that may list the
+ * bucket, and 403 to anyone else. Every push HEADs blobs that are not there yet; with a
+ * prefix-conditioned ListBucket those would all be 403s, which the S3 driver rightly reports as a
+ * storage failure rather than "not found".
  */
 export const REGISTRY_ACCESS: StorageAccess = {
-  read: LAYOUT_PREFIXES,
+  read: [...LAYOUT_PREFIXES, 'gc/usage.json'],
   write: LAYOUT_PREFIXES,
   delete: ['data/', 'repos/', 'uploads/'],
-  list: ['repos/', 'catalog/'],
+  list: 'all',
   multipart: ['data/'],
   listUploads: false,
 };
+
+/** The verifier: the registry's operations on direct uploads, without the usage report. */
+export const VERIFIER_ACCESS: StorageAccess = { ...REGISTRY_ACCESS, read: LAYOUT_PREFIXES };
 
 /**
  * The janitor: stale upload sessions and garbage collection, which reads the whole layout, deletes
@@ -55,7 +64,9 @@ export const JANITOR_ACCESS: StorageAccess = {
 
 /** IAM statements granting exactly `access` on `bucket`. */
 export function storageStatements(bucket: IBucket, access: StorageAccess): PolicyStatement[] {
-  const objects = (prefixes: readonly string[]) => prefixes.map((p) => bucket.arnForObjects(`${p}*`));
+  // A prefix ends with `/` and grants what is under it; anything else names one key.
+  const objects = (prefixes: readonly string[]) =>
+    prefixes.map((p) => bucket.arnForObjects(p.endsWith('/') ? `${p}*` : p));
   const statements: PolicyStatement[] = [];
   const byPrefixes = new Map<string, { prefixes: readonly string[]; actions: string[] }>();
   const add = (action: string, prefixes: readonly string[]) => {

@@ -153,27 +153,29 @@ describe('the default stack (no TTL)', () => {
     const secret = logicalId(template, 'AWS::SecretsManager::Secret', 'AuthAuthSecret');
     const verifier = functionByBundle(template, 'Verifier');
     const layout = ['blobs/', 'data/', 'repos/', 'catalog/', 'uploads/'].map(objects);
-    const storage = [
-      { Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject'], Resource: layout },
+    const usageReport = { 'Fn::Join': ['', [arn, '/gc/usage.json']] };
+    const writes = [
+      { Effect: 'Allow', Action: 's3:PutObject', Resource: layout },
       { Effect: 'Allow', Action: 's3:DeleteObject', Resource: ['data/', 'repos/', 'uploads/'].map(objects) },
       {
         Effect: 'Allow',
         Action: ['s3:AbortMultipartUpload', 's3:ListMultipartUploadParts'],
         Resource: objects('data/'),
       },
-      {
-        Effect: 'Allow',
-        Action: 's3:ListBucket',
-        Resource: arn,
-        Condition: { StringLike: { 's3:prefix': ['repos/*', 'catalog/*'] } },
-      },
+      // Unconditional: S3 answers a HEAD of a missing key with 404 only to a caller that may list.
+      { Effect: 'Allow', Action: 's3:ListBucket', Resource: arn },
     ];
     expect(grants(template, 'Registry')).toEqual([
-      ...storage,
+      { Effect: 'Allow', Action: 's3:GetObject', Resource: [...layout, usageReport] },
+      ...writes,
       { Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: { Ref: secret } },
       { Effect: 'Allow', Action: 'lambda:InvokeFunction', Resource: { 'Fn::GetAtt': [verifier.id, 'Arn'] } },
     ]);
-    expect(grants(template, 'Verifier')).toEqual(storage);
+    // The verifier does what direct uploads need, without the usage report.
+    expect(grants(template, 'Verifier')).toEqual([
+      { Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject'], Resource: layout },
+      ...writes.slice(1),
+    ]);
   });
 
   it('grants the janitor the layout and gc/, multipart clean-up, and a 15-minute timeout, every 15 minutes', () => {
@@ -495,7 +497,10 @@ describe('options', () => {
       throttle: { rateLimit: 100, burstLimit: 200 },
       tokenThrottle: { rateLimit: 5, burstLimit: 10 },
       anonymousPull: ['public/*'],
-      retention: { keepLast: 10 },
+      retention: [{ repositories: 'team-a/*', keepLast: 10, keepTags: ['v*'] }],
+      proxyUpstreams: ['hub=https://registry-1.docker.io'],
+      proxyTagTtlSeconds: 600,
+      proxySecretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:hub-creds-AbCdEf',
       immutableTags: ['v*', 'release-*'],
       logRetentionDays: 7,
       janitorEveryMinutes: 60,
@@ -581,7 +586,7 @@ describe('options', () => {
       expect(
         (functionByBundle(template, fn).props.Environment as { Variables: object }).Variables,
       ).toMatchObject({
-        BERTH_RETENTION: '{"keepLast":10}',
+        BERTH_RETENTION: '[{"repositories":"team-a/*","keepLast":10,"keepTags":["v*"]}]',
         BERTH_IMMUTABLE_TAGS: 'v*,release-*',
       });
     }
@@ -592,6 +597,34 @@ describe('options', () => {
     template.hasResourceProperties('Custom::BerthAuthBootstrap', { AnonymousPull: ['public/*'] });
     template.allResourcesProperties('AWS::Logs::LogGroup', { RetentionInDays: 7 });
     template.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(1 hour)' });
+  });
+
+  it('configures the pull-through cache on the registry, which may read the upstream credentials secret only', () => {
+    const registry = functionByBundle(template, 'Registry');
+    expect((registry.props.Environment as { Variables: object }).Variables).toMatchObject({
+      BERTH_PROXY_UPSTREAM: 'hub=https://registry-1.docker.io',
+      BERTH_PROXY_TAG_TTL: '600',
+      BERTH_PROXY_SECRET: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:hub-creds-AbCdEf',
+    });
+    expect(grants(template, 'Registry')).toContainEqual({
+      Effect: 'Allow',
+      Action: 'secretsmanager:GetSecretValue',
+      Resource: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:hub-creds-AbCdEf',
+    });
+    for (const fn of ['Janitor', 'Verifier']) {
+      expect(
+        Object.keys((functionByBundle(template, fn).props.Environment as { Variables: object }).Variables),
+      ).not.toContain('BERTH_PROXY_SECRET');
+    }
+  });
+
+  it('refuses at synthesis settings the functions would refuse at start', () => {
+    expect(() => synth({ retention: { keepLast: 10 } })).toThrow(/invalid registry settings[\s\S]*retention/);
+    expect(() => synth({ immutableTags: ['Not A Pattern'] })).toThrow(/invalid registry settings/);
+    expect(() => synth({ proxyUpstreams: ['ftp://example.com'] })).toThrow(/invalid registry settings/);
+    expect(() => synth({ proxySecretArn: 'arn:aws:secretsmanager:eu-west-1:1:secret:x' })).toThrow(
+      /give the upstreams too/,
+    );
   });
 
   it('adds versioning with old versions expiring, and Intelligent-Tiering for blobs of 128 KiB and more', () => {
