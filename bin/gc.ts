@@ -19,8 +19,8 @@ export const GC_USAGE = `Options for gc (safe while \`berth serve\` runs on the 
                         referrers of kept manifests)
   --grace <duration>    Leave alone anything written more recently than this [BERTH_GC_GRACE, seconds]
                         (default 24h)
-  --settle <duration>   How long set-aside objects wait before being deleted for good (default 5m;
-                        at least ${formatDuration(MANIFEST_CHECK_WINDOW_MS + 5000)})
+  --settle <duration>   How long set-aside objects wait before being deleted for good
+                        (default 5m; the least is ${formatDuration(MANIFEST_CHECK_WINDOW_MS + 5000)})
   --retention-file <f>  Retention rules (JSON) [BERTH_RETENTION_FILE; BERTH_RETENTION holds the JSON]
   --data-dir, --storage, --log-level   The store, as for serve (S3 settings from BERTH_S3_*)
 
