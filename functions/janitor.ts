@@ -9,9 +9,7 @@ import { createLambdaRegistry } from '../lib/lambda/registry.ts';
 const config = lambdaConfig(process.env);
 const logger = createLambdaLogger(config.logLevel);
 
-export const handler = createJanitorHandler(
-  createLambdaRegistry(config),
-  config.uploadTtlSeconds,
-  logger,
-  gcOptionsOf(config),
-);
+export const handler = createJanitorHandler(createLambdaRegistry(config), config.uploadTtlSeconds, logger, {
+  ...gcOptionsOf(config),
+  intervalMs: config.gcIntervalSeconds * 1000,
+});

@@ -118,6 +118,12 @@ export const configSchema = z.object({
   /** Garbage collection leaves alone anything touched more recently than this (seconds). */
   gcGraceSeconds: whole.pipe(z.number().min(0)).default(24 * 3600),
   /**
+   * The janitor starts a new collection at most this often (seconds); a collection in progress is
+   * carried forward on every run. Each collection lists the whole store, so running one every 15
+   * minutes would make an idle registry pay for listings.
+   */
+  gcIntervalSeconds: whole.pipe(z.number().min(0)).default(24 * 3600),
+  /**
    * Pull-through cache: comma-separated `[<prefix>=]<url>` upstreams (lib/mirror/spec.ts); repositories
    * they cover are read-only copies of the upstream.
    */

@@ -17,6 +17,7 @@ export const ENV_VARS: Record<string, string> = {
   BERTH_RETENTION_FILE: 'retentionFile',
   BERTH_IMMUTABLE_TAGS: 'immutableTags',
   BERTH_GC_GRACE: 'gcGraceSeconds',
+  BERTH_GC_INTERVAL: 'gcIntervalSeconds',
   BERTH_REDIRECT: 'redirect',
   BERTH_AUTH_FILE: 'authFile',
   BERTH_AUTH_SECRET: 'authSecret',

@@ -1,6 +1,8 @@
 import type { Context, ScheduledEvent } from 'aws-lambda';
 import { collectGarbage, countByKind, type GcOptions } from '../gc/collector.ts';
+import { GC_KEYS } from '../gc/state.ts';
 import { computeUsage, saveUsage } from '../gc/usage.ts';
+import { parseStoredJson } from '../registry/json.ts';
 import { describeError, type Logger } from '../logging/logger.ts';
 import type { Registry } from '../registry/registry.ts';
 import { withInvocation } from './logging.ts';
@@ -21,7 +23,10 @@ export interface JanitorSummary {
 }
 
 /** What the janitor's collection takes from the configuration (lib/gc/config.ts gcOptionsOf). */
-export type JanitorGcOptions = Omit<GcOptions, 'remainingMs' | 'sleep' | 'onPhase'>;
+export type JanitorGcOptions = Omit<GcOptions, 'remainingMs' | 'sleep' | 'onPhase'> & {
+  /** A new collection starts only when the last one finished at least this long ago (BERTH_GC_INTERVAL). */
+  readonly intervalMs?: number;
+};
 
 /** Usage is recomputed after a finished collection when at least this much time is left. */
 const USAGE_MIN_REMAINING_MS = 3 * 60_000;
@@ -44,7 +49,9 @@ export function createJanitorHandler(
       try {
         const purged = await registry.uploads.purgeStale(uploadTtlSeconds * 1000);
         let collected: JanitorSummary['gc'];
-        if (gc) {
+        if (gc && !(await collectionDue(registry, gc.intervalMs ?? 0, (gc.now ?? Date.now)()))) {
+          collected = { status: 'not due', deleted: {}, bytesFreed: 0, restored: 0 };
+        } else if (gc) {
           const result = await collectGarbage(registry, {
             ...gc,
             remainingMs: () => context.getRemainingTimeInMillis(),
@@ -76,4 +83,17 @@ export function createJanitorHandler(
         throw err;
       }
     });
+}
+
+/**
+ * Whether the janitor should work on a collection now: one is in progress (its state is saved), or
+ * the last one finished `intervalMs` ago or more, or none ever ran. Costs one or two reads.
+ */
+async function collectionDue(registry: Registry, intervalMs: number, now: number): Promise<boolean> {
+  if (intervalMs <= 0 || (await registry.storage.head(GC_KEYS.state))) return true;
+  const last = await registry.storage.get(GC_KEYS.lastRun);
+  const finishedAt = last
+    ? Date.parse(String((parseStoredJson(last.body) as { finishedAt?: unknown })?.finishedAt))
+    : NaN;
+  return Number.isNaN(finishedAt) || now - finishedAt >= intervalMs;
 }

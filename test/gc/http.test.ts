@@ -132,4 +132,32 @@ describe('janitor', () => {
     expect((await storedKeys(r.storage, 'blobs/')).length).toBe(imageOf(30).blobs.length);
     await pullAndVerify(r, 'kept', 'v1');
   });
+
+  it('starts a new collection only once the interval has passed, so an idle registry pays for no listings', async () => {
+    const storage = new MemoryDriver();
+    const r = testRegistry({ storage });
+    let clock = Date.parse('2026-11-28T00:00:00Z');
+    const { remainingMs: _r, sleep: _s, ...options } = gcDefaults;
+    const janitor = createJanitorHandler(r.registry, 3600, createLambdaLogger('silent'), {
+      ...options,
+      now: () => clock,
+      intervalMs: 24 * 3600_000,
+    });
+    const invoke = async (i: number) =>
+      (
+        await janitor(
+          { id: `evt-${i}` } as ScheduledEvent,
+          { awsRequestId: `req-${i}`, getRemainingTimeInMillis: () => 600_000 } as unknown as Context,
+        )
+      ).gc!.status;
+    expect(await invoke(1)).toBe('done');
+    await push(r, 'repo', 'v1', imageOf(40));
+    await deleteManifest(r, 'repo', imageOf(40).digest);
+    clock += 3600_000;
+    expect(await invoke(2)).toBe('not due');
+    expect((await storedKeys(storage, 'blobs/')).length).toBe(imageOf(40).blobs.length);
+    clock += 24 * 3600_000;
+    expect(await invoke(3)).toBe('done');
+    expect(await storedKeys(storage, 'blobs/')).toEqual([]);
+  });
 });
