@@ -14,6 +14,25 @@ const whole = z
 
 const size = whole.pipe(z.number().positive());
 
+/**
+ * Optional text that `parse` must accept (its error message becomes the issue); the config keeps the
+ * text, and the parsed form is built where it is used.
+ */
+function parsedBy(parse: (text: string) => unknown) {
+  return z
+    .string()
+    .trim()
+    .optional()
+    .superRefine((value, ctx) => {
+      if (!value) return;
+      try {
+        parse(value);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      }
+    });
+}
+
 /** Everything Berth can be told, validated once at start; nothing below the entry points reads the environment. */
 export const configSchema = z.object({
   host: z.string().min(1).default('127.0.0.1'),
@@ -88,33 +107,11 @@ export const configSchema = z.object({
   /** How long SIGTERM waits for requests in flight before closing their connections. */
   shutdownGraceSeconds: size.default(30),
   /** Retention rules (JSON, docs/gc.md): what garbage collection deletes per repository pattern. */
-  retention: z
-    .string()
-    .trim()
-    .optional()
-    .superRefine((value, ctx) => {
-      if (!value) return;
-      try {
-        parseRetention(value);
-      } catch (err) {
-        ctx.addIssue({ code: 'custom', message: (err as Error).message });
-      }
-    }),
+  retention: parsedBy(parseRetention),
   /** A file holding the retention rules' JSON (for humans; BERTH_RETENTION wins when both are set). */
   retentionFile: z.string().min(1).optional(),
   /** Tags a push may not move: comma-separated `<repository pattern>[:<tag pattern>]`. */
-  immutableTags: z
-    .string()
-    .trim()
-    .optional()
-    .superRefine((value, ctx) => {
-      if (!value) return;
-      try {
-        parseImmutableTags(value);
-      } catch (err) {
-        ctx.addIssue({ code: 'custom', message: (err as Error).message });
-      }
-    }),
+  immutableTags: parsedBy(parseImmutableTags),
   /** Garbage collection leaves alone anything touched more recently than this (seconds). */
   gcGraceSeconds: whole.pipe(z.number().min(0)).default(24 * 3600),
   /**
@@ -127,18 +124,7 @@ export const configSchema = z.object({
    * Pull-through cache: comma-separated `[<prefix>=]<url>` upstreams (lib/mirror/spec.ts); repositories
    * they cover are read-only copies of the upstream.
    */
-  proxyUpstream: z
-    .string()
-    .trim()
-    .optional()
-    .superRefine((value, ctx) => {
-      if (!value) return;
-      try {
-        parseUpstreams(value);
-      } catch (err) {
-        ctx.addIssue({ code: 'custom', message: (err as Error).message });
-      }
-    }),
+  proxyUpstream: parsedBy(parseUpstreams),
   /** A cached tag is confirmed against the upstream (one HEAD) once it is this old; 0 asks every time. */
   proxyTagTtlSeconds: whole.pipe(z.number().min(0)).default(300),
   /** Upstream credentials; never logged. */
