@@ -7,8 +7,7 @@ import { formatDuration, parseDuration } from '../lib/gc/duration.ts';
 import { computeUsage, formatBytes, formatUsage, saveUsage } from '../lib/gc/usage.ts';
 import { MANIFEST_CHECK_WINDOW_MS } from '../lib/registry/manifests.ts';
 import { InMemoryHashStates } from '../lib/registry/hashing.ts';
-import { Registry } from '../lib/registry/registry.ts';
-import { createStorage } from '../lib/server/storage.ts';
+import { createRegistry, createStorage } from '../lib/server/storage.ts';
 import type { Config } from '../lib/config/config.ts';
 import { STORE_FLAGS, storeConfigInput } from './serve.ts';
 import { UsageError } from './accounts.ts';
@@ -39,19 +38,6 @@ function storeConfig(values: Record<string, unknown>, extra: Record<string, unkn
   );
 }
 
-function registryFor(config: Config): Registry {
-  return new Registry({
-    storage: createStorage(config),
-    hashes: new InMemoryHashStates(),
-    limits: {
-      maxBlobSize: config.maxBlobSize,
-      partSize: config.partSize,
-      leaseMs: config.uploadLeaseSeconds * 1000,
-    },
-    mountWithoutFrom: config.mountWithoutFrom,
-  });
-}
-
 /** `berth gc`: one collection, start to finish (waiting out the settle period), or a dry run. */
 export async function gc(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -78,7 +64,7 @@ export async function gc(argv: string[]): Promise<number> {
     );
   }
   const dryRun = values['dry-run'] === true;
-  const registry = registryFor(config);
+  const registry = createRegistry(config, { hashes: new InMemoryHashStates() });
   const result = await collectGarbage(registry, {
     ...gcOptionsOf(config),
     settleMs,

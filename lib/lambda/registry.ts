@@ -4,36 +4,23 @@ import { createApp } from '../http/app.ts';
 import type { HttpEnv } from '../http/context.ts';
 import type { Logger } from '../logging/logger.ts';
 import { SerializedHashStates } from '../registry/hashing.ts';
-import { immutableTagsOf } from '../gc/config.ts';
-import { Registry } from '../registry/registry.ts';
+import type { Registry } from '../registry/registry.ts';
 import { openAuthStore } from '../auth/auth-store.ts';
 import { loadAuth } from '../server/auth.ts';
 import { createMirror } from '../mirror/setup.ts';
 import { lambdaVerificationDispatch } from './verifier.ts';
-import { createStorage } from '../server/storage.ts';
+import { createRegistry } from '../server/storage.ts';
 
 /**
  * The registry as a Lambda runs it. The next request of an upload may land in another container,
  * so the running digest is serialized into the session instead of kept in memory.
  */
 export function createLambdaRegistry(config: Config, logger?: Logger): Registry {
-  return new Registry({
-    storage: createStorage(config),
+  return createRegistry(config, {
     hashes: new SerializedHashStates(),
-    limits: {
-      maxBlobSize: config.maxBlobSize,
-      partSize: config.partSize,
-      leaseMs: config.uploadLeaseSeconds * 1000,
-    },
-    mountWithoutFrom: config.mountWithoutFrom,
-    immutableTags: immutableTagsOf(config),
     // Large direct uploads are verified by the verifier function when there is one (on AWS); without
     // it (the local gateway), in the background of this process.
-    direct: {
-      presignTtlSeconds: config.presignTtlSeconds,
-      syncVerifyLimit: config.verifySyncLimit,
-      ...(config.verifierFunction && { dispatch: lambdaVerificationDispatch(config.verifierFunction) }),
-    },
+    ...(config.verifierFunction && { dispatch: lambdaVerificationDispatch(config.verifierFunction) }),
     ...(logger && { logger }),
   });
 }

@@ -7,9 +7,8 @@ import type { Config } from '../config/config.ts';
 import { createApp } from '../http/app.ts';
 import { describeError, type Logger } from '../logging/logger.ts';
 import { InMemoryHashStates } from '../registry/hashing.ts';
-import { immutableTagsOf } from '../gc/config.ts';
-import { Registry } from '../registry/registry.ts';
-import { createStorage } from './storage.ts';
+import type { Registry } from '../registry/registry.ts';
+import { createRegistry } from './storage.ts';
 import { openAuthStore } from '../auth/auth-store.ts';
 import { loadAuth } from './auth.ts';
 import { createMirror } from '../mirror/setup.ts';
@@ -28,20 +27,7 @@ const PURGE_INTERVAL_MS = 15 * 60 * 1000;
 
 /** The local registry: the HTTP app on Node's http server, on the embedded filesystem store. */
 export async function startLocalServer(config: Config, logger: Logger): Promise<RunningServer> {
-  const storage = createStorage(config);
-  const registry = new Registry({
-    storage,
-    hashes: new InMemoryHashStates(),
-    limits: {
-      maxBlobSize: config.maxBlobSize,
-      partSize: config.partSize,
-      leaseMs: config.uploadLeaseSeconds * 1000,
-    },
-    mountWithoutFrom: config.mountWithoutFrom,
-    direct: { presignTtlSeconds: config.presignTtlSeconds, syncVerifyLimit: config.verifySyncLimit },
-    immutableTags: immutableTagsOf(config),
-    logger,
-  });
+  const registry = createRegistry(config, { hashes: new InMemoryHashStates(), logger });
   const store = openAuthStore(config, config.s3.region);
   const auth = store ? await loadAuth(store, config.tokenTtlSeconds, logger) : undefined;
   const app = createApp({

@@ -1,4 +1,9 @@
 import type { Config } from '../config/config.ts';
+import { immutableTagsOf } from '../gc/config.ts';
+import type { Logger } from '../logging/logger.ts';
+import type { DirectUploadOptions } from '../registry/direct-uploads.ts';
+import type { HashStates } from '../registry/hashing.ts';
+import { Registry } from '../registry/registry.ts';
 import { FilesystemDriver } from '../storage/filesystem/index.ts';
 import type { StorageDriver } from '../storage/port.ts';
 import { S3Driver, createS3Client } from '../storage/s3/index.ts';
@@ -13,5 +18,36 @@ export function createStorage(config: Config): StorageDriver {
     bucket,
     prefix,
     publicEndpoint,
+  });
+}
+
+/** What differs between the processes that run a registry (local server, `berth gc`, the Lambda functions). */
+export interface RegistryRuntime {
+  /** Where an upload's running digest is kept between its requests: in memory, or serialized into the session. */
+  readonly hashes: HashStates;
+  /** Verifies large direct uploads elsewhere (on AWS: the verifier function); without it, in the background here. */
+  readonly dispatch?: DirectUploadOptions['dispatch'];
+  /** For what happens outside a request (background verifications). */
+  readonly logger?: Logger;
+}
+
+/** The registry the configuration describes, on the store it names. */
+export function createRegistry(config: Config, runtime: RegistryRuntime): Registry {
+  return new Registry({
+    storage: createStorage(config),
+    hashes: runtime.hashes,
+    limits: {
+      maxBlobSize: config.maxBlobSize,
+      partSize: config.partSize,
+      leaseMs: config.uploadLeaseSeconds * 1000,
+    },
+    mountWithoutFrom: config.mountWithoutFrom,
+    immutableTags: immutableTagsOf(config),
+    direct: {
+      presignTtlSeconds: config.presignTtlSeconds,
+      syncVerifyLimit: config.verifySyncLimit,
+      ...(runtime.dispatch && { dispatch: runtime.dispatch }),
+    },
+    ...(runtime.logger && { logger: runtime.logger }),
   });
 }
