@@ -1,5 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach } from 'vitest';
 import { ENV_VARS } from '../../lib/config/sources.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -130,6 +134,36 @@ export class BerthProcess {
   private notify(): void {
     for (const waiter of [...this.waiters]) waiter();
   }
+}
+
+/**
+ * For a test file: `berth(args, env)` starts a BerthProcess that is killed after the test, and
+ * `tempDir()` makes a directory (named `<dirPrefix>...`) that is removed after the file.
+ */
+export function berthProcesses(dirPrefix: string): {
+  berth(args: readonly string[], env?: Record<string, string>): BerthProcess;
+  tempDir(): string;
+} {
+  const processes: BerthProcess[] = [];
+  const dirs: string[] = [];
+  afterEach(async () => {
+    await Promise.all(processes.splice(0).map((p) => p.kill()));
+  });
+  afterAll(() => {
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+  return {
+    berth(args, env = {}) {
+      const process = new BerthProcess(args, env);
+      processes.push(process);
+      return process;
+    },
+    tempDir() {
+      const dir = mkdtempSync(join(tmpdir(), dirPrefix));
+      dirs.push(dir);
+      return dir;
+    },
+  };
 }
 
 function tryJson(line: string): LogRecord | undefined {

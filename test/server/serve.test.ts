@@ -1,36 +1,14 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import http from 'node:http';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BerthProcess, type LogRecord } from './berth-process.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BerthProcess, berthProcesses, type LogRecord } from './berth-process.ts';
 
 const API_VERSION = 'registry/2.0';
 
-const processes: BerthProcess[] = [];
-const dirs: string[] = [];
-
-function berth(args: readonly string[], env: Record<string, string> = {}): BerthProcess {
-  const process = new BerthProcess(args, env);
-  processes.push(process);
-  return process;
-}
-
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'berth-serve-'));
-  dirs.push(dir);
-  return dir;
-}
-
-afterEach(async () => {
-  await Promise.all(processes.splice(0).map((p) => p.kill()));
-});
-
-afterAll(() => {
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
+const { berth, tempDir } = berthProcesses('berth-serve-');
 
 function sha256(bytes: Uint8Array | string): string {
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;

@@ -1,38 +1,16 @@
 import { X509Certificate } from 'node:crypto';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, readFileSync, statSync } from 'node:fs';
 import https from 'node:https';
 import type { ConnectionOptions, TLSSocket } from 'node:tls';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { addUser } from '../../lib/auth/admin.ts';
 import { parseConfig, type ConfigInput } from '../../lib/config/config.ts';
 import { ensureSelfSigned } from '../../lib/server/self-signed.ts';
 import { readKeyPair } from '../../lib/server/tls.ts';
-import { BerthProcess } from './berth-process.ts';
+import { berthProcesses } from './berth-process.ts';
 
-const processes: BerthProcess[] = [];
-const dirs: string[] = [];
-
-function berth(args: readonly string[], env: Record<string, string> = {}): BerthProcess {
-  const process = new BerthProcess(args, env);
-  processes.push(process);
-  return process;
-}
-
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'berth-tls-'));
-  dirs.push(dir);
-  return dir;
-}
-
-afterEach(async () => {
-  await Promise.all(processes.splice(0).map((p) => p.kill()));
-});
-
-afterAll(() => {
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
+const { berth, tempDir } = berthProcesses('berth-tls-');
 
 interface Reply {
   status: number;
