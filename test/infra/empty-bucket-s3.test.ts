@@ -5,27 +5,18 @@ import {
   PutObjectCommand,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createS3Client } from '../../lib/storage/s3/index.ts';
+import { describe, expect, it } from 'vitest';
 import { emptyBucket } from '../../lib/teardown/empty-bucket.ts';
-import { minioInstalled, startS3Server, type S3TestServer } from '../storage/s3-server.ts';
+import { minioInstalled } from '../storage/s3-server.ts';
+import { useS3Server } from '../storage/use-s3-server.ts';
 
 // Developers without MinIO may skip; CI must run these (setup-s3.sh installs it there).
 describe.skipIf(!minioInstalled && !process.env.CI)('emptying a bucket on MinIO', () => {
-  let server: S3TestServer;
-  let client: ReturnType<typeof createS3Client>;
-
-  beforeAll(async () => {
-    server = await startS3Server();
-    client = createS3Client({ region: server.region, endpoint: server.endpoint, forcePathStyle: true });
-  });
-  afterAll(async () => {
-    client?.destroy();
-    await server?.stop();
-  });
+  const s3 = useS3Server();
 
   it('deletes every object and aborts every multipart upload, over several pages', async () => {
-    const Bucket = server.bucket;
+    const Bucket = s3.server.bucket;
+    const client = s3.client;
     const keys = Array.from({ length: 1205 }, (_, i) => `repos/app/_tags/t${i}`);
     for (let i = 0; i < keys.length; i += 50) {
       await Promise.all(

@@ -1,26 +1,17 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { PreconditionFailed, StorageUnavailable } from '../../lib/storage/port.ts';
-import { createS3Client, MAX_BUFFERED_PUT, S3Driver } from '../../lib/storage/s3/index.ts';
+import { MAX_BUFFERED_PUT, S3Driver } from '../../lib/storage/s3/index.ts';
 import { runStorageContract } from './contract.ts';
-import { minioInstalled, startS3Server, type S3TestServer } from './s3-server.ts';
+import { minioInstalled } from './s3-server.ts';
+import { useS3Server } from './use-s3-server.ts';
 
 // Developers without MinIO may skip; CI must run these (setup-s3.sh installs it there).
 describe.skipIf(!minioInstalled && !process.env.CI)('S3 driver against MinIO (test/e2e/setup-s3.sh)', () => {
-  let server: S3TestServer;
-  let client: ReturnType<typeof createS3Client>;
+  const s3 = useS3Server();
 
   const driver = (options: { prefix?: string; publicEndpoint?: string } = {}) =>
-    new S3Driver({ client, bucket: server.bucket, prefix: randomUUID(), ...options });
-
-  beforeAll(async () => {
-    server = await startS3Server();
-    client = createS3Client({ region: server.region, endpoint: server.endpoint, forcePathStyle: true });
-  });
-  afterAll(async () => {
-    client?.destroy();
-    await server?.stop();
-  });
+    new S3Driver({ client: s3.client, bucket: s3.server.bucket, prefix: randomUUID(), ...options });
 
   // Each driver gets a prefix of its own; the server's data dir goes at the end.
   runStorageContract('s3', async () => ({ driver: driver(), cleanup: async () => {} }));
@@ -80,7 +71,7 @@ describe.skipIf(!minioInstalled && !process.env.CI)('S3 driver against MinIO (te
     });
 
     it('signs for a public endpoint that reaches the same server under another host name', async () => {
-      const publicEndpoint = server.endpoint.replace('127.0.0.1', 'localhost');
+      const publicEndpoint = s3.server.endpoint.replace('127.0.0.1', 'localhost');
       const behind = driver({ prefix: '', publicEndpoint });
       await behind.put('pub', Buffer.from('public'));
       const url = await behind.presign('pub', { method: 'GET', expiresInSeconds: 60 });
@@ -88,7 +79,7 @@ describe.skipIf(!minioInstalled && !process.env.CI)('S3 driver against MinIO (te
       expect(await (await fetch(url)).text()).toBe('public');
       // The naive way, pasting the public origin onto a URL signed for the internal one, is refused.
       const internal = await driver({ prefix: '' }).presign('pub', { method: 'GET', expiresInSeconds: 60 });
-      expect((await fetch(internal.replace(server.endpoint, publicEndpoint))).status).toBe(403);
+      expect((await fetch(internal.replace(s3.server.endpoint, publicEndpoint))).status).toBe(403);
     });
   });
 
@@ -150,7 +141,7 @@ describe.skipIf(!minioInstalled && !process.env.CI)('S3 driver against MinIO (te
   });
 
   it('reports a missing bucket as it is, not as unavailable or missing objects', async () => {
-    const store = new S3Driver({ client, bucket: 'no-such-bucket' });
+    const store = new S3Driver({ client: s3.client, bucket: 'no-such-bucket' });
     const err = await store.put('k', Buffer.from('x')).catch((e: unknown) => e);
     expect(err).toMatchObject({ name: 'NoSuchBucket' });
     expect(err).not.toBeInstanceOf(StorageUnavailable);
