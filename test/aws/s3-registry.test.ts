@@ -2,7 +2,7 @@ import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { randomFillSync, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createS3Client, S3Driver } from '../../lib/storage/s3/index.ts';
-import { errorCode, sha256, type TestRegistry } from '../http/harness.ts';
+import { errorCode, imageManifest, sha256, type TestRegistry } from '../http/harness.ts';
 import { minioInstalled, startS3Server, type S3TestServer } from '../storage/s3-server.ts';
 import { awsRegistry, bucketKeys, multipartUploads, type AwsTestOptions } from './harness.ts';
 import { byCommand, bytesReceived, bytesSent, S3Meter, type S3Call } from './s3-meter.ts';
@@ -237,22 +237,7 @@ describe.skipIf(!minioInstalled && !process.env.CI)('the registry on S3 (MinIO),
     const layers = [bytes(6 * MiB), bytes(300 * KiB)];
     const layerDigests: string[] = [];
     for (const layer of layers) layerDigests.push((await dockerPush(r, meter, repo, layer)).digest);
-    const manifest = new TextEncoder().encode(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        config: {
-          mediaType: 'application/vnd.oci.image.config.v1+json',
-          digest: sha256(config),
-          size: config.byteLength,
-        },
-        layers: layers.map((l, i) => ({
-          mediaType: 'application/vnd.oci.image.layer.v1.tar',
-          digest: layerDigests[i],
-          size: l.byteLength,
-        })),
-      }),
-    );
+    const manifest = imageManifest(config, layers);
     const manifestDigest = sha256(manifest);
     const put = await meter.measure(() =>
       r.request(`/v2/${repo}/manifests/v1`, {

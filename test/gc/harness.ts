@@ -7,7 +7,7 @@ import { FilesystemDriver } from '../../lib/storage/filesystem/index.ts';
 import { MemoryDriver } from '../../lib/storage/memory.ts';
 import type { StorageDriver } from '../../lib/storage/port.ts';
 import { S3Driver, createS3Client } from '../../lib/storage/s3/index.ts';
-import { randomBytes, sha256, testRegistry, type TestRegistry } from '../http/harness.ts';
+import { imageManifest, randomBytes, sha256, testRegistry, type TestRegistry } from '../http/harness.ts';
 import { minioInstalled, startS3Server, type S3TestServer } from '../storage/s3-server.ts';
 
 /** A store for the GC tests: memory, a temp filesystem directory, or a prefix of the shared MinIO bucket. */
@@ -118,22 +118,7 @@ export function imageOf(seed: number, layerCount = 2) {
   const config = new TextEncoder().encode(JSON.stringify({ architecture: 'amd64', os: 'linux', seed }));
   const layers = Array.from({ length: layerCount }, (_, i) => randomBytes(700 + i * 13, seed * 31 + i + 1));
   const blobs = [config, ...layers];
-  const manifest = new TextEncoder().encode(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: {
-        mediaType: 'application/vnd.oci.image.config.v1+json',
-        digest: sha256(config),
-        size: config.byteLength,
-      },
-      layers: layers.map((l) => ({
-        mediaType: 'application/vnd.oci.image.layer.v1.tar',
-        digest: sha256(l),
-        size: l.byteLength,
-      })),
-    }),
-  );
+  const manifest = imageManifest(config, layers);
   return { blobs, manifest, digest: sha256(manifest) };
 }
 

@@ -60,6 +60,26 @@ export function sha256(bytes: Uint8Array | string): string {
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 }
 
+/** An OCI image manifest (JSON bytes) naming `config` and `layers` by their digests and sizes. */
+export function imageManifest(config: Uint8Array, layers: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
+  return new TextEncoder().encode(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: {
+        mediaType: 'application/vnd.oci.image.config.v1+json',
+        digest: sha256(config),
+        size: config.byteLength,
+      },
+      layers: layers.map((l) => ({
+        mediaType: 'application/vnd.oci.image.layer.v1.tar',
+        digest: sha256(l),
+        size: l.byteLength,
+      })),
+    }),
+  );
+}
+
 export function randomBytes(size: number, seed = 1): Uint8Array<ArrayBuffer> {
   // Deterministic, incompressible enough for tests, and cheap for multi-MiB sizes.
   const out = new Uint8Array(size);

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { createHash, randomFillSync, randomUUID } from 'node:crypto';
+import { randomFillSync, randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,10 +13,10 @@ import { openImage } from '../../lib/push/image-source.ts';
 import { pushImage } from '../../lib/push/push.ts';
 import { startRelay, type RunningRelay } from '../../lib/relay/server.ts';
 import { startLocalServer, type RunningServer } from '../../lib/server/local.ts';
+import { imageManifest, sha256 } from '../http/harness.ts';
 import { minioInstalled, startS3Server, type S3TestServer } from '../storage/s3-server.ts';
 
 const MiB = 1024 * 1024;
-const sha256 = (b: Uint8Array | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const tuning = { ...DEFAULT_TUNING, partSize: 5 * MiB, concurrency: 3 };
 
 interface Remote {
@@ -106,22 +106,7 @@ async function manifestFor(base: string, repo: string, layer: Uint8Array, tag: s
   return fetch(`${base}/v2/${repo}/manifests/${tag}`, {
     method: 'PUT',
     headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' },
-    body: JSON.stringify({
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: {
-        mediaType: 'application/vnd.oci.image.config.v1+json',
-        digest: sha256(config),
-        size: config.byteLength,
-      },
-      layers: [
-        {
-          mediaType: 'application/vnd.oci.image.layer.v1.tar',
-          digest: sha256(layer),
-          size: layer.byteLength,
-        },
-      ],
-    }),
+    body: imageManifest(config, [layer]),
   });
 }
 
