@@ -250,16 +250,22 @@ export class Mirror {
     const upstream = this.requireUpstream(repo);
     const name = this.upstreamName(upstream, repo);
     const blobs = this.options.registry.blobs;
+    const key = `${repo}@${digest.digest}`;
+    // The copy in progress is looked up before the link is read, not after: a copy that links the blob
+    // and ends while the read is under way would otherwise be missed both ways (the read answers
+    // "no link", the copy is no longer in progress) and the upstream asked again for a stored blob.
+    let pending = this.fills.get(key);
     const linked = await blobs.stat(repo, digest);
     if (linked) return { kind: 'stored', info: linked };
-    const key = `${repo}@${digest.digest}`;
     try {
       // Joins a copy in progress; when that one failed, this request makes the next attempt.
-      for (let pending = this.fills.get(key); pending; pending = this.fills.get(key)) {
-        await pending.catch(() => undefined);
+      while (pending) {
+        const joined = pending;
+        await joined.catch(() => undefined);
+        pending = this.fills.get(key);
         const filled = await blobs.stat(repo, digest);
         if (filled) return { kind: 'stored', info: filled };
-        if (this.fills.get(key) === pending) break;
+        if (pending === joined) break;
       }
       const global = await blobs.statGlobal(digest);
       if (global) {

@@ -1,4 +1,7 @@
 import { expect, it } from 'vitest';
+import { parseDigest } from '../../lib/oci/digest.ts';
+import type { RepositoryName } from '../../lib/oci/names.ts';
+import { keys } from '../../lib/registry/keys.ts';
 import type { StorageDriver } from '../../lib/storage/port.ts';
 import { errorCode, pushImage, randomBytes, sha256 } from '../http/harness.ts';
 import { fakeUpstream, mirrorRegistry, type FakeUpstream, type MirrorTestOptions } from './harness.ts';
@@ -21,7 +24,7 @@ export function mirrorSuite(
   async function setup(options: Partial<MirrorTestOptions> = {}) {
     const upstream = options.upstream ?? fakeUpstream(options.credentials);
     const mirror = mirrorRegistry({
-      storage: await storage(),
+      storage: options.storage ?? (await storage()),
       upstream,
       redirect: variant.redirect,
       mode: variant.mode,
@@ -64,6 +67,62 @@ export function mirrorSuite(
     const cached = await getBlob(mirror, 'team/app', image.layers[0]!);
     expect(sha256(new Uint8Array(await cached.arrayBuffer()))).toBe(image.layers[0]);
     expect(upstream.requests.slice(asked)).toEqual([]);
+  });
+
+  it('sees the link of a copy that ends while it reads the link, instead of asking the upstream again', async () => {
+    // A storage read answers what was stored when it started, however long it then takes (a loaded
+    // store, a slow network): the second pull's read of the link starts before the first pull's copy
+    // links the blob, and its (negative) answer arrives only after that copy has ended.
+    const base = await storage();
+    let linkKey = '';
+    let linkWritten!: () => void;
+    const written = new Promise<void>((resolve) => (linkWritten = resolve));
+    let holdNextLinkRead = false;
+    const slowStore = new Proxy(base, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target) as unknown;
+        if (prop === 'put') {
+          return async (key: string, ...rest: unknown[]) => {
+            const put = await target.put(key, ...(rest as [Uint8Array]));
+            if (key === linkKey) linkWritten();
+            return put;
+          };
+        }
+        if (prop === 'head') {
+          return async (key: string) => {
+            const info = await target.head(key);
+            if (key === linkKey && holdNextLinkRead) {
+              holdNextLinkRead = false;
+              await written;
+              // What is left of the copy after the link write runs without I/O; one turn lets it end.
+              await new Promise((resolve) => setImmediate(resolve));
+            }
+            return info;
+          };
+        }
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const { upstream, mirror } = await setup({ storage: slowStore });
+    const image = await pushImage(upstream.registry, 'app', 'v1', { layers: [randomBytes(300_000, 6)] });
+    linkKey = keys.layerLink('app' as RepositoryName, parseDigest(image.layers[0]!));
+    let release!: () => void;
+    upstream.gate = new Promise((resolve) => (release = resolve));
+
+    const first = getBlob(mirror, 'app', image.layers[0]!).then(async (res) =>
+      sha256(new Uint8Array(await res.arrayBuffer())),
+    );
+    while (blobRequests(upstream).length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    holdNextLinkRead = true;
+    const second = getBlob(mirror, 'app', image.layers[0]!).then(async (res) =>
+      sha256(new Uint8Array(await res.arrayBuffer())),
+    );
+    release();
+    expect(await Promise.all([first, second])).toEqual([image.layers[0], image.layers[0]]);
+    expect(holdNextLinkRead).toBe(false);
+    expect(upstream.served.filter((r) => r.includes('/blobs/'))).toEqual([
+      `GET upstream.test/v2/app/blobs/${image.layers[0]}`,
+    ]);
   });
 
   it('asks Docker Hub for library/<name> whether the client says alpine or library/alpine', async () => {
