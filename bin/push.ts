@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import { createProgress, formatBytes } from '../lib/client/progress.ts';
+import { createProgress } from '../lib/client/progress.ts';
+import { formatBytes } from '../lib/logging/format.ts';
 import { RemoteRegistry } from '../lib/client/remote.ts';
 import { isLoopback } from '../lib/config/config.ts';
 import { parseName } from '../lib/oci/names.ts';

@@ -1,4 +1,5 @@
 import cliProgress from 'cli-progress';
+import { formatBytes } from '../logging/format.ts';
 
 export interface BlobProgress {
   bytes(n: number): void;
@@ -110,15 +111,4 @@ function summaryLine(
   const rate = seconds > 0 ? `, ${formatBytes(s.size / seconds)}/s` : '';
   const how = s.mode === 'direct' ? `${parts} parts straight to storage` : s.mode;
   return `${label}: pushed ${s.digest.slice(0, 19)} ${formatBytes(s.size)} in ${seconds.toFixed(1)} s (${how}${rate})`;
-}
-
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = n;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
 }

@@ -3,6 +3,7 @@ import { meta } from '../registry/keys.ts';
 import type { StorageDriver } from '../storage/port.ts';
 import { listKeys, scanRepos } from './layout.ts';
 import { GC_KEYS } from './state.ts';
+import { formatBytes } from '../logging/format.ts';
 
 export interface RepositoryUsage {
   readonly name: string;
@@ -104,15 +105,4 @@ export function formatUsage(report: UsageReport): string {
     `total: ${report.totalBlobs} blobs, ${formatBytes(report.totalBytes)} (shared blobs counted once)`,
     '',
   ].join('\n');
-}
-
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = n;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${n} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
