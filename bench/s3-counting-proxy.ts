@@ -17,6 +17,10 @@ export interface S3Request {
   /** Object key (path-style, without the bucket), for traces. */
   readonly key: string;
   readonly status?: number;
+  /** Body bytes sent to S3 (Content-Length, or the decoded length of an aws-chunked body). */
+  readonly sentBytes: number;
+  /** Body bytes S3 answered with (counted as they pass through). */
+  readonly receivedBytes: number;
 }
 
 export class CountingProxy {
@@ -37,16 +41,33 @@ export class CountingProxy {
   }
 
   private forward(req: IncomingMessage, res: ServerResponse): void {
-    const entry = { label: this.label, ...classify(req) } as {
+    const length = req.headers['x-amz-decoded-content-length'] ?? req.headers['content-length'];
+    const entry = {
+      label: this.label,
+      ...classify(req),
+      sentBytes: Number(length ?? 0) || 0,
+      receivedBytes: 0,
+    } as {
       -readonly [K in keyof S3Request]: S3Request[K];
     };
     this.requests.push(entry);
+    const write = res.write.bind(res) as (...args: unknown[]) => boolean;
+    const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse;
+    const tally = (chunk: unknown) => {
+      if (typeof chunk === 'string' || chunk instanceof Uint8Array)
+        entry.receivedBytes += Buffer.byteLength(chunk);
+    };
+    res.write = ((...args: unknown[]) => (tally(args[0]), write(...args))) as typeof res.write;
+    res.end = ((...args: unknown[]) => (
+      typeof args[0] !== 'function' && tally(args[0]),
+      end(...args)
+    )) as typeof res.end;
     forwardRequest(this.upstream, req, res, (status) => (entry.status = status));
   }
 }
 
 /** Names the S3 call of a path-style request (`/<bucket>/<key>?<query>`). */
-export function classify(req: IncomingMessage): Omit<S3Request, 'label'> {
+export function classify(req: IncomingMessage): Omit<S3Request, 'label' | 'sentBytes' | 'receivedBytes'> {
   const url = new URL(req.url ?? '/', 'http://s3.invalid');
   const q = url.searchParams;
   const [, , ...rest] = url.pathname.split('/');

@@ -4,6 +4,8 @@
  *
  *   npx tsx bench/s3-requests.ts            # BENCH_LAYERS=10, BENCH_LAYER_SIZE=1048576 by default
  *
+ * BENCH_S3_JSON=<file> also writes the counts as JSON there (bench/run.ts, `npm run bench`, reads them).
+ *
  * Starts a private MinIO (test/storage/s3-server.ts), one counting proxy per registry in front of it
  * (bench/s3-counting-proxy.ts), Berth (`bin/berth.ts serve --storage s3`) and Distribution
  * (`docker-registry`, Debian's 2.8) twice: without a blob descriptor cache and with the in-memory
@@ -516,6 +518,50 @@ async function main(): Promise<void> {
     out.push('```', '');
   }
   process.stdout.write(out.join('\n'));
+  if (process.env.BENCH_S3_JSON) await writeFile(process.env.BENCH_S3_JSON, JSON.stringify(summary(targets)));
+}
+
+/** Counts per registry, per phase and per client request, by S3 call ("client -> S3: X" for redirects). */
+function summary(targets: Target[]) {
+  const tally = (rs: S3Request[]) => {
+    const ops: Record<string, number> = {};
+    for (const r of rs) ops[opName(r)] = (ops[opName(r)] ?? 0) + 1;
+    return ops;
+  };
+  return {
+    layers: LAYERS,
+    layerSize: LAYER_SIZE,
+    targets: targets.map((t) => ({
+      name: t.name,
+      phases: Object.fromEntries(
+        PHASES.map(([phase]) => {
+          const rs = t.proxy.requests.filter((r) => phaseOf(r) === phase);
+          return [
+            phase,
+            {
+              registry: count(rs, (r) => !r.presigned),
+              all: rs.length,
+              dear: count(rs, (r) => !r.presigned && DEAR.test(r.op)),
+              ops: tally(rs),
+            },
+          ];
+        }),
+      ),
+      steps: Object.fromEntries(
+        [...t.calls].map(([label, calls]) => [
+          label,
+          {
+            calls,
+            ops: tally(t.proxy.requests.filter((r) => stepOf(r) === label)),
+            /** Body bytes between the registry and S3, both directions (redirected clients not included). */
+            registryBytes: t.proxy.requests
+              .filter((r) => stepOf(r) === label && !r.presigned)
+              .reduce((n, r) => n + r.sentBytes + r.receivedBytes, 0),
+          },
+        ]),
+      ),
+    })),
+  };
 }
 
 const timer = setTimeout(() => {

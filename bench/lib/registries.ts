@@ -1,0 +1,152 @@
+/**
+ * The registries under test, each on a free loopback port with fresh storage: Berth (`berth serve`,
+ * run as `node --import tsx` so the pid measured is the server's own) and CNCF Distribution 2.8
+ * (Debian's `docker-registry serve <config.yml>`), each on the filesystem or on S3 (one private
+ * MinIO, a new bucket per start).
+ */
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { S3TestServer } from '../../test/storage/s3-server.ts';
+import { freePort, Server } from './proc.ts';
+
+export type Kind = 'berth' | 'distribution';
+export type Store = 'fs' | 's3';
+
+export const DISTRIBUTION_BIN = process.env.BENCH_DISTRIBUTION ?? '/usr/bin/docker-registry';
+
+export interface Registry {
+  readonly kind: Kind;
+  readonly store: Store;
+  readonly url: string;
+  /** host:port, as in image references. */
+  readonly host: string;
+  readonly server: Server;
+  /** The fresh data dir of a filesystem store, removed after the run. */
+  readonly dataDir?: string;
+}
+
+export interface Context {
+  /** Where fresh data dirs and configs go. */
+  readonly workDir: string;
+  /** The MinIO for the s3 store (started once by the harness). */
+  s3?: S3TestServer;
+}
+
+let seq = 0;
+
+export const label = (kind: Kind, store: Store) =>
+  `${kind === 'berth' ? 'Berth' : 'Distribution'} ${store === 'fs' ? 'filesystem' : 'S3'}`;
+
+async function newBucket(s3: S3TestServer): Promise<string> {
+  const bucket = `bench-${process.pid}-${++seq}`;
+  const client = new S3Client({ endpoint: s3.endpoint, region: s3.region, forcePathStyle: true });
+  try {
+    await client.send(new CreateBucketCommand({ Bucket: bucket }));
+  } finally {
+    client.destroy();
+  }
+  return bucket;
+}
+
+/** Berth's environment for a fresh bucket of the MinIO. */
+async function berthS3Env(ctx: Context): Promise<NodeJS.ProcessEnv> {
+  if (!ctx.s3) throw new Error('no S3 server started');
+  return {
+    BERTH_STORAGE: 's3',
+    BERTH_S3_BUCKET: await newBucket(ctx.s3),
+    BERTH_S3_REGION: ctx.s3.region,
+    BERTH_S3_ENDPOINT: ctx.s3.endpoint,
+    BERTH_S3_FORCE_PATH_STYLE: 'true',
+  };
+}
+
+export async function startBerth(
+  store: Store,
+  ctx: Context,
+  opts: { lambda?: boolean; nodeArgs?: string[] } = {},
+): Promise<Registry> {
+  const port = await freePort();
+  const args = [...(opts.nodeArgs ?? []), '--import', 'tsx', 'bin/berth.ts', 'serve'];
+  args.push('--port', String(port), '--log-level', 'warn');
+  if (opts.lambda) args.push('--lambda');
+  let env: NodeJS.ProcessEnv = { ...process.env };
+  let dataDir: string | undefined;
+  for (const name of Object.keys(env)) if (name.startsWith('BERTH_')) delete env[name];
+  if (store === 'fs') {
+    dataDir = join(ctx.workDir, `berth-${++seq}`);
+    mkdirSync(dataDir, { recursive: true });
+    args.push('--data-dir', dataDir);
+  } else {
+    env = { ...env, ...(await berthS3Env(ctx)) };
+  }
+  const name = opts.lambda ? `Berth Lambda gateway ${store}` : label('berth', store);
+  const server = Server.start(name, process.execPath, args, env);
+  const url = `http://127.0.0.1:${port}`;
+  await server.waitHttp(`${url}/v2/`);
+  return { kind: 'berth', store, url, host: `127.0.0.1:${port}`, server, dataDir };
+}
+
+/**
+ * Distribution with Debian's shipped defaults where they matter for speed (the in-memory blob
+ * descriptor cache on), access log off and log level warn as for Berth, deletes enabled, upload
+ * purging and the storage health check off (neither runs during a benchmark anyway). Redirects to
+ * S3 stay on (its default), as Berth's do.
+ */
+export async function startDistribution(store: Store, ctx: Context): Promise<Registry> {
+  const port = await freePort();
+  const q = (s: string | undefined) => JSON.stringify(s ?? '');
+  const dir = join(ctx.workDir, `distribution-${++seq}`);
+  mkdirSync(dir, { recursive: true });
+  let storage: string[];
+  if (store === 'fs') {
+    storage = ['  filesystem:', `    rootdirectory: ${q(join(dir, 'data'))}`];
+  } else {
+    if (!ctx.s3) throw new Error('no S3 server started');
+    storage = [
+      '  s3:',
+      `    region: ${q(ctx.s3.region)}`,
+      `    regionendpoint: ${q(ctx.s3.endpoint)}`,
+      `    bucket: ${q(await newBucket(ctx.s3))}`,
+      `    accesskey: ${q(process.env.AWS_ACCESS_KEY_ID)}`,
+      `    secretkey: ${q(process.env.AWS_SECRET_ACCESS_KEY)}`,
+      '    secure: false',
+      '    v4auth: true',
+    ];
+  }
+  const config = [
+    'version: 0.1',
+    'log:',
+    '  level: warn',
+    '  accesslog:',
+    '    disabled: true',
+    'storage:',
+    ...storage,
+    '  cache:',
+    '    blobdescriptor: inmemory',
+    '  delete:',
+    '    enabled: true',
+    '  maintenance:',
+    '    uploadpurging:',
+    '      enabled: false',
+    'http:',
+    `  addr: 127.0.0.1:${port}`,
+    `  secret: ${q(randomBytes(16).toString('hex'))}`,
+    '',
+  ].join('\n');
+  const file = join(dir, 'config.yml');
+  writeFileSync(file, config, { mode: 0o600 });
+  // REGISTRY_* variables would override the config; aws-sdk-go v1 panics on AWS_CA_BUNDLE here.
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith('REGISTRY_') && k !== 'AWS_CA_BUNDLE'),
+  );
+  const server = Server.start(label('distribution', store), DISTRIBUTION_BIN, ['serve', file], env);
+  const url = `http://127.0.0.1:${port}`;
+  await server.waitHttp(`${url}/v2/`, 30_000);
+  return { kind: 'distribution', store, url, host: `127.0.0.1:${port}`, server, dataDir: dir };
+}
+
+export function startRegistry(kind: Kind, store: Store, ctx: Context): Promise<Registry> {
+  return kind === 'berth' ? startBerth(store, ctx) : startDistribution(store, ctx);
+}

@@ -1,0 +1,504 @@
+/**
+ * The benchmark harness: Berth next to CNCF Distribution 2.8 (Debian's `docker-registry`), same
+ * machine, same run, same clients, on the filesystem and on S3 (one private MinIO), plus the Lambda
+ * path and the machine's ceilings. Rewrites the results in BENCHMARKS.md between its markers.
+ *
+ *   npm run bench                      # everything (about 25 minutes on 2 cores)
+ *   npm run bench -- --quick           # small sizes, short loads: a check that it all works (< 3 min)
+ *   npm run bench -- --no-write        # print the results only
+ *   npm run bench -- --only=load,s3    # some workloads: ceilings,skopeo,layers,docker,load,memory,lambda,s3
+ *
+ * Installs what is missing (apt: docker-registry, hey, skopeo, docker.io; MinIO via
+ * test/e2e/setup-s3.sh). Runs as root (dockerd, and skopeo's private blob-info cache mount).
+ * Everything started is stopped by pid and every temp dir removed, also on failure or Ctrl-C.
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MINIO_PATH, startS3Server, type S3TestServer } from '../test/storage/s3-server.ts';
+import { measureCeilings } from './lib/ceilings.ts';
+import { bigLayer, Docker, DOCKER_BIN, hey, seedImage, Skopeo, streamPush } from './lib/clients.ts';
+import { makeLayout, MT, type Layout } from './lib/images.ts';
+import {
+  cpuSeconds,
+  ensureApt,
+  GiB,
+  MiB,
+  peakRssMiB,
+  resetPeakRss,
+  ROOT,
+  run,
+  Server,
+  versionOf,
+} from './lib/proc.ts';
+import {
+  DISTRIBUTION_BIN,
+  label,
+  startBerth,
+  startRegistry,
+  type Context,
+  type Kind,
+  type Registry,
+  type Store,
+} from './lib/registries.ts';
+import { renderReport, writeBenchmarks, type Results, type Sample } from './lib/report.ts';
+
+const argv = process.argv.slice(2);
+const QUICK = argv.includes('--quick');
+const WRITE = !argv.includes('--no-write');
+const ONLY = argv
+  .find((a) => a.startsWith('--only='))
+  ?.slice('--only='.length)
+  .split(',');
+const wants = (name: string) => !ONLY || ONLY.includes(name);
+
+/** Sizes and repetitions: the full run, and the quick check. */
+const P = QUICK
+  ? {
+      runs: 3,
+      singleLayer: 32 * MiB,
+      manyLayers: { count: 64, size: 128 * 1024 },
+      docker: { size: 16 * MiB, runs: 1 },
+      loadSeconds: 1,
+      bigPush: { size: 256 * MiB, runs: 1, stores: ['fs'] as Store[] },
+      coldStarts: 3,
+      handlerRequests: 100,
+      s3Images: [{ layers: 10, size: MiB }],
+    }
+  : {
+      runs: 3,
+      singleLayer: 512 * MiB,
+      manyLayers: { count: 64, size: 4 * MiB },
+      docker: { size: 512 * MiB, runs: 3 },
+      loadSeconds: 10,
+      bigPush: { size: GiB, runs: 3, stores: ['fs', 's3'] as Store[] },
+      coldStarts: 5,
+      handlerRequests: 500,
+      s3Images: [
+        { layers: 10, size: MiB },
+        { layers: 3, size: 40 * MiB },
+      ],
+    };
+const STORES: Store[] = ['fs', 's3'];
+const KINDS: Kind[] = ['berth', 'distribution'];
+const CONCURRENCY = 32;
+
+const log = (line: string) =>
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+
+// ---------------------------------------------------------------- measuring one server
+
+/** Runs `work` and reads the server's CPU time spent and peak RSS reached during it. */
+async function measured<T>(
+  reg: Registry,
+  work: () => Promise<T>,
+): Promise<{ result: T; sample: Omit<Sample, 'value'> }> {
+  const pid = reg.server.pid;
+  resetPeakRss(pid);
+  const cpu0 = cpuSeconds(pid);
+  const result = await work();
+  return { result, sample: { cpuSeconds: cpuSeconds(pid) - cpu0, peakRssMiB: peakRssMiB(pid) } };
+}
+
+async function withRegistry<T>(kind: Kind, store: Store, ctx: Context, fn: (r: Registry) => Promise<T>) {
+  const reg = await startRegistry(kind, store, ctx);
+  try {
+    return await fn(reg);
+  } finally {
+    await reg.server.stop();
+    if (reg.dataDir) rmSync(reg.dataDir, { recursive: true, force: true });
+  }
+}
+
+const results: Results = {
+  quick: QUICK,
+  command: `npm run bench${argv.length ? ` -- ${argv.join(' ')}` : ''}`,
+  transfers: [],
+  loads: [],
+  lambda: undefined,
+  s3: [],
+  machine: {},
+};
+
+function transferRow(
+  workload: string,
+  client: string,
+  kind: Kind,
+  store: Store,
+  bytes: number,
+  command: string,
+) {
+  let row = results.transfers.find(
+    (t) => t.workload === workload && t.kind === kind && t.store === store && t.client === client,
+  );
+  if (!row) {
+    row = { workload, client, kind, store, bytes, command, samples: [] };
+    results.transfers.push(row);
+  }
+  return row;
+}
+
+// ---------------------------------------------------------------- workloads
+
+/** skopeo: oci layout -> registry -> a new oci layout, on a fresh registry each run. */
+async function skopeoWorkload(ctx: Context, skopeo: Skopeo, name: string, layout: Layout, what: string) {
+  for (let i = 1; i <= P.runs; i++) {
+    for (const store of STORES) {
+      for (const kind of KINDS) {
+        await withRegistry(kind, store, ctx, async (reg) => {
+          const ref = `${reg.host}/bench/${name}:run${i}`;
+          const push = await measured(reg, () => skopeo.push(layout.dir, layout.tag, ref));
+          const pulled = join(ctx.workDir, `pull-${name}-${i}`);
+          const pull = await measured(reg, () => skopeo.pull(ref, pulled, 'pulled'));
+          rmSync(pulled, { recursive: true, force: true });
+          if (pull.result.digest !== layout.manifestDigest)
+            throw new Error(
+              `${label(kind, store)}: pulled ${pull.result.digest}, pushed ${layout.manifestDigest}`,
+            );
+          const cmd = `skopeo copy --preserve-digests oci:<layout> docker://…; skopeo copy --preserve-digests docker://… oci:<dir>`;
+          transferRow(`push ${what}`, 'skopeo', kind, store, layout.bytes, cmd).samples.push({
+            value: push.result.seconds,
+            ...push.sample,
+          });
+          transferRow(`pull ${what}`, 'skopeo', kind, store, layout.bytes, cmd).samples.push({
+            value: pull.result.result.seconds,
+            ...pull.sample,
+          });
+          log(
+            `${label(kind, store)} ${name} run ${i}: push ${push.result.seconds.toFixed(2)} s, pull ${pull.result.result.seconds.toFixed(2)} s`,
+          );
+        });
+      }
+    }
+  }
+}
+
+/** docker push from one private dockerd, docker pull into another (its copy removed after each pull). */
+async function dockerWorkload(ctx: Context, skopeo: Skopeo) {
+  const size = P.docker.size;
+  const layout = makeLayout(join(ctx.workDir, 'layout-docker'), 1, size);
+  const archive = join(ctx.workDir, 'docker-archive.tar');
+  await skopeo.dockerArchive(layout.dir, layout.tag, archive, 'bench-docker:src');
+  rmSync(layout.dir, { recursive: true, force: true });
+  const pusher = await Docker.start(join(ctx.workDir, 'docker-push'));
+  const puller = await Docker.start(join(ctx.workDir, 'docker-pull')).catch(async (e: unknown) => {
+    await pusher.stop();
+    throw e;
+  });
+  try {
+    await pusher.cli(['load', '-q', '-i', archive]);
+    rmSync(archive, { force: true });
+    const what = `1 layer of ${fmtBytes(size)}`;
+    for (let i = 1; i <= P.docker.runs; i++) {
+      for (const kind of KINDS) {
+        await withRegistry(kind, 'fs', ctx, async (reg) => {
+          const ref = `${reg.host}/bench/docker:run${i}`;
+          await pusher.cli(['tag', 'bench-docker:src', ref]);
+          const push = await measured(reg, () => pusher.cli(['push', '-q', ref]));
+          const pull = await measured(reg, () => puller.cli(['pull', '-q', ref]));
+          await pusher.cli(['rmi', ref]);
+          await puller.cli(['rmi', ref]);
+          const cmd = 'docker push / docker pull (dockerd 20.10, vfs, separate daemons)';
+          transferRow(`push ${what}`, 'docker', kind, 'fs', layout.bytes, cmd).samples.push({
+            value: push.result.seconds,
+            ...push.sample,
+          });
+          transferRow(`pull ${what}`, 'docker', kind, 'fs', layout.bytes, cmd).samples.push({
+            value: pull.result.seconds,
+            ...pull.sample,
+          });
+          log(
+            `${label(kind, 'fs')} docker run ${i}: push ${push.result.seconds.toFixed(2)} s, pull ${pull.result.seconds.toFixed(2)} s`,
+          );
+        });
+      }
+    }
+  } finally {
+    await Promise.all([pusher.stop(), puller.stop()]);
+  }
+}
+
+/** One streamed 1 GiB PATCH (docker's way of pushing), for the server's peak RSS and raw throughput. */
+async function bigPushWorkload(ctx: Context) {
+  const layer = bigLayer(P.bigPush.size);
+  const what = `1 layer of ${fmtBytes(layer.size)}, one streamed PATCH`;
+  for (let i = 1; i <= P.bigPush.runs; i++) {
+    for (const store of P.bigPush.stores) {
+      for (const kind of KINDS) {
+        await withRegistry(kind, store, ctx, async (reg) => {
+          const push = await measured(reg, () => streamPush(reg.url, `bench/big${i}`, layer));
+          transferRow(
+            `push ${what}`,
+            'HTTP (Node fetch)',
+            kind,
+            store,
+            layer.size,
+            'POST, PATCH (streamed body), PUT ?digest',
+          ).samples.push({
+            value: push.result,
+            ...push.sample,
+          });
+          log(
+            `${label(kind, store)} big push run ${i}: ${push.result.toFixed(2)} s, peak RSS ${push.sample.peakRssMiB.toFixed(0)} MiB`,
+          );
+        });
+      }
+    }
+  }
+}
+
+/** hey at 32 connections: manifest GET and HEAD by tag, blob HEAD; a fresh registry each run. */
+async function loadWorkload(ctx: Context) {
+  const endpoints = [
+    {
+      name: 'GET manifest by tag',
+      method: 'GET' as const,
+      path: (_: string) => '/v2/bench/load/manifests/latest',
+    },
+    {
+      name: 'HEAD manifest by tag',
+      method: 'HEAD' as const,
+      path: (_: string) => '/v2/bench/load/manifests/latest',
+    },
+    { name: 'HEAD blob', method: 'HEAD' as const, path: (layer: string) => `/v2/bench/load/blobs/${layer}` },
+  ];
+  for (let i = 1; i <= P.runs; i++) {
+    for (const store of STORES) {
+      for (const kind of KINDS) {
+        await withRegistry(kind, store, ctx, async (reg) => {
+          const seed = await seedImage(reg.url, 'bench/load', 'latest');
+          for (const e of endpoints) {
+            const { result, sample } = await measured(reg, () =>
+              hey(reg.url + e.path(seed.layerDigest), {
+                method: e.method,
+                concurrency: CONCURRENCY,
+                seconds: P.loadSeconds,
+                accept: MT.manifest,
+              }),
+            );
+            if (result.failures > 0 || !(result.requests > 0))
+              throw new Error(
+                `${label(kind, store)} ${e.name}: ${result.failures} of ${result.requests} failed`,
+              );
+            let row = results.loads.find(
+              (l) => l.endpoint === e.name && l.kind === kind && l.store === store,
+            );
+            if (!row) {
+              row = {
+                endpoint: e.name,
+                kind,
+                store,
+                command: `hey -z ${P.loadSeconds}s -c ${CONCURRENCY} -m ${e.method} -H 'Accept: ${MT.manifest}' <url>`,
+                samples: [],
+              };
+              results.loads.push(row);
+            }
+            row.samples.push({ value: result.rps, p50ms: result.p50ms, p99ms: result.p99ms, ...sample });
+            log(
+              `${label(kind, store)} ${e.name} run ${i}: ${result.rps.toFixed(0)} req/s, p99 ${result.p99ms.toFixed(1)} ms`,
+            );
+          }
+        });
+      }
+    }
+  }
+}
+
+/** Bundle sizes, import time of each bundle in fresh processes, handler latency through the local gateway. */
+async function lambdaWorkload(ctx: Context) {
+  log('npm run build');
+  await run('npm', ['run', 'build'], { timeoutMs: 300_000 });
+  const dist = join(ROOT, 'dist');
+  const bundles = readdirSync(dist)
+    .filter((d) => existsSync(join(dist, d, 'index.mjs')))
+    .sort();
+  const env = {
+    ...process.env,
+    BERTH_STORAGE: 's3',
+    BERTH_S3_BUCKET: 'bench-bucket',
+    BERTH_LOG_LEVEL: 'silent',
+    BERTH_INSECURE_NO_AUTH: 'true',
+    AWS_REGION: 'eu-west-1',
+    AWS_ACCESS_KEY_ID: 'bench',
+    AWS_SECRET_ACCESS_KEY: 'bench',
+  };
+  const lambda: NonNullable<Results['lambda']> = { bundles: [], handler: [] };
+  for (const name of bundles) {
+    const file = join(dist, name, 'index.mjs');
+    const probe = `const t0 = performance.now(); await import(${JSON.stringify(`file://${file}`)}); console.log(JSON.stringify({ init: performance.now() - t0 }));`;
+    const inits: number[] = [];
+    for (let i = 0; i < P.coldStarts; i++) {
+      const r = await run(process.execPath, ['--input-type=module', '-e', probe], { env, timeoutMs: 60_000 });
+      inits.push((JSON.parse(r.stdout.trim().split('\n').pop()!) as { init: number }).init);
+    }
+    lambda.bundles.push({ name, bytes: statSync(file).size, initMs: inits });
+    log(
+      `bundle ${name}: ${(statSync(file).size / 1024).toFixed(1)} KiB, init median ${median(inits).toFixed(1)} ms`,
+    );
+  }
+  // Sequential requests (one connection), so the latency is the handler's plus the gateway's.
+  for (const lambdaPath of [true, false]) {
+    const reg = await startBerth('s3', ctx, { lambda: lambdaPath });
+    try {
+      const seed = await seedImage(reg.url, 'bench/lambda', 'latest');
+      for (const e of [
+        { name: 'GET manifest by tag', method: 'GET' as const, path: '/v2/bench/lambda/manifests/latest' },
+        { name: 'HEAD blob', method: 'HEAD' as const, path: `/v2/bench/lambda/blobs/${seed.layerDigest}` },
+      ]) {
+        const samples: Sample[] = [];
+        for (let i = 0; i < P.runs; i++) {
+          const { result, sample } = await measured(reg, () =>
+            hey(reg.url + e.path, {
+              method: e.method,
+              concurrency: 1,
+              requests: P.handlerRequests,
+              accept: MT.manifest,
+            }),
+          );
+          if (result.failures > 0)
+            throw new Error(`${e.name} through ${reg.server.name}: ${result.failures} failed`);
+          samples.push({ value: result.rps, p50ms: result.p50ms, p99ms: result.p99ms, ...sample });
+        }
+        lambda.handler.push({ path: lambdaPath ? 'lambda' : 'node', endpoint: e.name, samples });
+        log(`${reg.server.name} ${e.name}: p50 ${median(samples.map((s) => s.p50ms!)).toFixed(2)} ms`);
+      }
+    } finally {
+      await reg.server.stop();
+    }
+  }
+  lambda.handlerCommand = `hey -c 1 -n ${P.handlerRequests} <url> against \`berth serve --lambda\` and \`berth serve\`, both on S3 (MinIO)`;
+  results.lambda = lambda;
+}
+
+/** bench/s3-requests.ts (counting proxy per registry), its JSON summary kept. */
+async function s3Workload(ctx: Context) {
+  for (const image of P.s3Images) {
+    const file = join(ctx.workDir, `s3-${image.layers}x${image.size}.json`);
+    log(`bench/s3-requests.ts, ${image.layers} layers of ${fmtBytes(image.size)}`);
+    const r = await run(join(ROOT, 'node_modules', '.bin', 'tsx'), ['bench/s3-requests.ts'], {
+      env: {
+        ...process.env,
+        BENCH_LAYERS: String(image.layers),
+        BENCH_LAYER_SIZE: String(image.size),
+        BENCH_S3_JSON: file,
+      },
+      timeoutMs: 300_000,
+    });
+    writeFileSync(join(ctx.workDir, `s3-${image.layers}x${image.size}.md`), r.stdout);
+    results.s3.push({
+      command: `BENCH_LAYERS=${image.layers} BENCH_LAYER_SIZE=${image.size} npx tsx bench/s3-requests.ts`,
+      ...(JSON.parse(readFileSync(file, 'utf8')) as Omit<Results['s3'][number], 'command'>),
+    });
+  }
+}
+
+// ---------------------------------------------------------------- main
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
+function fmtBytes(n: number): string {
+  return n >= GiB ? `${n / GiB} GiB` : n >= MiB ? `${n / MiB} MiB` : `${n / 1024} KiB`;
+}
+
+async function ensureTools(): Promise<void> {
+  await ensureApt(
+    [
+      { command: DISTRIBUTION_BIN, pkg: 'docker-registry' },
+      { command: 'hey', pkg: 'hey' },
+      { command: 'skopeo', pkg: 'skopeo' },
+      ...(wants('docker') ? [{ command: 'dockerd', pkg: 'docker.io' }] : []),
+      { command: 'openssl', pkg: 'openssl' },
+    ],
+    log,
+  );
+  if (!existsSync(MINIO_PATH)) {
+    log('MinIO missing: test/e2e/setup-s3.sh');
+    await run('bash', ['test/e2e/setup-s3.sh'], { timeoutMs: 900_000 });
+  }
+}
+
+async function main(): Promise<void> {
+  const t0 = performance.now();
+  await ensureTools();
+  const workDir = await mkdtemp(join(process.env.BENCH_WORKDIR ?? tmpdir(), 'berth-bench-'));
+  const ctx: Context = { workDir };
+  let s3: S3TestServer | undefined;
+  const stopAll = async () => {
+    await Server.stopAll();
+    await s3?.stop();
+    s3 = undefined;
+    rmSync(workDir, { recursive: true, force: true });
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const)
+    process.once(signal, () => void stopAll().finally(() => process.exit(130)));
+  try {
+    results.machine = {
+      date: new Date().toISOString(),
+      cpu: `${cpus().length} x ${cpus()[0]?.model ?? 'unknown'}`,
+      memoryGiB: Math.round(totalmem() / GiB),
+      loadBefore: loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' '),
+      node: process.version,
+      berth: versionOf('git', ['describe', '--always', '--dirty']),
+      distribution: versionOf(DISTRIBUTION_BIN, ['--version']),
+      skopeo: versionOf('skopeo', ['--version']),
+      docker: versionOf(DOCKER_BIN, ['--version']),
+      hey: 'hey 0.1.4 (Debian)',
+      minio: versionOf(MINIO_PATH, ['--version']),
+    };
+    if (wants('ceilings')) {
+      log('ceilings');
+      results.ceilings = await measureCeilings(workDir, QUICK);
+      log(JSON.stringify(results.ceilings));
+    }
+    s3 = await startS3Server();
+    ctx.s3 = s3;
+    const skopeo = new Skopeo(join(workDir, 'skopeo'));
+    if (wants('skopeo')) {
+      const layout = makeLayout(join(workDir, 'layout-single'), 1, P.singleLayer);
+      await skopeoWorkload(ctx, skopeo, 'single', layout, `1 layer of ${fmtBytes(P.singleLayer)}`);
+      rmSync(layout.dir, { recursive: true, force: true });
+    }
+    if (wants('layers')) {
+      const { count, size } = P.manyLayers;
+      const layout = makeLayout(join(workDir, 'layout-many'), count, size);
+      await skopeoWorkload(ctx, skopeo, 'many', layout, `${count} layers of ${fmtBytes(size)}`);
+      rmSync(layout.dir, { recursive: true, force: true });
+    }
+    if (wants('load')) await loadWorkload(ctx);
+    if (wants('memory')) await bigPushWorkload(ctx);
+    if (wants('docker')) await dockerWorkload(ctx, skopeo);
+    if (wants('lambda')) await lambdaWorkload(ctx);
+    await s3.stop();
+    s3 = undefined;
+    if (wants('s3')) await s3Workload(ctx);
+    results.machine.loadAfter = loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ');
+    results.machine.minutes = ((performance.now() - t0) / 60_000).toFixed(1);
+  } finally {
+    await stopAll();
+  }
+  const report = renderReport(results);
+  process.stdout.write(`${report}\n`);
+  const raw = join(tmpdir(), `berth-bench-${Date.now()}.json`);
+  writeFileSync(raw, JSON.stringify(results, null, 2));
+  log(`raw results: ${raw}`);
+  if (WRITE) {
+    writeBenchmarks(join(ROOT, 'BENCHMARKS.md'), report);
+    log('BENCHMARKS.md rewritten between its bench:results markers');
+  }
+}
+
+mkdirSync(tmpdir(), { recursive: true });
+try {
+  await main();
+} catch (err) {
+  process.exitCode = 1;
+  log(`failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+}
