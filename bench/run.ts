@@ -58,7 +58,7 @@ const P = QUICK
   ? {
       runs: 3,
       singleLayer: 32 * MiB,
-      manyLayers: { count: 64, size: 128 * 1024 },
+      manyLayers: { count: 32, size: 128 * 1024 },
       docker: { size: 16 * MiB, runs: 1 },
       loadSeconds: 1,
       bigPush: { size: 256 * MiB, runs: 1, stores: ['fs'] as Store[] },
