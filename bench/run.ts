@@ -4,7 +4,8 @@
  * path and the machine's ceilings. Rewrites the results in BENCHMARKS.md between its markers.
  *
  *   npm run bench                      # everything (about 25 minutes on 2 cores)
- *   npm run bench -- --quick           # small sizes, short loads: a check that it all works (< 3 min)
+ *   npm run bench -- --quick           # small sizes, short loads: a check that it all works (< 3 min);
+ *                                      # prints only (--write to rewrite BENCHMARKS.md anyway)
  *   npm run bench -- --no-write        # print the results only
  *   npm run bench -- --only=load,s3    # some workloads: ceilings,skopeo,layers,docker,load,memory,lambda,s3
  *
@@ -46,7 +47,8 @@ import { renderReport, writeBenchmarks, type Results, type Sample } from './lib/
 
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
-const WRITE = !argv.includes('--no-write');
+// Quick figures are not worth keeping: a quick run prints only, unless told --write.
+const WRITE = QUICK ? argv.includes('--write') : !argv.includes('--no-write');
 const ONLY = argv
   .find((a) => a.startsWith('--only='))
   ?.slice('--only='.length)
