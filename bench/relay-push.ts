@@ -15,10 +15,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startS3Server } from '../test/storage/s3-server.ts';
+import { freePort, startS3Server } from '../test/storage/s3-server.ts';
 
 const MiB = 1024 * 1024;
 const sizeMiB = Number(process.argv[2] ?? 1024);
@@ -123,17 +122,4 @@ async function start(args: string[], env: Record<string, string>, port: number):
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   throw new Error(`berth ${args.join(' ')} did not start`);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
 }

@@ -20,11 +20,10 @@ import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startS3Server, MINIO_PATH, type S3TestServer } from '../test/storage/s3-server.ts';
+import { freePort, startS3Server, MINIO_PATH, type S3TestServer } from '../test/storage/s3-server.ts';
 import { CountingProxy, type S3Request } from './s3-counting-proxy.ts';
 
 const LAYERS = Number(process.env.BENCH_LAYERS ?? 10);
@@ -105,19 +104,6 @@ async function waitReady(url: string, proc: ReturnType<typeof launch>, name: str
     await sleep(100);
   }
   throw new Error(`${name} did not answer /v2/ within ${START_TIMEOUT_MS} ms:\n${proc.output()}`);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const probe = createServer();
-    probe.once('error', fail);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() =>
-        typeof address === 'object' && address ? done(address.port) : fail(new Error('no port')),
-      );
-    });
-  });
 }
 
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));

@@ -5,7 +5,6 @@
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -22,19 +21,6 @@ const CLOCK_TICKS = (() => {
 })();
 
 export const sleep = (ms: number) => new Promise<void>((done) => setTimeout(done, ms));
-
-export function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const probe = createServer();
-    probe.once('error', fail);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() =>
-        typeof address === 'object' && address ? done(address.port) : fail(new Error('no port')),
-      );
-    });
-  });
-}
 
 /** User + system CPU seconds of a live process (its threads included), from /proc/<pid>/stat. */
 export function cpuSeconds(pid: number): number {
@@ -202,3 +188,4 @@ export async function ensureApt(wanted: { command: string; pkg: string }[], log:
   const still = missing.filter((m) => !have(m.command));
   if (still.length) throw new Error(`still missing after apt: ${still.map((s) => s.command).join(' ')}`);
 }
+export { freePort } from '../../test/storage/s3-server.ts';

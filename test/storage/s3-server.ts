@@ -106,7 +106,8 @@ async function waitReady(child: ChildProcess, endpoint: string): Promise<void> {
   throw new Error(`MinIO not live after ${START_TIMEOUT_MS} ms`);
 }
 
-function freePort(): Promise<number> {
+/** A port free on 127.0.0.1 right now (the kernel picks it). */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = createServer();
     probe.once('error', reject);
