@@ -15,6 +15,7 @@ import {
   type ObjectStream,
   type OpenUpload,
   type PartInfo,
+  type PartSink,
   type PutOptions,
   type StorageDriver,
   type StoredObject,
@@ -43,6 +44,12 @@ export class MemoryDriver implements StorageDriver {
   private readonly objects = new Map<string, Entry>();
   private readonly uploads = new Map<string, Upload>();
 
+  /** `streamingParts`: also offer `openPart`, the filesystem store's way, for fast tests of that path. */
+  constructor(options: { readonly streamingParts?: boolean } = {}) {
+    if (options.streamingParts)
+      this.multipart.openPart = (key, uploadId, partNumber) => this.openPart(key, uploadId, partNumber);
+  }
+
   readonly multipart: MultipartStore = {
     ...S3_LIMITS,
     create: async (key, options = {}) => {
@@ -52,16 +59,9 @@ export class MemoryDriver implements StorageDriver {
     },
     uploadPart: async (key, uploadId, partNumber, body, size) => {
       checkPartUpload(partNumber, size);
-      const upload = this.upload(key, uploadId);
       const bytes = await readBody(body);
       if (bytes.length !== size) throw new Error(`part body has ${bytes.length} bytes, not ${size}`);
-      if (upload.parts.length < partNumber - 1) {
-        throw new Error(`part ${partNumber - 1} must be uploaded before ${partNumber}`);
-      }
-      const part = { partNumber, etag: randomUUID(), size };
-      // Like the filesystem driver: re-uploading part n drops the parts after it.
-      upload.parts.splice(partNumber - 1, Infinity, { ...part, body: bytes });
-      return part;
+      return this.storePart(key, uploadId, partNumber, bytes);
     },
     complete: async (key, uploadId, parts) => {
       const upload = this.upload(key, uploadId);
@@ -77,6 +77,43 @@ export class MemoryDriver implements StorageDriver {
     },
     listOpen: (prefix) => this.openUploads(prefix),
   };
+
+  private storePart(key: string, uploadId: string, partNumber: number, bytes: Uint8Array): PartInfo {
+    const upload = this.upload(key, uploadId);
+    if (upload.parts.length < partNumber - 1) {
+      throw new Error(`part ${partNumber - 1} must be uploaded before ${partNumber}`);
+    }
+    const part = { partNumber, etag: randomUUID(), size: bytes.length };
+    // Like the filesystem driver: re-uploading part n drops the parts after it.
+    upload.parts.splice(partNumber - 1, Infinity, { ...part, body: bytes });
+    return part;
+  }
+
+  private async openPart(key: string, uploadId: string, partNumber: number): Promise<PartSink> {
+    checkPartUpload(partNumber, 0);
+    if (this.upload(key, uploadId).parts.length < partNumber - 1) {
+      throw new Error(`part ${partNumber - 1} must be uploaded before ${partNumber}`);
+    }
+    const chunks: Uint8Array[] = [];
+    let open = true;
+    const live = () => {
+      if (!open) throw new Error('the part was already ended or aborted');
+    };
+    return {
+      write: async (chunk) => {
+        live();
+        chunks.push(chunk);
+      },
+      end: async () => {
+        live();
+        open = false;
+        return this.storePart(key, uploadId, partNumber, Buffer.concat(chunks));
+      },
+      abort: async () => {
+        open = false;
+      },
+    };
+  }
 
   private async *openUploads(prefix: string): AsyncIterable<OpenUpload> {
     for (const [uploadId, upload] of [...this.uploads]) {

@@ -89,6 +89,13 @@ export interface MultipartStore {
     body: Uint8Array | ReadableStream<Uint8Array>,
     size: number,
   ): Promise<PartInfo>;
+  /**
+   * Optional: a part written as its bytes arrive, its size known only when it ends (the filesystem
+   * store, whose parts land in one growing file). Stores that need a part's length before its first
+   * byte (S3) leave it out, and the registry gathers their parts in memory for `uploadPart`. Same
+   * ordering rules as `uploadPart`; opening part n drops parts n, n+1, ... as re-uploading it would.
+   */
+  openPart?(key: string, uploadId: string, partNumber: number): Promise<PartSink>;
   /** Makes the object visible at `key`, made of exactly these parts in this order. O(1) in its size. */
   complete(key: string, uploadId: string, parts: readonly PartInfo[]): Promise<ObjectInfo>;
   /** Discards the upload and its parts. Aborting an unknown upload is not an error. */
@@ -98,6 +105,23 @@ export interface MultipartStore {
    * collection aborts when no upload session owns them any more.
    */
   listOpen(prefix: string): AsyncIterable<OpenUpload>;
+}
+
+/**
+ * A multipart part being written. Calls are made one at a time (each awaited). `write` may return
+ * before its bytes are stored, holding on to `chunk` until then: the caller must not change a chunk
+ * it has written. A failure of a write in the background is thrown by a later call.
+ */
+export interface PartSink {
+  write(chunk: Uint8Array): Promise<void>;
+  /**
+   * Stores everything written and records the part; the part is then what `uploadPart` would make.
+   * `durable: false` lets the bytes reach the disk later: the caller promises to end a later part of
+   * the same upload durably (which makes the earlier ones durable too) before it relies on this one.
+   */
+  end(options?: { readonly durable?: boolean }): Promise<PartInfo>;
+  /** Gives the part up: nothing is recorded (the bytes already written are dropped by the next part). */
+  abort(): Promise<void>;
 }
 
 /** A multipart upload in progress. */

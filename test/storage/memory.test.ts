@@ -7,4 +7,8 @@ async function makeDriver() {
 }
 
 runStorageContract('memory', makeDriver);
+runStorageContract('memory, with parts written as they arrive', async () => ({
+  driver: new MemoryDriver({ streamingParts: true }),
+  cleanup: async () => {},
+}));
 runOrderedPartsSuite('memory', makeDriver);

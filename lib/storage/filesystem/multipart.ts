@@ -21,10 +21,12 @@ import {
   type ObjectInfo,
   type OpenUpload,
   type PartInfo,
+  type PartSink,
 } from '../port.ts';
 import { writeBody, writeFully } from './body-writer.ts';
 import { hasCode } from './errno.ts';
 import { KeyLocks } from './key-locks.ts';
+import { FilePartSink } from './part-sink.ts';
 import type { Layout } from './layout.ts';
 import { bodyOffsetFor, describeObject, encodeHeader, readHeader } from './object-file.ts';
 import { publish } from './publish.ts';
@@ -123,6 +125,44 @@ export class FilesystemMultipart implements MultipartStore {
       const part = { partNumber, etag: randomUUID(), size };
       await writePart(dir, { ...part, start });
       return part;
+    });
+  }
+
+  /**
+   * A part written as it arrives. The upload's lock is held only to open the part and to record it,
+   * not while its bytes come in: an abort in between removes the upload, and recording then finds it
+   * gone (NoSuchUpload), as an upload of the part would have.
+   */
+  async openPart(key: string, uploadId: string, partNumber: number): Promise<PartSink> {
+    checkPartUpload(partNumber, 0);
+    return this.uploadLocks.with(uploadId, async () => {
+      const { dir, bodyOffset } = await this.open(key, uploadId);
+      const previous = partNumber === 1 ? undefined : await readPart(dir, partNumber - 1);
+      if (partNumber > 1 && !previous) {
+        throw new Error(`part ${partNumber - 1} must be uploaded before ${partNumber}`);
+      }
+      const start = previous ? previous.start + previous.size : bodyOffset;
+      await dropParts(dir, partNumber);
+      const handle = await openData(dir, uploadId);
+      try {
+        await handle.truncate(start);
+      } catch (error) {
+        await handle.close();
+        throw error;
+      }
+      return new FilePartSink(handle, start, (size) =>
+        this.uploadLocks.with(uploadId, async () => {
+          const now = await this.open(key, uploadId);
+          // Another writer of this upload since the part was opened: its records win, ours is void.
+          const before = partNumber === 1 ? undefined : await readPart(now.dir, partNumber - 1);
+          if (before?.etag !== previous?.etag || (await readPart(now.dir, partNumber))) {
+            throw new Error(`part ${partNumber} of upload ${uploadId} was replaced while it was written`);
+          }
+          const part = { partNumber, etag: randomUUID(), size };
+          await writePart(now.dir, { ...part, start });
+          return part;
+        }),
+      );
     });
   }
 
