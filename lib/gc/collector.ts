@@ -382,7 +382,8 @@ class Run {
           if (prefix === keys.uploadsPrefix && key.endsWith('.json')) return;
           const info = await this.storage.head(key);
           if (!info || info.lastModified.getTime() >= before) return;
-          this.state.done.push({ kind: prefix === 'data/' ? 'data' : 'tail', key, size: info.size });
+          const kind = /\.tail-\d+$/.test(key) ? 'tail' : 'data';
+          this.state.done.push({ kind, key, size: info.size });
           if (!dryRun) await this.storage.delete(key);
         });
       }

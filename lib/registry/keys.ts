@@ -22,7 +22,8 @@ export const keys = {
   catalog: (repo: RepositoryName) => `catalog/${repo}`,
   uploadsPrefix: 'uploads/',
   session: (id: string) => `uploads/${id}.json`,
-  tail: (id: string, seq: number) => `uploads/${id}.tail-${seq}`,
+  /** Under `data/`, like a multipart upload's object: a small blob's tail becomes its data as it is. */
+  tail: (id: string, seq: number) => `data/${id}.tail-${seq}`,
 } as const;
 
 /** Object metadata names (S3 user metadata: lowercase, ASCII). */

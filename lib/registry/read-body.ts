@@ -2,7 +2,7 @@ import type { RegistryError } from '../oci/errors.ts';
 
 /** Reads a small request body whole, refusing more than `limit` bytes without reading them all. */
 export async function readLimited(
-  body: ReadableStream<Uint8Array> | null,
+  body: AsyncIterable<Uint8Array> | null,
   limit: number,
   tooLarge: () => RegistryError,
 ): Promise<Uint8Array> {

@@ -17,7 +17,12 @@ const sessionSchema = z.object({
   hashState: z.string().optional(),
   multipartId: z.string().optional(),
   parts: z.array(z.object({ partNumber: z.number().int(), etag: z.string(), size: z.number().int() })),
-  tail: z.object({ key: z.string(), size: z.number().int() }).optional(),
+  /**
+   * Bytes received but too few for a multipart part, in their own object. `published`: a completion
+   * was about to name it as a blob's data; it is then never deleted with the session (a blob may
+   * point at it), and garbage collection removes it if nothing does.
+   */
+  tail: z.object({ key: z.string(), size: z.number().int(), published: z.boolean().optional() }).optional(),
   tailSeq: z.number().int(),
   lease: z.object({ token: z.string(), until: z.number() }).optional(),
   /** Who created the session (the token's subject; '' anonymous); absent when authentication was off. */
@@ -100,10 +105,13 @@ export class SessionStore {
    * Claims the session for one writing request. A second request while the claim holds, or one that
    * loses the race to claim, gets 416 like an out-of-order chunk: its view of the offset is stale.
    */
-  async claim(session: LoadedSession): Promise<LoadedSession> {
+  async claim(
+    session: LoadedSession,
+    change: (state: SessionState) => SessionState = (state) => state,
+  ): Promise<LoadedSession> {
     const now = Date.now();
     if (session.state.lease && session.state.lease.until > now) throw busy(session.state);
-    const state = { ...session.state, lease: { token: randomUUID(), until: now + this.leaseMs } };
+    const state = { ...change(session.state), lease: { token: randomUUID(), until: now + this.leaseMs } };
     try {
       return await this.replace(session, state);
     } catch (err) {
@@ -133,8 +141,8 @@ export class SessionStore {
 }
 
 /**
- * Removes every trace of a session: its multipart upload, tail, data completed but not yet verified
- * (with the marker that says so) and its state.
+ * Removes every trace of a session: its multipart upload, tail (unless published: a blob may name it),
+ * data completed but not yet verified (with the marker that says so) and its state.
  */
 export async function discardSession(
   storage: StorageDriver,
@@ -142,7 +150,7 @@ export async function discardSession(
   state: SessionState,
 ): Promise<void> {
   if (state.multipartId) await storage.multipart.abort(keys.data(state.id), state.multipartId);
-  if (state.tail) await storage.delete(state.tail.key);
+  if (state.tail && !state.tail.published) await storage.delete(state.tail.key);
   if (state.verifying) {
     const digest = tryParseDigest(state.verifying.digest);
     await storage.delete(keys.data(state.id));

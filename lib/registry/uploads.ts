@@ -38,6 +38,10 @@ interface Received {
   writer: PartWriter;
   hash: RunningHash | undefined;
   offset: number;
+  /** The session's tail when no bytes came to be joined to it: still in its object, not in `writer`. */
+  unloadedTail: SessionState['tail'];
+  /** Reads the unloaded tail into `writer`. */
+  loadTail(): Promise<void>;
 }
 
 /**
@@ -80,7 +84,7 @@ export class Uploads {
   async append(
     repo: RepositoryName,
     id: string,
-    body: ReadableStream<Uint8Array> | null,
+    body: AsyncIterable<Uint8Array> | null,
     expect: ChunkExpectation,
     owner?: string,
   ): Promise<UploadStatus> {
@@ -90,7 +94,12 @@ export class Uploads {
     try {
       const received = await this.receive(claimed, body, expect, (s) => (current = s));
       const { writer } = received;
-      if (writer.buffered >= this.storage.multipart.minPartSize) await writer.flushAll();
+      if (received.offset === claimed.state.offset) {
+        // No bytes: nothing changes.
+        await this.sessions.release(current);
+        return view(current.state);
+      }
+      await writer.endRequest();
       const state = current.state;
       if (writer.buffered > 0) {
         newTail = { key: keys.tail(state.id, state.tailSeq + 1), size: writer.buffered };
@@ -109,7 +118,7 @@ export class Uploads {
         lease: undefined,
       };
       current = await this.commit(current, next);
-      if (state.tail) await this.storage.delete(state.tail.key);
+      if (state.tail && !state.tail.published) await this.storage.delete(state.tail.key);
       return view(next);
     } catch (err) {
       if (newTail) await this.storage.delete(newTail.key).catch(() => undefined);
@@ -123,21 +132,32 @@ export class Uploads {
     repo: RepositoryName,
     id: string,
     digest: ParsedDigest,
-    body: ReadableStream<Uint8Array> | null,
+    body: AsyncIterable<Uint8Array> | null,
     expect: ChunkExpectation,
     owner?: string,
   ): Promise<BlobInfo> {
-    const claimed = await this.claim(repo, id, expect, owner);
+    // A last request without bytes on a session whose bytes are all in its tail (a small blob pushed
+    // as PATCH then PUT, docker's way): the tail object becomes the blob's data as it is, with no
+    // read and no rewrite. Marked in the claim, before a blob can name it (see SessionState.tail).
+    const empty = body === null || expect.length === 0;
+    const claimed = await this.claim(repo, id, expect, owner, (state) =>
+      empty && state.tail && !state.multipartId && state.tail.key.startsWith('data/')
+        ? { ...state, tail: { ...state.tail, published: true } }
+        : state,
+    );
     let current = claimed;
     try {
       const received = await this.receive(claimed, body, expect, (s) => (current = s));
-      const info = await this.blobs.storeAndLink(repo, digest, await this.finish(received, digest));
-      // The multipart upload is complete: nothing left to abort.
+      const source = await this.finish(received, digest);
+      const info = await this.blobs.storeAndLink(repo, digest, source);
+      // The multipart upload is complete and a published tail is the blob's: neither is removed.
       await this.discard({ ...current.state, multipartId: undefined });
       return info;
     } catch (err) {
       if (err instanceof RegistryError && err.code === 'DIGEST_INVALID') {
-        await this.discard(current.state);
+        // Refused before any blob could name the tail: it goes with the session.
+        const tail = current.state.tail && { ...current.state.tail, published: false };
+        await this.discard({ ...current.state, tail });
       } else {
         await this.sessions.release(current);
       }
@@ -152,7 +172,7 @@ export class Uploads {
   async upload(
     repo: RepositoryName,
     digest: ParsedDigest,
-    body: ReadableStream<Uint8Array> | null,
+    body: AsyncIterable<Uint8Array> | null,
     expect: ChunkExpectation,
     owner?: string,
   ): Promise<BlobInfo> {
@@ -218,6 +238,7 @@ export class Uploads {
     id: string,
     expect: ChunkExpectation,
     owner: string | undefined,
+    change?: (state: SessionState) => SessionState,
   ): Promise<LoadedSession> {
     const loaded = await this.sessions.load(repo, id, owner);
     if (loaded.state.direct || loaded.state.verifying || loaded.state.failure !== undefined) {
@@ -227,13 +248,16 @@ export class Uploads {
       );
     }
     checkStart(loaded.state, expect);
-    return this.sessions.claim(loaded);
+    return this.sessions.claim(loaded, change);
   }
 
-  /** Streams the request body into parts, hashing as it goes. */
+  /**
+   * Streams the request body into parts, hashing as it goes. The session's tail is read and put in
+   * front of the body's bytes when the first of them arrives; a request without bytes leaves it be.
+   */
   private async receive(
     claimed: LoadedSession,
-    body: ReadableStream<Uint8Array> | null,
+    body: AsyncIterable<Uint8Array> | null,
     expect: ChunkExpectation,
     onSessionChange: (s: LoadedSession) => void,
   ): Promise<Received> {
@@ -251,49 +275,58 @@ export class Uploads {
         onSessionChange(session);
       },
     );
-    if (state.tail) {
-      const tail = await this.storage.get(state.tail.key);
-      if (!tail || tail.size !== state.tail.size) {
+    let unloadedTail = state.tail;
+    const loadTail = async () => {
+      if (!unloadedTail) return;
+      const { key, size } = unloadedTail;
+      unloadedTail = undefined;
+      const tail = await this.storage.get(key);
+      if (!tail || tail.size !== size) {
         throw new RegistryError(
           'BLOB_UPLOAD_UNKNOWN',
           'the upload session lost its buffered bytes; start the upload again',
         );
       }
       await writer.write(tail.body);
-    }
-    const hash = await this.hashes.resume({
-      sessionId: state.id,
-      algorithm: state.algorithm,
-      offset: state.offset,
-      state: state.hashState,
-    });
-    let received = 0;
-    if (body) {
-      for await (const chunk of body) {
-        received += chunk.byteLength;
-        if (expect.length !== undefined && received > expect.length) {
-          throw new RegistryError(
-            'BLOB_UPLOAD_INVALID',
-            `request body is longer than the ${expect.length} bytes announced`,
-          );
+    };
+    try {
+      const hash = await this.hashes.resume({
+        sessionId: state.id,
+        algorithm: state.algorithm,
+        offset: state.offset,
+        state: state.hashState,
+      });
+      let received = 0;
+      if (body) {
+        for await (const chunk of body) {
+          received += chunk.byteLength;
+          if (expect.length !== undefined && received > expect.length) {
+            throw new RegistryError(
+              'BLOB_UPLOAD_INVALID',
+              `request body is longer than the ${expect.length} bytes announced`,
+            );
+          }
+          if (state.offset + received > this.limits.maxBlobSize) {
+            throw new RegistryError(
+              'SIZE_INVALID',
+              `blob exceeds this registry's limit of ${this.limits.maxBlobSize} bytes`,
+              { status: 413 },
+            );
+          }
+          if (chunk.byteLength === 0) continue;
+          await loadTail();
+          hash?.update(chunk);
+          await writer.write(chunk);
         }
-        if (state.offset + received > this.limits.maxBlobSize) {
-          throw new RegistryError(
-            'SIZE_INVALID',
-            `blob exceeds this registry's limit of ${this.limits.maxBlobSize} bytes`,
-            {
-              status: 413,
-            },
-          );
-        }
-        hash?.update(chunk);
-        await writer.write(chunk);
       }
+      if (expect.length !== undefined && received !== expect.length) {
+        throw lengthMismatch(expect.length, String(received));
+      }
+      return { session, writer, hash, offset: state.offset + received, unloadedTail, loadTail };
+    } catch (err) {
+      await writer.abandon();
+      throw err;
     }
-    if (expect.length !== undefined && received !== expect.length) {
-      throw lengthMismatch(expect.length, String(received));
-    }
-    return { session, writer, hash, offset: state.offset + received };
   }
 
   /** Checks the digest and completes the data; what is left is storing and linking the blob. */
@@ -301,8 +334,26 @@ export class Uploads {
     const { writer, hash, offset } = received;
     const dataKey = keys.data(received.session.state.id);
     const running = hash && hash.algorithm === digest.algorithm ? hash : undefined;
+    const tail = received.unloadedTail;
+    if (tail?.published) {
+      if (running) checkDigest(digest, running.hex());
+      else {
+        const object = await this.storage.getStream(tail.key);
+        if (!object || object.size !== tail.size) {
+          throw new RegistryError(
+            'BLOB_UPLOAD_UNKNOWN',
+            'the upload session lost its buffered bytes; start the upload again',
+          );
+        }
+        checkDigest(digest, await hashStream(object.body, digest.algorithm));
+      }
+      return { dataKey: tail.key, size: tail.size };
+    }
+    await received.loadTail();
     if (!writer.uploadId) {
       const bytes = writer.drain();
+      // Everything received is held here when no multipart upload was made.
+      if (bytes.byteLength !== offset) throw new Error(`upload holds ${bytes.byteLength} of ${offset} bytes`);
       const hex = running ? running.hex() : createHash(digest.algorithm).update(bytes).digest('hex');
       checkDigest(digest, hex);
       const sha256 = digest.algorithm === 'sha256' ? Buffer.from(hex, 'hex').toString('base64') : undefined;

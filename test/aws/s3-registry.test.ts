@@ -14,7 +14,10 @@ const MIN_PART = 5 * MiB;
 
 const bytes = (size: number) => randomFillSync(new Uint8Array(size));
 /** A call on blob data rather than on upload session state (uploads/: the session and its tail). */
-const isData = (call: S3Call) => !call.key?.startsWith('uploads/');
+/** Tails are the few bytes short of a part (`data/<id>.tail-<n>`), not the blob's data. */
+const isTail = (call: S3Call) => /^data\/[0-9a-f-]+\.tail-\d+$/.test(call.key ?? '');
+/** A read of blob data: not of session state, not of a tail. */
+const isData = (call: S3Call) => !call.key?.startsWith('uploads/') && !isTail(call);
 const copies = (calls: readonly S3Call[]) =>
   calls.filter((c) => c.command === 'CopyObject' || c.command === 'UploadPartCopy');
 
@@ -156,7 +159,7 @@ describe.skipIf(!minioInstalled && !process.env.CI)('the registry on S3 (MinIO),
       expect(bytesSent(all)).toBeLessThan(body.byteLength + tail + 16 * KiB);
       expect(copies(all)).toEqual([]);
       const reads = push.put.filter((c) => c.command === 'GetObject');
-      expect(reads.every((c) => c.key?.startsWith('uploads/'))).toBe(true);
+      expect(reads.every((c) => c.key?.startsWith('uploads/') || isTail(c))).toBe(true);
       expect(bytesReceived(push.put)).toBeLessThan(tail + 4 * KiB);
       // Against a push with no tail: the tail's GET, its UploadPart, and its DELETE.
       const even = await dockerPush(r, meter, 'app/tail', bytes(32 * MiB));
@@ -170,6 +173,20 @@ describe.skipIf(!minioInstalled && !process.env.CI)('the registry on S3 (MinIO),
       });
       expect(await pull(r, 'app/tail', push.digest)).toBe(push.digest);
     });
+  });
+
+  it('a docker-style push of a 1 MiB layer: its bytes go up once, in the PATCH, and the PUT moves none', async () => {
+    const { r, meter } = setup();
+    const body = bytes(MiB);
+    const push = await dockerPush(r, meter, 'app/small', body);
+    record('docker-style push, 1 MiB (POST + PATCH + PUT)', [...push.post, ...push.patch, ...push.put]);
+    record('  of which the PUT ?digest=, 1 MiB', push.put);
+    // The PATCH writes the bytes as the session's tail; the PUT makes that object the blob's data.
+    expect(push.patch.filter((c) => c.sent >= body.byteLength).map((c) => c.command)).toEqual(['PutObject']);
+    expect(bytesSent(push.put)).toBeLessThan(4 * KiB);
+    expect(bytesReceived(push.put)).toBeLessThan(4 * KiB);
+    expect(copies(push.put)).toEqual([]);
+    expect(await pull(r, 'app/small', push.digest)).toBe(push.digest);
   });
 
   it('a monolithic push of 1 MiB is one checksummed PutObject of the data, plus the link', async () => {
@@ -325,9 +342,16 @@ describe.skipIf(!minioInstalled && !process.env.CI)('the registry on S3 (MinIO),
         expect(head.ContentLength).toBe(whole.byteLength);
         expect(head.ETag).toMatch(/-2"$/);
       } else {
-        // Never reached a part: stored whole under the blob key.
-        expect(data).toEqual([]);
+        // Never reached a part: the last tail is the blob's data, as it is; the blob key points at it.
+        expect(data).toEqual([expect.stringMatching(/^data\/[0-9a-f-]+\.tail-\d+$/)]);
         expect(await keys('blobs/')).toEqual([`blobs/${digest.replace(':', '/')}`]);
+        const pointer = await inspect.send(
+          new HeadObjectCommand({
+            Bucket: server.bucket,
+            Key: `${prefix}/blobs/${digest.replace(':', '/')}`,
+          }),
+        );
+        expect(pointer.Metadata?.['data-key']).toBe(data[0]);
       }
     });
   });
@@ -390,7 +414,8 @@ describe.skipIf(!minioInstalled && !process.env.CI)('the registry on S3 (MinIO),
         expect((await env.r.request(location, { method: 'PATCH', body })).status).toBe(202);
       }
       // The helpers see what is there: the session, its tail, the multipart upload.
-      expect(await env.keys('uploads/')).toHaveLength(2);
+      expect(await env.keys('uploads/')).toHaveLength(1);
+      expect(await env.keys('data/')).toHaveLength(1);
       expect(await env.multipart()).toHaveLength(1);
       const put = await env.r.request(`${location}?digest=${sha256('something else')}`, { method: 'PUT' });
       expect(put.status).toBe(400);

@@ -5,7 +5,7 @@ import { loadState } from '../../lib/gc/state.ts';
 import { parseImmutableTags } from '../../lib/gc/policy.ts';
 import { keys } from '../../lib/registry/keys.ts';
 import { MemoryDriver } from '../../lib/storage/memory.ts';
-import { errorCode, sha256, testRegistry, type TestRegistry } from '../http/harness.ts';
+import { errorCode, pushBlob, sha256, testRegistry, type TestRegistry } from '../http/harness.ts';
 import {
   deleteManifest,
   gc,
@@ -44,6 +44,27 @@ for (const driver of gcDrivers()) {
       expect(result.bytesFreed).toBe(gone.blobs.reduce((t, b) => t + b.byteLength, 0));
       await pullAndVerify(r, 'app', 'v1');
       expect(await storedKeys(r.storage, 'gc/quarantine/')).toEqual([]);
+    });
+
+    it('layers pushed as PATCH then PUT (their bytes left in the tail): kept while tagged, collected with their tail after', async () => {
+      const r = await fresh();
+      const dockerPush = async (repo: string, tag: string, image: Image) => {
+        for (const blob of image.blobs) await pushBlob(r, repo, blob as Uint8Array<ArrayBuffer>);
+        expect((await putManifest(r, repo, tag, image)).status).toBe(201);
+      };
+      const kept = imageOf(41);
+      const gone = imageOf(42);
+      await dockerPush('app', 'v1', kept);
+      await dockerPush('app', 'v2', gone);
+      expect(await storedKeys(r.storage, 'data/')).toHaveLength(kept.blobs.length + gone.blobs.length);
+      await deleteManifest(r, 'app', gone.digest);
+      // uploadTtlMs 0: tails of every age are looked at; the ones blobs point at must stay.
+      expect((await gc(r, { uploadTtlMs: 0 })).status).toBe('done');
+      expect(await storedKeys(r.storage, 'data/')).toHaveLength(kept.blobs.length);
+      expect((await storedKeys(r.storage, 'blobs/')).sort()).toEqual(
+        kept.blobs.map((b) => keys.blob(parseD(sha256(b)))).sort(),
+      );
+      await pullAndVerify(r, 'app', 'v1');
     });
 
     it('keeps untagged manifests unless asked, then keeps what a tagged index or a kept subject needs', async () => {

@@ -1,7 +1,47 @@
-import { describe, expect, it } from 'vitest';
-import { errorCode, pushBlob, randomBytes, sha256, testRegistry, type TestRegistry } from './harness.ts';
+import { mkdtempSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { FilesystemDriver } from '../../lib/storage/filesystem/index.ts';
+import { MemoryDriver } from '../../lib/storage/memory.ts';
+import { StorageUnavailable, type StorageDriver } from '../../lib/storage/port.ts';
+import { parseDigest } from '../../lib/oci/digest.ts';
+import type { RepositoryName } from '../../lib/oci/names.ts';
+import {
+  errorCode,
+  pushBlob,
+  randomBytes,
+  sha256,
+  testRegistry,
+  testRegistry as baseRegistry,
+  type TestOptions,
+  type TestRegistry,
+} from './harness.ts';
 
 const MiB = 1024 * 1024;
+
+const dirs: string[] = [];
+afterAll(async () => {
+  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+});
+
+/**
+ * The upload path differs by store: S3-like stores get whole parts gathered in memory, stores with
+ * `openPart` (the filesystem) get parts streamed into them as they arrive.
+ */
+const STORES: { name: string; make: () => StorageDriver }[] = [
+  { name: 'memory (whole parts, as S3)', make: () => new MemoryDriver() },
+  { name: 'memory (streamed parts)', make: () => new MemoryDriver({ streamingParts: true }) },
+  {
+    name: 'filesystem',
+    make: () => {
+      const dir = mkdtempSync(join(tmpdir(), 'berth-uploads-'));
+      dirs.push(dir);
+      return new FilesystemDriver({ root: dir });
+    },
+  },
+];
 
 async function begin(r: TestRegistry, repo = 'foo'): Promise<string> {
   const res = await r.request(`/v2/${repo}/blobs/uploads/`, { method: 'POST' });
@@ -34,7 +74,51 @@ function chunkPatch(
   });
 }
 
-describe('uploads', () => {
+/** Failures to order: the next store of part `failPart` (either way of storing parts), the next link. */
+function withFaults(storage: StorageDriver): { failPart?: number; failLink?: boolean } {
+  const faults: { failPart?: number; failLink?: boolean } = {};
+  const fail = () => new StorageUnavailable('injected storage failure');
+  const multipart = storage.multipart;
+  const uploadPart = multipart.uploadPart.bind(multipart);
+  multipart.uploadPart = async (key, uploadId, partNumber, body, size) => {
+    if (faults.failPart === partNumber) {
+      faults.failPart = undefined;
+      throw fail();
+    }
+    return uploadPart(key, uploadId, partNumber, body, size);
+  };
+  const openPart = multipart.openPart?.bind(multipart);
+  if (openPart) {
+    multipart.openPart = async (key, uploadId, partNumber) => {
+      const sink = await openPart(key, uploadId, partNumber);
+      return {
+        write: (chunk) => sink.write(chunk),
+        abort: () => sink.abort(),
+        end: async (options) => {
+          if (faults.failPart === partNumber) {
+            faults.failPart = undefined;
+            await sink.abort();
+            throw fail();
+          }
+          return sink.end(options);
+        },
+      };
+    };
+  }
+  const put = storage.put.bind(storage);
+  storage.put = async (key, body, options) => {
+    if (faults.failLink && key.includes('/_layers/')) {
+      faults.failLink = false;
+      throw fail();
+    }
+    return put(key, body, options);
+  };
+  return faults;
+}
+
+describe.each(STORES)('uploads on the $name store', ({ make }) => {
+  const testRegistry = (options: TestOptions = {}) => baseRegistry({ storage: make(), ...options });
+
   it('streamed: POST, one PATCH without Content-Range, PUT ?digest=', async () => {
     const r = testRegistry();
     const bytes = randomBytes(12 * MiB + 17);
@@ -253,6 +337,64 @@ describe('uploads', () => {
     const ok = await restarted2.request(`${location2}?digest=${sha256(bytes)}`, { method: 'PUT' });
     expect(ok.status).toBe(201);
     expect(sha256(await blobBytes(restarted2, 'foo', sha256(bytes)))).toBe(sha256(bytes));
+  });
+
+  it('a part that fails to store while the next is received: 503, the session keeps its offset, and a retry completes the blob', async () => {
+    const storage = make();
+    const faults = withFaults(storage);
+    const r = testRegistry({ storage, partSize: 5 * MiB });
+    const bytes = randomBytes(17 * MiB + 3, 21);
+    const location = await begin(r);
+    const first = await chunkPatch(r, location, bytes.subarray(0, 2 * MiB), 0);
+    expect(first.status).toBe(202);
+    faults.failPart = 2;
+    const failed = await r.request(location, { method: 'PATCH', body: bytes.subarray(2 * MiB) });
+    expect(failed.status).toBe(503);
+    expect(await errorCode(failed)).toBe('UNAVAILABLE');
+    const status = await r.request(location);
+    expect(status.headers.get('Range')).toBe(`0-${2 * MiB - 1}`);
+    const retry = await chunkPatch(r, location, bytes.subarray(2 * MiB), 2 * MiB);
+    expect(retry.status).toBe(202);
+    const put = await r.request(`${location}?digest=${sha256(bytes)}`, { method: 'PUT' });
+    expect(put.status).toBe(201);
+    expect(sha256(await blobBytes(r, 'foo', sha256(bytes)))).toBe(sha256(bytes));
+  });
+
+  it('a small blob (PATCH, then PUT without a body) keeps its bytes where the PATCH wrote them', async () => {
+    const storage = make();
+    const r = testRegistry({ storage });
+    const bytes = randomBytes(300 * 1024, 22);
+    const digest = await pushBlob(r, 'foo', bytes);
+    const info = await r.registry.blobs.stat('foo' as RepositoryName, parseDigest(digest));
+    expect(info?.dataKey).toMatch(/^data\/[0-9a-f-]+\.tail-1$/);
+    expect((await storage.head(info!.dataKey))?.size).toBe(bytes.byteLength);
+    expect(sha256(await blobBytes(r, 'foo', digest))).toBe(digest);
+  });
+
+  it('a completion that fails after naming the tail as the blob data: the retry succeeds, and a cancel after the failure keeps the data', async () => {
+    const storage = make();
+    const faults = withFaults(storage);
+    const r = testRegistry({ storage });
+    const bytes = randomBytes(1000, 23);
+    const digest = sha256(bytes);
+    // Retried: the second PUT links what the first one stored.
+    const location = await begin(r);
+    expect((await r.request(location, { method: 'PATCH', body: bytes })).status).toBe(202);
+    faults.failLink = true;
+    const failed = await r.request(`${location}?digest=${digest}`, { method: 'PUT' });
+    expect(failed.status).toBe(503);
+    const put = await r.request(`${location}?digest=${digest}`, { method: 'PUT' });
+    expect(put.status).toBe(201);
+    expect(sha256(await blobBytes(r, 'foo', digest))).toBe(digest);
+    // Given up: the client cancels; the blob it had half stored stays whole for the next push.
+    const other = randomBytes(1000, 24);
+    const location2 = await begin(r, 'bar');
+    expect((await r.request(location2, { method: 'PATCH', body: other })).status).toBe(202);
+    faults.failLink = true;
+    expect((await r.request(`${location2}?digest=${sha256(other)}`, { method: 'PUT' })).status).toBe(503);
+    expect((await r.request(location2, { method: 'DELETE' })).status).toBe(204);
+    await pushBlob(r, 'baz', other);
+    expect(sha256(await blobBytes(r, 'baz', sha256(other)))).toBe(sha256(other));
   });
 
   it('PUT without ?digest= is DIGEST_INVALID', async () => {

@@ -3,7 +3,7 @@ import { parseDigest, type ParsedDigest } from '../../oci/digest.ts';
 import { parseName, type RepositoryName } from '../../oci/names.ts';
 import type { BlobInfo } from '../../registry/blobs.ts';
 import type { ChunkExpectation, UploadStatus } from '../../registry/uploads.ts';
-import { contentLength } from '../body.ts';
+import { contentLength, requestBody } from '../body.ts';
 import type { HttpContext, HttpOptions } from '../context.ts';
 import { may } from '../auth.ts';
 import { parseContentRange } from '../ranges.ts';
@@ -33,7 +33,7 @@ export async function handleUploadStart(
     const info = await registry.uploads.upload(
       repo,
       parseDigest(digestParam),
-      c.req.raw.body,
+      requestBody(c),
       expectation(c),
       owner,
     );
@@ -56,7 +56,7 @@ export async function handleUpload(
       case 'GET':
         return accepted(await uploads.status(repo, id, owner), 204);
       case 'PATCH':
-        return accepted(await uploads.append(repo, id, c.req.raw.body, expectation(c), owner), 202);
+        return accepted(await uploads.append(repo, id, requestBody(c), expectation(c), owner), 202);
       case 'PUT': {
         const digestParam = c.req.query('digest');
         if (!digestParam) {
@@ -66,7 +66,7 @@ export async function handleUpload(
           );
         }
         const digest: ParsedDigest = parseDigest(digestParam);
-        return created(repo, await uploads.complete(repo, id, digest, c.req.raw.body, expectation(c), owner));
+        return created(repo, await uploads.complete(repo, id, digest, requestBody(c), expectation(c), owner));
       }
       default:
         await uploads.cancel(repo, id, owner);
