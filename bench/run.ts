@@ -13,6 +13,7 @@
  * test/e2e/setup-s3.sh). Runs as root (dockerd, and skopeo's private blob-info cache mount).
  * Everything started is stopped by pid and every temp dir removed, also on failure or Ctrl-C.
  */
+import { bundleCli } from '../build/bundle.ts';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
@@ -37,6 +38,7 @@ import {
   DISTRIBUTION_BIN,
   label,
   startBerth,
+  BERTH_CLI,
   startRegistry,
   type Context,
   type Kind,
@@ -84,6 +86,8 @@ const P = QUICK
     };
 const STORES: Store[] = ['fs', 's3'];
 const KINDS: Kind[] = ['berth', 'distribution'];
+/** Who goes first alternates run by run, so that neither always follows the other's aftermath. */
+const turns = (run: number): Kind[] => (run % 2 === 1 ? KINDS : [...KINDS].reverse());
 const CONCURRENCY = 32;
 
 const log = (line: string) =>
@@ -91,11 +95,40 @@ const log = (line: string) =>
 
 // ---------------------------------------------------------------- measuring one server
 
-/** Runs `work` and reads the server's CPU time spent and peak RSS reached during it. */
+/**
+ * Waits for the machine to be quiet before a measurement: dirty pages that earlier runs left are
+ * flushed (the disk writes back a GiB in seconds), and the CPUs are given up to 15 s to be 85% idle
+ * (MinIO keeps working for a while after a large upload or a bucket deletion).
+ */
+async function settle(): Promise<void> {
+  await run('sync', []);
+  const idle = () => {
+    const fields = readFileSync('/proc/stat', 'utf8')
+      .split('\n')[0]!
+      .trim()
+      .split(/\s+/)
+      .slice(1)
+      .map(Number);
+    return { idle: fields[3]! + (fields[4] ?? 0), total: fields.reduce((a, b) => a + b, 0) };
+  };
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    const a = idle();
+    await new Promise((r) => setTimeout(r, 500));
+    const b = idle();
+    if ((b.idle - a.idle) / Math.max(1, b.total - a.total) >= 0.85) return;
+  }
+}
+
+/**
+ * Runs `work` once the machine has settled, and reads the server's CPU time spent and peak RSS
+ * reached during it.
+ */
 async function measured<T>(
   reg: Registry,
   work: () => Promise<T>,
 ): Promise<{ result: T; sample: Omit<Sample, 'value'> }> {
+  await settle();
   const pid = reg.server.pid;
   resetPeakRss(pid);
   const cpu0 = cpuSeconds(pid);
@@ -147,7 +180,7 @@ function transferRow(
 async function skopeoWorkload(ctx: Context, skopeo: Skopeo, name: string, layout: Layout, what: string) {
   for (let i = 1; i <= P.runs; i++) {
     for (const store of STORES) {
-      for (const kind of KINDS) {
+      for (const kind of turns(i)) {
         await withRegistry(kind, store, ctx, async (reg) => {
           const ref = `${reg.host}/bench/${name}:run${i}`;
           const push = await measured(reg, () => skopeo.push(layout.dir, layout.tag, ref));
@@ -193,7 +226,7 @@ async function dockerWorkload(ctx: Context, skopeo: Skopeo) {
     rmSync(archive, { force: true });
     const what = `1 layer of ${fmtBytes(size)}`;
     for (let i = 1; i <= P.docker.runs; i++) {
-      for (const kind of KINDS) {
+      for (const kind of turns(i)) {
         await withRegistry(kind, 'fs', ctx, async (reg) => {
           const ref = `${reg.host}/bench/docker:run${i}`;
           await pusher.cli(['tag', 'bench-docker:src', ref]);
@@ -227,7 +260,7 @@ async function bigPushWorkload(ctx: Context) {
   const what = `1 layer of ${fmtBytes(layer.size)}, one streamed PATCH`;
   for (let i = 1; i <= P.bigPush.runs; i++) {
     for (const store of P.bigPush.stores) {
-      for (const kind of KINDS) {
+      for (const kind of turns(i)) {
         await withRegistry(kind, store, ctx, async (reg) => {
           const push = await measured(reg, () => streamPush(reg.url, `bench/big${i}`, layer));
           transferRow(
@@ -267,7 +300,7 @@ async function loadWorkload(ctx: Context) {
   ];
   for (let i = 1; i <= P.runs; i++) {
     for (const store of STORES) {
-      for (const kind of KINDS) {
+      for (const kind of turns(i)) {
         await withRegistry(kind, store, ctx, async (reg) => {
           const seed = await seedImage(reg.url, 'bench/load', 'latest');
           for (const e of endpoints) {
@@ -426,6 +459,8 @@ async function ensureTools(): Promise<void> {
 async function main(): Promise<void> {
   const t0 = performance.now();
   await ensureTools();
+  // What `npm start` runs: the bundled command (bench/lib/registries.ts starts it with node).
+  await bundleCli(BERTH_CLI);
   const workDir = await mkdtemp(join(process.env.BENCH_WORKDIR ?? tmpdir(), 'berth-bench-'));
   const ctx: Context = { workDir };
   let s3: S3TestServer | undefined;

@@ -1,6 +1,6 @@
 /**
- * The registries under test, each on a free loopback port with fresh storage: Berth (`berth serve`,
- * run as `node --import tsx` so the pid measured is the server's own) and CNCF Distribution 2.8
+ * The registries under test, each on a free loopback port with fresh storage: Berth (`berth serve`
+ * from the bundle `npm start` runs, started with node directly so the pid measured is the server's) and CNCF Distribution 2.8
  * (Debian's `docker-registry serve <config.yml>`), each on the filesystem or on S3 (one private
  * MinIO, a new bucket per start).
  */
@@ -13,6 +13,9 @@ import { freePort, Server } from './proc.ts';
 
 export type Kind = 'berth' | 'distribution';
 export type Store = 'fs' | 's3';
+
+/** The bundled `berth` command, as `npm start` builds and runs it (bench/run.ts builds it first). */
+export const BERTH_CLI = join(process.cwd(), 'dist', 'cli', 'berth.mjs');
 
 export const DISTRIBUTION_BIN = process.env.BENCH_DISTRIBUTION ?? '/usr/bin/docker-registry';
 
@@ -68,7 +71,9 @@ export async function startBerth(
   opts: { lambda?: boolean; nodeArgs?: string[] } = {},
 ): Promise<Registry> {
   const port = await freePort();
-  const args = [...(opts.nodeArgs ?? []), '--import', 'tsx', 'bin/berth.ts', 'serve'];
+  // BENCH_BERTH_NODE_ARGS: e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`, to profile the servers of a run.
+  const fromEnv = process.env.BENCH_BERTH_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [];
+  const args = [...fromEnv, ...(opts.nodeArgs ?? []), BERTH_CLI, 'serve'];
   args.push('--port', String(port), '--log-level', 'warn');
   if (opts.lambda) args.push('--lambda');
   let env: NodeJS.ProcessEnv = { ...process.env };
