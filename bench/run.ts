@@ -61,6 +61,7 @@ const wants = (name: string) => !ONLY || ONLY.includes(name);
 const P = QUICK
   ? {
       runs: 3,
+      skopeoRuns: 3,
       singleLayer: 32 * MiB,
       manyLayers: { count: 32, size: 128 * 1024 },
       docker: { size: 16 * MiB, runs: 1 },
@@ -72,6 +73,8 @@ const P = QUICK
     }
   : {
       runs: 3,
+      // Five runs of the skopeo workloads: the shared disk makes single runs vary by a factor of two.
+      skopeoRuns: 5,
       singleLayer: 512 * MiB,
       manyLayers: { count: 64, size: 4 * MiB },
       docker: { size: 512 * MiB, runs: 3 },
@@ -178,7 +181,7 @@ function transferRow(
 
 /** skopeo: oci layout -> registry -> a new oci layout, on a fresh registry each run. */
 async function skopeoWorkload(ctx: Context, skopeo: Skopeo, name: string, layout: Layout, what: string) {
-  for (let i = 1; i <= P.runs; i++) {
+  for (let i = 1; i <= P.skopeoRuns; i++) {
     for (const store of STORES) {
       for (const kind of turns(i)) {
         await withRegistry(kind, store, ctx, async (reg) => {
