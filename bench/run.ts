@@ -521,6 +521,12 @@ async function main(): Promise<void> {
       .map((l) => l.toFixed(2))
       .join(' ');
     results.machine.minutes = ((performance.now() - t0) / 60_000).toFixed(1);
+  } catch (err) {
+    // What was measured before the failure is kept, not thrown away with it.
+    const raw = join(tmpdir(), `berth-bench-partial-${Date.now()}.json`);
+    writeFileSync(raw, JSON.stringify(results, null, 2));
+    log(`partial raw results: ${raw}`);
+    throw err;
   } finally {
     await stopAll();
   }

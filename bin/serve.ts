@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError, parseConfig } from '../lib/config/config.ts';
@@ -99,11 +100,7 @@ export async function serve(argv: string[]): Promise<number> {
   }
   const logger = createLogger(config.logLevel);
   const server = values.lambda
-    ? await startLambdaGateway(
-        config,
-        logger,
-        fileURLToPath(new URL('../dist/registry/index.mjs', import.meta.url)),
-      )
+    ? await startLambdaGateway(config, logger, registryBundle())
     : await startLocalServer(config, logger);
   logger.info('berth listening', {
     url: server.url,
@@ -135,4 +132,16 @@ export async function serve(argv: string[]): Promise<number> {
 
 function portOf(url: string): number {
   return Number(new URL(url).port);
+}
+
+/**
+ * The registry function's bundle: `dist/registry/index.mjs` from bin/serve.ts (tsx), or from the
+ * bundled command in dist/cli/ that `npm start` runs. The first that exists; the gateway says what
+ * to do when none does.
+ */
+function registryBundle(): string {
+  const candidates = ['../dist/registry/index.mjs', '../registry/index.mjs'].map((path) =>
+    fileURLToPath(new URL(path, import.meta.url)),
+  );
+  return candidates.find((path) => existsSync(path)) ?? candidates[0]!;
 }

@@ -91,9 +91,10 @@ export class Uploads {
     const claimed = await this.claim(repo, id, expect, owner);
     let current = claimed;
     let newTail: { key: string; size: number } | undefined;
+    let writer: PartWriter | undefined;
     try {
       const received = await this.receive(claimed, body, expect, (s) => (current = s));
-      const { writer } = received;
+      writer = received.writer;
       if (received.offset === claimed.state.offset) {
         // No bytes: nothing changes.
         await this.sessions.release(current);
@@ -121,6 +122,7 @@ export class Uploads {
       if (state.tail && !state.tail.published) await this.storage.delete(state.tail.key);
       return view(next);
     } catch (err) {
+      await writer?.abandon();
       if (newTail) await this.storage.delete(newTail.key).catch(() => undefined);
       await this.sessions.release(current);
       throw translate(err);
@@ -146,14 +148,17 @@ export class Uploads {
         : state,
     );
     let current = claimed;
+    let writer: PartWriter | undefined;
     try {
       const received = await this.receive(claimed, body, expect, (s) => (current = s));
+      writer = received.writer;
       const source = await this.finish(received, digest);
       const info = await this.blobs.storeAndLink(repo, digest, source);
       // The multipart upload is complete and a published tail is the blob's: neither is removed.
       await this.discard({ ...current.state, multipartId: undefined });
       return info;
     } catch (err) {
+      await writer?.abandon();
       if (err instanceof RegistryError && err.code === 'DIGEST_INVALID') {
         // Refused before any blob could name the tail: it goes with the session.
         const tail = current.state.tail && { ...current.state.tail, published: false };
@@ -336,6 +341,8 @@ export class Uploads {
     const running = hash && hash.algorithm === digest.algorithm ? hash : undefined;
     const tail = received.unloadedTail;
     if (tail?.published) {
+      // The claim publishes a tail only when it holds every byte of the upload.
+      if (tail.size !== offset) throw new Error(`published tail holds ${tail.size} of ${offset} bytes`);
       if (running) checkDigest(digest, running.hex());
       else {
         const object = await this.storage.getStream(tail.key);
