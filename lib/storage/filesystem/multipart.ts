@@ -106,16 +106,8 @@ export class FilesystemMultipart implements MultipartStore {
   ): Promise<PartInfo> {
     checkPartUpload(partNumber, size);
     return this.uploadLocks.with(uploadId, async () => {
-      const { dir, bodyOffset } = await this.open(key, uploadId);
-      const previous = partNumber === 1 ? undefined : await readPart(dir, partNumber - 1);
-      if (partNumber > 1 && !previous) {
-        throw new Error(`part ${partNumber - 1} must be uploaded before ${partNumber}`);
-      }
-      const start = previous ? previous.start + previous.size : bodyOffset;
-      await dropParts(dir, partNumber);
-      const handle = await openData(dir, uploadId);
+      const { dir, start, handle } = await this.beginPart(key, uploadId, partNumber);
       try {
-        await handle.truncate(start);
         await writeBody(handle, start, body, { expectedSize: size });
         // Flushed part by part, so that completing has only the header left to flush.
         await handle.datasync();
@@ -136,20 +128,7 @@ export class FilesystemMultipart implements MultipartStore {
   async openPart(key: string, uploadId: string, partNumber: number): Promise<PartSink> {
     checkPartUpload(partNumber, 0);
     return this.uploadLocks.with(uploadId, async () => {
-      const { dir, bodyOffset } = await this.open(key, uploadId);
-      const previous = partNumber === 1 ? undefined : await readPart(dir, partNumber - 1);
-      if (partNumber > 1 && !previous) {
-        throw new Error(`part ${partNumber - 1} must be uploaded before ${partNumber}`);
-      }
-      const start = previous ? previous.start + previous.size : bodyOffset;
-      await dropParts(dir, partNumber);
-      const handle = await openData(dir, uploadId);
-      try {
-        await handle.truncate(start);
-      } catch (error) {
-        await handle.close();
-        throw error;
-      }
+      const { start, previous, handle } = await this.beginPart(key, uploadId, partNumber);
       return new FilePartSink(handle, start, (size) =>
         this.uploadLocks.with(uploadId, async () => {
           const now = await this.open(key, uploadId);
@@ -164,6 +143,32 @@ export class FilesystemMultipart implements MultipartStore {
         }),
       );
     });
+  }
+
+  /**
+   * Under the upload's lock: finds where part n starts (where part n-1 ends), drops the records of
+   * parts n, n+1, ... and opens the data file cut to that point.
+   */
+  private async beginPart(
+    key: string,
+    uploadId: string,
+    partNumber: number,
+  ): Promise<{ dir: string; start: number; previous: StoredPart | undefined; handle: FileHandle }> {
+    const { dir, bodyOffset } = await this.open(key, uploadId);
+    const previous = partNumber === 1 ? undefined : await readPart(dir, partNumber - 1);
+    if (partNumber > 1 && !previous) {
+      throw new Error(`part ${partNumber - 1} must be uploaded before ${partNumber}`);
+    }
+    const start = previous ? previous.start + previous.size : bodyOffset;
+    await dropParts(dir, partNumber);
+    const handle = await openData(dir, uploadId);
+    try {
+      await handle.truncate(start);
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+    return { dir, start, previous, handle };
   }
 
   async complete(key: string, uploadId: string, parts: readonly PartInfo[]): Promise<ObjectInfo> {
