@@ -14,6 +14,7 @@
  * Everything started is stopped by pid and every temp dir removed, also on failure or Ctrl-C.
  */
 import { bundleCli } from '../build/bundle.ts';
+import { benchLambdaEnv } from './lib/lambda-env.ts';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
@@ -351,16 +352,7 @@ async function lambdaWorkload(ctx: Context) {
   const bundles = readdirSync(dist)
     .filter((d) => existsSync(join(dist, d, 'index.mjs')))
     .sort();
-  const env = {
-    ...process.env,
-    BERTH_STORAGE: 's3',
-    BERTH_S3_BUCKET: 'bench-bucket',
-    BERTH_LOG_LEVEL: 'silent',
-    BERTH_INSECURE_NO_AUTH: 'true',
-    AWS_REGION: 'eu-west-1',
-    AWS_ACCESS_KEY_ID: 'bench',
-    AWS_SECRET_ACCESS_KEY: 'bench',
-  };
+  const env = benchLambdaEnv();
   const lambda: NonNullable<Results['lambda']> = { bundles: [], handler: [] };
   for (const name of bundles) {
     const file = join(dist, name, 'index.mjs');
