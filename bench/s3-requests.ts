@@ -24,6 +24,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, startS3Server, MINIO_PATH, type S3TestServer } from '../test/storage/s3-server.ts';
+import { table } from './lib/report.ts';
 import { CountingProxy, type S3Request } from './s3-counting-proxy.ts';
 
 const LAYERS = Number(process.env.BENCH_LAYERS ?? 10);
@@ -369,14 +370,6 @@ const DEAR =
 const phaseOf = (r: S3Request) => r.label?.split('|')[0];
 const stepOf = (r: S3Request) => r.label?.split('|').slice(0, 2).join('|');
 const opName = (r: S3Request) => (r.presigned ? `client -> S3: ${r.op}` : r.op);
-
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, 3, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) =>
-    `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
-  const rule = `| ${widths.map((w, i) => (i === 0 ? '-'.repeat(w) : `${'-'.repeat(w - 1)}:`)).join(' | ')} |`;
-  return [line(header), rule, ...rows.map(line)].join('\n');
-}
 
 function count(requests: S3Request[], pred: (r: S3Request) => boolean): number {
   return requests.filter(pred).length;

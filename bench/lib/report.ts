@@ -85,7 +85,8 @@ function f(x: number, digits = 2): string {
   return x.toFixed(digits);
 }
 
-function table(header: string[], rows: string[][]): string {
+/** A Markdown table, first column left-aligned, the others right-aligned. */
+export function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, 3, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) =>
     `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
