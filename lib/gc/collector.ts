@@ -2,6 +2,7 @@ import { parseDigest } from '../oci/digest.ts';
 import type { RepositoryName } from '../oci/names.ts';
 import { mapLimit } from '../registry/concurrency.ts';
 import { keys, meta } from '../registry/keys.ts';
+import { storeTime } from '../registry/store-clock.ts';
 import type { Registry } from '../registry/registry.ts';
 import { PreconditionFailed, type StorageDriver } from '../storage/port.ts';
 import { listKeys, pathOfDigest, scanRepos, type RepoKeys } from './layout.ts';
@@ -46,6 +47,11 @@ export interface GcOptions {
   readonly remainingMs?: () => number;
   /** Waits out the settle period in this run; absent, a run pauses and a later one continues. */
   readonly sleep?: (ms: number) => Promise<void>;
+  /**
+   * The collector's clock, for durations it measures itself (the settle wait, the lock's lease, when
+   * the run finished). Ages of stored objects are never measured with it: the run reads the store's
+   * clock (storeTime) and compares it with lastModified, which the store stamped (docs/gc.md, "Clocks").
+   */
   readonly now?: () => number;
   readonly onProgress?: (message: string, fields?: Record<string, unknown>) => void;
   /** Called before each phase of a (non-dry) run; awaited. */
@@ -81,7 +87,7 @@ export async function collectGarbage(registry: Registry, options: GcOptions): Pr
   const storage = registry.storage;
   const now = options.now ?? Date.now;
   if (options.dryRun) {
-    const run = new Run(registry, options, newState(now()));
+    const run = new Run(registry, options, newState(await storeTime(storage)));
     await run.analyse();
     const deleted = [...run.state.plan, ...run.state.done];
     return { status: 'done', runId: run.state.runId, deleted, bytesFreed: sum(deleted), restored: 0 };
@@ -89,7 +95,7 @@ export async function collectGarbage(registry: Registry, options: GcOptions): Pr
   const token = await acquireLock(storage, LOCK_LEASE_MS, now());
   if (!token) return { status: 'locked', deleted: [], bytesFreed: 0, restored: 0 };
   try {
-    const run = new Run(registry, options, (await loadState(storage)) ?? newState(now()));
+    const run = new Run(registry, options, (await loadState(storage)) ?? newState(await storeTime(storage)));
     const finished = await run.advance();
     if (!finished) {
       await run.save();
@@ -318,7 +324,7 @@ class Run {
   // --- uploads: stale sessions, and which sessions exist ----------------------------------------
 
   private async uploads(dryRun: boolean): Promise<boolean> {
-    const t = this.now();
+    const t = await storeTime(this.storage);
     this.state.sessionsAt = t;
     const stale: string[] = [];
     for await (const page of listKeys(this.storage, keys.uploadsPrefix)) {
@@ -372,7 +378,7 @@ class Run {
    * the session was deleted, so before the snapshot and before the blob listing that saw it.
    */
   private async orphans(dryRun: boolean): Promise<boolean> {
-    const before = (this.state.sessionsAt ?? this.now()) - this.options.uploadTtlMs;
+    const before = (this.state.sessionsAt ?? (await storeTime(this.storage))) - this.options.uploadTtlMs;
     const idOf = (key: string) => /^(?:data|uploads)\/([0-9a-f-]{36})(?:\.tail-\d+)?$/.exec(key)?.[1];
     for (const prefix of ['data/', keys.uploadsPrefix]) {
       for await (const page of listKeys(this.storage, prefix)) {

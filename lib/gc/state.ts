@@ -41,7 +41,7 @@ export interface Deletion {
 export interface GcState {
   v: 1;
   runId: string;
-  /** Time the run began: ages are measured against it. */
+  /** Time the run began, on the store's clock (storeTime): ages are measured against it. */
   startedAt: number;
   phase: Phase;
   /** Where the current phase's listing resumes. */
@@ -50,7 +50,7 @@ export interface GcState {
   keepBlobs: string[];
   /** Planned deletions, decided by the mark: quarantined in the quarantine phase. */
   plan: Deletion[];
-  /** Upload session ids that existed when the sweep of uploads began, and when that was. */
+  /** Upload session ids that existed when the sweep of uploads began, and when that was (store's clock). */
   sessions: string[];
   sessionsAt?: number;
   /** Data objects a blob pointer names. */

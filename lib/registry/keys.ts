@@ -22,6 +22,8 @@ export const keys = {
   catalog: (repo: RepositoryName) => `catalog/${repo}`,
   uploadsPrefix: 'uploads/',
   session: (id: string) => `uploads/${id}.json`,
+  /** Written to read the store's clock (store-clock.ts); holds nothing. Under gc/, which the janitor may write. */
+  clock: 'gc/clock',
   /** Under `data/`, like a multipart upload's object: a small blob's tail becomes its data as it is. */
   tail: (id: string, seq: number) => `data/${id}.tail-${seq}`,
 } as const;

@@ -9,6 +9,7 @@ import { hashStream, type HashStates, type RunningHash } from './hashing.ts';
 import { parseStoredJson } from './json.ts';
 import { keys } from './keys.ts';
 import { PartWriter } from './part-writer.ts';
+import { storeTime } from './store-clock.ts';
 import { discardSession, SessionStore, type LoadedSession, type SessionState } from './upload-session.ts';
 
 export interface UploadLimits {
@@ -208,8 +209,12 @@ export class Uploads {
     await this.discard(state);
   }
 
-  /** Cancels sessions untouched for `maxAgeMs` (clients that went away). Returns how many. */
-  async purgeStale(maxAgeMs: number, now = Date.now()): Promise<number> {
+  /**
+   * Cancels sessions untouched for `maxAgeMs` (clients that went away). Returns how many. Ages are
+   * measured on the store's clock (`now`, default: read from the store), never the caller's.
+   */
+  async purgeStale(maxAgeMs: number, now?: number): Promise<number> {
+    now ??= await storeTime(this.storage);
     let purged = 0;
     let startAfter: string | undefined;
     for (;;) {

@@ -44,8 +44,15 @@ export class MemoryDriver implements StorageDriver {
   private readonly objects = new Map<string, Entry>();
   private readonly uploads = new Map<string, Upload>();
 
-  /** `streamingParts`: also offer `openPart`, the filesystem store's way, for fast tests of that path. */
-  constructor(options: { readonly streamingParts?: boolean } = {}) {
+  private readonly clock: () => number;
+
+  /**
+   * `streamingParts`: also offer `openPart`, the filesystem store's way, for fast tests of that path.
+   * `clock`: where the store's timestamps (lastModified, initiated) come from, so a test can give the
+   * store and the code under test one clock it controls, or two that disagree.
+   */
+  constructor(options: { readonly streamingParts?: boolean; readonly clock?: () => number } = {}) {
+    this.clock = options.clock ?? Date.now;
     if (options.streamingParts)
       this.multipart.openPart = (key, uploadId, partNumber) => this.openPart(key, uploadId, partNumber);
   }
@@ -54,7 +61,7 @@ export class MemoryDriver implements StorageDriver {
     ...S3_LIMITS,
     create: async (key, options = {}) => {
       const uploadId = randomUUID();
-      this.uploads.set(uploadId, { key, ...options, initiated: new Date(), parts: [] });
+      this.uploads.set(uploadId, { key, ...options, initiated: new Date(this.clock()), parts: [] });
       return uploadId;
     },
     uploadPart: async (key, uploadId, partNumber, body, size) => {
@@ -191,7 +198,7 @@ export class MemoryDriver implements StorageDriver {
       etag: randomUUID(),
       ...(options.contentType !== undefined && { contentType: options.contentType }),
       metadata: { ...options.metadata },
-      lastModified: new Date(),
+      lastModified: new Date(this.clock()),
     };
     this.objects.set(key, { info, body });
     return info;

@@ -12,10 +12,10 @@ import { createLogger } from '../../lib/logging/logger.ts';
 import type { VerificationJob } from '../../lib/registry/direct-uploads.ts';
 import { SerializedHashStates } from '../../lib/registry/hashing.ts';
 import { Registry } from '../../lib/registry/registry.ts';
-import { createS3Client, S3Driver } from '../../lib/storage/s3/index.ts';
+import { S3Driver } from '../../lib/storage/s3/index.ts';
 import { loadAuth } from '../../lib/server/auth.ts';
 import { errorCode, pushBlob, sha256, testRegistry } from '../http/harness.ts';
-import { minioInstalled, startS3Server, type S3TestServer } from '../storage/s3-server.ts';
+import { minioInstalled, startS3Server, testS3Client, type S3TestServer } from '../storage/s3-server.ts';
 import { bucketKeys, multipartUploads } from './harness.ts';
 
 const MiB = 1024 * 1024;
@@ -58,7 +58,7 @@ describe.skipIf(!minioInstalled && !process.env.CI)('direct uploads on S3 (MinIO
 
   beforeAll(async () => {
     server = await startS3Server();
-    s3 = createS3Client({ region: server.region, endpoint: server.endpoint, forcePathStyle: true });
+    s3 = testS3Client(server);
     dir = await mkdtemp(join(tmpdir(), 'berth-direct-'));
     const file = join(dir, 'auth.json');
     await addUser(file, 'alice', 'alice-password', ['team/*:pull,push']);

@@ -15,9 +15,9 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import { randomFillSync, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createS3Client, S3Driver } from '../../lib/storage/s3/index.ts';
+import { S3Driver } from '../../lib/storage/s3/index.ts';
 import { errorCode, sha256, type TestRegistry } from '../http/harness.ts';
-import { minioInstalled, startS3Server, type S3TestServer } from '../storage/s3-server.ts';
+import { minioInstalled, startS3Server, testS3Client, type S3TestServer } from '../storage/s3-server.ts';
 import { awsRegistry, bucketKeys, multipartUploads } from './harness.ts';
 
 const MiB = 1024 * 1024;
@@ -128,7 +128,7 @@ describe.skipIf(!minioInstalled && !process.env.CI)(
 
     beforeAll(async () => {
       server = await startS3Server();
-      real = createS3Client({ region: server.region, endpoint: server.endpoint, forcePathStyle: true });
+      real = testS3Client(server);
       s3.on(PutObjectCommand).callsFake((input) => real.send(new PutObjectCommand(input)));
       s3.on(GetObjectCommand).callsFake((input) => real.send(new GetObjectCommand(input)));
       s3.on(HeadObjectCommand).callsFake((input) => real.send(new HeadObjectCommand(input)));

@@ -1,9 +1,9 @@
 import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { randomFillSync, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createS3Client, S3Driver } from '../../lib/storage/s3/index.ts';
+import { S3Driver } from '../../lib/storage/s3/index.ts';
 import { errorCode, imageManifest, sha256, type TestRegistry } from '../http/harness.ts';
-import { minioInstalled, startS3Server, type S3TestServer } from '../storage/s3-server.ts';
+import { minioInstalled, startS3Server, testS3Client, type S3TestServer } from '../storage/s3-server.ts';
 import { awsRegistry, bucketKeys, multipartUploads, type AwsTestOptions } from './harness.ts';
 import { byCommand, bytesReceived, bytesSent, S3Meter, type S3Call } from './s3-meter.ts';
 
@@ -52,7 +52,7 @@ describe.skipIf(!minioInstalled && !process.env.CI)('the registry on S3 (MinIO),
   });
 
   function client(): S3Client {
-    const c = createS3Client({ region: server.region, endpoint: server.endpoint, forcePathStyle: true });
+    const c = testS3Client(server);
     clients.push(c);
     return c;
   }

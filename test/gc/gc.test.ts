@@ -4,6 +4,8 @@ import { computeUsage } from '../../lib/gc/usage.ts';
 import { loadState } from '../../lib/gc/state.ts';
 import { parseImmutableTags } from '../../lib/gc/policy.ts';
 import { keys } from '../../lib/registry/keys.ts';
+import { storeTime } from '../../lib/registry/store-clock.ts';
+import type { StorageDriver } from '../../lib/storage/port.ts';
 import { MemoryDriver } from '../../lib/storage/memory.ts';
 import { errorCode, pushBlob, sha256, testRegistry, type TestRegistry } from '../http/harness.ts';
 import {
@@ -132,14 +134,48 @@ for (const driver of gcDrivers()) {
         (await r.request(`/v2/team/app/manifests/${imageOf(11).digest}`, { method: 'HEAD' })).status,
       ).toBe(404);
       for (const tag of ['dev-3', 'latest', 'v1', 'v2']) await pullAndVerify(r, 'team/app', tag);
-      // Older than D days: a clock ten days ahead deletes all but the kept ones; immutable tags stay.
-      const later = Date.now() + 10 * 86_400_000;
-      await gc(r, {
+      const byAge = {
         retention: [{ repositories: 'team/*', deleteOlderThanDays: 5, keepTags: ['latest'] }],
         immutable: parseImmutableTags('team/*:v1'),
-        now: () => later,
-      });
+      };
+      // Ages are the store's: a collector whose own clock is ten days ahead deletes nothing more.
+      await gc(r, { ...byAge, now: () => Date.now() + 10 * 86_400_000 });
+      expect(await tagsOf(r, 'team/app')).toEqual(['dev-3', 'latest', 'v1', 'v2']);
+      // S3 (MinIO) stamps objects with its own clock, which the test cannot move.
+      if (!driver.age) return;
+      // Older than D days on the store's clock: all but the kept ones go; immutable tags stay.
+      await driver.age(r.storage, 10 * 86_400_000);
+      await gc(r, byAge);
       expect(await tagsOf(r, 'team/app')).toEqual(['latest', 'v1']);
+    });
+
+    // The collector's clock and the store's disagree (a laptop running `berth gc` against S3, a
+    // container with a bad clock): ages must come from the store alone, in both directions.
+    it('judges ages on the store clock: a collector clock far ahead deletes nothing young, one far behind still collects', async () => {
+      const r = await fresh();
+      const image = imageOf(60);
+      await push(r, 'app', 'v1', image);
+      await deleteManifest(r, 'app', image.digest);
+      const start = await r.request('/v2/app/blobs/uploads/', { method: 'POST' });
+      const session = start.headers.get('Location')!;
+      expect((await r.request(session, { method: 'PATCH', body: new Uint8Array(100) })).status).toBe(202);
+      const year = 400 * 86_400_000;
+      const options = { graceMs: 3600_000, uploadTtlMs: 2 * 3600_000, deleteUntagged: true };
+      const ahead = await gc(r, { ...options, now: () => Date.now() + year });
+      expect(ahead.deleted).toEqual([]);
+      expect(await storedKeys(r.storage, 'blobs/')).toHaveLength(image.blobs.length);
+      expect((await r.request(session)).status).toBe(204);
+      if (!driver.age) return; // MinIO's clock cannot be moved (above)
+      await driver.age(r.storage, 90 * 60_000);
+      const behind = await gc(r, { ...options, now: () => Date.now() - year });
+      expect(behind.deleted.filter((d) => d.kind === 'blob')).toHaveLength(image.blobs.length);
+      expect(await storedKeys(r.storage, 'blobs/')).toEqual([]);
+      // The session is younger than its TTL on the store's clock: still open.
+      expect((await r.request(session)).status).toBe(204);
+      await driver.age(r.storage, 60 * 60_000);
+      const later = await gc(r, { ...options, now: () => Date.now() - year });
+      expect(later.deleted.map((d) => d.kind)).toContain('upload');
+      expect((await r.request(session)).status).toBe(404);
     });
 
     it('removes stale upload sessions, orphaned data objects and multipart uploads no session owns', async () => {
@@ -150,6 +186,9 @@ for (const driver of gcDrivers()) {
       await r.storage.put(orphan, new Uint8Array(10));
       await r.storage.multipart.create(`data/${crypto.randomUUID()}`);
       await push(r, 'app', 'v1', imageOf(40));
+      // Leftovers are judged against the store's clock, which on S3 has whole seconds: something
+      // stamped in the same second as the run's snapshot might be newer than it, and is kept.
+      await nextStoreSecond(r.storage);
       const dry = await gc(r, { uploadTtlMs: 0, dryRun: true });
       // The stale session's tail is reported on its own; the real run deletes it with the session.
       expect(dry.deleted.map((d) => d.kind).sort()).toEqual(['data', 'multipart', 'tail', 'upload']);
@@ -347,4 +386,10 @@ async function pushReferrer(r: TestRegistry, repo: string, subject: Image): Prom
   const res = await putManifest(r, repo, digest, { blobs: [], manifest: bytes, digest });
   expect(res.status).toBe(201);
   return digest;
+}
+
+/** Waits until the store's clock is in a later whole second than now (S3 stamps whole seconds). */
+async function nextStoreSecond(storage: StorageDriver): Promise<void> {
+  const next = Math.floor((await storeTime(storage)) / 1000) * 1000 + 1000;
+  while ((await storeTime(storage)) < next) await new Promise((resolve) => setTimeout(resolve, 100));
 }

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -6,9 +6,9 @@ import { collectGarbage, type GcOptions, type GcResult } from '../../lib/gc/coll
 import { FilesystemDriver } from '../../lib/storage/filesystem/index.ts';
 import { MemoryDriver } from '../../lib/storage/memory.ts';
 import type { StorageDriver } from '../../lib/storage/port.ts';
-import { S3Driver, createS3Client } from '../../lib/storage/s3/index.ts';
+import { S3Driver } from '../../lib/storage/s3/index.ts';
 import { imageManifest, randomBytes, sha256, testRegistry, type TestRegistry } from '../http/harness.ts';
-import { minioInstalled, startS3Server, type S3TestServer } from '../storage/s3-server.ts';
+import { minioInstalled, startS3Server, testS3Client, type S3TestServer } from '../storage/s3-server.ts';
 
 /** A store for the GC tests: memory, a temp filesystem directory, or a prefix of the shared MinIO bucket. */
 export interface GcDriver {
@@ -19,10 +19,28 @@ export interface GcDriver {
   setup(): Promise<void>;
   make(): Promise<StorageDriver>;
   teardown(): Promise<void>;
+  /**
+   * Makes everything a store made by `make` holds look `ms` older to that store, as if its clock had
+   * moved on: the memory store's clock advances, the filesystem's files are back-dated. Absent for
+   * S3: MinIO stamps objects with its own clock, which a test cannot move.
+   */
+  readonly age?: (storage: StorageDriver, ms: number) => Promise<void>;
+}
+
+/** Back-dates every file under `dir` by `ms` (mtime and atime): the filesystem store's objects age. */
+async function backdate(dir: string, ms: number): Promise<void> {
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) await backdate(path, ms);
+    const info = await stat(path);
+    await utimes(path, new Date(info.atimeMs - ms), new Date(info.mtimeMs - ms));
+  }
 }
 
 export function gcDrivers(): GcDriver[] {
   const dirs: string[] = [];
+  const roots = new WeakMap<StorageDriver, string>();
+  const offsets = new WeakMap<StorageDriver, { ms: number }>();
   let s3: S3TestServer | undefined;
   // Locally the S3 tests need MinIO (test/e2e/setup-s3.sh); CI must have it, so there they fail instead.
   const s3Available = minioInstalled || process.env.CI === 'true';
@@ -31,8 +49,16 @@ export function gcDrivers(): GcDriver[] {
       name: 'memory',
       available: true,
       setup: async () => {},
-      make: async () => new MemoryDriver(),
+      make: async () => {
+        const offset = { ms: 0 };
+        const storage = new MemoryDriver({ clock: () => Date.now() + offset.ms });
+        offsets.set(storage, offset);
+        return storage;
+      },
       teardown: async () => {},
+      age: async (storage, ms) => {
+        offsets.get(storage)!.ms += ms;
+      },
     },
     {
       name: 'filesystem',
@@ -41,11 +67,14 @@ export function gcDrivers(): GcDriver[] {
       make: async () => {
         const dir = await mkdtemp(join(tmpdir(), 'berth-gc-'));
         dirs.push(dir);
-        return new FilesystemDriver({ root: dir });
+        const storage = new FilesystemDriver({ root: dir });
+        roots.set(storage, dir);
+        return storage;
       },
       teardown: async () => {
         await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
       },
+      age: (storage, ms) => backdate(roots.get(storage)!, ms),
     },
     {
       name: 's3',
@@ -57,7 +86,7 @@ export function gcDrivers(): GcDriver[] {
       make: async () => {
         const server = s3!;
         return new S3Driver({
-          client: createS3Client({ region: server.region, endpoint: server.endpoint, forcePathStyle: true }),
+          client: testS3Client(server),
           bucket: server.bucket,
           prefix: `gc-${randomUUID()}`,
         });

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseDigest } from '../../lib/oci/digest.ts';
-import { createS3Client, S3Driver } from '../../lib/storage/s3/index.ts';
+import { S3Driver } from '../../lib/storage/s3/index.ts';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { pushImage, randomBytes, sha256 } from '../http/harness.ts';
-import { minioInstalled, startS3Server, type S3TestServer } from '../storage/s3-server.ts';
+import { minioInstalled, startS3Server, testS3Client, type S3TestServer } from '../storage/s3-server.ts';
 import { fakeUpstream, mirrorRegistry } from './harness.ts';
 import { mirrorSuite } from './suite.ts';
 
@@ -23,7 +23,7 @@ describe.skipIf(!minioInstalled && !process.env.CI)('pull-through cache on the S
   });
 
   function storage(): Promise<S3Driver> {
-    const client = createS3Client({ region: server.region, endpoint: server.endpoint, forcePathStyle: true });
+    const client = testS3Client(server);
     clients.push(client);
     return Promise.resolve(new S3Driver({ client, bucket: server.bucket, prefix: randomUUID() }));
   }

@@ -27,10 +27,20 @@ export class FaultProxy {
   private readonly rules: Rule[] = [];
   private readonly http = new LoopbackServer((req, res) => this.handle(req, res));
 
-  private constructor(private readonly upstream: URL) {}
+  private constructor(
+    private readonly upstream: URL,
+    private readonly clockOffsetMs: number,
+  ) {}
 
-  static async start(upstream: string): Promise<FaultProxy & { readonly endpoint: string }> {
-    const proxy = new FaultProxy(new URL(upstream));
+  /**
+   * `clockOffsetMs`: the upstream's clock minus ours. Injected answers are dated with the upstream's
+   * time, as S3's own are: the SDK corrects its clock from an answer's Date header.
+   */
+  static async start(
+    upstream: string,
+    clockOffsetMs = 0,
+  ): Promise<FaultProxy & { readonly endpoint: string }> {
+    const proxy = new FaultProxy(new URL(upstream), clockOffsetMs);
     return Object.assign(proxy, { endpoint: await proxy.http.listen() });
   }
 
@@ -65,7 +75,10 @@ export class FaultProxy {
     // Read the body first, as S3 does, so the client is not cut off mid-send.
     req.resume();
     req.on('end', () => {
-      res.writeHead(fault.status, { 'content-type': 'application/xml' });
+      res.writeHead(fault.status, {
+        'content-type': 'application/xml',
+        date: new Date(Date.now() + this.clockOffsetMs).toUTCString(),
+      });
       res.end(
         `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${fault.code}</Code>` +
           `<Message>injected by the test proxy</Message><RequestId>fault</RequestId></Error>`,

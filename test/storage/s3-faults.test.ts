@@ -22,9 +22,9 @@ import {
   StorageUnavailable,
   type StorageDriver,
 } from '../../lib/storage/port.ts';
-import { createS3Client, S3Driver, type S3ClientOptions } from '../../lib/storage/s3/index.ts';
+import { S3Driver, type S3ClientOptions } from '../../lib/storage/s3/index.ts';
 import { FaultProxy } from './s3-fault-proxy.ts';
-import { minioInstalled, startS3Server, type S3TestServer } from './s3-server.ts';
+import { minioInstalled, startS3Server, testS3Client, type S3TestServer } from './s3-server.ts';
 
 function s3Error(name: string, httpStatusCode: number): S3ServiceException {
   return new S3ServiceException({
@@ -249,7 +249,7 @@ describe.skipIf(!minioInstalled && !process.env.CI)(
     const clients: S3Client[] = [];
 
     function driverVia(endpoint: string, options: Partial<S3ClientOptions> = {}): StorageDriver {
-      const client = createS3Client({ region: server.region, endpoint, forcePathStyle: true, ...options });
+      const client = testS3Client(server, { endpoint, ...options });
       clients.push(client);
       return new S3Driver({ client, bucket: server.bucket, prefix: randomUUID() });
     }
@@ -260,7 +260,7 @@ describe.skipIf(!minioInstalled && !process.env.CI)(
 
     beforeAll(async () => {
       server = await startS3Server();
-      proxy = await FaultProxy.start(server.endpoint);
+      proxy = await FaultProxy.start(server.endpoint, server.clockOffsetMs);
     });
     afterEach(() => proxy.clear());
     afterAll(async () => {

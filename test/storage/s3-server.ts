@@ -6,6 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createS3Client, type S3ClientOptions } from '../../lib/storage/s3/client.ts';
 
 /**
  * A private MinIO for the S3 tests: on 127.0.0.1 at a free port, data in a temp dir, one bucket, the
@@ -16,7 +17,28 @@ export interface S3TestServer {
   readonly endpoint: string;
   readonly region: string;
   readonly bucket: string;
+  /**
+   * MinIO's clock minus this process's, in ms (about 0, unless the tests run under faketime: MinIO is
+   * a static Go binary that libfaketime does not reach). See testS3Client.
+   */
+  readonly clockOffsetMs: number;
   stop(): Promise<void>;
+}
+
+/**
+ * An S3 client for the test server that signs with MinIO's time from its first request. The SDK would
+ * learn the offset itself from a refused first request and retry (the product relies on that), but
+ * that retry would spend an attempt that tests of retries count.
+ */
+export function testS3Client(server: S3TestServer, options: Partial<S3ClientOptions> = {}): S3Client {
+  const client = createS3Client({
+    region: server.region,
+    endpoint: server.endpoint,
+    forcePathStyle: true,
+    ...options,
+  });
+  client.config.systemClockOffset = server.clockOffsetMs;
+  return client;
 }
 
 const cacheDir =
@@ -42,6 +64,7 @@ export async function startS3Server(): Promise<S3TestServer> {
       endpoint,
       region: REGION,
       bucket: 'berth-test',
+      clockOffsetMs: await clockOffset(endpoint),
       stop: async () => {
         await kill(child);
         env.restore();
@@ -57,6 +80,13 @@ export async function startS3Server(): Promise<S3TestServer> {
     await rm(dataDir, { recursive: true, force: true });
     throw err;
   }
+}
+
+/** MinIO's clock minus ours, from the Date header of an answer (whole seconds, which SigV4 tolerates). */
+async function clockOffset(endpoint: string): Promise<number> {
+  const res = await fetch(`${endpoint}/minio/health/live`);
+  const date = Date.parse(res.headers.get('date') ?? '');
+  return Number.isNaN(date) ? 0 : date - Date.now();
 }
 
 /** The free port is found before MinIO binds it, so another process can take it first: try again then. */
@@ -146,8 +176,8 @@ function useCredentials(user: string, password: string) {
   };
 }
 
-async function createBucket({ endpoint, region, bucket }: S3TestServer): Promise<void> {
-  const client = new S3Client({ endpoint, region, forcePathStyle: true });
+async function createBucket({ endpoint, region, bucket, clockOffsetMs }: S3TestServer): Promise<void> {
+  const client = new S3Client({ endpoint, region, forcePathStyle: true, systemClockOffset: clockOffsetMs });
   try {
     await client.send(new CreateBucketCommand({ Bucket: bucket }));
   } finally {

@@ -1,7 +1,6 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll } from 'vitest';
-import { createS3Client } from '../../lib/storage/s3/index.ts';
-import { startS3Server, type S3TestServer } from './s3-server.ts';
+import { startS3Server, testS3Client, type S3TestServer } from './s3-server.ts';
 
 /**
  * For a describe block: a MinIO started before its tests, with an S3 client (path style, as MinIO
@@ -13,7 +12,7 @@ export function useS3Server(): { readonly server: S3TestServer; readonly client:
   let client: S3Client | undefined;
   beforeAll(async () => {
     server = await startS3Server();
-    client = createS3Client({ region: server.region, endpoint: server.endpoint, forcePathStyle: true });
+    client = testS3Client(server);
   });
   afterAll(async () => {
     client?.destroy();

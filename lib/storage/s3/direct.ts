@@ -3,6 +3,7 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { checkPartUpload } from '../multipart-rules.ts';
 import { NoSuchUpload, type DirectPartStore, type PartInfo } from '../port.ts';
 import { classify, storageError } from './errors.ts';
+import { signingDate } from './presign.ts';
 import type { KeySpace } from './keys.ts';
 
 /** SigV4's longest validity for a presigned URL: seven days. */
@@ -41,7 +42,10 @@ export class S3DirectParts implements DirectPartStore {
       UploadId: uploadId,
       PartNumber: partNumber,
     });
-    return getSignedUrl(this.signer, command, { expiresIn: expiresInSeconds });
+    return getSignedUrl(this.signer, command, {
+      expiresIn: expiresInSeconds,
+      signingDate: signingDate(this.client),
+    });
   }
 
   async listParts(key: string, uploadId: string): Promise<PartInfo[]> {

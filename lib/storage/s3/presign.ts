@@ -28,10 +28,11 @@ export class Presigner {
   readonly client: S3Client;
 
   constructor(
-    client: S3Client,
+    private readonly dataClient: S3Client,
     private readonly bucket: string,
     publicEndpoint?: string,
   ) {
+    const client = dataClient;
     this.client =
       publicEndpoint === undefined
         ? client
@@ -59,8 +60,22 @@ export class Presigner {
       ...(options.filename !== undefined && { ResponseContentDisposition: attachment(options.filename) }),
     };
     const command = options.method === 'GET' ? new GetObjectCommand(input) : new HeadObjectCommand(input);
-    return getSignedUrl(this.client, command, { expiresIn: expiresInSeconds });
+    return getSignedUrl(this.client, command, {
+      expiresIn: expiresInSeconds,
+      signingDate: signingDate(this.dataClient),
+    });
   }
+}
+
+/**
+ * The time to sign a presigned URL with: this machine's clock corrected by the offset the SDK learned
+ * from the store's answers (it adjusts `systemClockOffset` when S3 says a request's time is skewed,
+ * and retries). Requests the SDK sends itself are corrected that way; a presigned URL is not unless
+ * we pass the date, and one signed with a clock that is off is refused by S3 ("Request is not valid
+ * yet", or expired) although every other call works.
+ */
+export function signingDate(client: S3Client): Date {
+  return new Date(Date.now() + (client.config.systemClockOffset ?? 0));
 }
 
 /**
