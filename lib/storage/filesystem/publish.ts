@@ -5,8 +5,11 @@ import { hasCode } from './errno.ts';
 /**
  * A delete removes its emptied parent directories, which can happen between our mkdir and rename
  * into one of them (a sibling key's delete): then the step fails with ENOENT and is tried again.
+ * Each retry loses only to a delete that emptied the directory in that instant; under a churn of
+ * four writers and deleters in one directory (test/storage/filesystem-races.test.ts) no write needed
+ * more than a few.
  */
-const ATTEMPTS = 5;
+const ATTEMPTS = 20;
 
 /** Makes a whole file visible at `dest` in one step, replacing what was there. */
 export async function publish(source: string, dest: string): Promise<void> {
@@ -43,10 +46,16 @@ export async function unpublish(path: string, root: string): Promise<void> {
   }
 }
 
+/**
+ * Makes `dest`'s parent directories, then takes the step. A concurrent delete may remove a parent
+ * at any moment in between, and also while mkdir runs: a recursive mkdir that finds a directory
+ * existing checks it and fails with ENOENT when it vanished in that instant. Either way, both are
+ * tried again.
+ */
 async function intoParent(dest: string, step: () => Promise<void>): Promise<void> {
   for (let attempt = 1; ; attempt++) {
-    await mkdir(dirname(dest), { recursive: true });
     try {
+      await mkdir(dirname(dest), { recursive: true });
       return await step();
     } catch (error) {
       if (!hasCode(error, 'ENOENT') || attempt === ATTEMPTS) throw error;
