@@ -86,8 +86,12 @@ export const configSchema = z.object({
   mountWithoutFrom: z.boolean().default(false),
   /** Upload sessions untouched this long are cancelled. */
   uploadTtlSeconds: size.default(24 * 3600),
-  /** How long one request may hold an upload session before a crash is presumed. */
-  uploadLeaseSeconds: size.default(3600),
+  /**
+   * How long a request's claim on an upload session holds without renewal (renewed every third of it
+   * while the request runs): how long a request that crashed blocks its session. On the filesystem
+   * store a restarted server frees such sessions at once.
+   */
+  uploadLeaseSeconds: size.pipe(z.number().min(3)).default(60),
   /** Accounts and the token signing key (written by `berth users`); set, authentication is on. */
   authFile: z.string().min(1).optional(),
   /**

@@ -12,6 +12,7 @@ export const ENV_VARS: Record<string, string> = {
   BERTH_PART_SIZE: 'partSize',
   BERTH_MOUNT_WITHOUT_FROM: 'mountWithoutFrom',
   BERTH_UPLOAD_TTL: 'uploadTtlSeconds',
+  BERTH_UPLOAD_LEASE_SECONDS: 'uploadLeaseSeconds',
   BERTH_SHUTDOWN_GRACE: 'shutdownGraceSeconds',
   BERTH_RETENTION: 'retention',
   BERTH_RETENTION_FILE: 'retentionFile',

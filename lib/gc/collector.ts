@@ -379,7 +379,8 @@ class Run {
    */
   private async orphans(dryRun: boolean): Promise<boolean> {
     const before = (this.state.sessionsAt ?? (await storeTime(this.storage))) - this.options.uploadTtlMs;
-    const idOf = (key: string) => /^(?:data|uploads)\/([0-9a-f-]{36})(?:\.tail-\d+)?$/.exec(key)?.[1];
+    const idOf = (key: string) =>
+      /^(?:data|uploads)\/([0-9a-f-]{36})(?:\.tail-\d+(?:-[0-9a-f]+)?)?$/.exec(key)?.[1];
     for (const prefix of ['data/', keys.uploadsPrefix]) {
       for await (const page of listKeys(this.storage, prefix)) {
         await mapLimit(page, CONCURRENCY, async (key) => {
@@ -388,7 +389,7 @@ class Run {
           if (prefix === keys.uploadsPrefix && key.endsWith('.json')) return;
           const info = await this.storage.head(key);
           if (!info || info.lastModified.getTime() >= before) return;
-          const kind = /\.tail-\d+$/.test(key) ? 'tail' : 'data';
+          const kind = /\.tail-\d+(?:-[0-9a-f]+)?$/.test(key) ? 'tail' : 'data';
           this.state.done.push({ kind, key, size: info.size });
           if (!dryRun) await this.storage.delete(key);
         });

@@ -38,8 +38,19 @@ export class Blobs {
     return info;
   }
 
-  async open(info: BlobInfo, range?: ByteRange): Promise<ObjectStream> {
-    const stream = await this.storage.getStream(info.dataKey, range);
+  /**
+   * Streams a blob's bytes. A link naming data that is gone, while the blob itself names other data
+   * (a push repaired the blob since, see `store`), serves the blob's data and is re-pointed.
+   */
+  async open(info: BlobInfo, range?: ByteRange, repo?: RepositoryName): Promise<ObjectStream> {
+    let stream = await this.storage.getStream(info.dataKey, range);
+    if (!stream) {
+      const blob = await this.statGlobal(info.digest);
+      if (blob && blob.dataKey !== info.dataKey && blob.size === info.size) {
+        stream = await this.storage.getStream(blob.dataKey, range);
+        if (stream && repo) await this.link(repo, blob);
+      }
+    }
     if (!stream) {
       throw new RegistryError(
         'BLOB_UNKNOWN',
@@ -103,10 +114,7 @@ export class Blobs {
         await this.storage.put(key, source.bytes, { ifNoneMatch: '*', sha256Base64: source.sha256Base64 });
         return { info: { digest, size: source.bytes.byteLength, dataKey: key }, existed: false };
       }
-      const pointer = new TextEncoder().encode(
-        JSON.stringify({ dataKey: source.dataKey, size: source.size }),
-      );
-      await this.storage.put(key, pointer, {
+      await this.storage.put(key, pointerBody(source), {
         ifNoneMatch: '*',
         contentType: 'application/json',
         metadata: { [meta.size]: String(source.size), [meta.dataKey]: source.dataKey },
@@ -115,11 +123,46 @@ export class Blobs {
     } catch (err) {
       if (!(err instanceof PreconditionFailed)) throw err;
     }
-    const existing = await this.statGlobal(digest);
-    if (!existing) return undefined;
+    const found = await this.storage.head(key);
+    if (!found) return undefined;
+    const existing = fromBlobObject(digest, found);
     // A retried publish of the same data finds its own pointer: that data is the blob now.
     const ours = 'dataKey' in source && existing.dataKey === source.dataKey;
+    if (!ours && existing.dataKey !== key && !(await this.dataIntact(existing))) {
+      // A pointer whose data is gone (lost to a crash, a bug, a hand-edited store): the blob is
+      // replaced with this upload's, conditionally on the broken pointer, so that pushing the bytes
+      // again repairs it for every repository that links it, instead of linking the broken one.
+      return (await this.replaceBroken(digest, found.etag, source)) ?? undefined;
+    }
     return { info: existing, existed: !ours };
+  }
+
+  /** Whether a pointer blob's data object is there with the blob's size. */
+  private async dataIntact(info: BlobInfo): Promise<boolean> {
+    return (await this.storage.head(info.dataKey))?.size === info.size;
+  }
+
+  private async replaceBroken(
+    digest: ParsedDigest,
+    etag: string,
+    source: BlobSource,
+  ): Promise<{ info: BlobInfo; existed: boolean } | undefined> {
+    const key = keys.blob(digest);
+    try {
+      if ('bytes' in source) {
+        await this.storage.put(key, source.bytes, { ifMatch: etag, sha256Base64: source.sha256Base64 });
+        return { info: { digest, size: source.bytes.byteLength, dataKey: key }, existed: false };
+      }
+      await this.storage.put(key, pointerBody(source), {
+        ifMatch: etag,
+        contentType: 'application/json',
+        metadata: { [meta.size]: String(source.size), [meta.dataKey]: source.dataKey },
+      });
+      return { info: { digest, size: source.size, dataKey: source.dataKey }, existed: false };
+    } catch (err) {
+      if (err instanceof PreconditionFailed) return undefined; // someone else changed it: look again
+      throw err;
+    }
   }
 }
 
@@ -127,6 +170,10 @@ export class Blobs {
 export type BlobSource =
   | { readonly bytes: Uint8Array; readonly sha256Base64?: string }
   | { readonly dataKey: string; readonly size: number };
+
+function pointerBody(source: { readonly dataKey: string; readonly size: number }): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify({ dataKey: source.dataKey, size: source.size }));
+}
 
 function fromLink(digest: ParsedDigest, link: ObjectInfo): BlobInfo | undefined {
   const size = Number(link.metadata[meta.size]);

@@ -14,7 +14,12 @@ import {
 import type { BlobInfo, Blobs } from './blobs.ts';
 import { keys } from './keys.ts';
 import { readBackDigest, type ReadBackOptions } from './read-back.ts';
-import { discardSession, SessionStore, type LoadedSession } from './upload-session.ts';
+import {
+  type DirectSession,
+  type LoadedSession,
+  type SessionStore,
+  type VerifyingSession,
+} from './upload-session.ts';
 
 export interface DirectUploadOptions {
   /** Lifetime of presigned part URLs, in seconds. */
@@ -62,19 +67,16 @@ export const MAX_PARTS_PER_REQUEST = 1000;
  * published and linked. Until then the blob is invisible; a wrong digest deletes everything.
  */
 export class DirectUploads {
-  private readonly sessions: SessionStore;
   private readonly background = new Set<Promise<unknown>>();
 
   constructor(
     private readonly storage: StorageDriver,
     private readonly blobs: Blobs,
-    leaseMs: number,
+    private readonly sessions: SessionStore,
     private readonly maxBlobSize: number,
     private readonly options: DirectUploadOptions,
     private readonly logger?: Logger,
-  ) {
-    this.sessions = new SessionStore(storage, leaseMs);
-  }
+  ) {}
 
   /** Presigned UploadPart URLs for the given part numbers of the session's multipart upload. */
   async presignParts(
@@ -99,7 +101,7 @@ export class DirectUploads {
       }
     }
     const session = await this.openDirect(await this.sessions.load(repo, id, owner));
-    const multipartId = session.state.multipartId as string;
+    const multipartId = session.state.multipartId;
     const ttl = this.options.presignTtlSeconds;
     const expiresAt = new Date(Date.now() + ttl * 1000);
     const parts = await Promise.all(
@@ -114,20 +116,23 @@ export class DirectUploads {
   async status(repo: RepositoryName, id: string, owner: string | undefined): Promise<DirectStatus> {
     const session = await this.sessions.load(repo, id, owner);
     const { state } = session;
-    if (state.failure !== undefined) {
-      // Told once; the session is gone after that.
-      await this.sessions.delete(id);
-      throw new RegistryError('DIGEST_INVALID', state.failure);
+    switch (state.status) {
+      case 'failed':
+        // Told once; the session is gone after that.
+        await this.sessions.delete(id);
+        throw new RegistryError('DIGEST_INVALID', state.failure);
+      case 'verifying':
+        if (state.until < Date.now())
+          await this.restartVerification(session as LoadedSession<VerifyingSession>);
+        return { status: 'verifying', digest: state.digest, size: state.size };
+      case 'direct':
+        return {
+          status: 'open',
+          parts: await this.directStore().listParts(keys.data(id), state.multipartId),
+        };
+      default:
+        return { status: 'open', parts: [] };
     }
-    if (state.verifying) {
-      if (state.verifying.until < Date.now()) await this.restartVerification(session);
-      return { status: 'verifying', digest: state.verifying.digest, size: state.verifying.size };
-    }
-    const parts =
-      state.direct && state.multipartId
-        ? await this.directStore().listParts(keys.data(id), state.multipartId)
-        : [];
-    return { status: 'open', parts };
   }
 
   /**
@@ -143,28 +148,29 @@ export class DirectUploads {
   ): Promise<Completion> {
     const direct = this.directStore();
     const loaded = await this.sessions.load(repo, id, owner);
-    if (loaded.state.verifying) {
-      if (loaded.state.verifying.digest !== digest.digest) {
+    const state = loaded.state;
+    if (state.status === 'verifying') {
+      if (state.digest !== digest.digest) {
         throw new RegistryError(
           'BLOB_UPLOAD_INVALID',
-          `the upload was already completed with digest ${loaded.state.verifying.digest}`,
+          `the upload was already completed with digest ${state.digest}`,
         );
       }
-      if (loaded.state.verifying.until < Date.now()) await this.restartVerification(loaded);
-      return { status: 'verifying', digest: digest.digest, size: loaded.state.verifying.size };
+      if (state.until < Date.now()) await this.restartVerification(loaded as LoadedSession<VerifyingSession>);
+      return { status: 'verifying', digest: digest.digest, size: state.size };
     }
-    if (loaded.state.failure !== undefined) {
+    if (state.status === 'failed') {
       await this.sessions.delete(id);
-      throw new RegistryError('DIGEST_INVALID', loaded.state.failure);
+      throw new RegistryError('DIGEST_INVALID', state.failure);
     }
-    if (!loaded.state.direct || !loaded.state.multipartId) {
+    if (state.status !== 'direct') {
       throw new RegistryError(
         'BLOB_UPLOAD_INVALID',
         `upload ${id} has no direct parts: ask for part URLs (POST …/_berth/v1/uploads/${id}/parts) and upload them first`,
       );
     }
-    const claimed = await this.sessions.claim(loaded);
-    const multipartId = loaded.state.multipartId;
+    const claim = await this.sessions.claim(loaded as LoadedSession<DirectSession>);
+    const multipartId = state.multipartId;
     const dataKey = keys.data(id);
     let size: number;
     try {
@@ -177,7 +183,8 @@ export class DirectUploads {
       if (parts) {
         size = this.checkParts(parts, announcedSize);
         if (size > this.maxBlobSize) {
-          await discardSession(this.storage, this.sessions, claimed.state);
+          claim.end();
+          await this.sessions.discard(claim.loaded, { force: true });
           throw new RegistryError(
             'SIZE_INVALID',
             `blob of ${size} bytes exceeds this registry's limit of ${this.maxBlobSize} bytes; nothing was stored`,
@@ -193,33 +200,33 @@ export class DirectUploads {
         }
         size = object.size;
       }
+      await this.storage.put(keys.verifying(repo, digest), new TextEncoder().encode(id), {
+        contentType: 'text/plain',
+      });
     } catch (err) {
-      await this.sessions.release(claimed);
+      await claim.release();
       throw err;
     }
-    const verifying = {
+    const { multipartId: _done, lease: _lease, ...rest } = claim.state;
+    const next: VerifyingSession = {
+      ...rest,
+      status: 'verifying',
       digest: digest.digest,
       size,
       token: randomUUID(),
       until: Date.now() + this.options.verifyLeaseMs,
     };
-    await this.storage.put(keys.verifying(repo, digest), new TextEncoder().encode(id), {
-      contentType: 'text/plain',
-    });
-    const { lease: _lease, multipartId: _done, ...rest } = claimed.state;
-    const session = await this.sessions.replace(claimed, { ...rest, verifying });
+    const session = (await claim.finish(next)) as LoadedSession<VerifyingSession>;
     if (size <= this.options.syncVerifyLimit) {
       const outcome = await this.verifyClaimed(session).catch(async (err: unknown) => {
         // Not a wrong digest but a failure to read (the store): the next poll or retry starts again.
-        await this.sessions
-          .replace(session, { ...session.state, verifying: { ...verifying, until: 0 } })
-          .catch(() => undefined);
+        await this.sessions.replace(session, { ...session.state, until: 0 }).catch(() => undefined);
         throw err;
       });
       if (outcome.status === 'failed') throw new RegistryError('DIGEST_INVALID', outcome.message);
       return { status: 'verified', blob: outcome.blob };
     }
-    await this.start({ repo, id, token: verifying.token });
+    await this.start({ repo, id, token: next.token });
     return { status: 'verifying', digest: digest.digest, size };
   }
 
@@ -232,8 +239,8 @@ export class DirectUploads {
       if (err instanceof RegistryError && err.code === 'BLOB_UPLOAD_UNKNOWN') return undefined;
       throw err;
     });
-    if (!session?.state.verifying || session.state.verifying.token !== job.token) return 'skipped';
-    const outcome = await this.verifyClaimed(session, true);
+    if (session?.state.status !== 'verifying' || session.state.token !== job.token) return 'skipped';
+    const outcome = await this.verifyClaimed(session as LoadedSession<VerifyingSession>, true);
     return outcome.status;
   }
 
@@ -243,14 +250,12 @@ export class DirectUploads {
   }
 
   private async verifyClaimed(
-    session: LoadedSession,
+    session: LoadedSession<VerifyingSession>,
     keepFailure = false,
   ): Promise<{ status: 'verified'; blob: BlobInfo } | { status: 'failed'; message: string }> {
     const state = session.state;
-    const verifying = state.verifying;
-    if (!verifying) throw new Error('verifyClaimed needs a verifying session');
     const repo = state.repo as RepositoryName;
-    const digest = parseDigest(verifying.digest);
+    const digest = parseDigest(state.digest);
     const dataKey = keys.data(state.id);
     const existing = await this.blobs.statGlobal(digest);
     let blob: BlobInfo;
@@ -262,7 +267,7 @@ export class DirectUploads {
       const hex = await readBackDigest(
         this.storage,
         dataKey,
-        verifying.size,
+        state.size,
         digest.algorithm,
         this.options.readBack,
       );
@@ -271,16 +276,18 @@ export class DirectUploads {
         await this.storage.delete(dataKey);
         await this.storage.delete(keys.verifying(repo, digest));
         if (keepFailure) {
-          const { verifying: _v, ...rest } = state;
-          await this.sessions.replace(session, { ...rest, failure: message }).catch(async (err: unknown) => {
-            if (!(err instanceof PreconditionFailed)) throw err;
-          });
+          const { digest: _d, size: _s, token: _t, until: _u, ...rest } = state;
+          await this.sessions
+            .replace(session, { ...rest, status: 'failed', failure: message })
+            .catch(async (err: unknown) => {
+              if (!(err instanceof PreconditionFailed)) throw err;
+            });
         } else {
           await this.sessions.delete(state.id);
         }
         return { status: 'failed', message };
       }
-      blob = await this.blobs.storeAndLink(repo, digest, { dataKey, size: verifying.size });
+      blob = await this.blobs.storeAndLink(repo, digest, { dataKey, size: state.size });
     }
     await this.storage.delete(keys.verifying(repo, digest));
     await this.sessions.delete(state.id);
@@ -288,28 +295,34 @@ export class DirectUploads {
   }
 
   /** Marks the session direct and gives it a multipart upload, once; racing requests agree on one. */
-  private async openDirect(session: LoadedSession): Promise<LoadedSession> {
+  private async openDirect(session: LoadedSession): Promise<LoadedSession<DirectSession>> {
     const { state } = session;
-    if (state.verifying || state.failure !== undefined) {
+    if (state.status === 'direct') return session as LoadedSession<DirectSession>;
+    if (state.status !== 'open') {
       throw new RegistryError('BLOB_UPLOAD_INVALID', 'the upload is already completed; start a new one');
     }
-    if (state.direct && state.multipartId) return session;
     if (state.offset > 0 || state.tail || state.parts.length > 0 || state.multipartId) {
       throw new RegistryError(
         'BLOB_UPLOAD_INVALID',
         'this upload already received bytes through the registry (PATCH); start a new upload for a direct one',
       );
     }
+    if (this.sessions.leased(state)) {
+      throw new RegistryError('BLOB_UPLOAD_INVALID', 'another request is writing to this upload; retry', {
+        status: 416,
+      });
+    }
     const multipartId = await this.storage.multipart.create(keys.data(state.id));
+    const { hashState: _h, parts: _p, tail: _t, tailSeq: _s, multipartId: _m, ...rest } = state;
     try {
-      return await this.sessions.replace(session, { ...state, direct: true, multipartId });
+      return await this.sessions.replace(session, { ...rest, status: 'direct', multipartId });
     } catch (err) {
       await this.storage.multipart.abort(keys.data(state.id), multipartId).catch(() => undefined);
       if (!(err instanceof PreconditionFailed)) throw err;
     }
     // Another request opened it first: use its multipart upload.
     const again = await this.sessions.load(state.repo as RepositoryName, state.id);
-    if (again.state.direct && again.state.multipartId && !again.state.verifying) return again;
+    if (again.state.status === 'direct') return again as LoadedSession<DirectSession>;
     throw new RegistryError('BLOB_UPLOAD_INVALID', 'the upload changed while opening it; retry', {
       status: 416,
     });
@@ -347,14 +360,13 @@ export class DirectUploads {
   }
 
   /** A verification whose lease ran out (its verifier crashed or timed out) starts again. */
-  private async restartVerification(session: LoadedSession): Promise<void> {
-    const verifying = session.state.verifying;
-    if (!verifying) return;
+  private async restartVerification(session: LoadedSession<VerifyingSession>): Promise<void> {
     const token = randomUUID();
     try {
       await this.sessions.replace(session, {
         ...session.state,
-        verifying: { ...verifying, token, until: Date.now() + this.options.verifyLeaseMs },
+        token,
+        until: Date.now() + this.options.verifyLeaseMs,
       });
     } catch (err) {
       if (err instanceof PreconditionFailed) return;

@@ -25,7 +25,8 @@ export const keys = {
   /** Written to read the store's clock (store-clock.ts); holds nothing. Under gc/, which the janitor may write. */
   clock: 'gc/clock',
   /** Under `data/`, like a multipart upload's object: a small blob's tail becomes its data as it is. */
-  tail: (id: string, seq: number) => `data/${id}.tail-${seq}`,
+  tail: (id: string, seq: number, nonce?: string) =>
+    `data/${id}.tail-${seq}${nonce ? `-${nonce.replace(/[^0-9a-f]/g, '').slice(0, 8)}` : ''}`,
 } as const;
 
 /** Object metadata names (S3 user metadata: lowercase, ASCII). */

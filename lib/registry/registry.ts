@@ -10,6 +10,7 @@ import { Manifests } from './manifests.ts';
 import { Referrers } from './referrers.ts';
 import { DirectUploads, type DirectUploadOptions } from './direct-uploads.ts';
 import { Uploads, type UploadLimits } from './uploads.ts';
+import { SessionStore } from './upload-session.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { ImmutableRule } from '../gc/policy.ts';
 
@@ -41,6 +42,8 @@ export class Registry {
   readonly blobs: Blobs;
   readonly uploads: Uploads;
   readonly direct: DirectUploads;
+  /** The upload sessions both lifecycles (through the registry, direct to the store) keep. */
+  readonly sessions: SessionStore;
   readonly referrers: Referrers;
   readonly manifests: Manifests;
   private readonly mountWithoutFrom: boolean;
@@ -48,11 +51,15 @@ export class Registry {
   constructor(options: RegistryOptions) {
     this.storage = options.storage;
     this.blobs = new Blobs(options.storage);
-    this.uploads = new Uploads(options.storage, this.blobs, options.hashes, options.limits);
+    this.sessions = new SessionStore(options.storage, {
+      leaseMs: options.limits.leaseMs,
+      exclusive: options.storage.exclusive ?? false,
+    });
+    this.uploads = new Uploads(options.storage, this.blobs, options.hashes, options.limits, this.sessions);
     this.direct = new DirectUploads(
       options.storage,
       this.blobs,
-      options.limits.leaseMs,
+      this.sessions,
       options.limits.maxBlobSize,
       { ...DIRECT_UPLOAD_DEFAULTS, ...options.direct },
       options.logger,

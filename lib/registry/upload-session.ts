@@ -5,9 +5,105 @@ import { tryParseDigest, type DigestAlgorithm } from '../oci/digest.ts';
 import type { RepositoryName } from '../oci/names.ts';
 import { PreconditionFailed, type StorageDriver } from '../storage/port.ts';
 import { parseStoredJson } from './json.ts';
-import { keys } from './keys.ts';
+import { keys, meta } from './keys.ts';
 
-const sessionSchema = z.object({
+/*
+ * Upload sessions: one object per session (`uploads/<id>.json`), written only conditionally on the
+ * etag last read, so that of two requests racing on a session exactly one writes. The state is one
+ * discriminated union; what a request may do depends on its status:
+ *
+ *   open ──PATCH/PUT──▶ open … ──PUT──▶ (blob stored, session deleted)
+ *     │ └─direct parts──▶ direct ──complete──▶ verifying ──▶ (blob stored) | failed
+ *     └──── cancel, expiry, wrong digest (any status) ──▶ discarding ──▶ (everything removed)
+ *
+ * Every request that writes claims the session first: a lease in the state, taken by a conditional
+ * write, renewed while the request runs, and dropped or replaced when it ends. Whoever removes a
+ * session (cancel, the stale sweep) first writes `discarding` over the state it read, conditionally:
+ * it then owns what the state names and nobody else can name it as a blob's data meanwhile. A
+ * discarding session left by a crash is finished by the next cancel or sweep.
+ */
+
+const lease = z.object({
+  token: z.string(),
+  /** Expiry, on the holder's clock (ms). */
+  until: z.number(),
+  /** The process that took it (Registry instance): on a store one process owns, others' leases are void. */
+  holder: z.string().optional(),
+});
+
+const tail = z.object({
+  key: z.string(),
+  size: z.number().int(),
+  /**
+   * A completion is naming it as a blob's data: it is then never deleted with the session (a blob
+   * may point at it), and garbage collection removes it if nothing does.
+   */
+  published: z.boolean().optional(),
+});
+
+const common = {
+  v: z.literal(2),
+  id: z.string(),
+  repo: z.string(),
+  createdAt: z.string(),
+  algorithm: z.enum(['sha256', 'sha512']),
+  /** Bytes received so far (0 for direct uploads, whose bytes go to the store). */
+  offset: z.number().int().nonnegative(),
+  /** Who created the session (the token's subject; '' anonymous); absent when authentication was off. */
+  owner: z.string().optional(),
+  lease: lease.optional(),
+};
+
+const open = z.object({
+  ...common,
+  status: z.literal('open'),
+  hashState: z.string().optional(),
+  multipartId: z.string().optional(),
+  parts: z.array(z.object({ partNumber: z.number().int(), etag: z.string(), size: z.number().int() })),
+  /** Bytes received but too few for a multipart part, in their own object. */
+  tail: tail.optional(),
+  tailSeq: z.number().int(),
+});
+
+/** The client uploads the parts straight to the store (the direct-upload extension). */
+const direct = z.object({ ...common, status: z.literal('direct'), multipartId: z.string() });
+
+/** Completed into `data/<id>`, being read back to check `digest`; invisible until it passes. */
+const verifying = z.object({
+  ...common,
+  status: z.literal('verifying'),
+  digest: z.string(),
+  size: z.number().int().nonnegative(),
+  /** The verification job's token, and its own lease (a crashed verifier is restarted after it). */
+  token: z.string(),
+  until: z.number(),
+});
+
+/** Verification failed (asynchronously): what the client is told when it asks. Nothing else is kept. */
+const failed = z.object({ ...common, status: z.literal('failed'), failure: z.string() });
+
+/** Being removed by whoever wrote this: what is left to remove. */
+const discarding = z.object({
+  ...common,
+  status: z.literal('discarding'),
+  multipartId: z.string().optional(),
+  /** Tail objects to delete (never a published one). */
+  tails: z.array(z.string()),
+  /** A completed but unverified data object, and the `_verifying` marker naming it. */
+  unverified: z.object({ digest: z.string() }).optional(),
+});
+
+const sessionSchema = z.discriminatedUnion('status', [open, direct, verifying, failed, discarding]);
+
+export type SessionState = z.infer<typeof sessionSchema>;
+export type OpenSession = z.infer<typeof open>;
+export type DirectSession = z.infer<typeof direct>;
+export type VerifyingSession = z.infer<typeof verifying>;
+type Status = SessionState['status'];
+type Of<S extends Status> = Extract<SessionState, { status: S }>;
+
+/** Sessions written by the previous version (flags instead of a status), read as the union. */
+const legacySchema = z.object({
   v: z.literal(1),
   id: z.string(),
   repo: z.string(),
@@ -16,55 +112,100 @@ const sessionSchema = z.object({
   algorithm: z.enum(['sha256', 'sha512']),
   hashState: z.string().optional(),
   multipartId: z.string().optional(),
-  parts: z.array(z.object({ partNumber: z.number().int(), etag: z.string(), size: z.number().int() })),
-  /**
-   * Bytes received but too few for a multipart part, in their own object. `published`: a completion
-   * was about to name it as a blob's data; it is then never deleted with the session (a blob may
-   * point at it), and garbage collection removes it if nothing does.
-   */
-  tail: z.object({ key: z.string(), size: z.number().int(), published: z.boolean().optional() }).optional(),
+  parts: open.shape.parts,
+  tail: tail.optional(),
   tailSeq: z.number().int(),
-  lease: z.object({ token: z.string(), until: z.number() }).optional(),
-  /** Who created the session (the token's subject; '' anonymous); absent when authentication was off. */
+  lease: lease.optional(),
   owner: z.string().optional(),
-  /** The client uploads the parts straight to the store (the direct-upload extension). */
   direct: z.boolean().optional(),
-  /** Completed into `data/<id>`, being read back to check `digest`; invisible until it passes. */
   verifying: z
-    .object({
-      digest: z.string(),
-      size: z.number().int().nonnegative(),
-      token: z.string(),
-      until: z.number(),
-    })
+    .object({ digest: z.string(), size: z.number().int(), token: z.string(), until: z.number() })
     .optional(),
-  /** Verification failed (asynchronously): what the client is told when it asks. Nothing else is kept. */
   failure: z.string().optional(),
 });
 
-/** An upload session as stored in `uploads/<id>.json`. */
-export type SessionState = z.infer<typeof sessionSchema>;
+function upgrade(old: z.infer<typeof legacySchema>): SessionState {
+  const base = {
+    v: 2 as const,
+    id: old.id,
+    repo: old.repo,
+    createdAt: old.createdAt,
+    algorithm: old.algorithm,
+    offset: old.offset,
+    ...(old.owner !== undefined && { owner: old.owner }),
+    ...(old.lease && { lease: old.lease }),
+  };
+  if (old.failure !== undefined) return { ...base, status: 'failed', failure: old.failure };
+  if (old.verifying) return { ...base, status: 'verifying', ...old.verifying };
+  if (old.direct && old.multipartId) return { ...base, status: 'direct', multipartId: old.multipartId };
+  return {
+    ...base,
+    status: 'open',
+    parts: old.parts,
+    tailSeq: old.tailSeq,
+    ...(old.hashState !== undefined && { hashState: old.hashState }),
+    ...(old.multipartId !== undefined && { multipartId: old.multipartId }),
+    ...(old.tail && { tail: old.tail }),
+  };
+}
 
-export interface LoadedSession {
-  readonly state: SessionState;
+function parseState(bytes: Uint8Array): SessionState | undefined {
+  const json = parseStoredJson(bytes);
+  const parsed = sessionSchema.safeParse(json);
+  if (parsed.success) return parsed.data;
+  const legacy = legacySchema.safeParse(json);
+  return legacy.success ? upgrade(legacy.data) : undefined;
+}
+
+export interface LoadedSession<S extends SessionState = SessionState> {
+  readonly state: S;
   readonly etag: string;
+}
+
+export interface SessionStoreOptions {
+  /** How long a claim holds without renewal; renewed every third of it while its request runs. */
+  readonly leaseMs: number;
+  /**
+   * The store is used by this process alone (the filesystem store): a lease another process took
+   * is void, since that process is gone. A restart after a crash frees its sessions at once.
+   */
+  readonly exclusive?: boolean;
+  /** This process's identity in leases (default: a random id per SessionStore, i.e. per process). */
+  readonly holder?: string;
+  /** The renewal timer; tests replace it. */
+  readonly renewEveryMs?: number;
 }
 
 const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 /**
- * Reads and writes session state objects. Every write after creation is conditional on the etag
- * read, so two requests racing on one session cannot both commit.
+ * Reads and writes session state objects: the one store both upload lifecycles (through the registry,
+ * and direct to the store) use. Every write after creation is conditional on the etag read.
  */
 export class SessionStore {
+  readonly leaseMs: number;
+  private readonly holder: string;
+  private readonly exclusive: boolean;
+  private readonly renewEveryMs: number;
+
   constructor(
     private readonly storage: StorageDriver,
-    private readonly leaseMs: number,
-  ) {}
+    options: SessionStoreOptions,
+  ) {
+    this.leaseMs = options.leaseMs;
+    this.holder = options.holder ?? randomUUID();
+    this.exclusive = options.exclusive ?? false;
+    this.renewEveryMs = options.renewEveryMs ?? Math.max(1_000, Math.floor(options.leaseMs / 3));
+  }
 
-  async create(repo: RepositoryName, algorithm: DigestAlgorithm, owner?: string): Promise<LoadedSession> {
-    const state: SessionState = {
-      v: 1,
+  async create(
+    repo: RepositoryName,
+    algorithm: DigestAlgorithm,
+    owner?: string,
+  ): Promise<LoadedSession<OpenSession>> {
+    const state: OpenSession = {
+      v: 2,
+      status: 'open',
       id: randomUUID(),
       repo,
       createdAt: new Date().toISOString(),
@@ -83,45 +224,63 @@ export class SessionStore {
 
   /**
    * Loads a session of `repo`. With `owner` (authentication on), a session someone else created is
-   * answered as unknown, exactly like one that does not exist: its id reveals nothing.
+   * answered as unknown, exactly like one that does not exist: its id reveals nothing. So is a
+   * session being discarded.
    */
   async load(repo: RepositoryName, id: string, owner?: string): Promise<LoadedSession> {
-    const unknown = () =>
-      new RegistryError(
-        'BLOB_UPLOAD_UNKNOWN',
-        `upload ${id.slice(0, 64)} is not in progress in repository ${repo}`,
-      );
-    if (!UPLOAD_ID.test(id)) throw unknown();
+    const loaded = await this.read(id);
+    if (
+      !loaded ||
+      loaded.state.repo !== repo ||
+      loaded.state.status === 'discarding' ||
+      (owner !== undefined && loaded.state.owner !== undefined && loaded.state.owner !== owner)
+    ) {
+      throw unknownUpload(repo, id);
+    }
+    return loaded;
+  }
+
+  /** The stored state whatever its repository or status; undefined when there is none (or unreadable). */
+  async read(id: string): Promise<LoadedSession | undefined> {
+    if (!UPLOAD_ID.test(id)) return undefined;
     const object = await this.storage.get(keys.session(id));
-    if (!object) throw unknown();
-    const parsed = sessionSchema.safeParse(parseStoredJson(object.body));
-    if (!parsed.success || parsed.data.repo !== repo) throw unknown();
-    if (owner !== undefined && parsed.data.owner !== undefined && parsed.data.owner !== owner)
-      throw unknown();
-    return { state: parsed.data, etag: object.etag };
+    const state = object && parseState(object.body);
+    return state && { state, etag: object.etag };
+  }
+
+  /** Whether someone other than the caller holds a live claim on the session. */
+  leased(state: SessionState, now = Date.now()): boolean {
+    const held = state.lease;
+    if (!held || held.until <= now) return false;
+    // On a store this process owns, a lease another process took (or one from before leases named
+    // their holder) died with that process.
+    return !(this.exclusive && held.holder !== this.holder);
   }
 
   /**
-   * Claims the session for one writing request. A second request while the claim holds, or one that
-   * loses the race to claim, gets 416 like an out-of-order chunk: its view of the offset is stale.
+   * Claims the session for one writing request, applying `change` to the state in the same write. A
+   * second request while the claim holds, or one that loses the race to claim, gets `busy`.
    */
-  async claim(
-    session: LoadedSession,
-    change: (state: SessionState) => SessionState = (state) => state,
-  ): Promise<LoadedSession> {
-    const now = Date.now();
-    if (session.state.lease && session.state.lease.until > now) throw busy(session.state);
-    const state = { ...change(session.state), lease: { token: randomUUID(), until: now + this.leaseMs } };
+  async claim<S extends SessionState>(
+    session: LoadedSession<S>,
+    change: (state: S) => S = (state) => state,
+  ): Promise<Claim<S>> {
+    if (this.leased(session.state)) throw busy(session.state);
+    const state = { ...change(session.state), lease: this.newLease() };
     try {
-      return await this.replace(session, state);
+      return new Claim(this, await this.replace(session, state), this.renewEveryMs);
     } catch (err) {
       if (err instanceof PreconditionFailed) throw busy(session.state);
       throw err;
     }
   }
 
+  newLease(): NonNullable<SessionState['lease']> {
+    return { token: randomUUID(), until: Date.now() + this.leaseMs, holder: this.holder };
+  }
+
   /** Conditionally replaces the session's state; throws PreconditionFailed if it changed meanwhile. */
-  async replace(session: LoadedSession, state: SessionState): Promise<LoadedSession> {
+  async replace<S extends SessionState>(session: LoadedSession, state: S): Promise<LoadedSession<S>> {
     const info = await this.storage.put(keys.session(state.id), encode(state), {
       ifMatch: session.etag,
       contentType: 'application/json',
@@ -129,10 +288,47 @@ export class SessionStore {
     return { state, etag: info.etag };
   }
 
-  /** Drops the claim after a failed request, keeping the last committed state. Best effort. */
-  async release(session: LoadedSession): Promise<void> {
-    const { lease: _lease, ...state } = session.state;
-    await this.replace(session, state).catch(() => undefined);
+  /**
+   * Removes a session and everything it names but a blob's data: its multipart upload, its tails
+   * (never a published one), data completed but not verified (unless a blob names it by now) and
+   * the marker saying so. First takes it over with a conditional write of `discarding`, so nobody
+   * can complete it meanwhile; a request holding it (another's live lease) makes this `busy`.
+   * Returns false when the session was already gone.
+   */
+  async discard(session: LoadedSession, options: { force?: boolean } = {}): Promise<boolean> {
+    let current: LoadedSession | undefined = session;
+    for (let attempt = 0; current; attempt++) {
+      if (current.state.status !== 'discarding' && !options.force && this.leased(current.state)) {
+        throw busy(current.state);
+      }
+      try {
+        const owned =
+          current.state.status === 'discarding'
+            ? current
+            : await this.replace(current, discardingOf(current.state));
+        await this.removeNamed(owned.state as Of<'discarding'>);
+        await this.storage.delete(keys.session(owned.state.id));
+        return true;
+      } catch (err) {
+        if (!(err instanceof PreconditionFailed) || attempt === 3) throw err;
+      }
+      current = await this.read(session.state.id);
+    }
+    return false;
+  }
+
+  private async removeNamed(state: Of<'discarding'>): Promise<void> {
+    const dataKey = keys.data(state.id);
+    if (state.multipartId) await this.storage.multipart.abort(dataKey, state.multipartId);
+    for (const key of state.tails) await this.storage.delete(key);
+    if (state.unverified) {
+      const digest = tryParseDigest(state.unverified.digest);
+      // A verification that published the blob and crashed before deleting its session: the data
+      // is that blob's now.
+      const blob = digest && (await this.storage.head(keys.blob(digest)));
+      if (blob?.metadata[meta.dataKey] !== dataKey) await this.storage.delete(dataKey);
+      if (digest) await this.storage.delete(keys.verifying(state.repo as RepositoryName, digest));
+    }
   }
 
   async delete(id: string): Promise<void> {
@@ -140,26 +336,125 @@ export class SessionStore {
   }
 }
 
-/**
- * Removes every trace of a session: its multipart upload, tail (unless published: a blob may name it),
- * data completed but not yet verified (with the marker that says so) and its state.
- */
-export async function discardSession(
-  storage: StorageDriver,
-  sessions: SessionStore,
-  state: SessionState,
-): Promise<void> {
-  if (state.multipartId) await storage.multipart.abort(keys.data(state.id), state.multipartId);
-  if (state.tail && !state.tail.published) await storage.delete(state.tail.key);
-  if (state.verifying) {
-    const digest = tryParseDigest(state.verifying.digest);
-    await storage.delete(keys.data(state.id));
-    if (digest) await storage.delete(keys.verifying(state.repo as RepositoryName, digest));
+/** What discarding `state` must remove. */
+function discardingOf(state: SessionState): Of<'discarding'> {
+  const base = {
+    v: 2 as const,
+    id: state.id,
+    repo: state.repo,
+    createdAt: state.createdAt,
+    algorithm: state.algorithm,
+    offset: state.offset,
+    ...(state.owner !== undefined && { owner: state.owner }),
+    status: 'discarding' as const,
+  };
+  switch (state.status) {
+    case 'open':
+      return {
+        ...base,
+        ...(state.multipartId && { multipartId: state.multipartId }),
+        tails: state.tail && !state.tail.published ? [state.tail.key] : [],
+      };
+    case 'direct':
+      return { ...base, multipartId: state.multipartId, tails: [] };
+    case 'verifying':
+      return { ...base, tails: [], unverified: { digest: state.digest } };
+    case 'failed':
+    case 'discarding':
+      return { ...base, tails: [] };
   }
-  await sessions.delete(state.id);
 }
 
-function busy(state: SessionState): RegistryError {
+/**
+ * A session claimed by the running request. Its writes go through here one at a time, each
+ * conditional on the last, and the lease is renewed in the background until `end`.
+ */
+export class Claim<S extends SessionState = SessionState> {
+  private chain: Promise<unknown> = Promise.resolve();
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private lost: unknown;
+
+  constructor(
+    private readonly store: SessionStore,
+    private session: LoadedSession<S>,
+    renewEveryMs: number,
+  ) {
+    this.timer = setInterval(() => void this.renew(), renewEveryMs);
+    this.timer.unref?.();
+  }
+
+  get state(): S {
+    return this.session.state;
+  }
+
+  get loaded(): LoadedSession<S> {
+    return this.session;
+  }
+
+  /** Writes the next state, keeping the lease; PreconditionFailed if the session was taken meanwhile. */
+  commit<T extends SessionState>(next: T): Promise<LoadedSession<T>> {
+    return this.serial(async () => {
+      const written = await this.store.replace(this.session, { ...next, lease: this.session.state.lease });
+      this.session = written as unknown as LoadedSession<S>;
+      return written;
+    });
+  }
+
+  /** The last write of the request: the state without a lease. */
+  async finish(next: SessionState): Promise<LoadedSession> {
+    this.end();
+    return this.serial(async () => {
+      const { lease: _lease, ...rest } = next;
+      const written = await this.store.replace(this.session, rest as SessionState);
+      this.session = written as unknown as LoadedSession<S>;
+      return written;
+    });
+  }
+
+  /** Drops the claim after a failed request, keeping the last committed state. Best effort. */
+  async release(): Promise<void> {
+    await this.finish(this.session.state).catch(() => undefined);
+  }
+
+  /** Stops renewing (the request is over). */
+  end(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Throws if a renewal found the session taken over (it was stalled past its lease). */
+  check(): void {
+    if (this.lost !== undefined) throw this.lost;
+  }
+
+  private async renew(): Promise<void> {
+    await this.serial(async () => {
+      if (!this.timer) return;
+      const written = await this.store.replace(this.session, {
+        ...this.session.state,
+        lease: this.store.newLease(),
+      });
+      this.session = written as LoadedSession<S>;
+    }).catch((err: unknown) => {
+      this.lost ??= err;
+    });
+  }
+
+  private serial<T>(step: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(step, step);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+}
+
+export function unknownUpload(repo: RepositoryName, id: string): RegistryError {
+  return new RegistryError(
+    'BLOB_UPLOAD_UNKNOWN',
+    `upload ${id.slice(0, 64)} is not in progress in repository ${repo}`,
+  );
+}
+
+export function busy(state: SessionState): RegistryError {
   return new RegistryError(
     'BLOB_UPLOAD_INVALID',
     'another request is writing to this upload session; retry from the offset in the Range header',

@@ -6,18 +6,27 @@ import { readLimited } from './read-body.ts';
 import { NoSuchUpload, PreconditionFailed, type StorageDriver } from '../storage/port.ts';
 import type { BlobInfo, Blobs, BlobSource } from './blobs.ts';
 import { hashStream, type HashStates, type RunningHash } from './hashing.ts';
-import { parseStoredJson } from './json.ts';
 import { keys } from './keys.ts';
 import { PartWriter } from './part-writer.ts';
 import { storeTime } from './store-clock.ts';
-import { discardSession, SessionStore, type LoadedSession, type SessionState } from './upload-session.ts';
+import {
+  busy,
+  type Claim,
+  type LoadedSession,
+  type OpenSession,
+  type SessionState,
+  type SessionStore,
+} from './upload-session.ts';
 
 export interface UploadLimits {
   /** Largest blob a client may upload, in bytes. */
   readonly maxBlobSize: number;
   /** Size of the multipart parts cut from a request body (bounded memory per request). */
   readonly partSize: number;
-  /** How long one request may hold a session before another may take it over (after a crash). */
+  /**
+   * How long a request's claim on a session holds without renewal; renewed every third of it while
+   * the request runs, so this is how long a crashed request blocks its session (BERTH_UPLOAD_LEASE_SECONDS).
+   */
   readonly leaseMs: number;
 }
 
@@ -35,12 +44,11 @@ export interface ChunkExpectation {
 }
 
 interface Received {
-  session: LoadedSession;
   writer: PartWriter;
   hash: RunningHash | undefined;
   offset: number;
   /** The session's tail when no bytes came to be joined to it: still in its object, not in `writer`. */
-  unloadedTail: SessionState['tail'];
+  unloadedTail: OpenSession['tail'];
   /** Reads the unloaded tail into `writer`. */
   loadTail(): Promise<void>;
 }
@@ -52,15 +60,13 @@ interface Received {
  * size: no copy and no read-back (unless the hash state was lost to a restart).
  */
 export class Uploads {
-  private readonly sessions: SessionStore;
-
   constructor(
     private readonly storage: StorageDriver,
     private readonly blobs: Blobs,
     private readonly hashes: HashStates,
     private readonly limits: UploadLimits,
+    private readonly sessions: SessionStore,
   ) {
-    this.sessions = new SessionStore(storage, limits.leaseMs);
     if (limits.partSize < storage.multipart.minPartSize || limits.partSize > storage.multipart.maxPartSize) {
       throw new Error(`part size ${limits.partSize} is outside what the ${storage.name} store accepts`);
     }
@@ -89,43 +95,46 @@ export class Uploads {
     expect: ChunkExpectation,
     owner?: string,
   ): Promise<UploadStatus> {
-    const claimed = await this.claim(repo, id, expect, owner);
-    let current = claimed;
+    const claim = await this.claim(repo, id, expect, owner);
+    const state = claim.state;
     let newTail: { key: string; size: number } | undefined;
     let writer: PartWriter | undefined;
     try {
-      const received = await this.receive(claimed, body, expect, (s) => (current = s));
+      const received = await this.receive(claim, body, expect);
       writer = received.writer;
-      if (received.offset === claimed.state.offset) {
+      if (received.offset === state.offset) {
         // No bytes: nothing changes.
-        await this.sessions.release(current);
-        return view(current.state);
+        await claim.release();
+        return view(state);
       }
       await writer.endRequest();
-      const state = current.state;
       if (writer.buffered > 0) {
-        newTail = { key: keys.tail(state.id, state.tailSeq + 1), size: writer.buffered };
+        // Named by the claim's token: a request that stalled past its lease and was taken over can
+        // never overwrite the tail of the request that took over.
+        newTail = {
+          key: keys.tail(state.id, state.tailSeq + 1, claim.state.lease?.token),
+          size: writer.buffered,
+        };
         await this.storage.put(newTail.key, writer.drain());
       }
-      const next: SessionState = {
-        ...state,
+      const next: OpenSession = {
+        ...claim.state,
         offset: received.offset,
-        multipartId: writer.uploadId,
+        ...(writer.uploadId !== undefined && { multipartId: writer.uploadId }),
         parts: writer.parts,
         tail: newTail,
         tailSeq: state.tailSeq + 1,
         hashState: received.hash
           ? await this.hashes.save(state.id, received.offset, received.hash)
           : undefined,
-        lease: undefined,
       };
-      current = await this.commit(current, next);
+      await this.finishClaim(claim, next);
       if (state.tail && !state.tail.published) await this.storage.delete(state.tail.key);
       return view(next);
     } catch (err) {
       await writer?.abandon();
       if (newTail) await this.storage.delete(newTail.key).catch(() => undefined);
-      await this.sessions.release(current);
+      await claim.release();
       throw translate(err);
     }
   }
@@ -141,31 +150,39 @@ export class Uploads {
   ): Promise<BlobInfo> {
     // A last request without bytes on a session whose bytes are all in its tail (a small blob pushed
     // as PATCH then PUT, docker's way): the tail object becomes the blob's data as it is, with no
-    // read and no rewrite. Marked in the claim, before a blob can name it (see SessionState.tail).
+    // read and no rewrite. Marked in the claim, before a blob can name it (see the session's tail).
     const empty = body === null || expect.length === 0;
-    const claimed = await this.claim(repo, id, expect, owner, (state) =>
+    const claim = await this.claim(repo, id, expect, owner, (state) =>
       empty && state.tail && !state.multipartId && state.tail.key.startsWith('data/')
         ? { ...state, tail: { ...state.tail, published: true } }
         : state,
     );
-    let current = claimed;
     let writer: PartWriter | undefined;
     try {
-      const received = await this.receive(claimed, body, expect, (s) => (current = s));
+      const received = await this.receive(claim, body, expect);
       writer = received.writer;
-      const source = await this.finish(received, digest);
+      const source = await this.finish(claim, received, digest);
       const info = await this.blobs.storeAndLink(repo, digest, source);
-      // The multipart upload is complete and a published tail is the blob's: neither is removed.
-      await this.discard({ ...current.state, multipartId: undefined });
+      claim.end();
+      // The multipart upload is complete and a published tail is the blob's; an unpublished tail's
+      // bytes went into the blob (a part, or the bytes written whole): it goes.
+      const tail = claim.state.tail;
+      if (tail && !tail.published) await this.storage.delete(tail.key);
+      await this.sessions.delete(id);
+      this.hashes.forget(id);
       return info;
     } catch (err) {
       await writer?.abandon();
       if (err instanceof RegistryError && err.code === 'DIGEST_INVALID') {
         // Refused before any blob could name the tail: it goes with the session.
-        const tail = current.state.tail && { ...current.state.tail, published: false };
-        await this.discard({ ...current.state, tail });
+        claim.end();
+        const tail = claim.state.tail && { ...claim.state.tail, published: false };
+        await this.sessions
+          .discard({ ...claim.loaded, state: { ...claim.state, ...(tail && { tail }) } }, { force: true })
+          .catch(() => undefined);
+        this.hashes.forget(id);
       } else {
-        await this.sessions.release(current);
+        await claim.release();
       }
       throw translate(err);
     }
@@ -198,20 +215,38 @@ export class Uploads {
     return this.blobs.storeAndLink(repo, digest, { bytes, sha256Base64: sha256 });
   }
 
+  /**
+   * Cancels a session: everything it holds goes, unless a completion has published it as a blob's data.
+   * A request writing to or completing the session meanwhile makes this a conflict (409): cancelling
+   * under it could delete the bytes the completion is making into a blob.
+   */
   async cancel(repo: RepositoryName, id: string, owner?: string): Promise<void> {
-    const { state } = await this.sessions.load(repo, id, owner);
-    if (state.verifying) {
+    const loaded = await this.sessions.load(repo, id, owner);
+    if (loaded.state.status === 'verifying') {
       throw new RegistryError(
         'BLOB_UPLOAD_INVALID',
         'the upload is complete and its content is being verified; it cannot be cancelled now',
       );
     }
-    await this.discard(state);
+    try {
+      if (!(await this.sessions.discard(loaded))) throw unknownAfterRace(repo, id);
+    } catch (err) {
+      if (err instanceof RegistryError && err.status === 416) {
+        throw new RegistryError(
+          'BLOB_UPLOAD_INVALID',
+          'another request is writing to or completing this upload; cancel it once that request has ended',
+          { status: 409 },
+        );
+      }
+      throw err;
+    }
+    this.hashes.forget(id);
   }
 
   /**
    * Cancels sessions untouched for `maxAgeMs` (clients that went away). Returns how many. Ages are
-   * measured on the store's clock (`now`, default: read from the store), never the caller's.
+   * measured on the store's clock (`now`, default: read from the store), never the caller's. A
+   * session a live request holds is left alone whatever its age.
    */
   async purgeStale(maxAgeMs: number, now?: number): Promise<number> {
     now ??= await storeTime(this.storage);
@@ -222,24 +257,25 @@ export class Uploads {
       for (const key of page.keys) {
         const info = await this.storage.head(key);
         if (!info || now - info.lastModified.getTime() < maxAgeMs) continue;
-        const match = /^uploads\/([0-9a-f-]{36})\.json$/.exec(key);
-        const state = match ? await this.readState(key) : undefined;
-        if (state) await this.discard(state);
-        else await this.storage.delete(key);
-        purged++;
+        const id = /^uploads\/([0-9a-f-]{36})\.json$/.exec(key)?.[1];
+        const loaded = id ? await this.sessions.read(id) : undefined;
+        if (!loaded) {
+          await this.storage.delete(key);
+          purged++;
+          continue;
+        }
+        if (this.sessions.leased(loaded.state)) continue;
+        const discarded = await this.sessions.discard(loaded).catch((err: unknown) => {
+          // Claimed or changed since it was read: not stale after all.
+          if (err instanceof RegistryError && err.status === 416) return false;
+          throw err;
+        });
+        if (discarded) purged++;
+        this.hashes.forget(loaded.state.id);
       }
       if (!page.truncated || page.keys.length === 0) return purged;
       startAfter = page.keys[page.keys.length - 1];
     }
-  }
-
-  private async readState(key: string): Promise<SessionState | undefined> {
-    const object = await this.storage.get(key);
-    const stored = object
-      ? (parseStoredJson(object.body) as { repo?: unknown; id?: unknown } | undefined)
-      : undefined;
-    if (typeof stored?.repo !== 'string' || typeof stored.id !== 'string') return undefined;
-    return (await this.sessions.load(stored.repo as RepositoryName, stored.id).catch(() => undefined))?.state;
   }
 
   /** Loads the session, checks the chunk starts where it ends, and claims it for this request. */
@@ -248,17 +284,17 @@ export class Uploads {
     id: string,
     expect: ChunkExpectation,
     owner: string | undefined,
-    change?: (state: SessionState) => SessionState,
-  ): Promise<LoadedSession> {
+    change?: (state: OpenSession) => OpenSession,
+  ): Promise<Claim<OpenSession>> {
     const loaded = await this.sessions.load(repo, id, owner);
-    if (loaded.state.direct || loaded.state.verifying || loaded.state.failure !== undefined) {
+    if (loaded.state.status !== 'open') {
       throw new RegistryError(
         'BLOB_UPLOAD_INVALID',
         `upload ${id} is a direct upload: its parts go to the presigned URLs and it is completed with POST /v2/${repo}/_berth/v1/uploads/${id}/complete (docs/upload-extension.md)`,
       );
     }
     checkStart(loaded.state, expect);
-    return this.sessions.claim(loaded, change);
+    return this.sessions.claim(loaded as LoadedSession<OpenSession>, change);
   }
 
   /**
@@ -266,13 +302,11 @@ export class Uploads {
    * front of the body's bytes when the first of them arrives; a request without bytes leaves it be.
    */
   private async receive(
-    claimed: LoadedSession,
+    claim: Claim<OpenSession>,
     body: AsyncIterable<Uint8Array> | null,
     expect: ChunkExpectation,
-    onSessionChange: (s: LoadedSession) => void,
   ): Promise<Received> {
-    let session = claimed;
-    const state = claimed.state;
+    const state = claim.state;
     const writer = new PartWriter(
       this.storage,
       keys.data(state.id),
@@ -281,8 +315,7 @@ export class Uploads {
       state.multipartId,
       async (multipartId) => {
         // Recorded at once, so that cancelling or expiring the session can abort it.
-        session = await this.commit(session, { ...session.state, multipartId });
-        onSessionChange(session);
+        await this.commitOrBusy(claim, { ...claim.state, multipartId });
       },
     );
     let unloadedTail = state.tail;
@@ -332,7 +365,7 @@ export class Uploads {
       if (expect.length !== undefined && received !== expect.length) {
         throw lengthMismatch(expect.length, String(received));
       }
-      return { session, writer, hash, offset: state.offset + received, unloadedTail, loadTail };
+      return { writer, hash, offset: state.offset + received, unloadedTail, loadTail };
     } catch (err) {
       await writer.abandon();
       throw err;
@@ -340,9 +373,13 @@ export class Uploads {
   }
 
   /** Checks the digest and completes the data; what is left is storing and linking the blob. */
-  private async finish(received: Received, digest: ParsedDigest): Promise<BlobSource> {
+  private async finish(
+    claim: Claim<OpenSession>,
+    received: Received,
+    digest: ParsedDigest,
+  ): Promise<BlobSource> {
     const { writer, hash, offset } = received;
-    const dataKey = keys.data(received.session.state.id);
+    const dataKey = keys.data(claim.state.id);
     const running = hash && hash.algorithm === digest.algorithm ? hash : undefined;
     const tail = received.unloadedTail;
     if (tail?.published) {
@@ -400,31 +437,45 @@ export class Uploads {
     }
   }
 
-  /** Removes every trace of a session: multipart upload, tail, unverified data and state. */
-  private async discard(state: SessionState): Promise<void> {
-    await discardSession(this.storage, this.sessions, state);
-    this.hashes.forget(state.id);
+  /** The request's last write to the session: its new state, the claim dropped. */
+  private async finishClaim(claim: Claim<OpenSession>, next: OpenSession): Promise<void> {
+    try {
+      await claim.finish(next);
+    } catch (err) {
+      if (err instanceof PreconditionFailed) throw changedMeanwhile();
+      throw err;
+    }
   }
 
-  private async commit(session: LoadedSession, next: SessionState): Promise<LoadedSession> {
+  private async commitOrBusy(claim: Claim<OpenSession>, next: OpenSession): Promise<void> {
     try {
-      return await this.sessions.replace(session, next);
+      await claim.commit(next);
     } catch (err) {
-      if (err instanceof PreconditionFailed) {
-        throw new RegistryError(
-          'BLOB_UPLOAD_INVALID',
-          'the upload session was changed by another request; retry',
-          {
-            status: 416,
-          },
-        );
-      }
+      if (err instanceof PreconditionFailed) throw changedMeanwhile();
       throw err;
     }
   }
 }
 
+function changedMeanwhile(): RegistryError {
+  return new RegistryError(
+    'BLOB_UPLOAD_INVALID',
+    'the upload session was changed by another request; retry',
+    {
+      status: 416,
+    },
+  );
+}
+
+function unknownAfterRace(repo: RepositoryName, id: string): RegistryError {
+  return new RegistryError(
+    'BLOB_UPLOAD_UNKNOWN',
+    `upload ${id.slice(0, 64)} is not in progress in repository ${repo}`,
+  );
+}
+
 function view(state: SessionState): UploadStatus {
+  void busy;
   return { id: state.id, repo: state.repo as RepositoryName, offset: state.offset };
 }
 

@@ -148,6 +148,11 @@ export interface StorageDriver {
   readonly multipart: MultipartStore;
   /** Direct (client-to-store) part uploads, when the store can sign URLs for them. */
   readonly direct?: DirectPartStore;
+  /**
+   * One serving process at a time uses this store (the filesystem store's data directory): what a
+   * process that is gone left held (an upload session's lease) can be taken over at once.
+   */
+  readonly exclusive?: boolean;
 
   head(key: string): Promise<ObjectInfo | undefined>;
   get(key: string): Promise<StoredObject | undefined>;

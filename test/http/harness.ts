@@ -23,6 +23,8 @@ export interface TestOptions {
   referrersPageSize?: number;
   auth?: HttpAuth;
   immutableTags?: readonly ImmutableRule[];
+  /** How long an upload session's claim holds without renewal (default 60 s, as BERTH_UPLOAD_LEASE_SECONDS). */
+  leaseMs?: number;
 }
 
 export function testRegistry(options: TestOptions = {}): TestRegistry {
@@ -35,7 +37,7 @@ export function testRegistry(options: TestOptions = {}): TestRegistry {
     limits: {
       maxBlobSize: options.maxBlobSize ?? 1024 * 1024 * 1024,
       partSize: options.partSize ?? 5 * 1024 * 1024,
-      leaseMs: 60_000,
+      leaseMs: options.leaseMs ?? 60_000,
     },
     mountWithoutFrom: options.mountWithoutFrom ?? false,
     referrersPageSize: options.referrersPageSize,

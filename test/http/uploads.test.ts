@@ -367,7 +367,7 @@ describe.each(STORES)('uploads on the $name store', ({ make }) => {
     const bytes = randomBytes(300 * 1024, 22);
     const digest = await pushBlob(r, 'foo', bytes);
     const info = await r.registry.blobs.stat('foo' as RepositoryName, parseDigest(digest));
-    expect(info?.dataKey).toMatch(/^data\/[0-9a-f-]+\.tail-1$/);
+    expect(info?.dataKey).toMatch(/^data\/[0-9a-f-]+\.tail-1-[0-9a-f]{8}$/);
     expect((await storage.head(info!.dataKey))?.size).toBe(bytes.byteLength);
     expect(sha256(await blobBytes(r, 'foo', digest))).toBe(digest);
   });

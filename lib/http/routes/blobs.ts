@@ -58,7 +58,7 @@ export async function handleBlob(
       });
   }
   const range = parseByteRange(c.req.header('Range'), info.size);
-  const object = await registry.blobs.open(info, range);
+  const object = await registry.blobs.open(info, range, repo);
   if (range) {
     headers['Content-Range'] = `bytes ${range.start}-${range.end}/${info.size}`;
     headers['Content-Length'] = String(range.end - range.start + 1);

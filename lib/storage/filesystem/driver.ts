@@ -34,6 +34,7 @@ export interface FilesystemOptions {
  */
 export class FilesystemDriver implements StorageDriver {
   readonly name = 'filesystem';
+  readonly exclusive = true;
   readonly multipart: FilesystemMultipart;
   private readonly layout: Layout;
   private readonly locks = new KeyLocks();
