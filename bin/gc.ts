@@ -3,6 +3,7 @@ import { parseConfig } from '../lib/config/config.ts';
 import { configInput } from '../lib/config/sources.ts';
 import { collectGarbage, countByKind, MIN_SETTLE_MS } from '../lib/gc/collector.ts';
 import { gcOptionsOf } from '../lib/gc/config.ts';
+import type { LockInfo } from '../lib/gc/state.ts';
 import { formatDuration, parseDuration } from '../lib/gc/duration.ts';
 import { computeUsage, formatUsage, saveUsage } from '../lib/gc/usage.ts';
 import { formatBytes } from '../lib/logging/format.ts';
@@ -79,7 +80,7 @@ export async function gc(argv: string[]): Promise<number> {
     },
   });
   if (result.status === 'locked') {
-    process.stderr.write('berth: another garbage collection is running on this store; try again later\n');
+    process.stderr.write(`berth: ${describeLock(result.lock)}\n`);
     return 1;
   }
   const verb = dryRun ? 'would delete' : 'deleted';
@@ -110,6 +111,16 @@ export async function usage(argv: string[]): Promise<number> {
   if (values.save) await saveUsage(storage, report);
   process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatUsage(report));
   return 0;
+}
+
+/** Who holds the collection lock and until when, so a person can tell a live run from a dead one. */
+function describeLock(lock: LockInfo | undefined): string {
+  if (!lock || !lock.until) return 'another garbage collection took over this store; try again later';
+  const holder = lock.holder
+    ? ` (started ${lock.holder.since} by pid ${lock.holder.pid} on ${lock.holder.host})`
+    : '';
+  const left = Math.max(0, Math.ceil((lock.until - Date.now()) / 1000));
+  return `another garbage collection is running on this store${holder}; its lock expires at ${new Date(lock.until).toISOString()} (in ${left} s) unless it keeps working, so if it died, try again then`;
 }
 
 function duration(text: string): number {

@@ -1,7 +1,7 @@
 import { mapLimit } from '../registry/concurrency.ts';
 import { meta } from '../registry/keys.ts';
 import type { StorageDriver } from '../storage/port.ts';
-import { listKeys, scanRepos } from './layout.ts';
+import { listKeys, scanRepos } from '../registry/layout.ts';
 import { GC_KEYS } from './state.ts';
 import { formatBytes } from '../logging/format.ts';
 

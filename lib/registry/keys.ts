@@ -29,6 +29,55 @@ export const keys = {
     `data/${id}.tail-${seq}${nonce ? `-${nonce.replace(/[^0-9a-f]/g, '').slice(0, 8)}` : ''}`,
 } as const;
 
+/**
+ * Reading keys back: what a listing of the layout found. The inverse of `keys`, kept next to it so
+ * that the layout has one owner (garbage collection, fsck and usage list the store and parse here).
+ */
+export const parse = {
+  /** `repos/<name>/_<kind>/<rest>`: names cannot contain a component starting with `_`. */
+  repoKey(key: string): { repo: string; kind: RepoKeyKind; rest: string } | undefined {
+    const match = /^repos\/(.+?)\/_(layers|manifests|tags|referrers|verifying)\/(.+)$/.exec(key);
+    return match ? { repo: match[1]!, kind: match[2] as RepoKeyKind, rest: match[3]! } : undefined;
+  },
+  /** `blobs/<alg>/<hex>` -> `<alg>:<hex>`. */
+  blobKey(key: string): string | undefined {
+    const match = /^blobs\/([a-z0-9]+)\/([a-f0-9]+)$/.exec(key);
+    return match ? `${match[1]}:${match[2]}` : undefined;
+  },
+  /** `<alg>/<hex>` (the tail of link, manifest and verifying keys) -> `<alg>:<hex>`. */
+  digestPath(path: string): string | undefined {
+    const match = /^([a-z0-9]+)\/([a-f0-9]+)$/.exec(path);
+    return match ? `${match[1]}:${match[2]}` : undefined;
+  },
+  /** A referrer entry's `<alg>/<subject-hex>/<alg>-<hex>` -> subject and referrer digests. */
+  referrerPath(path: string): { subject: string; digest: string } | undefined {
+    const match = /^([a-z0-9]+)\/([a-f0-9]+)\/([a-z0-9]+)-([a-f0-9]+)$/.exec(path);
+    return match ? { subject: `${match[1]}:${match[2]}`, digest: `${match[3]}:${match[4]}` } : undefined;
+  },
+  /** The upload session a key under `data/` or `uploads/` belongs to: its data, tails or state. */
+  uploadKey(key: string): { id: string; kind: 'data' | 'tail' | 'session' } | undefined {
+    const match = /^(data|uploads)\/([0-9a-f-]{36})(\.tail-\d+(?:-[0-9a-f]+)?|\.json)?$/.exec(key);
+    if (!match) return undefined;
+    const [, prefix, id, suffix] = match as unknown as [string, string, string, string | undefined];
+    if (suffix === '.json') return prefix === 'uploads' ? { id, kind: 'session' } : undefined;
+    if (suffix) return { id, kind: 'tail' };
+    return prefix === 'data' ? { id, kind: 'data' } : undefined;
+  },
+  /** The catalog marker's repository. */
+  catalogKey(key: string): string | undefined {
+    return key.startsWith('catalog/') && key.length > 'catalog/'.length
+      ? key.slice('catalog/'.length)
+      : undefined;
+  },
+} as const;
+
+export type RepoKeyKind = 'layers' | 'manifests' | 'tags' | 'referrers' | 'verifying';
+
+/** `sha256:<hex>` -> `sha256/<hex>`, the form keys use. */
+export function pathOfDigest(digest: string): string {
+  return digest.replace(':', '/');
+}
+
 /** Object metadata names (S3 user metadata: lowercase, ASCII). */
 export const meta = {
   digest: 'digest',

@@ -27,6 +27,11 @@ export interface PutManifestResult {
 
 const CHECK_CONCURRENCY = 8;
 
+/** The most tags one manifest PUT may set (the URL's and `?tag=` ones together). */
+export const MAX_TAGS_PER_PUT = 100;
+/** Every tag holds a copy of the manifest: the most bytes of copies one PUT may write. */
+export const MAX_TAG_BYTES_PER_PUT = 64 * 1024 * 1024;
+
 /**
  * The longest a manifest PUT may take from checking its references to starting to write the
  * manifest; slower, it refuses (503, retry). Garbage collection waits longer than this, plus the
@@ -82,6 +87,7 @@ export class Manifests {
     }
     const digest = manifest.digest;
     const tags = [...new Set(ref.kind === 'tag' ? [ref.tag, ...extraTags] : extraTags)];
+    checkTagCount(tags, bytes.byteLength);
     const pinned = await this.checkImmutable(repo, tags, digest);
     const checkedAt = Date.now();
     await this.checkReferences(repo, manifest);
@@ -91,37 +97,60 @@ export class Manifests {
         "checking the manifest's blobs took too long for them to be trusted still to exist; push the manifest again",
       );
     }
-    await this.storage.put(keys.manifest(repo, digest), bytes, { contentType: manifest.mediaType });
-    await Promise.all(
-      tags.map(async (tag) => {
-        const rule = pinned.get(tag);
-        // An immutable tag already pointing here needs no write; a new one is created only if no
-        // racing push created it first.
-        if (rule === 'same') return;
-        try {
-          await this.storage.put(keys.tag(repo, tag), bytes, {
-            contentType: manifest.mediaType,
-            metadata: { [meta.digest]: digest.digest },
-            ...(rule ? { ifNoneMatch: '*' as const } : {}),
-          });
-        } catch (err) {
-          if (!(err instanceof PreconditionFailed) || !rule) throw err;
-          const now = await this.storage.head(keys.tag(repo, tag));
-          const current = now?.metadata[meta.digest];
-          if (current !== digest.digest) throw immutableTag(repo, tag, current ?? 'another manifest', rule);
-        }
-      }),
-    );
-    let subject: ParsedDigest | undefined;
-    if (manifest.subject) {
-      subject = parseDigest(manifest.subject.digest);
-      await this.referrers.add(repo, subject, digest, referrerDescriptor(manifest));
+    // The catalog entry goes with the manifest, before any tag: a crash after a tag was written
+    // cannot leave a repository missing from /v2/_catalog.
+    const writeManifest = () =>
+      this.storage.put(keys.manifest(repo, digest), bytes, { contentType: manifest.mediaType });
+    await Promise.all([writeManifest(), this.storage.put(keys.catalog(repo), new Uint8Array(0))]);
+    const subject = manifest.subject ? parseDigest(manifest.subject.digest) : undefined;
+    const writeReferrer = () =>
+      subject ? this.referrers.add(repo, subject, digest, referrerDescriptor(manifest)) : Promise.resolve();
+    const written = tags.filter((tag) => pinned.get(tag) !== 'same');
+    await Promise.all([
+      ...written.map((tag) => this.writeTag(repo, tag, manifest, pinned.get(tag))),
+      writeReferrer(),
+    ]);
+    if (written.length > 0) {
+      // A DELETE of this manifest may have run between our manifest write and our tag writes: it
+      // deletes the manifest, then the tags naming it, and may have swept before our tags landed.
+      // Looking after the tags closes that: the manifest is written again if it is gone (this push
+      // then counts as after the delete), so a tag never names a manifest that is not there.
+      if (!(await this.storage.head(keys.manifest(repo, digest)))) {
+        await writeManifest();
+        await writeReferrer();
+      }
     }
-    await this.storage.put(keys.catalog(repo), new Uint8Array(0));
     return { digest, subject };
   }
 
-  /** Deletes a tag (the manifest stays) or a manifest (its tags and referrer entry go with it). */
+  private async writeTag(
+    repo: RepositoryName,
+    tag: Tag,
+    manifest: ParsedManifest,
+    rule: ImmutableRule | 'same' | undefined,
+  ): Promise<void> {
+    const digest = manifest.digest;
+    // A new immutable tag is created only if no racing push created it first.
+    const immutable = rule !== undefined && rule !== 'same' ? rule : undefined;
+    try {
+      await this.storage.put(keys.tag(repo, tag), manifest.bytes, {
+        contentType: manifest.mediaType,
+        metadata: { [meta.digest]: digest.digest },
+        ...(immutable ? { ifNoneMatch: '*' as const } : {}),
+      });
+    } catch (err) {
+      if (!(err instanceof PreconditionFailed) || !immutable) throw err;
+      const now = await this.storage.head(keys.tag(repo, tag));
+      const current = now?.metadata[meta.digest];
+      if (current !== digest.digest) throw immutableTag(repo, tag, current ?? 'another manifest', immutable);
+    }
+  }
+
+  /**
+   * Deletes a tag (the manifest stays) or a manifest (its tags and referrer entry go with it). A
+   * manifest goes first, then the tags naming it: a push of one of those tags racing the delete
+   * either lands after the sweep (and, finding the manifest gone, writes it again) or is swept.
+   */
   async delete(repo: RepositoryName, ref: Reference): Promise<void> {
     if (ref.kind === 'tag') {
       if (!(await this.storage.head(keys.tag(repo, ref.tag)))) throw unknown(repo, ref);
@@ -129,10 +158,10 @@ export class Manifests {
       return;
     }
     const stored = await this.get(repo, ref);
-    await this.deleteTagsOf(repo, ref.digest);
     const subject = subjectOf(stored.bytes);
     if (subject) await this.referrers.remove(repo, subject, ref.digest);
     await this.storage.delete(keys.manifest(repo, ref.digest));
+    await this.deleteTagsOf(repo, ref.digest);
   }
 
   /**
@@ -205,6 +234,18 @@ export class Manifests {
       if (!page.truncated || page.keys.length === 0) return;
       startAfter = page.keys[page.keys.length - 1];
     }
+  }
+}
+
+function checkTagCount(tags: readonly Tag[], manifestSize: number): void {
+  const byBytes = Math.max(1, Math.floor(MAX_TAG_BYTES_PER_PUT / Math.max(1, manifestSize)));
+  const allowed = Math.min(MAX_TAGS_PER_PUT, byBytes);
+  if (tags.length > allowed) {
+    throw new RegistryError(
+      'TAG_INVALID',
+      `this manifest PUT names ${tags.length} tags; at most ${allowed} are allowed per request for a manifest of ${manifestSize} bytes (each tag keeps a copy of it: at most ${MAX_TAGS_PER_PUT} tags and ${MAX_TAG_BYTES_PER_PUT / 1048576} MiB of copies); push the others in further requests`,
+      { detail: { tags: tags.length, allowed } },
+    );
   }
 }
 

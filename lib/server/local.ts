@@ -24,6 +24,9 @@ export interface RunningServer {
 }
 
 const PURGE_INTERVAL_MS = 15 * 60 * 1000;
+/** Temporary files older than this are a crash's leftovers (at start / on the periodic sweep). */
+const TEMPORARY_AT_START_MS = 60_000;
+const TEMPORARY_MAX_AGE_MS = 3600_000;
 
 /** The local registry: the HTTP app on Node's http server, on the embedded filesystem store. */
 export async function startLocalServer(config: Config, logger: Logger): Promise<RunningServer> {
@@ -56,17 +59,22 @@ export async function startLocalServer(config: Config, logger: Logger): Promise<
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
 
-  const purge = async () => {
+  const purge = async (temporaryAgeMs: number) => {
     try {
       const purged = await registry.uploads.purgeStale(config.uploadTtlSeconds * 1000);
       if (purged > 0) logger.info('purged stale upload sessions', { purged });
+      // What a crash mid-write left (a temp file lives for one write: seconds).
+      const cleaned = await registry.storage.cleanTemporary?.(temporaryAgeMs);
+      if (cleaned && cleaned.removed > 0) logger.info('removed leftover temporary files', { ...cleaned });
     } catch (err) {
       logger.warn('purging stale upload sessions failed', describeError(err));
     }
   };
-  const timer = setInterval(purge, PURGE_INTERVAL_MS);
+  const timer = setInterval(() => void purge(TEMPORARY_MAX_AGE_MS), PURGE_INTERVAL_MS);
   timer.unref();
-  void purge();
+  // At start, no write of this process is under way: anything older than a minute was left by the
+  // process before (another one, `berth gc`, writes files that live for well under a minute).
+  void purge(TEMPORARY_AT_START_MS);
 
   // On shutdown, connections busy with a request must not stay keep-alive: their responses say
   // `Connection: close`, and each connection is closed as soon as its request is done.

@@ -153,6 +153,12 @@ export interface StorageDriver {
    * process that is gone left held (an upload session's lease) can be taken over at once.
    */
   readonly exclusive?: boolean;
+  /**
+   * Removes the store's own temporary files (what a crash in the middle of a write left, on the
+   * filesystem store) older than `olderThanMs` by the store's clock. Stores without such files leave
+   * it out.
+   */
+  cleanTemporary?(olderThanMs: number): Promise<{ readonly removed: number; readonly bytes: number }>;
 
   head(key: string): Promise<ObjectInfo | undefined>;
   get(key: string): Promise<StoredObject | undefined>;

@@ -112,6 +112,10 @@ export class FilesystemDriver implements StorageDriver {
     await this.locks.with(key, () => unpublish(path, this.layout.objects));
   }
 
+  async cleanTemporary(olderThanMs: number): Promise<{ removed: number; bytes: number }> {
+    return this.layout.cleanTemporary(olderThanMs);
+  }
+
   async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
     return listTree(this.layout, prefix, options.startAfter, pageLimit(options.limit));
   }

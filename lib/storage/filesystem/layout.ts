@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /*
@@ -49,6 +49,33 @@ export class Layout {
     await mkdir(this.tmp, { recursive: true });
     return join(this.tmp, randomUUID());
   }
+
+  /**
+   * Removes what a crash left in `.tmp/` (files being written, upload directories being made, a
+   * second link to a published object) older than `olderThanMs`. Ages are the kernel's: now is the
+   * mtime of a file made for the purpose, so the caller's clock does not matter.
+   */
+  async cleanTemporary(olderThanMs: number): Promise<{ removed: number; bytes: number }> {
+    const probe = await this.tempPath();
+    let removed = 0;
+    let bytes = 0;
+    try {
+      await writeFile(probe, '');
+      const now = (await lstat(probe)).mtimeMs;
+      for (const name of await readdir(this.tmp)) {
+        const path = join(this.tmp, name);
+        if (path === probe) continue;
+        const info = await lstat(path).catch(() => undefined);
+        if (!info || now - info.mtimeMs < olderThanMs) continue;
+        bytes += info.isDirectory() ? await sizeOf(path) : info.size;
+        await rm(path, { recursive: true, force: true });
+        removed++;
+      }
+    } finally {
+      await rm(probe, { force: true });
+    }
+    return { removed, bytes };
+  }
 }
 
 export function isSafeSegment(segment: string): boolean {
@@ -60,4 +87,15 @@ export function entrySegment(name: string, isDirectory: boolean): string | undef
   const suffix = isDirectory ? DIR_SUFFIX : FILE_SUFFIX;
   const segment = name.endsWith(suffix) ? name.slice(0, -suffix.length) : '';
   return isSafeSegment(segment) ? segment : undefined;
+}
+
+async function sizeOf(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const path = join(dir, entry.name);
+    total += entry.isDirectory()
+      ? await sizeOf(path)
+      : ((await lstat(path).catch(() => undefined))?.size ?? 0);
+  }
+  return total;
 }

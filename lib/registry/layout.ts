@@ -1,4 +1,5 @@
 import type { StorageDriver } from '../storage/port.ts';
+import { parse } from './keys.ts';
 
 /** The keys of one repository, as one listing of `repos/` finds them (docs/architecture.md). */
 export interface RepoKeys {
@@ -11,11 +12,11 @@ export interface RepoKeys {
   readonly links: string[];
   /** Referrer entries: the entry's key, its subject and the referring manifest's digest. */
   readonly referrers: { key: string; subject: string; digest: string }[];
+  /** Digests with a `_verifying` marker (a direct upload being verified). */
+  readonly verifying: string[];
   /** The repository's last key: where a resumed listing continues. */
   lastKey: string;
 }
-
-const REPO_KEY = /^repos\/(.+?)\/_(layers|manifests|tags|referrers|verifying)\/(.+)$/;
 
 /**
  * Lists `repos/` after `startAfter` and yields one repository at a time. Names cannot contain a
@@ -24,50 +25,39 @@ const REPO_KEY = /^repos\/(.+?)\/_(layers|manifests|tags|referrers|verifying)\/(
  */
 export async function* scanRepos(storage: StorageDriver, startAfter?: string): AsyncIterable<RepoKeys> {
   let current: RepoKeys | undefined;
-  let cursor = startAfter;
-  for (;;) {
-    const page = await storage.list('repos/', { startAfter: cursor, limit: 1000 });
-    for (const key of page.keys) {
-      const match = REPO_KEY.exec(key);
-      if (!match) continue;
-      const [, name, kind, rest] = match as unknown as [string, string, string, string];
-      if (current && current.name !== name) {
+  for await (const page of listKeys(storage, 'repos/', startAfter)) {
+    for (const key of page) {
+      const parsed = parse.repoKey(key);
+      if (!parsed) continue;
+      const { repo, kind, rest } = parsed;
+      if (current && current.name !== repo) {
         yield current;
         current = undefined;
       }
-      current ??= { name, tags: [], manifests: [], links: [], referrers: [], lastKey: key };
+      current ??= {
+        name: repo,
+        tags: [],
+        manifests: [],
+        links: [],
+        referrers: [],
+        verifying: [],
+        lastKey: key,
+      };
       current.lastKey = key;
       if (kind === 'tags') current.tags.push(rest);
-      else if (kind === 'manifests' || kind === 'layers') {
-        const digest = digestOfPath(rest);
-        if (digest) (kind === 'layers' ? current.links : current.manifests).push(digest);
-      } else if (kind === 'referrers') {
-        const parts = /^([a-z0-9]+)\/([a-f0-9]+)\/([a-z0-9]+)-([a-f0-9]+)$/.exec(rest);
-        if (parts) {
-          current.referrers.push({
-            key,
-            subject: `${parts[1]}:${parts[2]}`,
-            digest: `${parts[3]}:${parts[4]}`,
-          });
-        }
+      else if (kind === 'referrers') {
+        const entry = parse.referrerPath(rest);
+        if (entry) current.referrers.push({ key, ...entry });
+      } else {
+        const digest = parse.digestPath(rest);
+        if (!digest) continue;
+        if (kind === 'layers') current.links.push(digest);
+        else if (kind === 'manifests') current.manifests.push(digest);
+        else current.verifying.push(digest);
       }
     }
-    const last = page.keys[page.keys.length - 1];
-    if (!page.truncated || last === undefined) break;
-    cursor = last;
   }
   if (current) yield current;
-}
-
-/** `sha256/<hex>` -> `sha256:<hex>`. */
-export function digestOfPath(path: string): string | undefined {
-  const match = /^([a-z0-9]+)\/([a-f0-9]+)$/.exec(path);
-  return match ? `${match[1]}:${match[2]}` : undefined;
-}
-
-/** `sha256:<hex>` -> `sha256/<hex>`, the form keys use. */
-export function pathOfDigest(digest: string): string {
-  return digest.replace(':', '/');
 }
 
 /** Every key under `prefix` after `startAfter`, a page at a time. */

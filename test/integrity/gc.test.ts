@@ -1,0 +1,129 @@
+import { spawnSync } from 'node:child_process';
+import { hostname } from 'node:os';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GC_KEYS } from '../../lib/gc/state.ts';
+import { keys } from '../../lib/registry/keys.ts';
+import { parseDigest } from '../../lib/oci/digest.ts';
+import { sha256, testRegistry } from '../http/harness.ts';
+import {
+  deleteManifest,
+  gc,
+  gcDrivers,
+  headBlobs,
+  imageOf,
+  pullAndVerify,
+  push,
+  putManifest,
+  storedKeys,
+} from '../gc/harness.ts';
+import { ControlledStore, runAs } from '../sim/controlled-store.ts';
+import { imageManifest } from '../http/harness.ts';
+
+/**
+ * Garbage collection killed and resumed (issue #17, item 3), and what keeps two collectors from
+ * working at once, on every store.
+ */
+
+const MINUTE = 60_000;
+
+for (const driver of gcDrivers()) {
+  describe.skipIf(!driver.available)(`garbage collection crash and resume on ${driver.name}`, () => {
+    beforeAll(() => driver.setup(), 30_000);
+    afterAll(() => driver.teardown());
+
+    it('a run killed after setting aside a blob a push had just come to rely on restores it when resumed', async () => {
+      const store = new ControlledStore(await driver.make());
+      const r = testRegistry({ storage: store });
+      const old = imageOf(80);
+      await push(r, 'app', 'old', old);
+      await deleteManifest(r, 'app', old.digest);
+      // A new image that shares the old one's config blob D.
+      const [config] = old.blobs as [Uint8Array<ArrayBuffer>];
+      const layer = imageOf(81).blobs[1]!;
+      const image = { blobs: [config, layer], manifest: imageManifest(config, [layer]), digest: '' };
+      image.digest = sha256(image.manifest);
+      const d = parseDigest(sha256(config));
+      // The collector dies right after it deleted blob D (its copy is set aside).
+      store.setGate((c) =>
+        c.actor?.name === 'gc' && c.op === 'delete' && c.key === keys.blob(d) ? 'crash-after' : 'run',
+      );
+      const first = runAs({ container: 'gc-1', name: 'gc' }, () =>
+        gc(r, {
+          onPhase: async (phase) => {
+            if (phase !== 'quarantine') return;
+            // docker: HEAD D (200, so it is not uploaded), then PUT the manifest (201).
+            await runAs({ container: 'client', name: 'push' }, async () => {
+              const missing = await headBlobs(r, 'app', image);
+              expect(missing.map((b) => sha256(b))).toEqual([sha256(layer)]);
+              await r.request(`/v2/app/blobs/uploads/?digest=${sha256(layer)}`, {
+                method: 'POST',
+                body: layer,
+              });
+              expect((await putManifest(r, 'app', 'new', image)).status).toBe(201);
+            });
+          },
+        }),
+      );
+      void first;
+      await expect.poll(() => store.crashed.has('gc-1')).toBe(true);
+      // The pull is broken until a collection finishes; the next one resumes the dead one's work
+      // once its lock has expired (five minutes later here, by the collector's clock).
+      const later = Date.now() + 6 * MINUTE;
+      const resumed = await gc(r, { now: () => later });
+      expect(resumed.status).toBe('done');
+      await pullAndVerify(r, 'app', 'new');
+      expect(resumed.restored).toBeGreaterThan(0);
+      expect(await storedKeys(r.storage, 'gc/quarantine/')).toEqual([]);
+      // Garbage of the old image went, as it would have without the crash.
+      expect((await r.request(`/v2/app/blobs/${sha256(old.blobs[2]!)}`, { method: 'HEAD' })).status).toBe(
+        404,
+      );
+      expect(await gc(r, { now: () => later })).toMatchObject({ status: 'done' });
+      await pullAndVerify(r, 'app', 'new');
+    });
+
+    it('a lock left by a collector process that no longer exists on this host is taken over at once', async () => {
+      const r = testRegistry({ storage: await driver.make() });
+      const image = imageOf(82);
+      await push(r, 'app', 'v1', image);
+      await deleteManifest(r, 'app', image.digest);
+      const dead = spawnSync('true').pid!; // exited by now
+      await r.storage.put(
+        GC_KEYS.lock,
+        new TextEncoder().encode(
+          JSON.stringify({
+            token: 'dead',
+            until: Date.now() + 60 * MINUTE,
+            holder: { host: hostname(), pid: dead, since: new Date().toISOString() },
+          }),
+        ),
+      );
+      const result = await gc(r);
+      expect(result.status).toBe('done');
+      expect(await storedKeys(r.storage, 'blobs/')).toEqual([]);
+    });
+
+    it('a collector whose lock was taken over stops at its next save, changing nothing more', async () => {
+      const r = testRegistry({ storage: await driver.make() });
+      const kept = imageOf(83);
+      const gone = imageOf(84);
+      await push(r, 'app', 'kept', kept);
+      await push(r, 'app', 'gone', gone);
+      await deleteManifest(r, 'app', gone.digest);
+      let inner: Awaited<ReturnType<typeof gc>> | undefined;
+      const outer = await gc(r, {
+        onPhase: async (phase) => {
+          if (phase !== 'blobs' || inner) return;
+          // Another collector decides this one is dead (its lock expired, by its clock), and runs whole.
+          await r.storage.delete(GC_KEYS.lock);
+          inner = await gc(r);
+        },
+      });
+      expect(inner?.status).toBe('done');
+      expect(outer.status).toBe('locked');
+      await pullAndVerify(r, 'app', 'kept');
+      expect(await storedKeys(r.storage, 'gc/quarantine/')).toEqual([]);
+      expect(await storedKeys(r.storage, GC_KEYS.state)).toEqual([]);
+    });
+  });
+}
