@@ -59,6 +59,14 @@ async function markRepo(run: Run, repo: RepoKeys): Promise<void> {
   // references is needed like a manifest's (however the tag came to dangle).
   const graph = new Map(manifests);
   await addTagCopies(run, name, tags, graph);
+  // ... and, once it is older than the grace period, its manifest is written back from the copy: the
+  // tag then resolves by digest again (a manifest DELETE that failed half way, told 503, leaves this).
+  for (const t of tags) {
+    if (manifests.has(t.digest) || !graph.has(t.digest) || t.at > run.cutoff || run.options.dryRun) continue;
+    if (await run.registry.manifests.restoreFromTag(name, t.tag as Tag)) {
+      run.state.repaired = [...(run.state.repaired ?? []), keys.manifest(name, parseDigest(t.digest))];
+    }
+  }
   const dropTags = rule ? retentionDeletes(rule, tags, t0, run.options.immutable, name) : [];
   for (const tag of dropTags) {
     plan.push({ kind: 'tag', key: keys.tag(name, tag.tag as Tag), repo: name, digest: tag.digest, size: 0 });
@@ -159,9 +167,11 @@ export async function addTagCopies(
  */
 export async function catalog(run: Run): Promise<boolean> {
   const content = new Set(run.state.contentRepos ?? []);
+  const listed = new Set(run.state.cursor === undefined ? [] : content);
   for await (const page of listKeys(run.storage, keys.catalogPrefix, run.state.cursor)) {
     await mapLimit(page, CONCURRENCY, async (key) => {
       const repo = parse.catalogKey(key);
+      if (repo) listed.add(repo);
       if (!repo || content.has(repo)) return;
       const info = await run.storage.head(key);
       if (info && info.lastModified.getTime() <= run.cutoff) {
@@ -171,6 +181,13 @@ export async function catalog(run: Run): Promise<boolean> {
     run.state.cursor = page[page.length - 1];
     if (run.outOfTime()) return false;
     await run.checkpoint();
+  }
+  // A repository with content but no entry: a manifest PUT whose catalog write failed while its
+  // manifest write went through (the client was told 503). The entry is written now.
+  for (const repo of content) {
+    if (listed.has(repo) || run.options.dryRun) continue;
+    await run.storage.put(keys.catalog(repo as RepositoryName), new Uint8Array(0));
+    run.state.repaired = [...(run.state.repaired ?? []), keys.catalog(repo as RepositoryName)];
   }
   return true;
 }

@@ -245,13 +245,16 @@ async function putBack(run: Run, q: Quarantined): Promise<void> {
  */
 async function repointLinks(run: Run, q: Quarantined): Promise<void> {
   const blob = await run.registry.blobs.statGlobal(parseDigest(q.digest!));
-  if (!blob || !q.dataKey || blob.dataKey === q.dataKey) return;
+  // The old blob's bytes were in its data object, or in the blob's own object (a blob stored whole),
+  // whose key now holds the new blob, possibly as a pointer: links naming it must follow the blob.
+  const oldData = q.dataKey ?? q.key;
+  if (!blob || blob.dataKey === oldData) return;
   for (const key of run.state.links[q.digest!] ?? []) {
     const link = await run.storage.head(key);
-    if (link && link.metadata[meta.dataKey] === q.dataKey) {
+    if (link && link.metadata[meta.dataKey] === oldData) {
       const repo = key.slice('repos/'.length, key.indexOf('/_layers/')) as RepositoryName;
       await run.registry.blobs.link(repo, blob);
     }
   }
-  await run.storage.delete(q.dataKey);
+  if (q.dataKey) await run.storage.delete(q.dataKey);
 }

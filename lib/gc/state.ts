@@ -63,6 +63,8 @@ export interface GcState {
   keepBlobs: string[];
   /** Repositories that held a tag or a manifest at the mark (their catalog entries stay). */
   contentRepos?: string[];
+  /** Keys written to repair the layout (a missing catalog entry). */
+  repaired?: string[];
   /** Planned deletions, decided by the mark: quarantined in the quarantine phase. */
   plan: Deletion[];
   /** Upload session ids that existed when the sweep of uploads began, and when that was (store's clock). */

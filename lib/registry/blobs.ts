@@ -44,6 +44,12 @@ export class Blobs {
    */
   async open(info: BlobInfo, range?: ByteRange, repo?: RepositoryName): Promise<ObjectStream> {
     let stream = await this.storage.getStream(info.dataKey, range);
+    if (stream && stream.metadata[meta.dataKey] && info.dataKey === keys.blob(info.digest)) {
+      // The link names a blob stored whole, but the blob's key holds a pointer now (the blob was
+      // collected and uploaded again in the other form): serve the data it points at.
+      await stream.body.cancel();
+      stream = undefined;
+    }
     if (!stream) {
       const blob = await this.statGlobal(info.digest);
       if (blob && blob.dataKey !== info.dataKey && blob.size === info.size) {

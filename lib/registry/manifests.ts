@@ -160,8 +160,47 @@ export class Manifests {
     const stored = await this.get(repo, ref);
     const subject = subjectOf(stored.bytes);
     if (subject) await this.referrers.remove(repo, subject, ref.digest);
+    // Tags first: if this request fails half way, the manifest is still there for them. Then again
+    // after the manifest, for a tag pushed meanwhile (see put).
+    await this.deleteTagsOf(repo, ref.digest);
     await this.storage.delete(keys.manifest(repo, ref.digest));
     await this.deleteTagsOf(repo, ref.digest);
+  }
+
+  /**
+   * Writes a manifest back from a tag's copy of it, when its own object is gone (a DELETE that failed
+   * between the manifest and its tags): what garbage collection does for a tag that names nothing.
+   * Create-only, so a manifest written meanwhile is left as it is. Returns whether it wrote.
+   */
+  async restoreFromTag(repo: RepositoryName, tag: Tag): Promise<boolean> {
+    const copy = await this.storage.get(keys.tag(repo, tag));
+    const digest = copy && tryParseDigest(copy.metadata[meta.digest] ?? '');
+    if (!copy || !digest) return false;
+    let manifest: ParsedManifest;
+    try {
+      manifest = parseManifest(copy.body, copy.contentType ?? null, digest.algorithm);
+    } catch {
+      return false; // not a manifest this registry accepts any more: leave it for fsck to report
+    }
+    if (manifest.digest.digest !== digest.digest) return false;
+    try {
+      await this.storage.put(keys.manifest(repo, digest), copy.body, {
+        contentType: manifest.mediaType,
+        ifNoneMatch: '*',
+      });
+    } catch (err) {
+      if (err instanceof PreconditionFailed) return false;
+      throw err;
+    }
+    if (manifest.subject) {
+      await this.referrers.add(
+        repo,
+        parseDigest(manifest.subject.digest),
+        digest,
+        referrerDescriptor(manifest),
+      );
+    }
+    return true;
   }
 
   /**

@@ -92,21 +92,31 @@ function never<T>(): Promise<T> {
   return new Promise<T>(() => {});
 }
 
+/** What every view of one controlled store shares (see ControlledStore.view). */
+interface Core {
+  seq: number;
+  readonly crashed: Set<string>;
+  readonly trace: string[];
+  gate: Gate;
+  onCrash: (container: string) => void;
+  onDone: (call: Call) => void;
+}
+
 export class ControlledStore implements StorageDriver {
   readonly name: string;
   readonly multipart: MultipartStore;
-  private seq = 0;
-  /** Containers that crashed: their calls never run or return. */
-  readonly crashed = new Set<string>();
-  /** Calls made, in order, with the decision taken (for replay traces). */
-  readonly trace: string[] = [];
-  /** Called when a container crashes (so a simulation can drop its in-memory state). */
-  onCrash: (container: string) => void = () => {};
+  private readonly core: Core;
 
   constructor(
     readonly inner: StorageDriver,
-    private gate: Gate = () => 'run',
+    gate: Gate | Core = () => 'run',
+    /** The actor of every call through this view; without it, the one runAs() set. */
+    private readonly actor?: Actor,
   ) {
+    this.core =
+      typeof gate === 'function'
+        ? { seq: 0, crashed: new Set(), trace: [], gate, onCrash: () => {}, onDone: () => {} }
+        : gate;
     this.name = inner.name;
     if (inner.exclusive) (this as { exclusive?: boolean }).exclusive = true;
     if (inner.presign) this.presign = inner.presign.bind(inner);
@@ -142,9 +152,37 @@ export class ControlledStore implements StorageDriver {
     }
   }
 
+  /**
+   * The same store seen by one actor: its calls are that actor's without runAs() (AsyncLocalStorage
+   * costs every promise of the process something; the simulation gives each container a view).
+   */
+  view(actor: Actor): ControlledStore {
+    return new ControlledStore(this.inner, this.core, actor);
+  }
+
+  /** Containers that crashed: their calls never run or return. */
+  get crashed(): Set<string> {
+    return this.core.crashed;
+  }
+
+  /** Calls made, in order, with the decision taken (for replay traces). */
+  get trace(): string[] {
+    return this.core.trace;
+  }
+
+  /** Called when a container crashes (so a simulation can drop its in-memory state). */
+  set onCrash(f: (container: string) => void) {
+    this.core.onCrash = f;
+  }
+
+  /** Called when a call the gate let through has finished at the store (or was dropped). */
+  set onDone(f: (call: Call) => void) {
+    this.core.onDone = f;
+  }
+
   /** Replaces the gate (a test switches from "run everything" to its own plan). */
   setGate(gate: Gate): void {
-    this.gate = gate;
+    this.core.gate = gate;
   }
 
   head(key: string): Promise<ObjectInfo | undefined> {
@@ -193,31 +231,44 @@ export class ControlledStore implements StorageDriver {
   }
 
   private async call<T>(op: Op, key: string, run: () => Promise<T>, put?: Call['put']): Promise<T> {
-    const actor = currentActor();
+    const actor = this.actor ?? currentActor();
     if (actor && this.crashed.has(actor.container)) return never();
-    const call: Call = { seq: this.seq++, op, key, actor, ...(put && { put }) };
-    const decision = await this.gate(call);
+    const call: Call = { seq: this.core.seq++, op, key, actor, ...(put && { put }) };
+    const decision = await this.core.gate(call);
     this.trace.push(
       `${call.seq} ${actor ? `${actor.container}/${actor.name}` : '-'} ${op} ${key} ${decision}`,
     );
-    if (actor && this.crashed.has(actor.container)) return never();
-    switch (decision) {
-      case 'crash-before':
-        this.crash(actor);
-        return never();
-      case 'fail':
-        throw new StorageUnavailable(`injected failure of ${op} ${key}`);
-      case 'short':
-        if (op === 'list') return shortPage((await run()) as ListPage) as T;
-        break;
-      default:
-        break;
-    }
-    const result = await run();
-    if (decision === 'crash-after') {
-      this.crash(actor);
+    return this.decided(call, decision, run);
+  }
+
+  /** Carries out a decision; tells `onDone` once the store's part is over (also for a crash). */
+  private async decided<T>(call: Call, decision: Decision, run: () => Promise<T>): Promise<T> {
+    const { actor, op, key } = call;
+    const done = () => this.core.onDone(call);
+    if (actor && this.crashed.has(actor.container)) {
+      done();
       return never();
     }
+    let result: T;
+    try {
+      if (decision === 'crash-before') {
+        this.crash(actor);
+        done();
+        return never();
+      }
+      if (decision === 'fail') throw new StorageUnavailable(`injected failure of ${op} ${key}`);
+      result = await run();
+      if (decision === 'short' && op === 'list') result = shortPage(result as ListPage) as T;
+    } catch (err) {
+      done();
+      throw err;
+    }
+    if (decision === 'crash-after') {
+      this.crash(actor);
+      done();
+      return never();
+    }
+    done();
     if (decision === 'lose') throw new StorageUnavailable(`injected: the answer to ${op} ${key} was lost`);
     return result;
   }
@@ -225,7 +276,7 @@ export class ControlledStore implements StorageDriver {
   private crash(actor: Actor | undefined): void {
     if (!actor) throw new Error('a crash needs an actor: run the operation with runAs()');
     this.crashed.add(actor.container);
-    this.onCrash(actor.container);
+    this.core.onCrash(actor.container);
   }
 }
 

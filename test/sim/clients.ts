@@ -1,0 +1,268 @@
+import type { Rng } from './rng.ts';
+import {
+  LOST,
+  OCI_INDEX,
+  OCI_MANIFEST,
+  PART_SIZE,
+  sha256,
+  type Answer,
+  type Event,
+  type World,
+} from './world.ts';
+
+/*
+ * What clients do in a schedule: push images and indexes in every upload style (docker's
+ * PATCH-then-PUT, monolithic, chunked, a mount from another repository, a cancel racing the
+ * completion), tag and re-tag, delete tags and manifests, pull, and walk away from uploads. Every
+ * choice comes from the schedule's generator.
+ */
+
+export interface Blob {
+  readonly bytes: Uint8Array<ArrayBuffer>;
+  readonly digest: string;
+}
+
+export interface Image {
+  readonly blobs: readonly Blob[];
+  readonly manifest: Uint8Array<ArrayBuffer>;
+  readonly digest: string;
+  readonly mediaType: string;
+  /** An index's children. */
+  readonly children?: readonly Image[];
+}
+
+export const REPOS = ['a', 'b', 'team/c'] as const;
+export const TAGS = ['t1', 't2', 't3'] as const;
+
+function bytesOf(rng: Rng, size: number): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(size);
+  for (let i = 0; i < size; i++) out[i] = rng.int(0, 255);
+  return out;
+}
+
+function blobOf(bytes: Uint8Array<ArrayBuffer>): Blob {
+  return { bytes, digest: sha256(bytes) };
+}
+
+/** The schedule's content: a few shared layers, images made of them, and indexes of images. */
+export function makePool(rng: Rng, options: { bigBlob: boolean }): { images: Image[]; blobs: Blob[] } {
+  const layers = Array.from({ length: 5 }, () => blobOf(bytesOf(rng, rng.int(1, 3000))));
+  if (options.bigBlob) {
+    // More than a part: a multipart upload, completed from its parts.
+    const big = new Uint8Array(PART_SIZE + rng.int(1, 200_000));
+    big.set(bytesOf(rng, 4096));
+    layers.push(blobOf(big));
+  }
+  const images: Image[] = [];
+  for (let i = 0; i < 4; i++) {
+    const config = blobOf(
+      new TextEncoder().encode(JSON.stringify({ architecture: 'amd64', os: 'linux', i, r: rng.int(0, 1e9) })),
+    );
+    const chosen = [rng.pick(layers), rng.pick(layers)].filter((l, j, all) => all.indexOf(l) === j);
+    const manifest = new TextEncoder().encode(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        config: {
+          mediaType: 'application/vnd.oci.image.config.v1+json',
+          digest: config.digest,
+          size: config.bytes.byteLength,
+        },
+        layers: chosen.map((l) => ({
+          mediaType: 'application/vnd.oci.image.layer.v1.tar',
+          digest: l.digest,
+          size: l.bytes.byteLength,
+        })),
+      }),
+    );
+    images.push({ blobs: [config, ...chosen], manifest, digest: sha256(manifest), mediaType: OCI_MANIFEST });
+  }
+  const index = (children: Image[]): Image => {
+    const manifest = new TextEncoder().encode(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_INDEX,
+        manifests: children.map((c, k) => ({
+          mediaType: c.mediaType,
+          digest: c.digest,
+          size: c.manifest.byteLength,
+          platform: { architecture: k === 0 ? 'amd64' : 'arm64', os: 'linux' },
+        })),
+      }),
+    );
+    return { blobs: [], manifest, digest: sha256(manifest), mediaType: OCI_INDEX, children };
+  };
+  images.push(index([images[0]!, images[1]!]), index([images[2]!, images[3]!]));
+  return { images, blobs: [...layers] };
+}
+
+type Outcome = Event['outcome'];
+
+function outcomeOf(answer: Answer, ok: (status: number) => boolean): Outcome {
+  if (answer === LOST) return 'unknown';
+  if (ok(answer.status)) return 'ok';
+  return answer.status >= 500 ? 'unknown' : 'failed';
+}
+
+export class Client {
+  constructor(
+    readonly id: string,
+    private readonly world: World,
+    private readonly rng: Rng,
+    private readonly pool: { images: Image[] },
+  ) {}
+
+  private send(op: string, path: string, init?: RequestInit): Promise<Answer> {
+    return this.world.pick().request(`${this.id}:${op}`, path, init);
+  }
+
+  /** Runs `count` random operations, one after another. */
+  async run(count: number): Promise<void> {
+    for (let i = 0; i < count; i++) {
+      const repo = this.rng.pick(REPOS);
+      const roll = this.rng.next();
+      if (roll < 0.45) await this.push(repo, this.rng.pick(this.pool.images));
+      else if (roll < 0.55) await this.deleteTag(repo, this.rng.pick(TAGS));
+      else if (roll < 0.65) await this.deleteManifest(repo, this.rng.pick(this.pool.images));
+      else if (roll < 0.8) await this.pull(repo, this.rng.pick(TAGS));
+      else if (roll < 0.9) await this.abandon(repo);
+      else await this.push(repo, this.rng.pick(this.pool.images), { byDigest: true });
+    }
+  }
+
+  /** docker's push: children first for an index; each blob HEADed, uploaded when missing; the manifest. */
+  async push(repo: string, image: Image, options: { byDigest?: boolean } = {}): Promise<boolean> {
+    for (const child of image.children ?? []) {
+      if (!(await this.push(repo, child, { byDigest: true }))) return false;
+    }
+    for (const blob of image.blobs) {
+      const head = await this.send('head', `/v2/${repo}/blobs/${blob.digest}`, { method: 'HEAD' });
+      if (head === LOST) return false;
+      if (head.status === 200) continue;
+      if (!(await this.upload(repo, blob))) return false;
+    }
+    const tags = options.byDigest
+      ? []
+      : [this.rng.pick(TAGS), ...(this.rng.chance(0.2) ? [this.rng.pick(TAGS)] : [])];
+    const unique = [...new Set(tags)];
+    const reference = unique[0] ?? image.digest;
+    const query = unique
+      .slice(1)
+      .map((t) => `tag=${t}`)
+      .join('&');
+    const events = (unique.length > 0 ? unique : [undefined]).map((tag) =>
+      this.world.record({ client: this.id, op: 'put', repo, ...(tag && { tag }), digest: image.digest }),
+    );
+    const answer = await this.send(
+      'manifest',
+      `/v2/${repo}/manifests/${reference}${query ? `?${query}` : ''}`,
+      {
+        method: 'PUT',
+        headers: { 'Content-Type': image.mediaType },
+        body: image.manifest,
+      },
+    );
+    const outcome = outcomeOf(answer, (s) => s === 201);
+    for (const event of events) this.world.finish(event, outcome);
+    return outcome === 'ok';
+  }
+
+  /** One blob, in a style chosen at random. True when the registry acknowledged it (201). */
+  private async upload(repo: string, blob: Blob): Promise<boolean> {
+    const style = this.rng.pick(['mono', 'post-put', 'patch-put', 'chunks', 'mount', 'cancel-race'] as const);
+    const { bytes, digest } = blob;
+    if (style === 'mono') {
+      const a = await this.send('upload', `/v2/${repo}/blobs/uploads/?digest=${digest}`, {
+        method: 'POST',
+        body: bytes,
+      });
+      return a !== LOST && a.status === 201;
+    }
+    let location: string | undefined;
+    if (style === 'mount') {
+      const from = this.rng.pick(REPOS.filter((r) => r !== repo));
+      const a = await this.send('mount', `/v2/${repo}/blobs/uploads/?mount=${digest}&from=${from}`, {
+        method: 'POST',
+      });
+      if (a === LOST) return false;
+      if (a.status === 201) return true;
+      location = a.status === 202 ? (a.headers.get('Location') ?? undefined) : undefined;
+    } else {
+      const a = await this.send('start', `/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+      if (a === LOST || a.status !== 202) return false;
+      location = a.headers.get('Location') ?? undefined;
+    }
+    if (!location) return false;
+    if (style === 'post-put') {
+      const a = await this.send('put', `${location}?digest=${digest}`, { method: 'PUT', body: bytes });
+      return a !== LOST && a.status === 201;
+    }
+    if (style === 'chunks' && bytes.byteLength > 1) {
+      const cut = this.rng.int(1, bytes.byteLength - 1);
+      const first = await this.send('patch', location, {
+        method: 'PATCH',
+        body: bytes.slice(0, cut),
+        headers: { 'Content-Range': `0-${cut - 1}` },
+      });
+      if (first === LOST || first.status !== 202) return false;
+      const second = await this.send('patch', location, {
+        method: 'PATCH',
+        body: bytes.slice(cut),
+        headers: { 'Content-Range': `${cut}-${bytes.byteLength - 1}` },
+      });
+      if (second === LOST || second.status !== 202) return false;
+    } else {
+      const a = await this.send('patch', location, { method: 'PATCH', body: bytes });
+      if (a === LOST || a.status !== 202) return false;
+    }
+    if (style === 'cancel-race') {
+      // The client gives up at the moment it completes: both requests race.
+      const [put] = await Promise.all([
+        this.send('put', `${location}?digest=${digest}`, { method: 'PUT' }),
+        this.send('cancel', location, { method: 'DELETE' }),
+      ]);
+      return put !== LOST && put.status === 201;
+    }
+    const a = await this.send('put', `${location}?digest=${digest}`, { method: 'PUT' });
+    return a !== LOST && a.status === 201;
+  }
+
+  async deleteTag(repo: string, tag: string): Promise<void> {
+    const event = this.world.record({ client: this.id, op: 'deleteTag', repo, tag });
+    const a = await this.send('delete', `/v2/${repo}/manifests/${tag}`, { method: 'DELETE' });
+    this.world.finish(
+      event,
+      outcomeOf(a, (s) => s === 202),
+    );
+  }
+
+  async deleteManifest(repo: string, image: Image): Promise<void> {
+    const event = this.world.record({ client: this.id, op: 'deleteManifest', repo, digest: image.digest });
+    const a = await this.send('delete', `/v2/${repo}/manifests/${image.digest}`, { method: 'DELETE' });
+    this.world.finish(
+      event,
+      outcomeOf(a, (s) => s === 202),
+    );
+  }
+
+  /** A pull: whatever it gets must be self-consistent (the bytes are what the digest says). */
+  async pull(repo: string, tag: string): Promise<void> {
+    const a = await this.send('pull', `/v2/${repo}/manifests/${tag}`, {
+      headers: { Accept: `${OCI_MANIFEST}, ${OCI_INDEX}` },
+    });
+    if (a === LOST || a.status !== 200) return;
+    const digest = a.headers.get('Docker-Content-Digest');
+    if (digest !== sha256(a.body)) {
+      throw new Error(`pull ${repo}:${tag} got bytes of ${sha256(a.body)} labelled ${digest}`);
+    }
+  }
+
+  /** Starts an upload, sends some bytes, and goes away. */
+  async abandon(repo: string): Promise<void> {
+    const a = await this.send('start', `/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+    if (a === LOST || a.status !== 202) return;
+    const location = a.headers.get('Location');
+    if (location)
+      await this.send('patch', location, { method: 'PATCH', body: new Uint8Array(this.rng.int(1, 500)) });
+  }
+}
