@@ -7,10 +7,18 @@ export interface ThrottleSettings {
   readonly maxLockMs: number;
   /** Failed logins from one address, for any accounts, within `windowMs` before the address is locked. */
   readonly sourceFailures: number;
+  /** Failed logins from one address within the window after which its checks are spaced `sourceSpacingMs` apart. */
+  readonly sourceSlowAfter: number;
+  readonly sourceSpacingMs: number;
   /** How long failures are remembered (and a locked address stays locked). */
   readonly windowMs: number;
   /** Password checks running at once in the process (each is about 32 MiB and tens of ms of CPU). */
   readonly concurrency: number;
+  /**
+   * Password checks one address may have running at once: below `concurrency`, so a flood from one
+   * address always leaves a slot to everyone else.
+   */
+  readonly perSourceConcurrency: number;
   /** Password checks one address may have running or waiting; more are refused at once. */
   readonly perSourcePending: number;
   /** Accounts-and-addresses remembered at most; the oldest are forgotten first. */
@@ -22,8 +30,11 @@ export const DEFAULT_THROTTLE: ThrottleSettings = {
   baseLockMs: 1_000,
   maxLockMs: 15 * 60_000,
   sourceFailures: 50,
+  sourceSlowAfter: 10,
+  sourceSpacingMs: 1_000,
   windowMs: 15 * 60_000,
   concurrency: 2,
+  perSourceConcurrency: 1,
   perSourcePending: 8,
   maxEntries: 10_000,
 };
@@ -52,6 +63,8 @@ interface SourceState {
   windowStart: number;
   pending: number;
   reported: number;
+  /** Once the address has failed `sourceSlowAfter` times: when its next check may run. */
+  nextCheckAt: number;
 }
 
 /**
@@ -61,12 +74,13 @@ interface SourceState {
  *   pair, that pair is locked for 1 s, then 2 s, 4 s ... up to 15 minutes, and its attempts are
  *   refused (429 with Retry-After) without checking the password. The same account from another
  *   address is not affected.
- * - An address with `sourceFailures` failures (any accounts) within the window is locked for the
- *   rest of it: guessing across many accounts from one place stops too.
+ * - An address with `sourceSlowAfter` failures (any accounts) within the window gets one check a
+ *   second, and with `sourceFailures` it is locked for the rest of the window: guessing across many
+ *   accounts from one place slows, then stops.
  * - A refused attempt costs a map lookup. Password checks (scrypt, deliberately expensive) run at
- *   most `concurrency` at once, taken from each waiting address in turn, and one address may have
- *   at most `perSourcePending` of them queued: a flood from one address waits behind itself, and a
- *   login from elsewhere waits for at most one check per slot.
+ *   most `concurrency` at once, taken from each waiting address in turn; one address runs at most
+ *   `perSourceConcurrency` of them and may have `perSourcePending` waiting: a flood from one
+ *   address waits behind itself and leaves a slot free for everyone else.
  *
  * State lives in this process: on Lambda each container counts on its own (docs/lambda.md).
  */
@@ -79,7 +93,7 @@ export class LoginThrottle {
     private readonly settings: ThrottleSettings = DEFAULT_THROTTLE,
     private readonly now: () => number = Date.now,
   ) {
-    this.slots = new FairSlots(settings.concurrency);
+    this.slots = new FairSlots(settings.concurrency, settings.perSourceConcurrency);
   }
 
   /** Runs `check` (the password check) unless the pair or the address is locked; counts the result. */
@@ -101,6 +115,10 @@ export class LoginThrottle {
       return this.refuse('source', src, src.windowStart + this.settings.windowMs - t);
     }
     if (src.pending >= perSourcePending) return this.refuse('source', src, 1000);
+    if (src.failures >= this.settings.sourceSlowAfter) {
+      if (t < src.nextCheckAt) return this.refuse('source', src, src.nextCheckAt - t);
+      src.nextCheckAt = t + this.settings.sourceSpacingMs;
+    }
 
     pair.inFlight++;
     src.pending++;
@@ -110,7 +128,7 @@ export class LoginThrottle {
       try {
         result = await check();
       } finally {
-        this.slots.release();
+        this.slots.release(source);
       }
     } finally {
       pair.inFlight--;
@@ -183,7 +201,7 @@ export class LoginThrottle {
       src.windowStart = t;
     }
     if (!src) {
-      src = { failures: 0, windowStart: t, pending: 0, reported: -1 };
+      src = { failures: 0, windowStart: t, pending: 0, reported: -1, nextCheckAt: 0 };
       this.remember(this.sources, source, src);
     }
     return src;
@@ -210,18 +228,26 @@ export class LoginThrottle {
 }
 
 /**
- * At most `limit` holders at once; waiters are served one address at a time in turn, so one
- * address's queue cannot delay another's by more than one turn.
+ * At most `limit` holders at once, and at most `perSource` from one address; waiters are served
+ * one address at a time in turn, so one address's queue cannot delay another's by more than one turn.
  */
 class FairSlots {
   private running = 0;
+  private readonly runningBy = new Map<string, number>();
   private readonly waiting = new Map<string, (() => void)[]>();
 
-  constructor(private readonly limit: number) {}
+  constructor(
+    private readonly limit: number,
+    private readonly perSource: number,
+  ) {}
 
   acquire(source: string): Promise<void> {
-    if (this.running < this.limit) {
-      this.running++;
+    if (
+      this.running < this.limit &&
+      (this.runningBy.get(source) ?? 0) < this.perSource &&
+      !this.waiting.has(source)
+    ) {
+      this.take(source);
       return Promise.resolve();
     }
     return new Promise((resolve) => {
@@ -231,17 +257,26 @@ class FairSlots {
     });
   }
 
-  release(): void {
-    const next = this.waiting.entries().next();
-    if (next.done) {
-      this.running--;
+  release(source: string): void {
+    this.running--;
+    const left = (this.runningBy.get(source) ?? 1) - 1;
+    if (left > 0) this.runningBy.set(source, left);
+    else this.runningBy.delete(source);
+    // The first address in line that may run another; it then goes to the back of the line.
+    for (const [next, queue] of this.waiting) {
+      if (this.running >= this.limit) return;
+      if ((this.runningBy.get(next) ?? 0) >= this.perSource) continue;
+      const resolve = queue.shift()!;
+      this.waiting.delete(next);
+      if (queue.length > 0) this.waiting.set(next, queue);
+      this.take(next);
+      resolve();
       return;
     }
-    const [source, queue] = next.value;
-    const resolve = queue.shift()!;
-    // The address goes to the back of the line.
-    this.waiting.delete(source);
-    if (queue.length > 0) this.waiting.set(source, queue);
-    resolve();
+  }
+
+  private take(source: string): void {
+    this.running++;
+    this.runningBy.set(source, (this.runningBy.get(source) ?? 0) + 1);
   }
 }

@@ -225,9 +225,14 @@ export class ConnectionGuard {
     const scope = this.open >= maxConnections ? 'total' : mine >= maxPerAddress ? 'address' : undefined;
     if (scope) {
       if (this.refusing >= maxConnections) {
-        // More connections being refused than served: past this, holding them would run the process
-        // out of descriptors. Nothing has been read from them yet, so they are closed, not reset.
+        // As many connections being refused as served: holding more until their requests arrive
+        // could run the process out of descriptors (and past that the kernel resets everyone). The
+        // 503 goes out at once, without waiting for the request, and the connection is closed; a
+        // request already sent but unread makes that close a reset, after the 503 (clients read
+        // the answer first).
         this.log.warn('connection dropped: too many connections being refused', { source: address });
+        const limit = scope === 'total' ? maxConnections : maxPerAddress;
+        socket.end(toRaw(this.options.answer({ kind: 'too-many-connections', scope, limit })));
         socket.destroy();
         return;
       }

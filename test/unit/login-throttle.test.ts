@@ -62,16 +62,30 @@ describe('login throttling', () => {
     expect(t.size.pairs).toBe(1);
   });
 
-  it('locks an address that fails for many accounts, for the rest of the window', async () => {
-    const { t, clock } = throttle({ sourceFailures: 10, windowMs: 60_000 });
-    for (let i = 0; i < 10; i++) await t.attempt(`user${i}`, '10.0.0.2', fail);
+  it('spaces the checks of an address that fails for many accounts, then locks it for the rest of the window', async () => {
+    const { t, clock } = throttle({ sourceSlowAfter: 5, sourceFailures: 10, windowMs: 60_000 });
+    for (let i = 0; i < 5; i++) await t.attempt(`user${i}`, '10.0.0.2', fail);
+    // One check a second from here on.
+    expect(await t.attempt('user5', '10.0.0.2', fail)).toMatchObject({ outcome: 'checked' });
+    expect(await t.attempt('user6', '10.0.0.2', fail)).toMatchObject({
+      outcome: 'throttled',
+      scope: 'source',
+      retryAfterSeconds: 1,
+    });
+    expect(await t.attempt('user6', '10.0.0.3', pass)).toMatchObject({ outcome: 'checked' });
+    for (let i = 6; i < 10; i++) {
+      clock.now += 1000;
+      expect(await t.attempt(`user${i}`, '10.0.0.2', fail)).toMatchObject({ outcome: 'checked' });
+    }
+    // Ten failures: locked until the window that began with the first one ends.
+    clock.now += 1000;
     expect(await t.attempt('someone-new', '10.0.0.2', pass)).toMatchObject({
       outcome: 'throttled',
       scope: 'source',
-      retryAfterSeconds: 60,
+      retryAfterSeconds: 55,
     });
     expect(await t.attempt('someone-new', '10.0.0.3', pass)).toMatchObject({ outcome: 'checked' });
-    clock.now += 60_001;
+    clock.now += 55_001;
     expect(await t.attempt('someone-new', '10.0.0.2', pass)).toMatchObject({ outcome: 'checked' });
   });
 
@@ -127,6 +141,32 @@ describe('login throttling', () => {
     await Promise.all([...flood, real]);
     // The first attacker check was already running; alice goes next.
     expect(order.indexOf('alice')).toBeLessThanOrEqual(2);
+  });
+
+  it('leaves a password check slot to everyone else while one address floods', async () => {
+    const { t } = throttle({ concurrency: 2, perSourceConcurrency: 1 });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let attackerRunning = 0;
+    let attackerMax = 0;
+    const flood = Array.from({ length: 8 }, (_, i) =>
+      t.attempt(`user${i}`, 'attacker', async () => {
+        attackerMax = Math.max(attackerMax, ++attackerRunning);
+        await gate;
+        attackerRunning--;
+        return { ok: false, value: 'no' };
+      }),
+    );
+    // Alice's check starts at once, although the attacker's are still waiting on the gate.
+    let aliceRan = false;
+    await t.attempt('alice', 'home', async () => {
+      aliceRan = true;
+      return { ok: true, value: 'yes' };
+    });
+    expect(aliceRan).toBe(true);
+    release();
+    await Promise.all(flood);
+    expect(attackerMax).toBe(1);
   });
 
   it('remembers a bounded number of pairs under a flood of names', async () => {
