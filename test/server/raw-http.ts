@@ -33,6 +33,8 @@ export function raw(port: number, steps: readonly Step[], options: RawOptions = 
 export class RawConnection {
   readonly socket: Socket;
   readonly outcome: Promise<RawOutcome>;
+  /** The outcome, once there is one (the connection ended or the deadline passed). */
+  result?: RawOutcome;
   private received = Buffer.alloc(0);
 
   constructor(port: number, steps: readonly Step[], options: RawOptions) {
@@ -49,12 +51,13 @@ export class RawConnection {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        resolve({
+        this.result = {
           ...parseResponse(this.received),
           end,
           ...(error ? { error } : {}),
           ms: performance.now() - started,
-        });
+        };
+        resolve(this.result);
         socket.destroy();
       };
       const timer = setTimeout(() => finish('open'), options.timeoutMs ?? 30_000);
