@@ -312,8 +312,10 @@ export class ConnectionGuard {
 
   private clientError(err: NodeJS.ErrnoException, socket: Socket): void {
     const address = addressKey(socket.remoteAddress);
-    const pending = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
-    if (err.code === 'ECONNRESET' || !socket.writable || pending?.headersSent) {
+    // A response already under way on this connection: nothing can be written in front of it.
+    const pending = this.connections.get(peerKey(socket))?.request?.res;
+    const answering = pending !== undefined && pending.headersSent && !pending.writableFinished;
+    if (err.code === 'ECONNRESET' || !socket.writable || answering) {
       socket.destroy();
       return;
     }
