@@ -36,8 +36,21 @@ export const SERVE_USAGE = `Options for serve (environment variable in brackets)
                         how to make docker, podman and containerd trust it [BERTH_TLS_SELF_SIGNED]
   --tls-hosts <list>    Names and addresses that certificate covers, comma-separated [BERTH_TLS_HOSTS]
                         (default localhost,127.0.0.1,::1 and --host when it is a specific address)
+  --max-connections <n> Connections open at once [BERTH_MAX_CONNECTIONS] (default 1000, lowered to
+                        fit the open-file limit); more get 503 with Retry-After
+  --max-connections-per-address <n>  The same from one address, one /64 for IPv6
+                        [BERTH_MAX_CONNECTIONS_PER_ADDRESS] (default 128, at most half the total)
   --lambda              Serve the built Lambda bundle (dist/registry/index.mjs, \`npm run build\`)
-                        behind a local API Gateway HTTP API, with AWS's limits
+                        behind a local API Gateway HTTP API, with AWS's limits; on the filesystem
+                        store, blob GETs redirect to signed storage URLs the gateway serves, as to S3
+
+Timeouts (environment only, seconds unless said; the same for --lambda):
+  BERTH_HEADERS_TIMEOUT (30)    to send a request's headers (and the TLS handshake)
+  BERTH_BODY_TIMEOUT (30)       to a body's first byte, and the interval over which it must advance
+                                by BERTH_BODY_MIN_BYTES (16384); the same floor for a response the
+                                client reads. Time the server spends not reading does not count
+  BERTH_KEEPALIVE_TIMEOUT (5)   an idle keep-alive connection is closed after this
+  BERTH_UNAUTH_TIMEOUT (10)     /token requests must be sent whole within this (bodies up to 8 KiB)
 `;
 
 /** The flags that choose the store, shared with `berth gc` and `berth usage` (S3 settings come from BERTH_S3_*). */
@@ -72,6 +85,8 @@ export async function serve(argv: string[]): Promise<number> {
       'tls-key': { type: 'string' },
       'tls-self-signed': { type: 'boolean' },
       'tls-hosts': { type: 'string' },
+      'max-connections': { type: 'string' },
+      'max-connections-per-address': { type: 'string' },
     },
   });
   const config = parseConfig(
@@ -91,6 +106,8 @@ export async function serve(argv: string[]): Promise<number> {
       tlsKey: values['tls-key'],
       tlsSelfSigned: values['tls-self-signed'],
       tlsHosts: values['tls-hosts'],
+      maxConnections: values['max-connections'],
+      maxConnectionsPerAddress: values['max-connections-per-address'],
     }),
   );
   if (values.lambda && (config.tlsCert || config.tlsSelfSigned)) {

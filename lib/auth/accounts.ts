@@ -1,43 +1,67 @@
+import { createHash } from 'node:crypto';
 import type { Logger } from '../logging/logger.ts';
 import type { Account, AuthFile } from './auth-file.ts';
 import type { AuthStore } from './auth-store.ts';
 import type { Grant, Permissions } from './grants.ts';
+import { LoginThrottle } from './login-throttle.ts';
 import { DUMMY_HASH, verifyPassword } from './passwords.ts';
 
-/** Failed logins for one account before each further attempt is slowed down. */
-const FREE_FAILURES = 5;
-const MAX_DELAY_MS = 10_000;
+export type LoginResult =
+  | { readonly ok: true; readonly account: Account }
+  | { readonly ok: false; readonly reason: 'unknown account' | 'wrong password' | 'expired' }
+  | {
+      readonly ok: false;
+      readonly reason: 'throttled';
+      readonly scope: 'account' | 'source';
+      readonly retryAfterSeconds: number;
+    };
+
+/** A failed or refused login, for metrics (on Lambda, an embedded-metric line). */
+export interface LoginEvent {
+  readonly kind: 'failure' | 'throttled';
+  /** Why it failed (`unknown account`, `wrong password`, `expired`), or what is locked (`account`, `source`). */
+  readonly reason: string;
+  readonly source: string;
+}
+
+export interface AccountsOptions {
+  readonly throttle?: LoginThrottle;
+  readonly onLoginEvent?: (event: LoginEvent) => void;
+}
 
 /**
  * The accounts of an auth store, re-read when it changes (checked at most every `store.refreshMs`:
- * 2 s for a file, 30 s for a secret), so that `berth users remove` or `berth robots revoke` takes
- * effect without a restart.
+ * on every request for a file, every BERTH_AUTH_CACHE_SECONDS for a secret), so that `berth users
+ * remove` or `berth robots revoke` takes effect without a restart.
  */
 export class Accounts {
   private file: AuthFile;
   private version: string;
   private checkedAt = Date.now();
   private reloading: Promise<void> | undefined;
-  private readonly failures = new Map<string, { count: number; last: number }>();
+  private queued: Promise<void> | undefined;
+  private readonly throttle: LoginThrottle;
   private readonly listeners: ((file: AuthFile) => Promise<void>)[] = [];
 
   private constructor(
     private readonly store: AuthStore,
     snapshot: { file: AuthFile; version: string },
     private readonly logger: Logger,
+    private readonly options: AccountsOptions,
   ) {
     this.file = snapshot.file;
     this.version = snapshot.version;
+    this.throttle = options.throttle ?? new LoginThrottle();
   }
 
-  static async load(store: AuthStore, logger: Logger): Promise<Accounts> {
+  static async load(store: AuthStore, logger: Logger, options: AccountsOptions = {}): Promise<Accounts> {
     const snapshot = await store.read();
     if (!snapshot) {
       throw new Error(
         `${store.description} holds no accounts yet: add one with \`berth users add\` (a deployed stack's bootstrap writes the first)`,
       );
     }
-    return new Accounts(store, snapshot, logger);
+    return new Accounts(store, snapshot, logger, options);
   }
 
   /** Called after each reload with the new contents (the token service follows a new signing key). */
@@ -49,33 +73,45 @@ export class Accounts {
     return this.file.signingKey;
   }
 
-  /** Checks a username and password; logs failures with the source address and slows repeated ones. */
-  async login(name: string, password: string, source: string): Promise<Account | undefined> {
-    await this.refresh();
-    const key = name.toLowerCase();
-    const failed = this.failures.get(key);
-    if (failed && failed.count >= FREE_FAILURES) {
-      await new Promise((r) =>
-        setTimeout(r, Math.min(MAX_DELAY_MS, 250 * 2 ** (failed.count - FREE_FAILURES))),
-      );
-    }
-    const account = this.file.accounts.find((a) => a.name === name);
-    const ok = await verifyPassword(password, account?.passwordHash ?? DUMMY_HASH);
-    const expired = account?.expiresAt !== undefined && Date.parse(account.expiresAt) <= Date.now();
-    if (account && ok && !expired) {
-      this.failures.delete(key);
-      return account;
-    }
-    const count = (failed?.count ?? 0) + 1;
-    this.failures.set(key, { count, last: Date.now() });
-    if (this.failures.size > 10_000) this.failures.delete(this.failures.keys().next().value!);
-    this.logger.warn('login failed', {
-      account: name.slice(0, 128),
-      source,
-      failures: count,
-      reason: !account ? 'unknown account' : expired ? 'expired' : 'wrong password',
+  /**
+   * Checks a username and password. Failures are logged with the source address; repeated ones
+   * for this account from this address (or many from this address) are refused without a check
+   * for a while (lib/auth/login-throttle.ts).
+   */
+  async login(name: string, password: string, source: string): Promise<LoginResult> {
+    const attempt = await this.throttle.attempt(name.slice(0, 128), source, async () => {
+      await this.refresh();
+      const account = this.file.accounts.find((a) => a.name === name);
+      const ok = await verifyPassword(password, account?.passwordHash ?? DUMMY_HASH);
+      const result: LoginResult =
+        account && ok && !isExpired(account)
+          ? { ok: true, account }
+          : { ok: false, reason: !account ? 'unknown account' : ok ? 'expired' : 'wrong password' };
+      return { ok: result.ok, value: result };
     });
-    return undefined;
+    if (attempt.outcome === 'throttled') {
+      if (attempt.first) {
+        this.logger.warn('login throttled', {
+          account: name.slice(0, 128),
+          source,
+          scope: attempt.scope,
+          retryAfterSeconds: attempt.retryAfterSeconds,
+        });
+      }
+      this.options.onLoginEvent?.({ kind: 'throttled', reason: attempt.scope, source });
+      return {
+        ok: false,
+        reason: 'throttled',
+        scope: attempt.scope,
+        retryAfterSeconds: attempt.retryAfterSeconds,
+      };
+    }
+    const result = attempt.value;
+    if (!result.ok) {
+      this.logger.warn('login failed', { account: name.slice(0, 128), source, reason: result.reason });
+      this.options.onLoginEvent?.({ kind: 'failure', reason: result.reason, source });
+    }
+    return result;
   }
 
   /** Logs a refresh token that was refused (forged, expired, or its account changed or gone). */
@@ -88,23 +124,29 @@ export class Accounts {
     await this.refresh();
     if (subject === '') return { grants: this.file.anonymous, catalog: false };
     const account = this.file.accounts.find((a) => a.name === subject);
-    const expired = account?.expiresAt !== undefined && Date.parse(account.expiresAt) <= Date.now();
-    if (!account || expired) return { grants: [], catalog: false };
+    if (!account || isExpired(account)) return { grants: [], catalog: false };
     return { grants: account.grants, catalog: account.catalog };
   }
 
   /**
-   * Whether a token's subject may still act: anonymous, or an account that exists and has not
-   * expired. Checked on every request, so a removal or revocation outlives no token.
+   * What a token's subject may do now, if the token still stands for it: anonymous, or the same
+   * account (same generation: not removed and re-created since) that has not expired. Checked on
+   * every request, so removal, re-creation, revocation and cut grants outlive no token.
    */
+  async current(subject: string, generation: string | undefined): Promise<Permissions | undefined> {
+    await this.refresh();
+    if (subject === '') return { grants: this.file.anonymous, catalog: false };
+    const account = this.file.accounts.find((a) => a.name === subject);
+    if (!account || isExpired(account) || generation !== generationOf(account)) return undefined;
+    return { grants: account.grants, catalog: account.catalog };
+  }
+
+  /** Whether a subject names an account that exists and has not expired (anonymous always does). */
   async isActive(subject: string): Promise<boolean> {
     if (subject === '') return true;
     await this.refresh();
     const account = this.file.accounts.find((a) => a.name === subject);
-    return (
-      account !== undefined &&
-      !(account.expiresAt !== undefined && Date.parse(account.expiresAt) <= Date.now())
-    );
+    return account !== undefined && !isExpired(account);
   }
 
   /** The stored account, for checks that need more than its grants (refresh tokens). */
@@ -117,12 +159,27 @@ export class Accounts {
     return this.file.anonymous;
   }
 
-  /** Re-reads the store when the last check is older than its refresh interval; one reload at a time. */
+  /**
+   * Re-reads the store when the last check is older than its refresh interval (for a file: always).
+   * A caller that arrives while a reload is running waits for the next one, which starts after that
+   * one ends: a reload that began before a change must not answer for a request that began after it.
+   * Callers arriving meanwhile share that next reload.
+   */
   async refresh(): Promise<void> {
-    if (Date.now() - this.checkedAt < this.store.refreshMs) return;
+    // Within the interval: the data was read (or is being read) since the interval began.
+    if (Date.now() - this.checkedAt < this.store.refreshMs) return this.reloading;
+    if (!this.reloading) return this.startReload();
+    this.queued ??= this.reloading.then(() => {
+      this.queued = undefined;
+      return this.startReload();
+    });
+    return this.queued;
+  }
+
+  private startReload(): Promise<void> {
     this.checkedAt = Date.now();
-    this.reloading ??= this.reload().finally(() => (this.reloading = undefined));
-    await this.reloading;
+    this.reloading = this.reload().finally(() => (this.reloading = undefined));
+    return this.reloading;
   }
 
   private async reload(): Promise<void> {
@@ -142,4 +199,21 @@ export class Accounts {
       });
     }
   }
+}
+
+function isExpired(account: Account): boolean {
+  return account.expiresAt !== undefined && Date.parse(account.expiresAt) <= Date.now();
+}
+
+/**
+ * Which incarnation of an account a token was issued to: the account's `generation` (a random id
+ * `berth users add` and `berth robots create` write), or for accounts written before it existed a
+ * digest of the name and creation time. Removing and re-creating an account, or setting its
+ * password again, gives it a new one.
+ */
+export function generationOf(account: Account): string {
+  return (
+    account.generation ??
+    createHash('sha256').update(`${account.name}\n${account.createdAt}`).digest('base64url').slice(0, 16)
+  );
 }

@@ -1,7 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import type { Account, AuthFile } from './auth-file.ts';
 import { FileAuthStore, type AuthStore } from './auth-store.ts';
 import { parseGrant, type Grant } from './grants.ts';
-import { generateSecret, hashPassword } from './passwords.ts';
+import { generateSecret, hashPassword, verifyPassword } from './passwords.ts';
 import { generateSigningKey } from './tokens.ts';
 
 /** An auth store, or the path of an auth file. */
@@ -45,7 +46,12 @@ function permissions(grantTexts: readonly string[]): { grants: Grant[]; catalog:
   return { grants, catalog };
 }
 
-/** Adds a user, or replaces the password and grants of an existing one. */
+/**
+ * Adds a user, or replaces the password and grants of an existing one. Given the user's current
+ * password, only the grants change: tokens and stored logins stay valid, and the new grants hold
+ * for them from the next request. A new password makes a new generation of the account, which
+ * voids every token issued before.
+ */
 export async function addUser(
   target: AuthTarget,
   name: string,
@@ -59,12 +65,25 @@ export async function addUser(
     passwordHash: await hashPassword(password),
     ...permissions(grantTexts),
     createdAt: new Date().toISOString(),
+    generation: newGeneration(),
   };
   await edit(target, async (file) => {
     const existing = file.accounts.find((a) => a.name === name);
     if (existing && existing.kind !== 'user') throw new Error(`${name} is a robot account; revoke it first`);
+    const same = existing && (await verifyPassword(password, existing.passwordHash));
+    let saved = account;
+    if (existing && same) {
+      // Same person, same password: the same generation (kept as stored, or derived as before).
+      const { generation: _fresh, ...grantsOnly } = account;
+      saved = {
+        ...grantsOnly,
+        passwordHash: existing.passwordHash,
+        createdAt: existing.createdAt,
+        ...(existing.generation !== undefined && { generation: existing.generation }),
+      };
+    }
     return {
-      file: { ...file, accounts: [...file.accounts.filter((a) => a.name !== name), account] },
+      file: { ...file, accounts: [...file.accounts.filter((a) => a.name !== name), saved] },
       result: undefined,
     };
   });
@@ -86,6 +105,7 @@ export async function createRobot(
     ...permissions(grantTexts),
     createdAt: new Date().toISOString(),
     expiresAt,
+    generation: newGeneration(),
   };
   await edit(target, async (file) => {
     if (file.accounts.some((a) => a.name === name))
@@ -93,6 +113,11 @@ export async function createRobot(
     return { file: { ...file, accounts: [...file.accounts, robot] }, result: undefined };
   });
   return { name, secret, expiresAt };
+}
+
+/** A fresh account generation (lib/auth/accounts.ts, generationOf). */
+function newGeneration(): string {
+  return randomBytes(12).toString('base64url');
 }
 
 /** Removes a user or revokes a robot. */

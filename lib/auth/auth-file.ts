@@ -17,6 +17,11 @@ const accountSchema = z.object({
   catalog: z.boolean().default(false),
   createdAt: z.string(),
   expiresAt: z.string().optional(),
+  /**
+   * A random id, new whenever the account is (re)created or its password set: tokens name it, so
+   * a token outlives neither a removal and re-creation under the same name nor a new password.
+   */
+  generation: z.string().min(1).max(64).optional(),
 });
 
 const authFileSchema = z.object({

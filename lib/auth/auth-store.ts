@@ -44,7 +44,11 @@ export interface AuthStore {
 
 export class ConflictError extends Error {}
 
-/** The auth file of `berth users` and `berth serve --auth-file`; checked for changes every 2 s. */
+/**
+ * The auth file of `berth users` and `berth serve --auth-file`. Checked for changes on every
+ * request (one stat; the file is re-read only when its mtime, size or inode changed), so a change
+ * holds from the first request that starts after the file was replaced.
+ */
 export class FileAuthStore implements AuthStore {
   readonly description: string;
   readonly refreshMs: number;
@@ -54,7 +58,7 @@ export class FileAuthStore implements AuthStore {
     options: { refreshMs?: number } = {},
   ) {
     this.description = `the auth file ${path}`;
-    this.refreshMs = options.refreshMs ?? 2_000;
+    this.refreshMs = options.refreshMs ?? 0;
   }
 
   async read(): Promise<AuthSnapshot | undefined> {

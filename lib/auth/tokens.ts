@@ -8,6 +8,8 @@ export interface TokenClaims {
   readonly subject: string;
   readonly access: readonly Access[];
   readonly expiresAt: Date;
+  /** The generation of the account the token was issued to (`gen`); none for anonymous tokens. */
+  readonly generation?: string;
 }
 
 /** Issues and verifies registry bearer tokens (JWT, ES256), as the Docker token spec describes. */
@@ -38,13 +40,20 @@ export class TokenService {
     );
   }
 
+  /**
+   * An access token for `subject` (an account, or '' for anonymous access). `generation` names the
+   * account's incarnation (lib/auth/accounts.ts): a token issued before a removal and re-creation
+   * under the same name does not pass for the new account.
+   */
   async issue(
     subject: string,
     access: readonly Access[],
+    generation?: string,
   ): Promise<{ token: string; issuedAt: Date; expiresIn: number }> {
     const now = Math.floor(Date.now() / 1000);
     const token = await new SignJWT({
       access: access.map((a) => ({ type: a.type, name: a.name, actions: [...a.actions] })),
+      ...(generation !== undefined ? { gen: generation } : {}),
     })
       .setProtectedHeader({ alg: ALG, kid: this.kid, typ: 'JWT' })
       .setIssuer(this.issuer)
@@ -108,7 +117,12 @@ export class TokenService {
         requiredClaims: ['exp', 'nbf', 'iat', 'sub', 'jti'],
       });
       const access = Array.isArray(payload.access) ? payload.access.filter(isAccess) : [];
-      return { subject: payload.sub ?? '', access, expiresAt: new Date((payload.exp ?? 0) * 1000) };
+      return {
+        subject: payload.sub ?? '',
+        access,
+        expiresAt: new Date((payload.exp ?? 0) * 1000),
+        ...(typeof payload.gen === 'string' ? { generation: payload.gen } : {}),
+      };
     } catch {
       return undefined;
     }

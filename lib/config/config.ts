@@ -108,6 +108,41 @@ export const configSchema = z.object({
   insecureNoAuth: z.boolean().default(false),
   /** Lifetime of the bearer tokens the token endpoint issues. */
   tokenTtlSeconds: whole.pipe(z.number().min(60).max(3600)).default(300),
+  /**
+   * Local server and gateway: how long a client may take to send a request's headers (from its
+   * first byte, or from the connection's opening), in seconds.
+   */
+  headersTimeoutSeconds: whole.pipe(z.number().min(1).max(600)).default(30),
+  /**
+   * How long a request body may go without its first byte, and the interval over which it must
+   * advance by at least `bodyMinBytes`; a slower body is cut off. Time the server itself spends
+   * not reading (a slow disk, a part upload to S3) does not count.
+   */
+  bodyTimeoutSeconds: whole.pipe(z.number().min(1).max(3600)).default(30),
+  /** The least a request body must advance by in every `bodyTimeoutSeconds` (bytes). */
+  bodyMinBytes: whole.pipe(z.number().min(1)).default(16 * 1024),
+  /** How long an idle keep-alive connection stays open between requests, in seconds. */
+  keepAliveTimeoutSeconds: whole.pipe(z.number().min(1).max(600)).default(5),
+  /**
+   * `/token` (and anything a client may send before it has a token) must be sent whole within this
+   * many seconds; its body is at most a few KiB.
+   */
+  unauthTimeoutSeconds: whole.pipe(z.number().min(1).max(600)).default(10),
+  /**
+   * Connections open at once, in total; more are answered 503 with Retry-After. When the process
+   * may open fewer files than this needs, the default is lowered to fit (lib/server/connections.ts).
+   */
+  maxConnections: whole.pipe(z.number().min(1)).optional(),
+  /** Connections open at once from one address (one /64 for IPv6); more are answered 503. */
+  maxConnectionsPerAddress: whole.pipe(z.number().min(1)).optional(),
+  /**
+   * Set by `berth serve --lambda` for its function, not by users: the key that signs the local
+   * storage URLs blob GETs are redirected to on the filesystem store (lib/storage/local-urls.ts).
+   */
+  localStorageKey: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/, 'must be 64 hex digits')
+    .optional(),
   /** How long SIGTERM waits for requests in flight before closing their connections. */
   shutdownGraceSeconds: size.default(30),
   /** Retention rules (JSON, docs/gc.md): what garbage collection deletes per repository pattern. */

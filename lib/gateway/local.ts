@@ -1,9 +1,14 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import type { Config } from '../config/config.ts';
 import { ENV_VARS } from '../config/sources.ts';
 import type { Logger } from '../logging/logger.ts';
+import { connectionLimits } from '../server/connections.ts';
+import { FilesystemDriver } from '../storage/filesystem/index.ts';
+import { LocalStorageUrls } from '../storage/local-urls.ts';
 import { loadHandler } from './invoke.ts';
 import { startGateway, type RunningGateway } from './server.ts';
+import type { LocalStorage } from './storage.ts';
 
 /**
  * `berth serve --lambda`: the built registry bundle behind the local gateway, on the address the
@@ -17,14 +22,40 @@ export async function startLambdaGateway(
 ): Promise<RunningGateway> {
   if (!existsSync(bundlePath))
     throw new Error(`no Lambda bundle at ${bundlePath}: run \`npm run build\` first`);
+  // On AWS blob GETs are redirected to S3, beyond the 6 MB a Lambda response may carry. On the
+  // filesystem store the gateway stands in for S3: it serves signed storage URLs, and the function
+  // signs them with a key made here (BERTH_LOCAL_STORAGE_KEY).
+  let storage: LocalStorage | undefined;
+  let storageEnv = {};
+  if (config.storage === 'filesystem') {
+    const key = randomBytes(32).toString('hex');
+    storage = {
+      driver: new FilesystemDriver({ root: config.dataDir }),
+      urls: LocalStorageUrls.fromHex(key),
+    };
+    storageEnv = { BERTH_LOCAL_STORAGE_KEY: key };
+  }
+  if (!config.redirect) {
+    logger.warn(
+      'blob GETs stream through the function (BERTH_REDIRECT=off): blobs above 6 MB get 502, as they would on AWS',
+    );
+  }
   // The gateway listens only where `berth serve` allows, so without an auth file it is on loopback.
   Object.assign(
     process.env,
     functionEnv(config),
+    storageEnv,
     config.authFile || config.authSecret ? {} : { BERTH_INSECURE_NO_AUTH: 'true' },
   );
   const handler = await loadHandler(bundlePath);
-  return startGateway({ handler, host: config.host, port: config.port, logger });
+  return startGateway({
+    handler,
+    host: config.host,
+    port: config.port,
+    logger,
+    limits: connectionLimits(config, logger),
+    ...(storage && { storage }),
+  });
 }
 
 /** The BERTH_* variables that reproduce `config` (the listening address is the gateway's, not the function's). */

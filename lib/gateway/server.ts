@@ -1,6 +1,20 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { parseConfig } from '../config/config.ts';
 import { describeError, type Logger } from '../logging/logger.ts';
+import { createLogger } from '../logging/logger.ts';
+import {
+  ConnectionGuard,
+  RETRY_AFTER_SECONDS,
+  connectionLimits,
+  serverTimeoutOptions,
+  type Answer,
+  type ConnectionLimits,
+  type GuardStats,
+  type Refusal,
+} from '../server/connections.ts';
+import { LOCAL_STORAGE_PATH } from '../storage/local-urls.ts';
+import { serveStorage, type LocalStorage } from './storage.ts';
 import { gatewayRequestId, toEvent } from './event.ts';
 import { lambdaContext, type HttpFunction } from './invoke.ts';
 import { GATEWAY_ERRORS, LIMITS, type GatewayError } from './limits.ts';
@@ -14,10 +28,16 @@ export interface GatewayOptions {
   readonly timeoutMs?: number;
   readonly functionName?: string;
   readonly logger?: Logger;
+  /** Connection caps and timeouts, as on the local server (default: the configuration's defaults). */
+  readonly limits?: ConnectionLimits;
+  /** The filesystem store whose signed URLs (`/_berth/storage/...`) blob GETs redirect to, standing in for S3. */
+  readonly storage?: LocalStorage;
 }
 
 export interface RunningGateway {
   readonly url: string;
+  /** Connections open and refused right now. */
+  connections(): GuardStats;
   close(): Promise<void>;
 }
 
@@ -28,13 +48,24 @@ export interface RunningGateway {
  * fails on AWS fails here first.
  */
 export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
-  const server = createServer((req, res) => {
-    void serve(req, res, options).catch((err: unknown) => {
-      options.logger?.error('gateway failed', describeError(err));
-      if (!res.headersSent) writeGatewayError(res, GATEWAY_ERRORS.functionError, '');
-      else res.destroy();
-    });
+  const limits = options.limits ?? connectionLimits(parseConfig({}));
+  const server = createServer(serverTimeoutOptions(limits));
+  const guard = new ConnectionGuard(server, {
+    limits,
+    logger: options.logger ?? createLogger('silent'),
+    answer: gatewayAnswer,
+    isUnauthenticated: (req) => /^\/token(\?|$)/.test(req.url ?? ''),
   });
+  server.on(
+    'request',
+    guard.wrap((req, res) => {
+      void serve(req, res, options).catch((err: unknown) => {
+        options.logger?.error('gateway failed', describeError(err));
+        if (!res.headersSent) writeGatewayError(res, GATEWAY_ERRORS.functionError, '');
+        else res.destroy();
+      });
+    }),
+  );
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve);
@@ -42,8 +73,38 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const { address, port, family } = server.address() as AddressInfo;
   return {
     url: `http://${family === 'IPv6' ? `[${address}]` : address}:${port}`,
-    close: () => close(server),
+    connections: () => guard.stats(),
+    close: async () => {
+      guard.close();
+      await close(server);
+    },
   };
+}
+
+/**
+ * The guard's refusals in API Gateway's words (`{"message": ...}`). API Gateway answers these
+ * before any function runs; its exact bodies for them are not documented (docs/lambda.md).
+ */
+export function gatewayAnswer(refusal: Refusal): Answer {
+  const json = { 'Content-Type': 'application/json' };
+  switch (refusal.kind) {
+    case 'too-many-connections':
+      return {
+        status: 503,
+        headers: { ...json, 'Retry-After': String(RETRY_AFTER_SECONDS) },
+        body: JSON.stringify({ message: 'Service Unavailable' }),
+      };
+    case 'malformed':
+      return { status: 400, headers: json, body: JSON.stringify({ message: 'Bad Request' }) };
+    case 'headers-too-large':
+      return {
+        status: 431,
+        headers: json,
+        body: JSON.stringify({ message: 'Request Header Fields Too Large' }),
+      };
+    case 'timeout':
+      return { status: 408, headers: json, body: JSON.stringify({ message: 'Request Timeout' }) };
+  }
 }
 
 async function serve(req: IncomingMessage, res: ServerResponse, options: GatewayOptions): Promise<void> {
@@ -63,6 +124,12 @@ async function serve(req: IncomingMessage, res: ServerResponse, options: Gateway
     writeGatewayError(res, error, requestId);
     done(error.status, why);
   };
+
+  // The stand-in for S3: signed blob URLs are served here, outside the function and its limits.
+  if (options.storage && (req.url ?? '').startsWith(LOCAL_STORAGE_PATH)) {
+    done(await serveStorage(req, res, options.storage));
+    return;
+  }
 
   const body = await readBody(req, LIMITS.requestBodyBytes);
   if (body === undefined) {

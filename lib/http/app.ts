@@ -3,11 +3,12 @@ import { Hono } from 'hono';
 import { RegistryError } from '../oci/errors.ts';
 import { parseName } from '../oci/names.ts';
 import type { HttpContext, HttpEnv, HttpOptions } from './context.ts';
+import type { Route } from './route.ts';
 import { rawPathOf } from './context.ts';
 import { errorResponse } from './errors.ts';
 import { needOf } from './access.ts';
 import { authorize, handleToken } from './auth.ts';
-import { ALLOWED, matchRoute, notFound } from './route.ts';
+import { ALLOWED, NATIVE_HEAD, matchRoute, notFound } from './route.ts';
 import { handleBlob } from './routes/blobs.ts';
 import { handleCatalog, handleReferrers, handleTags } from './routes/listings.ts';
 import { handleManifest } from './routes/manifests.ts';
@@ -76,19 +77,44 @@ function queryOf(c: HttpContext): { query?: string } {
   return at < 0 ? {} : { query: url.slice(at + 1, at + 1 + 500) };
 }
 
+/**
+ * Routes the request. A HEAD on a route whose handler has no HEAD of its own runs the GET and
+ * answers its status and headers without the body, so every GET route answers HEAD alike.
+ */
 async function dispatch(c: HttpContext, options: HttpOptions): Promise<Response> {
   const path = rawPathOf(c);
   const method = c.req.method;
   if (path === '/token' && options.auth) {
-    if (method !== 'GET' && method !== 'POST') {
+    if (method !== 'GET' && method !== 'POST' && method !== 'HEAD') {
       throw new RegistryError('UNSUPPORTED', `${method} is not supported on /token`, {
         status: 405,
-        headers: { Allow: 'GET, POST' },
+        headers: { Allow: 'GET, HEAD, POST' },
       });
     }
-    return handleToken(c, options.auth);
+    const response = await handleToken(c, options.auth);
+    return method === 'HEAD' ? withoutBody(response) : response;
   }
   const route = matchRoute(path);
+  if (route && method === 'HEAD' && !NATIVE_HEAD.has(route.kind) && ALLOWED[route.kind].includes('GET')) {
+    c.set('method', 'GET');
+    return withoutBody(await routeRequest(c, options, path, route));
+  }
+  return routeRequest(c, options, path, route);
+}
+
+/** The status and headers of a GET's response (Content-Length included), for a HEAD. */
+function withoutBody(response: Response): Response {
+  void response.body?.cancel();
+  return new Response(null, { status: response.status, headers: response.headers });
+}
+
+async function routeRequest(
+  c: HttpContext,
+  options: HttpOptions,
+  path: string,
+  route: Route | undefined,
+): Promise<Response> {
+  const method = c.req.method;
   if (!route) throw notFound(path);
   const allowed = ALLOWED[route.kind];
   if (!allowed.includes(method)) {

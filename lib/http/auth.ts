@@ -1,11 +1,13 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { Accounts } from '../auth/accounts.ts';
+import { generationOf, type Accounts } from '../auth/accounts.ts';
 import type { Account } from '../auth/auth-file.ts';
 import { allowedActions, grantAccess } from '../auth/grants.ts';
 import { parseScopes, type Access } from '../auth/scope.ts';
 import type { TokenService } from '../auth/tokens.ts';
 import { RegistryError } from '../oci/errors.ts';
+import { readLimited } from '../registry/read-body.ts';
 import type { Need } from './access.ts';
+import { contentLength, requestBody } from './body.ts';
 import type { HttpContext } from './context.ts';
 
 /** Token authentication (the Docker token spec): the token service and the accounts it serves. */
@@ -41,19 +43,25 @@ export async function authorize(c: HttpContext, auth: HttpAuth, need: Need): Pro
       { headers: challenge(scope, match ? 'invalid_token' : undefined) },
     );
   }
-  if (!(await auth.accounts.isActive(claims.subject))) {
-    // Removed, revoked or expired since the token was issued: the token dies with the account.
-    throw new RegistryError('UNAUTHORIZED', `account ${claims.subject} no longer exists or has expired`, {
-      headers: challenge(scope, 'invalid_token'),
-    });
+  const permissions = await auth.accounts.current(claims.subject, claims.generation);
+  if (!permissions) {
+    // Removed, re-created, given a new password, revoked or expired since the token was issued: the
+    // token dies with that incarnation of the account.
+    throw new RegistryError(
+      'UNAUTHORIZED',
+      `account ${claims.subject} was removed, re-created, given a new password or has expired since this token was issued; log in again`,
+      { headers: challenge(scope, 'invalid_token') },
+    );
   }
-  const caller = { subject: claims.subject, access: claims.access };
+  // What the token may do now: what it was issued for, less what the account has lost since (grants
+  // cut, catalog taken away), so a change in the auth store holds without waiting for expiry.
+  const caller = { subject: claims.subject, access: grantAccess(permissions, claims.access) };
   if (need.kind === 'token') return caller;
   if (need.kind === 'admin') {
     if (caller.access.some((a) => a.type === 'registry' && a.name === 'catalog' && a.actions.includes('*'))) {
       return caller;
     }
-    if (!(await auth.accounts.permissionsOf(claims.subject)).catalog) {
+    if (!permissions.catalog) {
       throw new RegistryError(
         'DENIED',
         `account ${claims.subject || '(anonymous)'} may not read registry-wide reports: that needs the registry:catalog:* grant`,
@@ -68,7 +76,7 @@ export async function authorize(c: HttpContext, auth: HttpAuth, need: Need): Pro
     );
   }
   if (may(caller, need.name, need.action)) return caller;
-  const { grants } = await auth.accounts.permissionsOf(claims.subject);
+  const { grants } = permissions;
   if (claims.subject === '' && !allowedActions(grants, need.name).has(need.action)) {
     throw new RegistryError(
       'UNAUTHORIZED',
@@ -121,7 +129,7 @@ export async function handleToken(c: HttpContext, auth: HttpAuth): Promise<Respo
   let scopes: string[];
   let offline: boolean;
   if (c.req.method === 'POST') {
-    const form = await c.req.parseBody({ all: true }).catch(() => ({}) as Record<string, unknown>);
+    const form = await readForm(c);
     const field = (name: string) => [form[name]].flat().filter((v): v is string => typeof v === 'string');
     const grant = field('grant_type')[0];
     if (grant === 'password') {
@@ -158,16 +166,26 @@ export async function handleToken(c: HttpContext, auth: HttpAuth): Promise<Respo
       });
     }
   } else if (user !== undefined) {
-    account = await auth.accounts.login(user, password ?? '', sourceOf(c));
-    if (!account) {
+    const login = await auth.accounts.login(user, password ?? '', sourceOf(c));
+    if (!login.ok && login.reason === 'throttled') {
+      const whose =
+        login.scope === 'account' ? `for ${user.slice(0, 128)} from ${sourceOf(c)}` : `from ${sourceOf(c)}`;
+      throw new RegistryError(
+        'TOOMANYREQUESTS',
+        `too many failed logins ${whose}: try again in ${login.retryAfterSeconds} s`,
+        { headers: { 'Retry-After': String(login.retryAfterSeconds) } },
+      );
+    }
+    if (!login.ok) {
       throw new RegistryError('UNAUTHORIZED', 'incorrect username or password', {
         headers: { 'WWW-Authenticate': `Basic realm="${auth.tokens.service}"` },
       });
     }
+    account = login.account;
   }
   const subject = account?.name ?? '';
   const access = grantAccess(await auth.accounts.permissionsOf(subject), parseScopes(scopes));
-  const issued = await auth.tokens.issue(subject, access);
+  const issued = await auth.tokens.issue(subject, access, account ? generationOf(account) : undefined);
   const refresh =
     account && offline && refreshToken === undefined ? await issueRefreshToken(auth, account) : undefined;
   return Response.json(
@@ -224,11 +242,40 @@ function realmOf(c: HttpContext): string {
   return `${proto}://${host}/token`;
 }
 
-function sourceOf(c: HttpContext): string {
-  return (
-    c.req.header('X-Forwarded-For')?.split(',')[0]?.trim() ||
-    c.env?.event?.requestContext?.http?.sourceIp ||
-    c.env?.incoming?.socket?.remoteAddress ||
-    'unknown'
-  );
+/**
+ * The address the request came from: API Gateway's `sourceIp` on Lambda, the socket's peer on the
+ * local server. Never X-Forwarded-For, which any client can set: it would let an attacker lock
+ * someone else's address out, or dodge the throttle with a new value per attempt.
+ */
+export function sourceOf(c: HttpContext): string {
+  const address = c.env?.event?.requestContext?.http?.sourceIp || c.env?.incoming?.socket?.remoteAddress;
+  if (!address) return 'unknown';
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice('::ffff:'.length) : address;
+}
+
+/** The largest `/token` body read: an OAuth2 form with a refresh token and scopes is well under 2 KiB. */
+export const MAX_TOKEN_BODY = 8 * 1024;
+
+/** The OAuth2 form of a `POST /token`, read up to MAX_TOKEN_BODY (413 above; a client that stalls is cut off by the server). */
+async function readForm(c: HttpContext): Promise<Record<string, unknown>> {
+  const tooLarge = () =>
+    new RegistryError('SIZE_INVALID', `a /token request body is at most ${MAX_TOKEN_BODY} bytes`, {
+      status: 413,
+    });
+  const declared = contentLength(c.req.header('Content-Length'));
+  if (declared !== undefined && declared > MAX_TOKEN_BODY) throw tooLarge();
+  const bytes = await readLimited(requestBody(c), MAX_TOKEN_BODY, tooLarge);
+  const type = c.req.header('Content-Type') ?? 'application/x-www-form-urlencoded';
+  try {
+    const form = await new Response(bytes as Uint8Array<ArrayBuffer>, {
+      headers: { 'Content-Type': type },
+    }).formData();
+    const fields: Record<string, string[]> = {};
+    form.forEach((value, name) => {
+      if (typeof value === 'string') (fields[name] ??= []).push(value);
+    });
+    return fields;
+  } catch {
+    return {};
+  }
 }

@@ -26,6 +26,8 @@ export interface HttpVariables {
   log: Logger;
   /** Who the request acts as; undefined when authentication is off. */
   caller: Caller | undefined;
+  /** The method a handler serves: GET for a HEAD on a route that answers HEAD with its GET. */
+  method: string;
 }
 
 export type HttpEnv = { Bindings: HttpBindings; Variables: HttpVariables };
@@ -36,4 +38,9 @@ export function rawPathOf(c: HttpContext): string {
   const raw = c.env?.incoming?.url ?? c.env?.event?.rawPath;
   if (raw !== undefined) return raw.split('?')[0] ?? raw;
   return new URL(c.req.url).pathname;
+}
+
+/** The method the handler serves (see HttpVariables.method). */
+export function methodOf(c: HttpContext): string {
+  return c.get('method') ?? c.req.method;
 }

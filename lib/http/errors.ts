@@ -10,18 +10,7 @@ export function errorResponse(
   headers: Record<string, string> = {},
 ): Response {
   const error = toRegistryError(err, log);
-  const body =
-    method === 'HEAD'
-      ? null
-      : JSON.stringify({
-          errors: [
-            {
-              code: error.code,
-              message: error.message,
-              ...(error.detail !== undefined ? { detail: error.detail } : {}),
-            },
-          ],
-        });
+  const body = method === 'HEAD' ? null : errorBody(error);
   return new Response(body, {
     status: error.status,
     headers: {
@@ -30,6 +19,19 @@ export function errorResponse(
       ...error.headers,
       ...headers,
     },
+  });
+}
+
+/** The spec's JSON error body: `{"errors":[{"code","message","detail"}]}`. */
+export function errorBody(error: RegistryError): string {
+  return JSON.stringify({
+    errors: [
+      {
+        code: error.code,
+        message: error.message,
+        ...(error.detail !== undefined ? { detail: error.detail } : {}),
+      },
+    ],
   });
 }
 

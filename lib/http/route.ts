@@ -12,19 +12,25 @@ export type Route =
   | { kind: 'direct'; name: string; id: string; action: 'status' | 'parts' | 'complete' }
   | { kind: 'usage' };
 
-/** The methods each route answers; anything else is 405 with an Allow header. */
+/**
+ * The methods each route answers; anything else is 405 with an Allow header. Every route with a
+ * GET answers HEAD too, with the GET's status and headers (routes not in NATIVE_HEAD run their GET).
+ */
 export const ALLOWED: Record<Route['kind'], readonly string[]> = {
   base: ['GET', 'HEAD'],
-  catalog: ['GET'],
-  tags: ['GET'],
+  catalog: ['GET', 'HEAD'],
+  tags: ['GET', 'HEAD'],
   manifest: ['GET', 'HEAD', 'PUT', 'DELETE'],
   uploads: ['POST'],
-  upload: ['GET', 'PATCH', 'PUT', 'DELETE'],
+  upload: ['GET', 'HEAD', 'PATCH', 'PUT', 'DELETE'],
   blob: ['GET', 'HEAD', 'DELETE'],
-  referrers: ['GET'],
-  direct: ['GET', 'POST'],
-  usage: ['GET'],
+  referrers: ['GET', 'HEAD'],
+  direct: ['GET', 'HEAD', 'POST'],
+  usage: ['GET', 'HEAD'],
 };
+
+/** Routes whose handlers answer HEAD themselves (cheaper than their GET: no body is read). */
+export const NATIVE_HEAD: ReadonlySet<Route['kind']> = new Set(['base', 'manifest', 'blob']);
 
 // Most specific first: a repository name may itself contain "blobs" or "manifests" components.
 const PATTERNS: [RegExp, (m: RegExpExecArray) => Route][] = [

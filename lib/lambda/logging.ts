@@ -8,6 +8,11 @@ export function withInvocation<T>(fields: LogFields, run: () => T): T {
   return invocation.run(fields, run);
 }
 
+/** The ids of the invocation being served, for lines written outside a logger (metrics). */
+export function invocationFields(): LogFields {
+  return invocation.getStore() ?? {};
+}
+
 /**
  * A logger that stamps every line with the current invocation's ids (Lambda's and API Gateway's),
  * including lines written deep in lib/, which only knows the Logger it was given at start.

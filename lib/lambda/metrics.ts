@@ -1,3 +1,4 @@
+import type { LoginEvent } from '../auth/accounts.ts';
 import { matchRoute } from '../http/route.ts';
 
 export interface RequestMetrics {
@@ -43,5 +44,34 @@ export function metricLine(m: RequestMetrics, fields: Record<string, unknown> = 
     Latency: Math.round(m.latencyMs * 10) / 10,
     StreamedBytes: m.responseBytes,
     RedirectedBlobs: redirected,
+  });
+}
+
+/**
+ * One embedded-metric line per failed or refused login: `LoginFailures` (a password check that
+ * failed) and `LoginsThrottled` (an attempt refused without a check), by `reason` (`wrong password`,
+ * `unknown account`, `expired`; `account` or `source` for what was locked) and in total. The source
+ * address is a property of the line, searchable in Logs Insights, not a dimension.
+ */
+export function loginMetricLine(event: LoginEvent, fields: Record<string, unknown> = {}): string {
+  return JSON.stringify({
+    _aws: {
+      Timestamp: Date.now(),
+      CloudWatchMetrics: [
+        {
+          Namespace: NAMESPACE,
+          Dimensions: [['reason'], []],
+          Metrics: [
+            { Name: 'LoginFailures', Unit: 'Count' },
+            { Name: 'LoginsThrottled', Unit: 'Count' },
+          ],
+        },
+      ],
+    },
+    ...fields,
+    reason: event.reason,
+    source: event.source,
+    LoginFailures: event.kind === 'failure' ? 1 : 0,
+    LoginsThrottled: event.kind === 'throttled' ? 1 : 0,
   });
 }

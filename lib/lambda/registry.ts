@@ -10,6 +10,8 @@ import { loadAuth } from '../server/auth.ts';
 import { createMirror } from '../mirror/setup.ts';
 import { lambdaVerificationDispatch } from './verifier.ts';
 import { createRegistry } from '../server/storage.ts';
+import { invocationFields } from './logging.ts';
+import { loginMetricLine } from './metrics.ts';
 
 /**
  * The registry as a Lambda runs it. The next request of an upload may land in another container,
@@ -34,6 +36,9 @@ export async function createLambdaApp(
   config: Config,
   registry: Registry,
   logger: Logger,
+  writeMetric: false | ((line: string) => void) = config.logLevel === 'silent'
+    ? false
+    : (line) => process.stdout.write(line + '\n'),
 ): Promise<Hono<HttpEnv>> {
   const store = openAuthStore(config, config.s3.region);
   if (!store && !config.insecureNoAuth) {
@@ -46,7 +51,14 @@ export async function createLambdaApp(
     logger,
     // Responses cannot carry more than ~6 MB here: a blob miss is stored first, then redirected to.
     mirror: createMirror(config, registry, logger, 'fill'),
-    auth: store ? await loadAuth(store, config.tokenTtlSeconds, logger) : undefined,
+    auth: store
+      ? await loadAuth(store, config.tokenTtlSeconds, logger, {
+          // Failed and throttled logins become CloudWatch metrics (alarm on a guessing campaign).
+          ...(writeMetric && {
+            onLoginEvent: (event) => writeMetric(loginMetricLine(event, invocationFields())),
+          }),
+        })
+      : undefined,
     redirect: { enabled: config.redirect, ttlSeconds: config.presignTtlSeconds },
   });
 }

@@ -1,4 +1,4 @@
-import { Accounts } from '../auth/accounts.ts';
+import { Accounts, type AccountsOptions } from '../auth/accounts.ts';
 import type { AuthStore } from '../auth/auth-store.ts';
 import { TokenService } from '../auth/tokens.ts';
 import type { HttpAuth } from '../http/auth.ts';
@@ -9,8 +9,13 @@ import type { Logger } from '../logging/logger.ts';
  * or the deployed stack's secret). A new signing key in the store replaces the token service on
  * the next reload; tokens signed with the old key then fail and clients fetch new ones.
  */
-export async function loadAuth(store: AuthStore, ttlSeconds: number, logger: Logger): Promise<HttpAuth> {
-  const accounts = await Accounts.load(store, logger);
+export async function loadAuth(
+  store: AuthStore,
+  ttlSeconds: number,
+  logger: Logger,
+  accountOptions: AccountsOptions = {},
+): Promise<HttpAuth> {
+  const accounts = await Accounts.load(store, logger, accountOptions);
   const options = { issuer: 'berth', service: 'berth', ttlSeconds };
   let tokens = await TokenService.fromJwk(accounts.signingKey, options);
   let kid = JSON.stringify(accounts.signingKey);

@@ -1,10 +1,17 @@
 import type { AddressInfo } from 'node:net';
 import type { Server as TlsServer } from 'node:tls';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { serve } from '@hono/node-server';
+import { RequestError, getRequestListener } from '@hono/node-server';
 import type { Config } from '../config/config.ts';
 import { createApp } from '../http/app.ts';
+import { errorBody } from '../http/errors.ts';
+import { RegistryError } from '../oci/errors.ts';
 import { describeError, type Logger } from '../logging/logger.ts';
 import { InMemoryHashStates } from '../registry/hashing.ts';
 import type { Registry } from '../registry/registry.ts';
@@ -13,12 +20,23 @@ import { openAuthStore } from '../auth/auth-store.ts';
 import { loadAuth } from './auth.ts';
 import { createMirror } from '../mirror/setup.ts';
 import { keepCertificateCurrent, prepareTls, type TlsSetup } from './tls.ts';
+import {
+  ConnectionGuard,
+  RETRY_AFTER_SECONDS,
+  connectionLimits,
+  serverTimeoutOptions,
+  type Answer,
+  type GuardStats,
+  type Refusal,
+} from './connections.ts';
 
 export interface RunningServer {
   readonly url: string;
   readonly registry: Registry;
   /** Set when the server speaks HTTPS. */
   readonly tls?: TlsSetup;
+  /** Connections open and refused right now. */
+  connections(): GuardStats;
   /** Stops accepting connections and waits for requests in flight (up to the grace period). */
   close(): Promise<void>;
 }
@@ -41,23 +59,42 @@ export async function startLocalServer(config: Config, logger: Logger): Promise<
     redirect: { enabled: config.redirect, ttlSeconds: config.presignTtlSeconds },
   });
   const tls = await prepareTls(config, logger);
-  const server = await new Promise<Server>((resolve, reject) => {
-    const options = { fetch: app.fetch, port: config.port, hostname: config.host };
-    // HTTPS is HTTP/1.1 with keep-alive, like the plain server (docs/docker-setup.md says why not HTTP/2).
-    const s = tls
-      ? serve(
-          { ...options, createServer: createHttpsServer, serverOptions: { cert: tls.cert, key: tls.key } },
-          () => resolve(s as Server),
-        )
-      : serve(options, () => resolve(s as Server));
-    s.once('error', reject);
+  const limits = connectionLimits(config, logger);
+  // A request Node parsed but the URL class cannot read (a backslash in the path): the app never
+  // sees it, so it is answered here, in the spec's format, instead of with an empty 400.
+  const listener = getRequestListener(app.fetch, {
+    hostname: config.host,
+    errorHandler: (err) => {
+      if (err instanceof RequestError) {
+        return answerResponse(registryAnswer({ kind: 'malformed', code: 'URL', message: urlProblem(err) }));
+      }
+      logger.error('request failed outside the app', describeError(err));
+      const error = new RegistryError('UNKNOWN', 'internal error');
+      return new Response(errorBody(error), { status: 500, headers: { 'Content-Type': 'application/json' } });
+    },
+  });
+  const serverOptions = serverTimeoutOptions(limits);
+  // HTTPS is HTTP/1.1 with keep-alive, like the plain server (docs/docker-setup.md says why not HTTP/2).
+  const server: Server = tls
+    ? (createHttpsServer({ ...serverOptions, cert: tls.cert, key: tls.key }) as unknown as Server)
+    : createHttpServer(serverOptions);
+  const guard = new ConnectionGuard(server, {
+    limits,
+    logger,
+    answer: registryAnswer,
+    isUnauthenticated: (req) => /^\/token(\?|$)/.test(req.url ?? ''),
+  });
+  server.on('request', guard.wrap(listener));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
   const stopWatching = tls
     ? keepCertificateCurrent(server as unknown as TlsServer, tls, config, logger)
     : undefined;
-  // Large blobs stream for minutes: no request deadline beyond the client's own.
-  server.requestTimeout = 0;
-  server.headersTimeout = 60_000;
 
   const purge = async (temporaryAgeMs: number) => {
     try {
@@ -95,9 +132,11 @@ export async function startLocalServer(config: Config, logger: Logger): Promise<
     url: `${tls ? 'https' : 'http'}://${host}:${address.port}`,
     registry,
     tls,
+    connections: () => guard.stats(),
     close: () =>
       new Promise<void>((resolve) => {
         clearInterval(timer);
+        guard.close();
         stopWatching?.();
         closing = true;
         for (const res of inFlight) {
@@ -113,4 +152,61 @@ export async function startLocalServer(config: Config, logger: Logger): Promise<
         server.closeIdleConnections();
       }),
   };
+}
+
+/** Why the request's URL could not be read (the adapter's messages are fixed strings, safe to repeat). */
+function urlProblem(err: RequestError): string {
+  if (/backslash/i.test(err.message)) return 'a backslash in the request path: percent-encode it as %5C';
+  if (/host/i.test(err.message)) return 'the Host header is missing or not a valid host name';
+  return 'the request target is not a valid URL: percent-encode characters outside the URL grammar';
+}
+
+/** The guard's refusals as the registry words errors: the spec's JSON body, statuses as the situation needs. */
+export function registryAnswer(refusal: Refusal): Answer {
+  const headers: Record<string, string> = {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Docker-Distribution-Api-Version': 'registry/2.0',
+  };
+  switch (refusal.kind) {
+    case 'too-many-connections': {
+      const who = refusal.scope === 'total' ? 'the registry has' : 'your address has';
+      const error = new RegistryError(
+        'UNAVAILABLE',
+        `${who} too many connections open (limit ${refusal.limit}); retry in ${RETRY_AFTER_SECONDS} s`,
+        { detail: { limit: refusal.limit, scope: refusal.scope } },
+      );
+      return {
+        status: 503,
+        headers: { ...headers, 'Retry-After': String(RETRY_AFTER_SECONDS) },
+        body: errorBody(error),
+      };
+    }
+    case 'malformed':
+      return {
+        status: 400,
+        headers,
+        body: errorBody(new RegistryError('UNSUPPORTED', `malformed request: ${refusal.message}`)),
+      };
+    case 'headers-too-large':
+      return {
+        status: 431,
+        headers,
+        body: errorBody(
+          new RegistryError(
+            'UNSUPPORTED',
+            'the request headers are larger than the 16 KiB the registry reads',
+          ),
+        ),
+      };
+    case 'timeout':
+      return {
+        status: 408,
+        headers,
+        body: errorBody(new RegistryError('UNSUPPORTED', `request timed out: ${refusal.message}`)),
+      };
+  }
+}
+
+function answerResponse(answer: Answer): Response {
+  return new Response(answer.body, { status: answer.status, headers: answer.headers });
 }

@@ -5,12 +5,20 @@ import type { DirectUploadOptions } from '../registry/direct-uploads.ts';
 import type { HashStates } from '../registry/hashing.ts';
 import { Registry } from '../registry/registry.ts';
 import { FilesystemDriver } from '../storage/filesystem/index.ts';
+import { LocalStorageUrls, withLocalUrls } from '../storage/local-urls.ts';
 import type { StorageDriver } from '../storage/port.ts';
 import { S3Driver, createS3Client } from '../storage/s3/index.ts';
 
 /** The store the configuration names. S3 credentials come from the AWS SDK's default chain. */
 export function createStorage(config: Config): StorageDriver {
-  if (config.storage === 'filesystem') return new FilesystemDriver({ root: config.dataDir });
+  if (config.storage === 'filesystem') {
+    const driver = new FilesystemDriver({ root: config.dataDir });
+    // Behind `berth serve --lambda`: blob GETs redirect to the gateway's signed storage URLs, as
+    // they redirect to S3 on AWS (a Lambda response cannot carry a large blob).
+    return config.localStorageKey
+      ? withLocalUrls(driver, LocalStorageUrls.fromHex(config.localStorageKey))
+      : driver;
+  }
   const { bucket, prefix, region, endpoint, forcePathStyle, publicEndpoint } = config.s3;
   if (!bucket) throw new Error('the s3 store needs a bucket');
   return new S3Driver({

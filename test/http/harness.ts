@@ -11,7 +11,8 @@ import type { ImmutableRule } from '../../lib/gc/policy.ts';
 export interface TestRegistry {
   readonly storage: StorageDriver;
   readonly registry: Registry;
-  request(path: string, init?: RequestInit): Promise<Response>;
+  /** `source`: the client address the request comes from (the socket's peer on the Node server). */
+  request(path: string, init?: RequestInit, source?: string): Promise<Response>;
 }
 
 export interface TestOptions {
@@ -53,8 +54,10 @@ export function testRegistry(options: TestOptions = {}): TestRegistry {
     storage,
     registry,
     // The Node adapter hands the app the raw request path; so does this harness.
-    request: async (path, init) =>
-      app.request(`http://registry.test${path}`, init, { incoming: { url: path } }),
+    request: async (path, init, source = '127.0.0.1') =>
+      app.request(`http://registry.test${path}`, init, {
+        incoming: { url: path, socket: { remoteAddress: source } },
+      }),
   };
 }
 

@@ -25,7 +25,7 @@ describe('base endpoint and routing', () => {
     const r = testRegistry();
     const res = await r.request('/v2/foo/tags/list', { method: 'DELETE' });
     expect(res.status).toBe(405);
-    expect(res.headers.get('Allow')).toBe('GET');
+    expect(res.headers.get('Allow')).toBe('GET, HEAD');
     expect(await errorCode(res)).toBe('UNSUPPORTED');
   });
 

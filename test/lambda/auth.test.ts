@@ -52,4 +52,32 @@ describe('Lambda with an auth file', () => {
     );
     expect(allowed.statusCode).toBe(200);
   });
+
+  it('writes a LoginFailures metric line, with the source address, for each failed login', async () => {
+    const config = lambdaConfig({
+      BERTH_STORAGE: 'filesystem',
+      BERTH_DATA_DIR: join(dir, 'data'),
+      BERTH_AUTH_FILE: join(dir, 'auth.json'),
+    });
+    const logger = createLambdaLogger('silent');
+    const metrics: Record<string, unknown>[] = [];
+    const write = (line: string) => metrics.push(JSON.parse(line) as Record<string, unknown>);
+    const app = await createLambdaApp(config, createLambdaRegistry(config), logger, write);
+    const handler = createHttpHandler(app, { logger, writeMetric: false });
+    const wrong = `Basic ${Buffer.from('ci:not-the-password').toString('base64')}`;
+    for (let i = 0; i < 6; i++) {
+      await handler(apiEvent('GET', '/token', { headers: { authorization: wrong } }), context());
+    }
+    const failures = metrics.filter((m) => m.LoginFailures === 1);
+    const throttled = metrics.filter((m) => m.LoginsThrottled === 1);
+    expect(failures).toHaveLength(5);
+    expect(throttled).toHaveLength(1);
+    expect(failures[0]).toMatchObject({ reason: 'wrong password', source: '203.0.113.7' });
+    expect(throttled[0]).toMatchObject({ reason: 'account' });
+    const emf = (
+      failures[0]!._aws as { CloudWatchMetrics: { Namespace: string; Metrics: { Name: string }[] }[] }
+    ).CloudWatchMetrics[0]!;
+    expect(emf.Namespace).toBe('Berth');
+    expect(emf.Metrics.map((m) => m.Name)).toEqual(['LoginFailures', 'LoginsThrottled']);
+  });
 });

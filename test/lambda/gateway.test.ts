@@ -8,6 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundleFunctions } from '../../build/bundle.ts';
 import { loadHandler, type HttpFunction } from '../../lib/gateway/invoke.ts';
 import { startGateway, type RunningGateway } from '../../lib/gateway/server.ts';
+import { FilesystemDriver } from '../../lib/storage/filesystem/index.ts';
+import { LocalStorageUrls } from '../../lib/storage/local-urls.ts';
 
 const MB = 1024 * 1024;
 let dir: string;
@@ -21,7 +23,17 @@ beforeAll(async () => {
   process.env.BERTH_INSECURE_NO_AUTH = 'true';
   process.env.BERTH_DATA_DIR = join(dir, 'data');
   process.env.BERTH_LOG_LEVEL = 'silent';
-  bundle = await startGateway({ handler: await loadHandler(join(dir, 'dist', 'registry', 'index.mjs')) });
+  // As `berth serve --lambda` sets it up on the filesystem store: the gateway serves the signed
+  // storage URLs that the function redirects blob GETs to.
+  const key = 'ab'.repeat(32);
+  process.env.BERTH_LOCAL_STORAGE_KEY = key;
+  bundle = await startGateway({
+    handler: await loadHandler(join(dir, 'dist', 'registry', 'index.mjs')),
+    storage: {
+      driver: new FilesystemDriver({ root: join(dir, 'data') }),
+      urls: LocalStorageUrls.fromHex(key),
+    },
+  });
 });
 
 afterAll(async () => {
@@ -76,6 +88,51 @@ describe('local API Gateway in front of the built bundle', () => {
     const got = await fetch(`${bundle.url}/v2/gw/app/blobs/${sha256(layer)}`);
     expect(got.status).toBe(200);
     expect(sha256(new Uint8Array(await got.arrayBuffer()))).toBe(sha256(layer));
+  });
+
+  it('pulls a 9 MiB blob on the filesystem store: a 307 to a signed storage URL the gateway serves, with ranges', async () => {
+    const layer = new Uint8Array(9 * MB).map((_, i) => (i * 7) % 253);
+    const digest = sha256(layer);
+    const start = await fetch(`${bundle.url}/v2/gw/big/blobs/uploads/`, { method: 'POST' });
+    const location = start.headers.get('location')!;
+    // Chunks under the Lambda request limit, as a chunked client sends them.
+    for (let at = 0; at < layer.length; at += 3 * MB) {
+      const chunk = layer.subarray(at, at + 3 * MB);
+      const patch = await fetch(`${bundle.url}${location}`, {
+        method: 'PATCH',
+        headers: {
+          'content-type': 'application/octet-stream',
+          'content-range': `${at}-${at + chunk.length - 1}`,
+        },
+        body: chunk,
+      });
+      expect(patch.status).toBe(202);
+    }
+    expect((await fetch(`${bundle.url}${location}?digest=${digest}`, { method: 'PUT' })).status).toBe(201);
+
+    const redirect = await fetch(`${bundle.url}/v2/gw/big/blobs/${digest}`, { redirect: 'manual' });
+    expect(redirect.status).toBe(307);
+    const signed = redirect.headers.get('location')!;
+    expect(signed).toMatch(/^\/_berth\/storage\/(blobs|data)\/[^?]+\?expires=\d+&/);
+    const got = await fetch(`${bundle.url}${signed}`);
+    expect(got.status).toBe(200);
+    expect(got.headers.get('content-length')).toBe(String(layer.length));
+    expect(sha256(new Uint8Array(await got.arrayBuffer()))).toBe(digest);
+    // What a client sees following the redirect itself.
+    const followed = await fetch(`${bundle.url}/v2/gw/big/blobs/${digest}`);
+    expect(sha256(new Uint8Array(await followed.arrayBuffer()))).toBe(digest);
+
+    const part = await fetch(`${bundle.url}${signed}`, { headers: { range: 'bytes=100-199' } });
+    expect(part.status).toBe(206);
+    expect(part.headers.get('content-range')).toBe(`bytes 100-199/${layer.length}`);
+    expect(new Uint8Array(await part.arrayBuffer())).toEqual(layer.subarray(100, 200));
+
+    const forged = signed.replace(/signature=[^&]+/, 'signature=AAAA');
+    const refused = await fetch(`${bundle.url}${forged}`);
+    expect(refused.status).toBe(403);
+    expect(await refused.text()).toContain('<Code>SignatureDoesNotMatch</Code>');
+    // The signature covers the method, as S3's does.
+    expect((await fetch(`${bundle.url}${signed}`, { method: 'HEAD' })).status).toBe(403);
   });
 
   it('refuses a PATCH whose event exceeds 6 MB with 413, before the function runs', async () => {

@@ -118,6 +118,43 @@ describe('configInput', () => {
     });
   });
 
+  it('maps the connection limits and timeouts, with defaults no real client hits', () => {
+    expect(parseConfig({})).toMatchObject({
+      headersTimeoutSeconds: 30,
+      bodyTimeoutSeconds: 30,
+      bodyMinBytes: 16 * 1024,
+      keepAliveTimeoutSeconds: 5,
+      unauthTimeoutSeconds: 10,
+    });
+    const config = parseConfig(
+      configInput(
+        {
+          BERTH_HEADERS_TIMEOUT: '20',
+          BERTH_BODY_TIMEOUT: '60',
+          BERTH_BODY_MIN_BYTES: '1024',
+          BERTH_KEEPALIVE_TIMEOUT: '15',
+          BERTH_UNAUTH_TIMEOUT: '5',
+          BERTH_MAX_CONNECTIONS: '2000',
+          BERTH_MAX_CONNECTIONS_PER_ADDRESS: '300',
+        },
+        { maxConnectionsPerAddress: '50' },
+      ),
+    );
+    expect(config).toMatchObject({
+      headersTimeoutSeconds: 20,
+      bodyTimeoutSeconds: 60,
+      bodyMinBytes: 1024,
+      keepAliveTimeoutSeconds: 15,
+      unauthTimeoutSeconds: 5,
+      maxConnections: 2000,
+      maxConnectionsPerAddress: 50,
+    });
+    expect(() => parseConfig({ bodyTimeoutSeconds: 0 })).toThrow(/bodyTimeoutSeconds/);
+    expect(() => parseConfig({ localStorageKey: 'not-hex' })).toThrow(
+      /localStorageKey: must be 64 hex digits/,
+    );
+  });
+
   it('maps every variable it lists to a field the schema knows', () => {
     for (const [name, field] of Object.entries(ENV_VARS)) {
       const [head, ...rest] = field.split('.');

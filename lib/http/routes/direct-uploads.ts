@@ -5,7 +5,7 @@ import type { RepositoryName } from '../../oci/names.ts';
 import { MAX_PARTS_PER_REQUEST } from '../../registry/direct-uploads.ts';
 import { readLimited } from '../../registry/read-body.ts';
 import { S3_LIMITS } from '../../storage/port.ts';
-import type { HttpContext, HttpOptions } from '../context.ts';
+import { methodOf, type HttpContext, type HttpOptions } from '../context.ts';
 
 /** Request bodies of the extension are small JSON documents. */
 const MAX_BODY = 64 * 1024;
@@ -34,10 +34,10 @@ export async function handleDirectUpload(
   const direct = options.registry.direct;
   const owner = c.get('caller')?.subject;
   const method = action === 'status' ? 'GET' : 'POST';
-  if (c.req.method !== method) {
+  if (methodOf(c) !== method) {
     throw new RegistryError('UNSUPPORTED', `${c.req.method} is not supported here; use ${method}`, {
       status: 405,
-      headers: { Allow: method },
+      headers: { Allow: method === 'GET' ? 'GET, HEAD' : method },
     });
   }
   const statusUrl = `/v2/${repo}/_berth/v1/uploads/${id}`;

@@ -4,7 +4,7 @@ import { parseName, type RepositoryName } from '../../oci/names.ts';
 import type { BlobInfo } from '../../registry/blobs.ts';
 import type { ChunkExpectation, UploadStatus } from '../../registry/uploads.ts';
 import { contentLength, requestBody } from '../body.ts';
-import type { HttpContext, HttpOptions } from '../context.ts';
+import { methodOf, type HttpContext, type HttpOptions } from '../context.ts';
 import { may } from '../auth.ts';
 import { parseContentRange } from '../ranges.ts';
 
@@ -52,7 +52,7 @@ export async function handleUpload(
   const uploads = options.registry.uploads;
   const owner = c.get('caller')?.subject;
   try {
-    switch (c.req.method) {
+    switch (methodOf(c)) {
       case 'GET':
         return accepted(await uploads.status(repo, id, owner), 204);
       case 'PATCH':
