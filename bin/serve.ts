@@ -36,6 +36,9 @@ export const SERVE_USAGE = `Options for serve (environment variable in brackets)
                         how to make docker, podman and containerd trust it [BERTH_TLS_SELF_SIGNED]
   --tls-hosts <list>    Names and addresses that certificate covers, comma-separated [BERTH_TLS_HOSTS]
                         (default localhost,127.0.0.1,::1 and --host when it is a specific address)
+  --cors-origin <origin>  Let web pages from this origin (https://ui.example.com) call the API from a
+                        browser (repeatable; * alone allows every page, without browser credentials)
+                        [BERTH_CORS_ORIGINS, comma-separated] (default: CORS off)
   --lambda              Serve the built Lambda bundle (dist/registry/index.mjs, \`npm run build\`)
                         behind a local API Gateway HTTP API, with AWS's limits
 `;
@@ -72,6 +75,7 @@ export async function serve(argv: string[]): Promise<number> {
       'tls-key': { type: 'string' },
       'tls-self-signed': { type: 'boolean' },
       'tls-hosts': { type: 'string' },
+      'cors-origin': { type: 'string', multiple: true },
     },
   });
   const config = parseConfig(
@@ -91,6 +95,7 @@ export async function serve(argv: string[]): Promise<number> {
       tlsKey: values['tls-key'],
       tlsSelfSigned: values['tls-self-signed'],
       tlsHosts: values['tls-hosts'],
+      corsOrigins: values['cors-origin']?.join(','),
     }),
   );
   if (values.lambda && (config.tlsCert || config.tlsSelfSigned)) {
@@ -107,6 +112,7 @@ export async function serve(argv: string[]): Promise<number> {
     dataDir: config.dataDir,
     storage: config.storage,
     ...(config.proxyUpstream ? { mirrorOf: config.proxyUpstream } : {}),
+    ...(config.corsOrigins ? { corsOrigins: config.corsOrigins } : {}),
     auth:
       config.authFile || config.authSecret
         ? 'on'

@@ -1,5 +1,5 @@
 import type { Hono } from 'hono';
-import type { Config } from '../config/config.ts';
+import { corsPolicyOf, type Config } from '../config/config.ts';
 import { createApp } from '../http/app.ts';
 import type { HttpEnv } from '../http/context.ts';
 import type { Logger } from '../logging/logger.ts';
@@ -48,5 +48,6 @@ export async function createLambdaApp(
     mirror: createMirror(config, registry, logger, 'fill'),
     auth: store ? await loadAuth(store, config.tokenTtlSeconds, logger) : undefined,
     redirect: { enabled: config.redirect, ttlSeconds: config.presignTtlSeconds },
+    cors: corsPolicyOf(config),
   });
 }

@@ -3,7 +3,7 @@ import type { Server as TlsServer } from 'node:tls';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { serve } from '@hono/node-server';
-import type { Config } from '../config/config.ts';
+import { corsPolicyOf, type Config } from '../config/config.ts';
 import { createApp } from '../http/app.ts';
 import { describeError, type Logger } from '../logging/logger.ts';
 import { InMemoryHashStates } from '../registry/hashing.ts';
@@ -36,6 +36,7 @@ export async function startLocalServer(config: Config, logger: Logger): Promise<
     logger,
     mirror: createMirror(config, registry, logger, 'stream'),
     redirect: { enabled: config.redirect, ttlSeconds: config.presignTtlSeconds },
+    cors: corsPolicyOf(config),
   });
   const tls = await prepareTls(config, logger);
   const server = await new Promise<Server>((resolve, reject) => {

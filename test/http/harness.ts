@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createApp } from '../../lib/http/app.ts';
 import type { HttpAuth } from '../../lib/http/auth.ts';
+import type { CorsPolicy } from '../../lib/http/cors.ts';
 import { createLogger } from '../../lib/logging/logger.ts';
 import { InMemoryHashStates, SerializedHashStates, type HashStates } from '../../lib/registry/hashing.ts';
 import { Registry } from '../../lib/registry/registry.ts';
@@ -23,6 +24,7 @@ export interface TestOptions {
   referrersPageSize?: number;
   auth?: HttpAuth;
   immutableTags?: readonly ImmutableRule[];
+  cors?: CorsPolicy;
 }
 
 export function testRegistry(options: TestOptions = {}): TestRegistry {
@@ -46,6 +48,7 @@ export function testRegistry(options: TestOptions = {}): TestRegistry {
     logger: createLogger('silent'),
     redirect: { enabled: false, ttlSeconds: 0 },
     auth: options.auth,
+    cors: options.cors,
   });
   return {
     storage,
