@@ -7,7 +7,7 @@
 #                    was validated against; never started as a service) with apache2-utils
 #                    (htpasswd, for running the reference with credentials); runc (BuildKit's OCI
 #                    worker) and chromium (the CORS test drives it headless with playwright-core).
-#   go install:      crane, oras, regctl, cosign, buildkitd + buildctl and helm at pinned versions
+#   go install:      crane, oras, regctl, cosign, buildkitd + buildctl, helm and ko at pinned versions
 #                    into $BERTH_CACHE/bin (default ~/.cache/berth/bin), each skipped when that
 #                    version is already built.
 #
@@ -28,6 +28,7 @@ REGCTL_VERSION="${REGCTL_VERSION:-v0.11.7}" # github.com/regclient/regclient
 COSIGN_VERSION="${COSIGN_VERSION:-v2.6.5}"  # github.com/sigstore/cosign/v2
 BUILDKIT_VERSION="${BUILDKIT_VERSION:-v0.18.2}" # github.com/moby/buildkit (buildkitd, buildctl)
 HELM_VERSION="${HELM_VERSION:-v3.21.4}"     # helm.sh/helm/v3
+KO_VERSION="${KO_VERSION:-v0.19.1}"         # github.com/google/ko
 
 BERTH_CACHE="${BERTH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/berth}"
 BIN="$BERTH_CACHE/bin"
@@ -100,6 +101,7 @@ if [ "${BERTH_SKIP_GO:-}" != 1 ]; then
   go_tool buildkit "github.com/moby/buildkit/cmd/buildkitd@$BUILDKIT_VERSION" \
     "github.com/moby/buildkit/cmd/buildctl@$BUILDKIT_VERSION"
   go_tool helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  go_tool ko "github.com/google/ko@$KO_VERSION"
 fi
 
 # ---------------------------------------------------------------- versions
@@ -125,9 +127,10 @@ ver crane "$BIN/crane" version
 ver oras "$BIN/oras" version
 ver regctl "$BIN/regctl" version --format '{{.VCSTag}}'
 ver cosign "$BIN/cosign" version
-ver buildkitd "$BIN/buildkitd" --version
-ver buildctl "$BIN/buildctl" --version
-ver helm "$BIN/helm" version --short
+# go install stamps no version into buildkit and helm: the version built is the one recorded.
+ver buildkitd cat "$BIN/.buildkit.version"
+ver helm cat "$BIN/.helm.version"
+ver ko "$BIN/ko" version
 ver runc runc --version
 ver chromium chromium --version
 echo "add to PATH: export PATH=\"$BIN:\$PATH\""
