@@ -8,6 +8,8 @@
 //   npx tsx test/e2e/with-s3.ts npm run test:e2e:ci-tools            npm start, S3 (MinIO)
 //   BERTH_E2E_CI_TARGET=relay npx tsx test/e2e/with-s3.ts npm run test:e2e:ci-tools
 //                          the Lambda bundle behind the local gateway on S3, every tool through `berth relay`
+//   BERTH_E2E_CI_TARGET=reference npm run test:e2e:ci-tools
+//                          Debian's docker-registry (Distribution 2.8), to validate the suite itself
 //
 // Tools from test/e2e/setup-clients.sh: buildkitd + buildctl, helm, crane, ko (go install, in
 // $BERTH_CACHE/bin) and runc (apt). buildkitd runs rootful with the OCI worker and the native
@@ -35,7 +37,7 @@ import {
   type Daemon,
   type RunResult,
 } from './harness/proc.ts';
-import { repoRoot, startBerth, type RegistryTarget } from './harness/registry.ts';
+import { repoRoot, startBerth, startReference, type RegistryTarget } from './harness/registry.ts';
 import { GatewayRequestLog, serverErrors, type LoggedRequest } from './harness/requestlog.ts';
 
 const TARGET = process.env.BERTH_E2E_CI_TARGET ?? 'local';
@@ -68,7 +70,7 @@ interface Manifest {
 
 const sha256 = (bytes: Uint8Array | string) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
-describe(`CI tools against Berth (${TARGET === 'relay' ? 'Lambda gateway + berth relay' : 'npm start'}, ${STORE})`, () => {
+describe(`CI tools against ${TARGET === 'reference' ? 'docker-registry' : 'Berth'} (${TARGET === 'relay' ? 'Lambda gateway + berth relay' : TARGET === 'reference' ? 'Distribution 2.8, the reference' : 'npm start'}, ${STORE})`, () => {
   const runId = randomBytes(4).toString('hex');
   const work = mkdtempSync(path.join(process.env.BERTH_E2E_WORKDIR ?? os.tmpdir(), 'berth-e2e-ci-tools-'));
   let registry: RegistryTarget;
@@ -132,6 +134,9 @@ describe(`CI tools against Berth (${TARGET === 'relay' ? 'Lambda gateway + berth
         60_000,
       );
       pushHost = `127.0.0.1:${port}`;
+    } else if (TARGET === 'reference') {
+      registry = await startReference(path.join(work, 'reference'));
+      pushHost = registry.host;
     } else {
       mkdirSync(path.join(work, 'berth'), { recursive: true });
       registry = await startBerth(path.join(work, 'berth'));
@@ -308,7 +313,8 @@ describe(`CI tools against Berth (${TARGET === 'relay' ? 'Lambda gateway + berth
     expect((await manifestOf('ci/app', 'cache-refused')).status).toBe(404);
   });
 
-  it(
+  // Berth's own collector; the reference target (Distribution) has none that runs online.
+  it.skipIf(TARGET === 'reference')(
     'a cache kept only by its index survives `berth gc --delete-untagged`, and the next cold build is CACHED from it',
     async () => {
       const ref = `${pushHost}/ci/gc:buildcache`;
