@@ -122,7 +122,11 @@ async function browse(
           const { token } = (await tokenRes.json()) as { token: string };
           auth = { Authorization: `Bearer ${token}` };
         }
-        const catalog = await fetch(`${registry}/v2/_catalog`, { headers: auth });
+        // X-Request-Id is not a CORS-safelisted header: this request is preflighted (OPTIONS) even
+        // without a token.
+        const catalog = await fetch(`${registry}/v2/_catalog`, {
+          headers: { ...auth, 'X-Request-Id': 'registry-ui-page' },
+        });
         view.catalog = { status: catalog.status, body: await catalog.json() };
         const manifest = await fetch(`${registry}/v2/${repo}/manifests/v1`, {
           headers: { ...auth, Accept: 'application/vnd.oci.image.manifest.v1+json' },
