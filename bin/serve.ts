@@ -40,6 +40,9 @@ export const SERVE_USAGE = `Options for serve (environment variable in brackets)
                         fit the open-file limit); more get 503 with Retry-After
   --max-connections-per-address <n>  The same from one address, one /64 for IPv6
                         [BERTH_MAX_CONNECTIONS_PER_ADDRESS] (default 128, at most half the total)
+  --cors-origin <origin>  Let web pages from this origin (https://ui.example.com) call the API from a
+                        browser (repeatable; * alone allows every page, without browser credentials)
+                        [BERTH_CORS_ORIGINS, comma-separated] (default: CORS off)
   --lambda              Serve the built Lambda bundle (dist/registry/index.mjs, \`npm run build\`)
                         behind a local API Gateway HTTP API, with AWS's limits; on the filesystem
                         store, blob GETs redirect to signed storage URLs the gateway serves, as to S3
@@ -87,6 +90,7 @@ export async function serve(argv: string[]): Promise<number> {
       'tls-hosts': { type: 'string' },
       'max-connections': { type: 'string' },
       'max-connections-per-address': { type: 'string' },
+      'cors-origin': { type: 'string', multiple: true },
     },
   });
   const config = parseConfig(
@@ -108,6 +112,7 @@ export async function serve(argv: string[]): Promise<number> {
       tlsHosts: values['tls-hosts'],
       maxConnections: values['max-connections'],
       maxConnectionsPerAddress: values['max-connections-per-address'],
+      corsOrigins: values['cors-origin']?.join(','),
     }),
   );
   if (values.lambda && (config.tlsCert || config.tlsSelfSigned)) {
@@ -124,6 +129,7 @@ export async function serve(argv: string[]): Promise<number> {
     dataDir: config.dataDir,
     storage: config.storage,
     ...(config.proxyUpstream ? { mirrorOf: config.proxyUpstream } : {}),
+    ...(config.corsOrigins ? { corsOrigins: config.corsOrigins } : {}),
     auth:
       config.authFile || config.authSecret
         ? 'on'

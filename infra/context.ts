@@ -91,6 +91,7 @@ export function propsFromContext(
     proxyUpstreams: list('proxyUpstreams'),
     proxyTagTtlSeconds: num('proxyTagTtl'),
     proxySecretArn: str('proxySecretArn'),
+    corsOrigins: list('corsOrigins'),
     logLevel: oneOf('logLevel', ['debug', 'info', 'warn', 'error'] as const),
   };
 }

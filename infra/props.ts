@@ -68,6 +68,12 @@ export interface BerthProps extends StackProps {
    * (BERTH_PROXY_SECRET); the registry role may read that secret only.
    */
   readonly proxySecretArn?: string;
+  /**
+   * Web pages that may call the registry API from a browser (CORS): origins such as
+   * `https://ui.example.com`, or `*` alone (any page, never with browser credentials). Passed to the
+   * registry function as BERTH_CORS_ORIGINS; without it CORS is off.
+   */
+  readonly corsOrigins?: readonly string[];
   /** BERTH_LOG_LEVEL of the functions (default info). */
   readonly logLevel?: 'debug' | 'info' | 'warn' | 'error';
 }

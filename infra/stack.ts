@@ -117,8 +117,11 @@ export class BerthStack extends Stack {
     if (props.proxySecretArn !== undefined && !props.proxyUpstreams?.length) {
       throw new Error('proxySecretArn holds credentials for proxyUpstreams; give the upstreams too');
     }
+    const corsEnv: Record<string, string> = {
+      ...(props.corsOrigins?.length && { BERTH_CORS_ORIGINS: props.corsOrigins.join(',') }),
+    };
     // A setting the functions would refuse at start fails here, at synthesis, instead.
-    checkFunctionSettings({ ...storageEnv, ...proxyEnv });
+    checkFunctionSettings({ ...storageEnv, ...proxyEnv, ...corsEnv });
 
     // Direct uploads of large blobs are verified (read back and hashed) here, with a long timeout.
     const verifier = (this.verifier = new BerthFunction(this, 'Verifier', {
@@ -144,6 +147,7 @@ export class BerthStack extends Stack {
         BERTH_AUTH_SECRET: auth.authSecret.secretArn,
         BERTH_VERIFIER_FUNCTION: verifier.fn.functionArn,
         ...proxyEnv,
+        ...corsEnv,
       },
     }));
     registry.grant(

@@ -2,6 +2,7 @@ import * as z from 'zod';
 import { parseUpstreams } from '../mirror/spec.ts';
 import { parseImmutableTags, parseRetention } from '../gc/policy.ts';
 import { checkTlsHost } from '../server/tls-hosts.ts';
+import { parseCorsOrigins, type CorsPolicy } from '../http/cors.ts';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -178,6 +179,11 @@ export const configSchema = z.object({
   tlsKey: z.string().min(1).optional(),
   /** Local server: serve HTTPS with a local CA and certificate kept in `<dataDir>/tls` (lib/server/self-signed.ts). */
   tlsSelfSigned: z.boolean().default(false),
+  /**
+   * Browser origins that may call the API (CORS), comma-separated `http(s)://host[:port]`, or `*`
+   * alone (lib/http/cors.ts); unset, CORS is off.
+   */
+  corsOrigins: parsedBy(parseCorsOrigins),
   /** Comma-separated names and addresses for the self-signed certificate (default: loopback and --host). */
   tlsHosts: z
     .string()
@@ -240,4 +246,9 @@ export class ConfigError extends Error {
     super(`invalid configuration:\n  ${problems.join('\n  ')}`);
     this.name = 'ConfigError';
   }
+}
+
+/** The CORS policy the configuration names, or undefined when CORS is off. */
+export function corsPolicyOf(config: Pick<Config, 'corsOrigins'>): CorsPolicy | undefined {
+  return config.corsOrigins ? parseCorsOrigins(config.corsOrigins) : undefined;
 }

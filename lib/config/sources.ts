@@ -52,6 +52,7 @@ export const ENV_VARS: Record<string, string> = {
   BERTH_TLS_KEY: 'tlsKey',
   BERTH_TLS_SELF_SIGNED: 'tlsSelfSigned',
   BERTH_TLS_HOSTS: 'tlsHosts',
+  BERTH_CORS_ORIGINS: 'corsOrigins',
 };
 
 const BOOLEAN_FIELDS = new Set([

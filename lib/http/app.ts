@@ -5,6 +5,7 @@ import { parseName } from '../oci/names.ts';
 import type { HttpContext, HttpEnv, HttpOptions } from './context.ts';
 import type { Route } from './route.ts';
 import { rawPathOf } from './context.ts';
+import { decorate, isPreflight, preflight } from './cors.ts';
 import { errorResponse } from './errors.ts';
 import { needOf } from './access.ts';
 import { authorize, handleToken } from './auth.ts';
@@ -37,6 +38,7 @@ export function createApp(options: HttpOptions): Hono<HttpEnv> {
       c.res = renderFailure(c, err);
     }
     for (const [name, value] of Object.entries(COMMON_HEADERS)) c.res.headers.set(name, value);
+    if (!isPreflight(c.req.raw)) decorate(c.res.headers, c.req.raw, options.cors);
     c.res.headers.set('X-Request-Id', requestId);
     log.info('request', {
       method: c.req.method,
@@ -84,6 +86,8 @@ function queryOf(c: HttpContext): { query?: string } {
 async function dispatch(c: HttpContext, options: HttpOptions): Promise<Response> {
   const path = rawPathOf(c);
   const method = c.req.method;
+  // A browser's preflight carries no credentials: answered before routing and authentication.
+  if (isPreflight(c.req.raw)) return preflight(c.req.raw, options.cors);
   if (path === '/token' && options.auth) {
     if (method !== 'GET' && method !== 'POST' && method !== 'HEAD') {
       throw new RegistryError('UNSUPPORTED', `${method} is not supported on /token`, {

@@ -3,6 +3,7 @@ import type { Logger } from '../logging/logger.ts';
 import type { Mirror } from '../mirror/mirror.ts';
 import type { Registry } from '../registry/registry.ts';
 import type { Caller, HttpAuth } from './auth.ts';
+import type { CorsPolicy } from './cors.ts';
 
 export interface HttpOptions {
   /** Token authentication; absent, every request is allowed (a loopback-only server). */
@@ -13,6 +14,8 @@ export interface HttpOptions {
   readonly redirect: { readonly enabled: boolean; readonly ttlSeconds: number };
   /** The pull-through cache, when upstreams are configured: mirrored repositories read through it. */
   readonly mirror?: Mirror;
+  /** Which browser origins may call the API (CORS); absent, none (preflights get 405). */
+  readonly cors?: CorsPolicy;
 }
 
 /** What the runtime adapters put in Hono's `env`: the raw request, to route on the undecoded path. */

@@ -1,5 +1,5 @@
 import type { Hono } from 'hono';
-import type { Config } from '../config/config.ts';
+import { corsPolicyOf, type Config } from '../config/config.ts';
 import { createApp } from '../http/app.ts';
 import type { HttpEnv } from '../http/context.ts';
 import type { Logger } from '../logging/logger.ts';
@@ -60,5 +60,6 @@ export async function createLambdaApp(
         })
       : undefined,
     redirect: { enabled: config.redirect, ttlSeconds: config.presignTtlSeconds },
+    cors: corsPolicyOf(config),
   });
 }

@@ -51,7 +51,10 @@ export interface ParsedManifest {
   readonly bytes: Uint8Array;
   /** Blobs the repository must hold for this manifest to be pullable (config and layers). */
   readonly blobs: readonly Descriptor[];
-  /** Manifests an index points at; they must exist in the repository. */
+  /**
+   * An index's entries: manifests the repository must hold, or, for entries whose media type is not a
+   * manifest's, blobs linked in the repository (lib/registry/index-entries.ts).
+   */
   readonly children: readonly Descriptor[];
   readonly subject?: Descriptor;
   /** What the referrers API reports: artifactType, else the config media type of an image manifest. */

@@ -5,6 +5,7 @@ import type { Reference, RepositoryName, Tag } from '../oci/names.ts';
 import { PreconditionFailed, type ObjectInfo, type StorageDriver } from '../storage/port.ts';
 import { describeImmutableRule, immutableRuleFor, type ImmutableRule } from '../gc/policy.ts';
 import type { Blobs } from './blobs.ts';
+import { checkIndexEntries } from './index-entries.ts';
 import { mapLimit } from './concurrency.ts';
 import { parseStoredJson } from './json.ts';
 import { keys, meta } from './keys.ts';
@@ -248,17 +249,8 @@ export class Manifests {
         { detail: { digest: blob.digest } },
       );
     }
-    const missingChildren = await mapLimit(manifest.children, CHECK_CONCURRENCY, async (d) =>
-      (await this.storage.head(keys.manifest(repo, parseDigest(d.digest)))) ? undefined : d,
-    );
-    const child = missingChildren.find((d) => d !== undefined);
-    if (child) {
-      throw new RegistryError(
-        'MANIFEST_BLOB_UNKNOWN',
-        `manifest ${child.digest} listed in the index is not in repository ${repo}; push it before the index`,
-        { detail: { digest: child.digest } },
-      );
-    }
+    // Index entries: manifests, or blobs linked here (BuildKit's registry cache; lib/registry/index-entries.ts).
+    await checkIndexEntries(this.storage, this.blobs, repo, manifest.children);
   }
 
   private async deleteTagsOf(repo: RepositoryName, digest: ParsedDigest): Promise<void> {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createApp } from '../../lib/http/app.ts';
 import type { HttpAuth } from '../../lib/http/auth.ts';
+import type { CorsPolicy } from '../../lib/http/cors.ts';
 import { createLogger } from '../../lib/logging/logger.ts';
 import { InMemoryHashStates, SerializedHashStates, type HashStates } from '../../lib/registry/hashing.ts';
 import { Registry } from '../../lib/registry/registry.ts';
@@ -26,6 +27,7 @@ export interface TestOptions {
   immutableTags?: readonly ImmutableRule[];
   /** How long an upload session's claim holds without renewal (default 60 s, as BERTH_UPLOAD_LEASE_SECONDS). */
   leaseMs?: number;
+  cors?: CorsPolicy;
 }
 
 export function testRegistry(options: TestOptions = {}): TestRegistry {
@@ -49,6 +51,7 @@ export function testRegistry(options: TestOptions = {}): TestRegistry {
     logger: createLogger('silent'),
     redirect: { enabled: false, ttlSeconds: 0 },
     auth: options.auth,
+    cors: options.cors,
   });
   return {
     storage,

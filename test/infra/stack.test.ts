@@ -504,7 +504,20 @@ describe('options', () => {
       immutableTags: ['v*', 'release-*'],
       logRetentionDays: 7,
       janitorEveryMinutes: 60,
+      corsOrigins: ['https://ui.example.com', 'http://localhost:8080'],
     }));
+  });
+
+  it('lets the corsOrigins pages call the registry function (BERTH_CORS_ORIGINS), and no other function', () => {
+    const registry = functionByBundle(template, 'Registry');
+    expect((registry.props.Environment as { Variables: object }).Variables).toMatchObject({
+      BERTH_CORS_ORIGINS: 'https://ui.example.com,http://localhost:8080',
+    });
+    for (const fn of ['Janitor', 'Verifier']) {
+      expect(
+        Object.keys((functionByBundle(template, fn).props.Environment as { Variables: object }).Variables),
+      ).not.toContain('BERTH_CORS_ORIGINS');
+    }
   });
 
   it('encrypts with a rotating KMS key the functions that touch objects may use', () => {
@@ -622,6 +635,9 @@ describe('options', () => {
     expect(() => synth({ retention: { keepLast: 10 } })).toThrow(/invalid registry settings[\s\S]*retention/);
     expect(() => synth({ immutableTags: ['Not A Pattern'] })).toThrow(/invalid registry settings/);
     expect(() => synth({ proxyUpstreams: ['ftp://example.com'] })).toThrow(/invalid registry settings/);
+    expect(() => synth({ corsOrigins: ['https://ui.example.com/'] })).toThrow(
+      /invalid registry settings[\s\S]*corsOrigins: CORS origin "https:\/\/ui\.example\.com\/"/,
+    );
     expect(() => synth({ proxySecretArn: 'arn:aws:secretsmanager:eu-west-1:1:secret:x' })).toThrow(
       /give the upstreams too/,
     );

@@ -1,0 +1,65 @@
+import { RegistryError } from '../oci/errors.ts';
+import { parseDigest } from '../oci/digest.ts';
+import type { Descriptor } from '../oci/manifest.ts';
+import { isManifestMediaType } from '../oci/media-types.ts';
+import type { RepositoryName } from '../oci/names.ts';
+import type { StorageDriver } from '../storage/port.ts';
+import type { Blobs } from './blobs.ts';
+import { mapLimit } from './concurrency.ts';
+import { keys } from './keys.ts';
+
+const CHECK_CONCURRENCY = 8;
+
+/**
+ * Whether an index entry may name a blob instead of a manifest. BuildKit's registry cache (the
+ * default of `buildctl --export-cache type=registry`, `docker buildx --cache-to type=registry`) is an
+ * index whose entries are its layer blobs and a `application/vnd.buildkit.cacheconfig.v0` blob;
+ * Distribution accepts such an entry when the blob is linked in the repository, and so does Berth.
+ * An entry that says it is a manifest or an index must be one: a client following it asks
+ * `/manifests/<digest>`, which a blob cannot answer.
+ */
+export function mayNameBlob(entry: Pick<Descriptor, 'mediaType'>): boolean {
+  return !isManifestMediaType(entry.mediaType);
+}
+
+/**
+ * Checks that every entry of an index names something the repository holds: a manifest, or, for an
+ * entry whose media type is not a manifest's, a blob linked in the repository (checked like an
+ * image's layers, so garbage collection's settle window covers it the same way). Refuses with
+ * MANIFEST_BLOB_UNKNOWN, naming the first entry that names nothing.
+ */
+export async function checkIndexEntries(
+  storage: StorageDriver,
+  blobs: Blobs,
+  repo: RepositoryName,
+  entries: readonly Descriptor[],
+): Promise<void> {
+  const missing = await mapLimit(entries, CHECK_CONCURRENCY, async (entry) => {
+    const digest = parseDigest(entry.digest);
+    // Blob entries (a cache's layers) are the common case where they are allowed: look there first.
+    if (mayNameBlob(entry) && (await blobs.stat(repo, digest))) return undefined;
+    if (await storage.head(keys.manifest(repo, digest))) return undefined;
+    return entry;
+  });
+  const entry = missing.find((d) => d !== undefined);
+  if (!entry) return;
+  if (!mayNameBlob(entry)) {
+    throw new RegistryError(
+      'MANIFEST_BLOB_UNKNOWN',
+      `manifest ${entry.digest} listed in the index is not in repository ${repo}; push it before the index`,
+      { detail: { digest: entry.digest } },
+    );
+  }
+  if (await storage.head(keys.verifying(repo, parseDigest(entry.digest)))) {
+    throw new RegistryError(
+      'MANIFEST_BLOB_UNKNOWN',
+      `blob ${entry.digest} was uploaded directly and its content is still being verified; push the index again once HEAD /v2/${repo}/blobs/${entry.digest} answers 200`,
+      { detail: { digest: entry.digest, verification: 'in progress' } },
+    );
+  }
+  throw new RegistryError(
+    'MANIFEST_BLOB_UNKNOWN',
+    `index entry ${entry.digest} (${entry.mediaType}) names neither a manifest nor a blob in repository ${repo}; push it before the index`,
+    { detail: { digest: entry.digest, mediaType: entry.mediaType } },
+  );
+}
