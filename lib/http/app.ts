@@ -14,6 +14,8 @@ import { handleManifest } from './routes/manifests.ts';
 import { handleUpload, handleUploadStart } from './routes/uploads.ts';
 import { handleDirectUpload } from './routes/direct-uploads.ts';
 import { handleUsage } from './routes/usage.ts';
+import { BrowseRoutes } from './routes/browse.ts';
+import { isWebPath, toResponse } from '../web/assets.ts';
 
 const COMMON_HEADERS = {
   'Docker-Distribution-Api-Version': 'registry/2.0',
@@ -48,7 +50,8 @@ export function createApp(options: HttpOptions): Hono<HttpEnv> {
   });
 
   app.onError((err, c) => renderFailure(c, err));
-  app.all('*', (c) => dispatch(c, options));
+  const browse = new BrowseRoutes(options);
+  app.all('*', (c) => dispatch(c, options, browse));
   return app;
 }
 
@@ -76,9 +79,16 @@ function queryOf(c: HttpContext): { query?: string } {
   return at < 0 ? {} : { query: url.slice(at + 1, at + 1 + 500) };
 }
 
-async function dispatch(c: HttpContext, options: HttpOptions): Promise<Response> {
+async function dispatch(c: HttpContext, options: HttpOptions, browse: BrowseRoutes): Promise<Response> {
   const path = rawPathOf(c);
   const method = c.req.method;
+  if (options.web && isWebPath(path)) {
+    const headers = {
+      acceptEncoding: c.req.header('Accept-Encoding'),
+      ifNoneMatch: c.req.header('If-None-Match'),
+    };
+    return toResponse(options.web.serve(method, path, headers));
+  }
   if (path === '/token' && options.auth) {
     if (method !== 'GET' && method !== 'POST') {
       throw new RegistryError('UNSUPPORTED', `${method} is not supported on /token`, {
@@ -125,5 +135,17 @@ async function dispatch(c: HttpContext, options: HttpOptions): Promise<Response>
       return handleDirectUpload(c, options, parseName(route.name), route.id, route.action);
     case 'usage':
       return handleUsage(options);
+    case 'browse':
+      return route.what === 'info' ? browse.info(c) : browse.repositories(c);
+    case 'browse-repository': {
+      const name = parseName(route.name);
+      return route.what === 'tags' ? browse.tags(c, name) : browse.summary(c, name);
+    }
+    case 'browse-manifest': {
+      const name = parseName(route.name);
+      return route.impact
+        ? browse.impact(c, name, route.reference)
+        : browse.manifest(c, name, route.reference);
+    }
   }
 }

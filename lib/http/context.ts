@@ -3,6 +3,8 @@ import type { Logger } from '../logging/logger.ts';
 import type { Mirror } from '../mirror/mirror.ts';
 import type { Registry } from '../registry/registry.ts';
 import type { Caller, HttpAuth } from './auth.ts';
+import type { BrowseSettings } from '../browse/info.ts';
+import type { WebAssets } from '../web/assets.ts';
 
 export interface HttpOptions {
   /** Token authentication; absent, every request is allowed (a loopback-only server). */
@@ -13,6 +15,10 @@ export interface HttpOptions {
   readonly redirect: { readonly enabled: boolean; readonly ttlSeconds: number };
   /** The pull-through cache, when upstreams are configured: mirrored repositories read through it. */
   readonly mirror?: Mirror;
+  /** What the web UI's API tells about this registry; defaults describe an unnamed registry without rules. */
+  readonly browse?: Partial<BrowseSettings>;
+  /** The web UI's files, served at `/` and `/ui/` (the local server; on AWS a function of its own serves them). */
+  readonly web?: WebAssets;
 }
 
 /** What the runtime adapters put in Hono's `env`: the raw request, to route on the undecoded path. */

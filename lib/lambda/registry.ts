@@ -10,6 +10,8 @@ import { loadAuth } from '../server/auth.ts';
 import { createMirror } from '../mirror/setup.ts';
 import { lambdaVerificationDispatch } from './verifier.ts';
 import { createRegistry } from '../server/storage.ts';
+import { browseSettingsOf } from '../browse/info.ts';
+import { immutableTagsOf, retentionOf } from '../gc/config.ts';
 
 /**
  * The registry as a Lambda runs it. The next request of an upload may land in another container,
@@ -48,5 +50,7 @@ export async function createLambdaApp(
     mirror: createMirror(config, registry, logger, 'fill'),
     auth: store ? await loadAuth(store, config.tokenTtlSeconds, logger) : undefined,
     redirect: { enabled: config.redirect, ttlSeconds: config.presignTtlSeconds },
+    // The web UI's pages are served by a function of their own (functions/ui.ts); its API is here.
+    browse: browseSettingsOf(config, { retention: retentionOf(config), immutable: immutableTagsOf(config) }),
   });
 }

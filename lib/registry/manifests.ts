@@ -9,6 +9,7 @@ import { mapLimit } from './concurrency.ts';
 import { parseStoredJson } from './json.ts';
 import { keys, meta } from './keys.ts';
 import type { Referrers } from './referrers.ts';
+import { tagSummaryMetadata } from './tag-summary-store.ts';
 
 export interface ManifestHead {
   readonly digest: ParsedDigest;
@@ -92,6 +93,8 @@ export class Manifests {
       );
     }
     await this.storage.put(keys.manifest(repo, digest), bytes, { contentType: manifest.mediaType });
+    // The web UI's tag listings read this instead of each manifest and config (docs/web-ui.md).
+    const summary = tags.length > 0 ? await tagSummaryMetadata(this.storage, repo, manifest) : {};
     await Promise.all(
       tags.map(async (tag) => {
         const rule = pinned.get(tag);
@@ -101,7 +104,7 @@ export class Manifests {
         try {
           await this.storage.put(keys.tag(repo, tag), bytes, {
             contentType: manifest.mediaType,
-            metadata: { [meta.digest]: digest.digest },
+            metadata: { [meta.digest]: digest.digest, ...summary },
             ...(rule ? { ifNoneMatch: '*' as const } : {}),
           });
         } catch (err) {

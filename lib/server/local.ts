@@ -13,6 +13,10 @@ import { openAuthStore } from '../auth/auth-store.ts';
 import { loadAuth } from './auth.ts';
 import { createMirror } from '../mirror/setup.ts';
 import { keepCertificateCurrent, prepareTls, type TlsSetup } from './tls.ts';
+import { browseSettingsOf } from '../browse/info.ts';
+import { immutableTagsOf, retentionOf } from '../gc/config.ts';
+import { WebAssets } from '../web/assets.ts';
+import { findWebDir } from '../web/locate.ts';
 
 export interface RunningServer {
   readonly url: string;
@@ -30,10 +34,13 @@ export async function startLocalServer(config: Config, logger: Logger): Promise<
   const registry = createRegistry(config, { hashes: new InMemoryHashStates(), logger });
   const store = openAuthStore(config, config.s3.region);
   const auth = store ? await loadAuth(store, config.tokenTtlSeconds, logger) : undefined;
+  const web = await loadWeb(config, logger);
   const app = createApp({
     auth,
     registry,
     logger,
+    browse: browseSettingsOf(config, { retention: retentionOf(config), immutable: immutableTagsOf(config) }),
+    ...(web && { web }),
     mirror: createMirror(config, registry, logger, 'stream'),
     redirect: { enabled: config.redirect, ttlSeconds: config.presignTtlSeconds },
   });
@@ -105,4 +112,14 @@ export async function startLocalServer(config: Config, logger: Logger): Promise<
         server.closeIdleConnections();
       }),
   };
+}
+
+/** The web UI's files, when it is on and built; a server without them still serves the registry. */
+async function loadWeb(config: Config, logger: Logger): Promise<WebAssets | undefined> {
+  if (!config.web) return undefined;
+  const dir = findWebDir();
+  const web = dir ? await WebAssets.load(dir) : undefined;
+  if (!web)
+    logger.warn('the web UI is not built, so / serves nothing: run `npm run build` (npm start builds it)');
+  return web;
 }

@@ -7,6 +7,8 @@ import { Registry } from '../../lib/registry/registry.ts';
 import { MemoryDriver } from '../../lib/storage/memory.ts';
 import type { StorageDriver } from '../../lib/storage/port.ts';
 import type { ImmutableRule } from '../../lib/gc/policy.ts';
+import type { BrowseSettings } from '../../lib/browse/info.ts';
+import type { WebAssets } from '../../lib/web/assets.ts';
 
 export interface TestRegistry {
   readonly storage: StorageDriver;
@@ -23,6 +25,9 @@ export interface TestOptions {
   referrersPageSize?: number;
   auth?: HttpAuth;
   immutableTags?: readonly ImmutableRule[];
+  /** The web UI API's settings (name, expiry, retention rules). */
+  browse?: Partial<BrowseSettings>;
+  web?: WebAssets;
 }
 
 export function testRegistry(options: TestOptions = {}): TestRegistry {
@@ -46,6 +51,8 @@ export function testRegistry(options: TestOptions = {}): TestRegistry {
     logger: createLogger('silent'),
     redirect: { enabled: false, ttlSeconds: 0 },
     auth: options.auth,
+    browse: { immutable: options.immutableTags ?? [], ...options.browse },
+    ...(options.web && { web: options.web }),
   });
   return {
     storage,
