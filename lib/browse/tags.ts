@@ -12,7 +12,7 @@ import {
   summarizeManifest,
   type TagSummary,
 } from '../registry/tag-summary.ts';
-import { summarizeStored } from '../registry/tag-summary-store.ts';
+import { readImageConfig, summarizeStored } from '../registry/tag-summary-store.ts';
 import type { ListedObject, StorageDriver } from '../storage/port.ts';
 import { listAllObjects, listObjects } from './listing.ts';
 
@@ -169,13 +169,22 @@ export class TagSummaries {
         ?.manifests ?? []
     ).filter((c): c is { digest: string } => typeof c === 'object' && c !== null && 'digest' in c);
     const images = children.filter((c) => !isAttestationManifest(c));
-    if (!take(images.length + 1)) return summary;
-    const sizes = await mapLimit(images, CONCURRENCY, async (child) => {
+    // Each child's manifest, and the first image's config for when the index was built.
+    if (!take(images.length + 3)) return summary;
+    const read = await mapLimit(images, CONCURRENCY, async (child) => {
       const digest = tryParseDigest(String(child.digest));
-      const stored = digest ? await this.storage.get(keys.manifest(repo, digest)) : undefined;
-      return stored ? (summarizeManifest(stored.body, stored.contentType ?? '').size ?? 0) : 0;
+      return digest ? await this.storage.get(keys.manifest(repo, digest)) : undefined;
     });
-    return { ...summary, size: sizes.reduce((a, b) => a + b, 0) };
+    const sizes = read.map((m) => (m ? (summarizeManifest(m.body, m.contentType ?? '').size ?? 0) : 0));
+    const first = read.find((m) => m !== undefined);
+    const created = first
+      ? summarizeManifest(
+          first.body,
+          first.contentType ?? '',
+          await readImageConfig(this.storage, repo, first.body),
+        ).created
+      : undefined;
+    return { ...summary, size: sizes.reduce((a, b) => a + b, 0), ...(created && { created }) };
   }
 
   private async load(repo: RepositoryName): Promise<Map<string, CacheEntry>> {
