@@ -1,6 +1,9 @@
 import { isIndexMediaType } from '../oci/media-types.ts';
 import type { Reference, RepositoryName } from '../oci/names.ts';
+import { tryParseDigest } from '../oci/digest.ts';
+import { mapLimit } from '../registry/concurrency.ts';
 import { parseStoredJson } from '../registry/json.ts';
+import { keys } from '../registry/keys.ts';
 import type { Registry } from '../registry/registry.ts';
 import type { TagSummaries } from './tags.ts';
 
@@ -15,8 +18,13 @@ export interface DeleteImpact {
   readonly removesTags: string[];
   /** Deleting a tag: the other tags that keep naming its manifest. */
   readonly otherTags: string[];
-  /** Manifests no tag names afterwards: garbage collection may remove them (docs/gc.md). */
+  /** Manifests no tag names afterwards. */
   readonly untagged: string[];
+  /**
+   * Of those, the ones a remaining tagged index still lists (with their referrers): garbage
+   * collection keeps them; the others it may remove (docs/gc.md).
+   */
+  readonly stillReferenced: string[];
   /** An index's children and the manifest's referrers, which lose what made them reachable. */
   readonly children: number;
   readonly referrers: number;
@@ -50,17 +58,47 @@ export async function deleteImpact(
   const referrerDigests = referrers.descriptors.map((d) => d.digest);
   // A manifest delete removes the manifest itself; a tag delete may leave it untagged.
   const itself = ref.kind === 'tag' ? [digest] : [];
-  const untagged = [...itself, ...children, ...referrerDigests].filter((d) => !remaining.has(d));
+  const untagged = [
+    ...new Set([...itself, ...children, ...referrerDigests].filter((d) => !remaining.has(d))),
+  ];
+  const listed = await childrenOfTaggedIndexes(
+    registry,
+    repo,
+    all.tags
+      .filter((t) => !removed.has(t.name) && t.summary?.children !== undefined)
+      .flatMap((t) => t.digest ?? []),
+  );
+  // A manifest an index still lists stays reachable, and so do its referrers.
+  const kept = ref.kind === 'tag' && listed.has(digest);
+  const stillReferenced = untagged.filter((d) => listed.has(d) || (kept && referrerDigests.includes(d)));
   return {
     digest,
     mediaType: stored.mediaType,
     removesTags,
     otherTags: ref.kind === 'tag' ? naming.filter((t) => !removed.has(t)) : [],
-    untagged: [...new Set(untagged)],
+    untagged,
+    stillReferenced,
     children: children.length,
     referrers: referrerDigests.length,
     complete: all.complete,
   };
+}
+
+/** Tagged indexes read to see what they still list, at most. */
+export const IMPACT_INDEX_LIMIT = 100;
+
+async function childrenOfTaggedIndexes(
+  registry: Registry,
+  repo: RepositoryName,
+  indexes: string[],
+): Promise<Set<string>> {
+  const distinct = [...new Set(indexes)].slice(0, IMPACT_INDEX_LIMIT);
+  const lists = await mapLimit(distinct, 8, async (d) => {
+    const digest = tryParseDigest(d);
+    const stored = digest ? await registry.storage.get(keys.manifest(repo, digest)) : undefined;
+    return stored ? childDigests(stored.body) : [];
+  });
+  return new Set(lists.flat());
 }
 
 function childDigests(bytes: Uint8Array): string[] {

@@ -112,6 +112,7 @@ export interface Impact {
   removesTags: string[];
   otherTags: string[];
   untagged: string[];
+  stillReferenced: string[];
   children: number;
   referrers: number;
   complete: boolean;

@@ -1,6 +1,6 @@
 import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
-import type { RetentionRule } from './api.ts';
+import type { Impact, RetentionRule } from './api.ts';
 import type { AppContext } from './context.ts';
 import { shortDigest } from './format.ts';
 import { ErrorBox, Loading, Modal, useLoad } from './ui.ts';
@@ -43,53 +43,7 @@ export function DeleteDialog(props: {
   return html`<${Modal} title=${`Delete ${what} from ${props.repo}?`} onClose=${props.onClose}>
     ${impact.loading && html`<${Loading} what="what this deletes" />`}
     ${impact.error !== undefined && html`<${ErrorBox} error=${impact.error} />`}
-    ${
-      i &&
-      html`<div class="impact">
-        <p>
-          Removes
-          ${i.removesTags.length === 0 ? 'no tag' : i.removesTags.length === 1 ? 'the tag' : 'the tags'}
-          ${i.removesTags.map((t) => html` <code>${t}</code>`)}${isTag ? '' : html` and the manifest <code>${shortDigest(i.digest)}</code>`}.
-        </p>
-        ${
-          i.otherTags.length > 0 &&
-          html`<p>
-            The manifest stays: ${i.otherTags.length === 1 ? 'tag' : 'tags'}
-            ${i.otherTags.map((t) => html` <code>${t}</code>`)} still name it.
-          </p>`
-        }
-        ${
-          i.untagged.length > 0
-            ? html`<p><strong>Becomes untagged:</strong></p>
-                <ul class="untagged">
-                  ${i.untagged.map(
-                    (d) =>
-                      html`<li>
-                        <code title=${d}>${shortDigest(d)}</code>${
-                          d === i.digest
-                            ? ' (this manifest)'
-                            : i.children > 0
-                              ? ' (platform manifest or referrer)'
-                              : ' (referrer)'
-                        }
-                      </li>`,
-                  )}
-                </ul>
-                <p class="muted small">${collects}</p>`
-            : html`<p>Nothing else becomes untagged.</p>`
-        }
-        ${
-          i.immutableTags.length > 0 &&
-          html`<p class="warning">
-            ${i.immutableTags.map((t) => html`<code>${t}</code> `)}
-            ${i.immutableTags.length === 1 ? 'is an immutable tag' : 'are immutable tags'}: pushes cannot move
-            ${i.immutableTags.length === 1 ? 'it' : 'them'}, but an account with delete permission can delete
-            it.
-          </p>`
-        }
-        ${!i.complete && html`<p class="warning">The repository has more tags than were checked; other tags may name these manifests.</p>`}
-      </div>`
-    }
+    ${i && html`<${ImpactView} impact=${i} isTag=${isTag} collects=${collects} />`}
     ${error !== undefined && html`<${ErrorBox} error=${error} />`}
     <div class="actions">
       <button type="button" onClick=${props.onClose}>Cancel</button>
@@ -98,4 +52,54 @@ export function DeleteDialog(props: {
       </button>
     </div>
   <//>`;
+}
+
+/** What the delete removes and untags, as whole sentences (htm drops whitespace at line breaks). */
+function ImpactView(props: { impact: Impact; isTag: boolean; collects: string }) {
+  const i = props.impact;
+  const codes = (items: string[]) => items.map((t, n) => html`${n > 0 ? ', ' : ' '}<code>${t}</code>`);
+  const removes = i.removesTags.length === 0 ? 'no tag' : i.removesTags.length === 1 ? 'the tag' : 'the tags';
+  const kept = new Set(i.stillReferenced);
+  const role = (d: string) =>
+    d === i.digest ? 'this manifest' : i.children > 0 ? 'platform manifest or referrer' : 'referrer';
+  const keptNote = '; a tagged index still lists it, so it is kept';
+  return html`<div class="impact">
+    <p>
+      ${`Removes ${removes}`}${codes(i.removesTags)}${
+        props.isTag ? '' : html`${' and the manifest '}<code>${shortDigest(i.digest)}</code>`
+      }.
+    </p>
+    ${
+      i.otherTags.length > 0 &&
+      html`<p>
+        ${`The manifest stays: ${i.otherTags.length === 1 ? 'tag' : 'tags'}`}${codes(i.otherTags)}${' still name it.'}
+      </p>`
+    }
+    ${
+      i.untagged.length > 0
+        ? html`<p><strong>Becomes untagged:</strong></p>
+            <ul class="untagged">
+              ${i.untagged.map(
+                (d) =>
+                  html`<li>
+                    <code title=${d}>${shortDigest(d)}</code>${` (${role(d)}${kept.has(d) ? keptNote : ''})`}
+                  </li>`,
+              )}
+            </ul>
+            <p class="muted small">${props.collects}</p>`
+        : html`<p>Nothing else becomes untagged.</p>`
+    }
+    ${
+      i.immutableTags.length > 0 &&
+      html`<p class="warning">
+        ${codes(i.immutableTags)}${` ${i.immutableTags.length === 1 ? 'is an immutable tag' : 'are immutable tags'}: pushes cannot move it, but an account with delete permission can delete it.`}
+      </p>`
+    }
+    ${
+      !i.complete &&
+      html`<p class="warning">
+        The repository has more tags than were checked; other tags may name these manifests.
+      </p>`
+    }
+  </div>`;
 }

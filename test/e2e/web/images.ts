@@ -14,7 +14,11 @@ export interface PushedLayout {
 export function writeAppLayout(dir: string, tag: string): PushedLayout {
   const layout = new OciLayout(dir);
   const images = (['amd64', 'arm64'] as const).map((architecture) => {
-    const raws = [smallLayer(`base-${architecture}`, 3), smallLayer(`deps-${architecture}`, 5), smallLayer(`app-${architecture}`, 2)];
+    const raws = [
+      smallLayer(`base-${architecture}`, 3),
+      smallLayer(`deps-${architecture}`, 5),
+      smallLayer(`app-${architecture}`, 2),
+    ];
     const layers = raws.map((raw) => layout.addBlob(gzipSync(raw, { level: 1 }), MT.ociLayerGzip));
     const config = Buffer.from(
       JSON.stringify({
@@ -32,14 +36,23 @@ export function writeAppLayout(dir: string, tag: string): PushedLayout {
         rootfs: { type: 'layers', diff_ids: raws.map((r) => sha256(r)) },
         history: [
           { created: '2024-05-06T07:00:00Z', created_by: '/bin/sh -c #(nop) ADD file:base in / ' },
-          { created: '2024-05-06T07:05:00Z', created_by: 'RUN /bin/sh -c apk add --no-cache ca-certificates # buildkit' },
+          {
+            created: '2024-05-06T07:05:00Z',
+            created_by: 'RUN /bin/sh -c apk add --no-cache ca-certificates # buildkit',
+          },
           { created: '2024-05-06T07:08:00Z', created_by: 'COPY app /usr/local/bin/app # buildkit' },
-          { created: '2024-05-06T07:08:09Z', created_by: 'ENTRYPOINT ["/usr/local/bin/app"]', empty_layer: true },
+          {
+            created: '2024-05-06T07:08:09Z',
+            created_by: 'ENTRYPOINT ["/usr/local/bin/app"]',
+            empty_layer: true,
+          },
         ],
       }),
     );
     const configDesc = layout.addBlob(config, MT.ociConfig);
-    const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT.ociManifest, config: configDesc, layers }));
+    const manifest = Buffer.from(
+      JSON.stringify({ schemaVersion: 2, mediaType: MT.ociManifest, config: configDesc, layers }),
+    );
     const desc = layout.addBlob(manifest, MT.ociManifest);
     return {
       descriptor: { ...desc, platform: { architecture, os: 'linux' } },
