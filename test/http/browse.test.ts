@@ -505,6 +505,27 @@ describe('with authentication', () => {
     expect(await errorCode(denied)).toBe('DENIED');
   });
 
+  it("gives the web UI's sign-in a refresh token for 8 hours, not docker's 30 days", async () => {
+    const lifetime = async (clientId?: string) => {
+      const form = new URLSearchParams({
+        grant_type: 'password',
+        username: 'reader',
+        password: 'reader-password',
+        access_type: 'offline',
+        ...(clientId && { client_id: clientId }),
+      });
+      const res = await r.request('/token', { method: 'POST', body: form });
+      const { refresh_token } = await json<{ refresh_token: string }>(res);
+      const claims = JSON.parse(Buffer.from(refresh_token.split('.')[1]!, 'base64url').toString()) as {
+        exp: number;
+        iat: number;
+      };
+      return claims.exp - claims.iat;
+    };
+    expect(await lifetime('berth-ui')).toBe(8 * 3600);
+    expect(await lifetime('docker')).toBe(30 * 86400);
+  });
+
   it('lets anonymous callers browse what anonymous users may pull, and nothing else', async () => {
     const anonymous = await tokenFor(['repository:public/tool:pull']);
     const list = await json<{ repositories: { name: string }[] }>(

@@ -62,7 +62,10 @@ function ImpactView(props: { impact: Impact; isTag: boolean; collects: string })
   const kept = new Set(i.stillReferenced);
   const role = (d: string) =>
     d === i.digest ? 'this manifest' : i.children > 0 ? 'platform manifest or referrer' : 'referrer';
-  const keptNote = '; a tagged index still lists it, so it is kept';
+  const keptNote = (d: string) =>
+    role(d) === 'referrer'
+      ? '; what it refers to stays, so it is kept'
+      : '; a tagged index still lists it, so it is kept';
   return html`<div class="impact">
     <p>
       ${`Removes ${removes}`}${codes(i.removesTags)}${
@@ -82,7 +85,8 @@ function ImpactView(props: { impact: Impact; isTag: boolean; collects: string })
               ${i.untagged.map(
                 (d) =>
                   html`<li>
-                    <code title=${d}>${shortDigest(d)}</code>${` (${role(d)}${kept.has(d) ? keptNote : ''})`}
+                    <code title=${d}>${shortDigest(d)}</code
+                    >${` (${role(d)}${kept.has(d) ? keptNote(d) : ''})`}
                   </li>`,
               )}
             </ul>

@@ -113,8 +113,9 @@ function Header(props: { app: AppContext; route: Route }) {
 
 function Expiry(props: { at: string }) {
   return html`<div class="banner" role="note">
-    This is an ephemeral registry: it deletes itself and everything in it
-    <${Time} iso=${props.at} /> (${absoluteTime(props.at)}).
+    ${'This is an ephemeral registry: it deletes itself and everything in it '}<${Time}
+      iso=${props.at}
+    />${` (${absoluteTime(props.at)}).`}
   </div>`;
 }
 

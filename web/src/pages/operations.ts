@@ -40,17 +40,14 @@ export function OperationsPage(props: { app: AppContext }) {
     ${
       gc
         ? html`<p>
-            Last run finished <${Time} iso=${gc.finishedAt} /> (${absoluteTime(gc.finishedAt)}): freed
-            <strong>${formatBytes(gc.bytesFreed)}</strong>, deleted
-            ${
-              Object.entries(gc.deleted)
-                .map(([kind, n]) => `${n} ${kind}${n === 1 ? '' : 's'}`)
-                .join(', ') || 'nothing'
-            }${gc.restored > 0 ? `, put back ${gc.restored} that a push needed` : ''}.
+            ${'Last run finished '}<${Time}
+              iso=${gc.finishedAt}
+            />${` (${absoluteTime(gc.finishedAt)}): freed `}<strong>${formatBytes(gc.bytesFreed)}</strong>${`, deleted ${describeDeleted(gc.deleted)}${gc.restored > 0 ? `, put back ${gc.restored} that a push needed` : ''}.`}
           </p>`
         : html`<p class="muted">
-            No collection has finished yet (the janitor runs one daily on AWS; locally,
-            <code>berth gc</code>).
+            ${'No collection has finished yet (the janitor runs one daily on AWS; locally, '}<code
+              >berth gc</code
+            >).
           </p>`
     }
     <h2>Retention rules</h2>
@@ -105,4 +102,11 @@ export function OperationsPage(props: { app: AppContext }) {
         </table>`
     }
   </section>`;
+}
+
+function describeDeleted(deleted: Record<string, number>): string {
+  const parts = Object.entries(deleted)
+    .filter(([, n]) => n > 0)
+    .map(([kind, n]) => `${n} ${kind}${n === 1 ? '' : 's'}`);
+  return parts.join(', ') || 'nothing';
 }
