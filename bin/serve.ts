@@ -36,6 +36,8 @@ export const SERVE_USAGE = `Options for serve (environment variable in brackets)
                         how to make docker, podman and containerd trust it [BERTH_TLS_SELF_SIGNED]
   --tls-hosts <list>    Names and addresses that certificate covers, comma-separated [BERTH_TLS_HOSTS]
                         (default localhost,127.0.0.1,::1 and --host when it is a specific address)
+  The web UI is served at / from the built dist/web (npm start builds it); BERTH_WEB=off turns it
+  off, BERTH_REGISTRY_NAME names the registry in it, BERTH_EXPIRES_AT shows when it expires.
   --lambda              Serve the built Lambda bundle (dist/registry/index.mjs, \`npm run build\`)
                         behind a local API Gateway HTTP API, with AWS's limits
 `;
