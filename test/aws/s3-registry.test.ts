@@ -265,8 +265,9 @@ describe.skipIf(!minioInstalled && !process.env.CI)('the registry on S3 (MinIO),
     );
     expect(put.result.status).toBe(201);
     record('manifest PUT by tag (config + 2 layers)', put.calls);
-    // One HEAD per referenced blob, the manifest, the tag, the catalog entry.
-    expect(byCommand(put.calls)).toEqual({ HeadObject: 3, PutObject: 3 });
+    // One HEAD per referenced blob, the manifest, the tag, the catalog entry; and for the tag's
+    // summary (docs/web-ui.md) the config read once: its link's HEAD and its bytes.
+    expect(byCommand(put.calls)).toEqual({ HeadObject: 4, GetObject: 1, PutObject: 3 });
 
     const one = async (operation: string, path: string, method: 'GET' | 'HEAD', command: string) => {
       const { result: res, calls } = await meter.measure(() => r.request(path, { method }));

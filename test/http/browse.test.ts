@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addUser, setAnonymousPull } from '../../lib/auth/admin.ts';
+import { addUser, createRobot, setAnonymousPull } from '../../lib/auth/admin.ts';
 import { FileAuthStore } from '../../lib/auth/auth-store.ts';
 import { createLogger } from '../../lib/logging/logger.ts';
 import { keys } from '../../lib/registry/keys.ts';
@@ -444,6 +444,7 @@ describe('repositories', () => {
 describe('with authentication', () => {
   let dir: string;
   let r: TestRegistry;
+  let robotSecret: string;
   const basic = (u: string, p: string) => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
   const tokenFor = async (scopes: string[], user?: [string, string]) => {
     const query = scopes.map((s) => `scope=${encodeURIComponent(s)}`).join('&');
@@ -459,6 +460,7 @@ describe('with authentication', () => {
     await addUser(file, 'admin', 'admin-password', ['*:pull,push,delete', 'registry:catalog:*']);
     await addUser(file, 'reader', 'reader-password', ['team/*:pull']);
     await setAnonymousPull(file, ['public/*']);
+    robotSecret = (await createRobot(file, 'ci', ['team/*:pull'], 3600)).secret;
     const auth = await loadAuth(new FileAuthStore(file), 300, createLogger('silent'));
     r = testRegistry({ auth, browse: { name: 'payments', expiresAt: '2031-01-01T00:00:00.000Z' } });
     const admin = await tokenFor(
@@ -524,6 +526,28 @@ describe('with authentication', () => {
     };
     expect(await lifetime('berth-ui')).toBe(8 * 3600);
     expect(await lifetime('docker')).toBe(30 * 86400);
+  });
+
+  it('signs a robot in with its secret, as the web UI does, and shows it what it may pull', async () => {
+    const form = new URLSearchParams({
+      grant_type: 'password',
+      username: 'ci',
+      password: robotSecret,
+      access_type: 'offline',
+      client_id: 'berth-ui',
+      scope: 'registry:catalog:*',
+    });
+    const { token } = await json<{ token: string }>(
+      await r.request('/token', { method: 'POST', body: form }),
+    );
+    const info = await json<{ account: string; admin: boolean }>(
+      await r.request('/v2/_berth/v1/info', { headers: { Authorization: `Bearer ${token}` } }),
+    );
+    expect(info).toMatchObject({ account: 'ci', admin: false });
+    const list = await json<{ repositories: { name: string }[] }>(
+      await r.request('/v2/_berth/v1/repositories', { headers: { Authorization: `Bearer ${token}` } }),
+    );
+    expect(list.repositories.map((x) => x.name)).toEqual(['team/app']);
   });
 
   it('lets anonymous callers browse what anonymous users may pull, and nothing else', async () => {

@@ -13,6 +13,7 @@ import { immutableRuleFor, retentionFor, describeImmutableRule } from '../../gc/
 import { RegistryError } from '../../oci/errors.ts';
 import { parseReference, type RepositoryName } from '../../oci/names.ts';
 import { BERTH_VERSION } from '../../version.ts';
+import { keys } from '../../registry/keys.ts';
 import type { HttpContext, HttpOptions } from '../context.ts';
 import { catalogFilter, hasCatalogGrant } from './listings.ts';
 
@@ -91,7 +92,7 @@ export class BrowseRoutes {
   async summary(c: HttpContext, repo: RepositoryName): Promise<Response> {
     const storage = this.options.registry.storage;
     const row = await repositorySummary(storage, repo, await this.usage.get(storage));
-    if (row.tags === 0 && !(await storage.head(`catalog/${repo}`))) {
+    if (row.tags === 0 && !(await storage.head(keys.catalog(repo)))) {
       throw new RegistryError('NAME_UNKNOWN', `repository ${repo} is not known to this registry`);
     }
     const retention = retentionFor(this.settings.retention, repo);
