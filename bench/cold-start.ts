@@ -63,7 +63,8 @@ const median = (key: keyof Sample) => {
 process.stdout.write(
   `${bundle} (node ${process.version}, ${RUNS} fresh processes, medians):\n` +
     `  init (import + app construction): ${median('initMs')} ms\n` +
-    `  first GET ${path}:`.padEnd(36) + `${median('firstRequestMs')} ms\n` +
+    `  first GET ${path}:`.padEnd(36) +
+    `${median('firstRequestMs')} ms\n` +
     `  node startup before import:       ${median('processMs')} ms\n` +
     `  whole process (spawn to exit):    ${median('wallMs')} ms\n`,
 );
