@@ -19,6 +19,13 @@ const PASSWORDS = { admin: 'admin-password-1', dev: 'dev-password-1', reader: 'r
 const EXPIRES_AT = '2030-06-01T12:00:00.000Z';
 // README screenshots come from the run against npm start; the Lambda run keeps its own.
 const SHOTS = TARGET === 'local' ? join(repoRoot, 'docs', 'screenshots') : undefined;
+// oras (for the SBOM referrer) is built by setup-clients.sh into the cache's bin/.
+const CLIENT_BIN = join(
+  process.env.BERTH_CACHE ?? join(process.env.HOME ?? '/root', '.cache', 'berth'),
+  'bin',
+);
+const CLIENT_ENV = { ...process.env, PATH: `${CLIENT_BIN}:${process.env.PATH ?? '/usr/bin:/bin'}` };
+const HAVE_ORAS = have('oras', CLIENT_ENV);
 
 let work: string;
 let berth: RegistryTarget;
@@ -36,6 +43,8 @@ beforeAll(async () => {
       'the Lambda target needs S3: run `npx tsx test/e2e/with-s3.ts npm run test:e2e:web:lambda`',
     );
   }
+  if (!HAVE_ORAS && process.env.CI)
+    throw new Error(`no oras in ${CLIENT_BIN}: run test/e2e/setup-clients.sh`);
   work = mkdtempSync(join(tmpdir(), `berth-web-${TARGET}-`));
   const authFile = join(work, 'auth.json');
   await addUser(authFile, 'admin', PASSWORDS.admin, ['*:pull,push,delete', 'registry:catalog:*']);
@@ -92,7 +101,7 @@ beforeAll(async () => {
   ]);
   // An SBOM referrer for the amd64 image, when oras is there (setup-clients.sh builds it).
   const amd64 = app.images.find((i) => i.platform === 'linux/amd64')!;
-  if (have('oras')) {
+  if (HAVE_ORAS) {
     const sbom = join(work, 'sbom.spdx.json');
     writeFileSync(sbom, JSON.stringify({ spdxVersion: 'SPDX-2.3', name: 'app' }));
     await run(
@@ -109,7 +118,7 @@ beforeAll(async () => {
         `${berth.host}/team/app@${amd64.digest}`,
         'sbom.spdx.json:application/spdx+json',
       ],
-      { cwd: work },
+      { cwd: work, env: CLIENT_ENV },
     );
   }
   // A garbage collection run and a usage report, as the janitor leaves them on AWS.
@@ -295,7 +304,7 @@ describe(`the web UI (${TARGET === 'local' ? 'npm start' : 'Lambda gateway on S3
     await expect(page.getByText('APP_MODE=production').count()).resolves.toBe(1);
     await expect(page.getByText('COPY app /usr/local/bin/app # buildkit').count()).resolves.toBe(1);
     await expect(page.getByText('"/usr/local/bin/app"').count()).resolves.toBeGreaterThan(0);
-    if (have('oras')) {
+    if (HAVE_ORAS) {
       await expect(page.getByRole('cell', { name: 'application/spdx+json' }).count()).resolves.toBe(1);
     }
     await page.getByText(/^Manifest JSON/).click();
