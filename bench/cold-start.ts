@@ -2,7 +2,10 @@
  * Cold start of the registry bundle: a fresh `node` imports dist/registry/index.mjs (module load
  * plus app construction, Lambda's "init") and answers one GET /v2/ event. Median of 5 runs.
  *
- *   npm run build && npx tsx bench/cold-start.ts [bundle]
+ *   npm run build && npx tsx bench/cold-start.ts [bundle] [path]
+ *
+ * `path` (default /v2/) is the GET the first request makes: `dist/ui/index.mjs /` measures the web
+ * UI's function.
  *
  * The store is S3 with dummy credentials: init builds the S3 client as on AWS, and GET /v2/ needs
  * no storage call, so no server is involved.
@@ -15,6 +18,7 @@ import { benchLambdaEnv } from './lib/lambda-env.ts';
 
 const RUNS = 5;
 const bundle = resolve(process.argv[2] ?? 'dist/registry/index.mjs');
+const path = process.argv[3] ?? '/v2/';
 if (!existsSync(bundle)) {
   process.stderr.write(`no bundle at ${bundle}: run \`npm run build\` first\n`);
   process.exit(2);
@@ -25,14 +29,14 @@ const probe = `
 const t0 = performance.now();
 const { handler } = await import(${JSON.stringify(pathToFileURL(bundle).href)});
 const t1 = performance.now();
-const event = { version: '2.0', routeKey: '$default', rawPath: '/v2/', rawQueryString: '',
+const event = { version: '2.0', routeKey: '$default', rawPath: ${JSON.stringify(path)}, rawQueryString: '',
   headers: { host: 'bench.local' }, isBase64Encoded: false,
-  requestContext: { domainName: 'bench.local', requestId: 'bench', http: { method: 'GET', path: '/v2/',
+  requestContext: { domainName: 'bench.local', requestId: 'bench', http: { method: 'GET', path: ${JSON.stringify(path)},
   protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: 'bench' }, routeKey: '$default', stage: '$default',
   timeEpoch: Date.now() } };
 const result = await handler(event, { awsRequestId: 'bench' });
 const t2 = performance.now();
-if (result.statusCode !== 200) throw new Error('GET /v2/ answered ' + result.statusCode);
+if (result.statusCode !== 200) throw new Error('GET ${path} answered ' + result.statusCode);
 console.log(JSON.stringify({ processMs: t0, initMs: t1 - t0, firstRequestMs: t2 - t1 }));
 `;
 
@@ -59,7 +63,8 @@ const median = (key: keyof Sample) => {
 process.stdout.write(
   `${bundle} (node ${process.version}, ${RUNS} fresh processes, medians):\n` +
     `  init (import + app construction): ${median('initMs')} ms\n` +
-    `  first GET /v2/:                   ${median('firstRequestMs')} ms\n` +
+    `  first GET ${path}:`.padEnd(36) +
+    `${median('firstRequestMs')} ms\n` +
     `  node startup before import:       ${median('processMs')} ms\n` +
     `  whole process (spawn to exit):    ${median('wallMs')} ms\n`,
 );

@@ -43,6 +43,8 @@ export const SERVE_USAGE = `Options for serve (environment variable in brackets)
   --cors-origin <origin>  Let web pages from this origin (https://ui.example.com) call the API from a
                         browser (repeatable; * alone allows every page, without browser credentials)
                         [BERTH_CORS_ORIGINS, comma-separated] (default: CORS off)
+  The web UI is served at / from the built dist/web (npm start builds it); BERTH_WEB=off turns it
+  off, BERTH_REGISTRY_NAME names the registry in it, BERTH_EXPIRES_AT shows when it expires.
   --lambda              Serve the built Lambda bundle (dist/registry/index.mjs, \`npm run build\`)
                         behind a local API Gateway HTTP API, with AWS's limits; on the filesystem
                         store, blob GETs redirect to signed storage URLs the gateway serves, as to S3

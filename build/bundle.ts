@@ -1,9 +1,10 @@
 import { build } from 'esbuild';
 import { mkdir, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { bundleWeb } from './web.ts';
 
 /** The Lambda functions, each bundled to `<outdir>/<name>/index.mjs` (handler: `index.handler`). */
-export const FUNCTIONS = ['registry', 'janitor', 'auth-bootstrap', 'verifier', 'teardown'] as const;
+export const FUNCTIONS = ['registry', 'janitor', 'auth-bootstrap', 'verifier', 'teardown', 'ui'] as const;
 
 export interface BundleSize {
   readonly name: string;
@@ -40,6 +41,8 @@ export async function bundleFunctions(outdir: string, root = process.cwd()): Pro
     },
     logLevel: 'warning',
   });
+  // The ui function serves the web UI's files from beside its code (functions/ui.ts).
+  await bundleWeb(join(outdir, 'ui', 'web'), root);
   return sizes(outdir);
 }
 

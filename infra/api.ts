@@ -19,6 +19,7 @@ import { ARecord, HostedZone, RecordTarget } from 'aws-cdk-lib/aws-route53';
 import { ApiGatewayv2DomainProperties } from 'aws-cdk-lib/aws-route53-targets';
 import { Construct } from 'constructs';
 import type { CustomDomain } from './props.ts';
+import { WEB_ROUTES } from '../lib/web/routes.ts';
 
 export interface Throttle {
   readonly rateLimit: number;
@@ -27,6 +28,8 @@ export interface Throttle {
 
 export interface RegistryApiProps {
   readonly handler: IFunction;
+  /** The web UI function: `GET /` and `GET /ui/{proxy+}` (WEB_ROUTES) go to it instead of the registry. */
+  readonly web?: IFunction;
   readonly throttle: Throttle;
   readonly tokenThrottle: Throttle;
   readonly logRetention: RetentionDays;
@@ -65,6 +68,19 @@ export class RegistryApi extends Construct {
         httpApi: this.api,
         routeKey: HttpRouteKey.with('/token', method),
         integration,
+      });
+    }
+
+    if (props.web) {
+      // A function of its own keeps the page's files out of the registry function's code and cold start.
+      const web = new HttpLambdaIntegration('Web', props.web);
+      WEB_ROUTES.forEach((key, i) => {
+        const [method, path] = key.split(' ') as [HttpMethod, string];
+        new HttpRoute(this, `WebRoute${i}`, {
+          httpApi: this.api,
+          routeKey: HttpRouteKey.with(path, method),
+          integration: web,
+        });
       });
     }
 

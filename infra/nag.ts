@@ -30,6 +30,7 @@ export function acknowledgeFindings(stack: BerthStack): void {
     stack.registry,
     stack.verifier,
     stack.janitor,
+    stack.web,
     stack.auth.bootstrap,
     stack.teardown?.function,
   ]) {
@@ -53,7 +54,7 @@ export function acknowledgeFindings(stack: BerthStack): void {
   ack(
     stack.http,
     'APIG4',
-    "Authentication is the registry's own: Docker token auth, which OCI clients speak and no API Gateway authorizer type does. Every /v2/ route answers 401 with a Bearer challenge unless the token grants the action; /token checks the credentials (throttled separately).",
+    "Authentication is the registry's own: Docker token auth, which OCI clients speak and no API Gateway authorizer type does. Every /v2/ route answers 401 with a Bearer challenge unless the token grants the action; /token checks the credentials (throttled separately). The web UI's routes (GET / and GET /ui/{proxy+}) serve the page's static files, which hold no data: the page reads everything through /v2/ with the signed-in account's tokens.",
   );
   ack(
     stack.storage,

@@ -59,6 +59,7 @@ export class BerthStack extends Stack {
   readonly registry: BerthFunction;
   readonly verifier: BerthFunction;
   readonly janitor: BerthFunction;
+  readonly web: BerthFunction;
   readonly http: RegistryApi;
   readonly teardown?: Teardown;
   readonly alarms?: RegistryAlarms;
@@ -145,6 +146,9 @@ export class BerthStack extends Stack {
       environment: {
         ...storageEnv,
         BERTH_AUTH_SECRET: auth.authSecret.secretArn,
+        // What the web UI shows: the registry's name and, for an ephemeral one, when it goes.
+        BERTH_REGISTRY_NAME: props.team,
+        ...(this.expiresAt && { BERTH_EXPIRES_AT: this.expiresAt.toISOString() }),
         BERTH_VERIFIER_FUNCTION: verifier.fn.functionArn,
         ...proxyEnv,
         ...corsEnv,
@@ -194,8 +198,19 @@ export class BerthStack extends Stack {
       }
     }
 
+    // The web UI's files: a small function with no storage access and nothing to configure.
+    const web = (this.web = new BerthFunction(this, 'Web', {
+      ...shared,
+      bundle: 'ui',
+      description: 'Berth: the web UI (static files)',
+      memoryMb: 256,
+      timeout: Duration.seconds(5),
+      environment: {},
+    }));
+
     const api = (this.http = new RegistryApi(this, 'Http', {
       handler: registry.fn,
+      web: web.fn,
       throttle: props.throttle ?? DEFAULTS.throttle,
       tokenThrottle: props.tokenThrottle ?? DEFAULTS.tokenThrottle,
       logRetention,
@@ -226,6 +241,7 @@ export class BerthStack extends Stack {
           registry.fn,
           janitor.fn,
           verifier.fn,
+          web.fn,
           ...(teardown?.schedule ? [teardown.function.fn] : []),
         ],
         alarmEmail: props.alarmEmail,
@@ -237,6 +253,7 @@ export class BerthStack extends Stack {
     Tags.of(this).add('expires-at', this.expiresAt ? this.expiresAt.toISOString() : 'never');
 
     new CfnOutput(this, 'RegistryHost', { description: 'The registry', value: this.host });
+    new CfnOutput(this, 'WebUrl', { description: 'The web UI', value: `https://${this.host}/` });
     new CfnOutput(this, 'BucketName', { description: 'Where images are stored', value: bucket.bucketName });
     new CfnOutput(this, 'AdminSecretArn', {
       description: 'The administrator credentials (Secrets Manager)',

@@ -21,6 +21,9 @@ export interface StorageAccess {
   readonly listUploads: boolean;
 }
 
+/** The web UI API's per-repository cache of tag summaries (lib/browse/tags.ts), written on reads. */
+export const SUMMARIES_PREFIX = 'summaries/';
+
 /** Every prefix the registry's layout uses. */
 export const LAYOUT_PREFIXES = ['blobs/', 'data/', 'repos/', 'catalog/', 'uploads/'] as const;
 
@@ -28,7 +31,8 @@ export const LAYOUT_PREFIXES = ['blobs/', 'data/', 'repos/', 'catalog/', 'upload
  * The registry function (and the verifier, which runs the same operations for direct uploads): it
  * reads and writes the whole layout, deletes what uploads, tags, manifests, links and referrers
  * leave behind, and never deletes a blob or a catalog marker (garbage collection does, in the
- * janitor). It reads the last usage report garbage collection saved (the usage API).
+ * janitor). It reads the last usage report and GC run garbage collection saved (the usage API and
+ * the web UI's operations page), and reads and writes the web UI's tag summary cache.
  *
  * Listing is granted on the whole bucket, not only the prefixes it lists (tags, referrers, the
  * catalog): S3 answers a GET or HEAD of a missing key with 404 only to a caller that may list the
@@ -37,16 +41,20 @@ export const LAYOUT_PREFIXES = ['blobs/', 'data/', 'repos/', 'catalog/', 'upload
  * storage failure rather than "not found".
  */
 export const REGISTRY_ACCESS: StorageAccess = {
-  read: [...LAYOUT_PREFIXES, 'gc/usage.json'],
-  write: LAYOUT_PREFIXES,
+  read: [...LAYOUT_PREFIXES, SUMMARIES_PREFIX, 'gc/usage.json', 'gc/last-run.json'],
+  write: [...LAYOUT_PREFIXES, SUMMARIES_PREFIX],
   delete: ['data/', 'repos/', 'uploads/'],
   list: 'all',
   multipart: ['data/'],
   listUploads: false,
 };
 
-/** The verifier: the registry's operations on direct uploads, without the usage report. */
-export const VERIFIER_ACCESS: StorageAccess = { ...REGISTRY_ACCESS, read: LAYOUT_PREFIXES };
+/** The verifier: the registry's operations on direct uploads, without the reports and the web UI's cache. */
+export const VERIFIER_ACCESS: StorageAccess = {
+  ...REGISTRY_ACCESS,
+  read: LAYOUT_PREFIXES,
+  write: LAYOUT_PREFIXES,
+};
 
 /**
  * The janitor: stale upload sessions and garbage collection, which reads the whole layout, deletes

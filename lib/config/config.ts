@@ -174,6 +174,12 @@ export const configSchema = z.object({
   proxySecret: z.string().min(1).optional(),
   /** Lambda: how long a request may spend copying an uncached blob from the upstream into the store. */
   proxyFillSeconds: whole.pipe(z.number().min(1).max(900)).default(20),
+  /** A name the web UI shows for this registry (the team, on AWS). */
+  registryName: z.string().trim().min(1).max(100).optional(),
+  /** When this registry deletes itself (an ephemeral registry: the stack's ttl sets it); the web UI shows it. */
+  expiresAt: z.iso.datetime({ offset: true }).optional(),
+  /** Local server: serve the web UI at `/` (from the built dist/web). */
+  web: z.boolean().default(true),
   /** Local server: serve HTTPS with this certificate chain (PEM) and key; both files are re-read when they change. */
   tlsCert: z.string().min(1).optional(),
   tlsKey: z.string().min(1).optional(),

@@ -53,6 +53,9 @@ export const ENV_VARS: Record<string, string> = {
   BERTH_TLS_SELF_SIGNED: 'tlsSelfSigned',
   BERTH_TLS_HOSTS: 'tlsHosts',
   BERTH_CORS_ORIGINS: 'corsOrigins',
+  BERTH_REGISTRY_NAME: 'registryName',
+  BERTH_EXPIRES_AT: 'expiresAt',
+  BERTH_WEB: 'web',
 };
 
 const BOOLEAN_FIELDS = new Set([
@@ -61,6 +64,7 @@ const BOOLEAN_FIELDS = new Set([
   's3.forcePathStyle',
   'insecureNoAuth',
   'tlsSelfSigned',
+  'web',
 ]);
 
 /** Builds config input from the environment, then flags on top (flags win). */

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { Config } from '../config/config.ts';
 import { ENV_VARS } from '../config/sources.ts';
 import type { Logger } from '../logging/logger.ts';
@@ -7,8 +8,9 @@ import { connectionLimits } from '../server/connections.ts';
 import { FilesystemDriver } from '../storage/filesystem/index.ts';
 import { LocalStorageUrls } from '../storage/local-urls.ts';
 import { loadHandler } from './invoke.ts';
-import { startGateway, type RunningGateway } from './server.ts';
+import { startGateway, type GatewayRoute, type RunningGateway } from './server.ts';
 import type { LocalStorage } from './storage.ts';
+import { WEB_ROUTES } from '../web/routes.ts';
 
 /**
  * `berth serve --lambda`: the built registry bundle behind the local gateway, on the address the
@@ -50,11 +52,26 @@ export async function startLambdaGateway(
   const handler = await loadHandler(bundlePath);
   return startGateway({
     handler,
+    routes: await webRoutes(bundlePath),
     host: config.host,
     port: config.port,
     logger,
     limits: connectionLimits(config, logger),
     ...(storage && { storage }),
+  });
+}
+
+/**
+ * The web UI's routes, to the ui function built beside the registry's (dist/ui/index.mjs), as the
+ * stack routes them (infra/api.ts, WEB_ROUTES). Without that bundle, those paths reach the registry.
+ */
+async function webRoutes(registryBundle: string): Promise<GatewayRoute[]> {
+  const bundle = join(dirname(dirname(registryBundle)), 'ui', 'index.mjs');
+  if (!existsSync(bundle)) return [];
+  const handler = await loadHandler(bundle);
+  return WEB_ROUTES.map((key) => {
+    const [method, path] = key.split(' ') as [string, string];
+    return { method, path: path.replace('{proxy+}', ''), handler, functionName: 'ui' };
   });
 }
 

@@ -20,8 +20,19 @@ import { lambdaContext, type HttpFunction } from './invoke.ts';
 import { GATEWAY_ERRORS, LIMITS, type GatewayError } from './limits.ts';
 import { writeGatewayError, writeResult } from './response.ts';
 
-export interface GatewayOptions {
+/** A route other than `$default`, as an HTTP API route key (`GET /ui/{proxy+}`) sends it to another function. */
+export interface GatewayRoute {
+  readonly method: string;
+  /** An exact path, or a prefix ending in `/` standing for `{proxy+}` (one or more further characters). */
+  readonly path: string;
   readonly handler: HttpFunction;
+  readonly functionName: string;
+}
+
+export interface GatewayOptions {
+  /** The `$default` route's function. */
+  readonly handler: HttpFunction;
+  readonly routes?: readonly GatewayRoute[];
   readonly host?: string;
   readonly port?: number;
   /** The integration timeout; AWS's 30 s unless a test needs it shorter. */
@@ -143,8 +154,11 @@ async function serve(req: IncomingMessage, res: ServerResponse, options: Gateway
   }
 
   const timeoutMs = options.timeoutMs ?? LIMITS.integrationTimeoutMs;
+  const route = routeOf(options.routes ?? [], method, event.rawPath);
+  const handler = route?.handler ?? options.handler;
+  const functionName = route?.functionName ?? options.functionName ?? 'registry';
   const outcome = await invokeWithTimeout(
-    () => options.handler(event, lambdaContext(options.functionName ?? 'registry', timeoutMs)),
+    () => handler(event, lambdaContext(functionName, timeoutMs)),
     timeoutMs,
   );
   if (outcome.kind === 'timeout') return refuse(GATEWAY_ERRORS.timeout, 'integration timeout');
@@ -157,6 +171,17 @@ async function serve(req: IncomingMessage, res: ServerResponse, options: Gateway
   }
   writeResult(res, outcome.result, method, requestId);
   done(res.statusCode);
+}
+
+/** The route a request takes: API Gateway prefers a matching route key over `$default`. */
+function routeOf(routes: readonly GatewayRoute[], method: string, path: string): GatewayRoute | undefined {
+  return routes.find(
+    (r) =>
+      r.method === method &&
+      (r.path.endsWith('/') && r.path !== '/'
+        ? path.startsWith(r.path) && path.length > r.path.length
+        : path === r.path),
+  );
 }
 
 type Outcome = { kind: 'result'; result: unknown } | { kind: 'error'; error: unknown } | { kind: 'timeout' };

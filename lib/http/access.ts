@@ -15,10 +15,14 @@ export function needOf(route: Route, method: string, mountFrom?: string): Need {
   switch (route.kind) {
     case 'base':
     case 'catalog':
-      // The catalog is filtered to what the caller may pull; any valid token may ask.
+    case 'browse':
+      // The catalog is filtered to what the caller may pull; any valid token may ask. So are the web
+      // UI's repository list and registry information (administrative parts need registry:catalog:*).
       return { kind: 'token' };
     case 'tags':
     case 'referrers':
+    case 'browse-repository':
+    case 'browse-manifest':
       return repository(route.name, 'pull');
     case 'manifest':
     case 'blob':

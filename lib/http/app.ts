@@ -16,6 +16,8 @@ import { handleManifest } from './routes/manifests.ts';
 import { handleUpload, handleUploadStart } from './routes/uploads.ts';
 import { handleDirectUpload } from './routes/direct-uploads.ts';
 import { handleUsage } from './routes/usage.ts';
+import { BrowseRoutes } from './routes/browse.ts';
+import { isWebPath, toResponse } from '../web/assets.ts';
 
 const COMMON_HEADERS = {
   'Docker-Distribution-Api-Version': 'registry/2.0',
@@ -51,7 +53,8 @@ export function createApp(options: HttpOptions): Hono<HttpEnv> {
   });
 
   app.onError((err, c) => renderFailure(c, err));
-  app.all('*', (c) => dispatch(c, options));
+  const browse = new BrowseRoutes(options);
+  app.all('*', (c) => dispatch(c, options, browse));
   return app;
 }
 
@@ -83,11 +86,18 @@ function queryOf(c: HttpContext): { query?: string } {
  * Routes the request. A HEAD on a route whose handler has no HEAD of its own runs the GET and
  * answers its status and headers without the body, so every GET route answers HEAD alike.
  */
-async function dispatch(c: HttpContext, options: HttpOptions): Promise<Response> {
+async function dispatch(c: HttpContext, options: HttpOptions, browse: BrowseRoutes): Promise<Response> {
   const path = rawPathOf(c);
   const method = c.req.method;
   // A browser's preflight carries no credentials: answered before routing and authentication.
   if (isPreflight(c.req.raw)) return preflight(c.req.raw, options.cors);
+  if (options.web && isWebPath(path)) {
+    const headers = {
+      acceptEncoding: c.req.header('Accept-Encoding'),
+      ifNoneMatch: c.req.header('If-None-Match'),
+    };
+    return toResponse(options.web.serve(method, path, headers));
+  }
   if (path === '/token' && options.auth) {
     if (method !== 'GET' && method !== 'POST' && method !== 'HEAD') {
       throw new RegistryError('UNSUPPORTED', `${method} is not supported on /token`, {
@@ -101,9 +111,9 @@ async function dispatch(c: HttpContext, options: HttpOptions): Promise<Response>
   const route = matchRoute(path);
   if (route && method === 'HEAD' && !NATIVE_HEAD.has(route.kind) && ALLOWED[route.kind].includes('GET')) {
     c.set('method', 'GET');
-    return withoutBody(await routeRequest(c, options, path, route));
+    return withoutBody(await routeRequest(c, options, path, route, browse));
   }
-  return routeRequest(c, options, path, route);
+  return routeRequest(c, options, path, route, browse);
 }
 
 /** The status and headers of a GET's response (Content-Length included), for a HEAD. */
@@ -117,6 +127,7 @@ async function routeRequest(
   options: HttpOptions,
   path: string,
   route: Route | undefined,
+  browse: BrowseRoutes,
 ): Promise<Response> {
   const method = c.req.method;
   if (!route) throw notFound(path);
@@ -155,5 +166,17 @@ async function routeRequest(
       return handleDirectUpload(c, options, parseName(route.name), route.id, route.action);
     case 'usage':
       return handleUsage(options);
+    case 'browse':
+      return route.what === 'info' ? browse.info(c) : browse.repositories(c);
+    case 'browse-repository': {
+      const name = parseName(route.name);
+      return route.what === 'tags' ? browse.tags(c, name) : browse.summary(c, name);
+    }
+    case 'browse-manifest': {
+      const name = parseName(route.name);
+      return route.impact
+        ? browse.impact(c, name, route.reference)
+        : browse.manifest(c, name, route.reference);
+    }
   }
 }

@@ -117,6 +117,13 @@ export function may(caller: Caller | undefined, repository: string, action: stri
 export const REFRESH_TOKEN_DAYS = 30;
 
 /**
+ * The web UI asks with `client_id=berth-ui`: its refresh token lives in the tab's session storage,
+ * so it gets a working day instead of docker's 30 days.
+ */
+export const WEB_CLIENT_ID = 'berth-ui';
+export const WEB_SESSION_HOURS = 8;
+
+/**
  * `GET /token` with Basic credentials (or none, for anonymous access), and the OAuth2 form
  * `POST /token` with `grant_type=password` or `grant_type=refresh_token`. The token carries what
  * was asked, less what the account may not do. `offline_token=true` (GET) or `access_type=offline`
@@ -128,6 +135,7 @@ export async function handleToken(c: HttpContext, auth: HttpAuth): Promise<Respo
   let refreshToken: string | undefined;
   let scopes: string[];
   let offline: boolean;
+  let clientId: string | undefined;
   if (c.req.method === 'POST') {
     const form = await readForm(c);
     const field = (name: string) => [form[name]].flat().filter((v): v is string => typeof v === 'string');
@@ -149,12 +157,14 @@ export async function handleToken(c: HttpContext, auth: HttpAuth): Promise<Respo
       .flatMap((s) => s.split(' '))
       .filter((s) => s !== '');
     offline = field('access_type')[0] === 'offline';
+    clientId = field('client_id')[0];
   } else {
     const basic = parseBasic(c.req.header('Authorization'));
     user = basic?.user;
     password = basic?.password;
     scopes = c.req.queries('scope') ?? [];
     offline = c.req.query('offline_token') === 'true';
+    clientId = c.req.query('client_id');
   }
   let account: Account | undefined;
   if (refreshToken !== undefined) {
@@ -187,7 +197,13 @@ export async function handleToken(c: HttpContext, auth: HttpAuth): Promise<Respo
   const access = grantAccess(await auth.accounts.permissionsOf(subject), parseScopes(scopes));
   const issued = await auth.tokens.issue(subject, access, account ? generationOf(account) : undefined);
   const refresh =
-    account && offline && refreshToken === undefined ? await issueRefreshToken(auth, account) : undefined;
+    account && offline && refreshToken === undefined
+      ? await issueRefreshToken(
+          auth,
+          account,
+          clientId === WEB_CLIENT_ID ? WEB_SESSION_HOURS * 3_600_000 : undefined,
+        )
+      : undefined;
   return Response.json(
     {
       token: issued.token,
@@ -200,8 +216,8 @@ export async function handleToken(c: HttpContext, auth: HttpAuth): Promise<Respo
   );
 }
 
-async function issueRefreshToken(auth: HttpAuth, account: Account): Promise<string> {
-  const limit = Date.now() + REFRESH_TOKEN_DAYS * 86_400_000;
+async function issueRefreshToken(auth: HttpAuth, account: Account, lifetimeMs?: number): Promise<string> {
+  const limit = Date.now() + (lifetimeMs ?? REFRESH_TOKEN_DAYS * 86_400_000);
   const expiresAt = new Date(Math.min(limit, account.expiresAt ? Date.parse(account.expiresAt) : limit));
   return auth.tokens.issueRefresh(account.name, passwordFingerprint(account), expiresAt);
 }

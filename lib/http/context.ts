@@ -4,6 +4,8 @@ import type { Mirror } from '../mirror/mirror.ts';
 import type { Registry } from '../registry/registry.ts';
 import type { Caller, HttpAuth } from './auth.ts';
 import type { CorsPolicy } from './cors.ts';
+import type { BrowseSettings } from '../browse/info.ts';
+import type { WebAssets } from '../web/assets.ts';
 
 export interface HttpOptions {
   /** Token authentication; absent, every request is allowed (a loopback-only server). */
@@ -16,6 +18,10 @@ export interface HttpOptions {
   readonly mirror?: Mirror;
   /** Which browser origins may call the API (CORS); absent, none (preflights get 405). */
   readonly cors?: CorsPolicy;
+  /** What the web UI's API tells about this registry; defaults describe an unnamed registry without rules. */
+  readonly browse?: Partial<BrowseSettings>;
+  /** The web UI's files, served at `/` and `/ui/` (the local server; on AWS a function of its own serves them). */
+  readonly web?: WebAssets;
 }
 
 /** What the runtime adapters put in Hono's `env`: the raw request, to route on the undecoded path. */

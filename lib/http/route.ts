@@ -10,7 +10,11 @@ export type Route =
   | { kind: 'blob'; name: string; digest: string }
   | { kind: 'referrers'; name: string; digest: string }
   | { kind: 'direct'; name: string; id: string; action: 'status' | 'parts' | 'complete' }
-  | { kind: 'usage' };
+  | { kind: 'usage' }
+  /** The web UI's read-only API (docs/web-ui.md). */
+  | { kind: 'browse'; what: 'info' | 'repositories' }
+  | { kind: 'browse-repository'; name: string; what: 'tags' | 'summary' }
+  | { kind: 'browse-manifest'; name: string; reference: string; impact: boolean };
 
 /**
  * The methods each route answers; anything else is 405 with an Allow header. Every route with a
@@ -27,6 +31,9 @@ export const ALLOWED: Record<Route['kind'], readonly string[]> = {
   referrers: ['GET', 'HEAD'],
   direct: ['GET', 'HEAD', 'POST'],
   usage: ['GET', 'HEAD'],
+  browse: ['GET', 'HEAD'],
+  'browse-repository': ['GET', 'HEAD'],
+  'browse-manifest': ['GET', 'HEAD'],
 };
 
 /** Routes whose handlers answer HEAD themselves (cheaper than their GET: no body is read). */
@@ -41,7 +48,19 @@ const PATTERNS: [RegExp, (m: RegExpExecArray) => Route][] = [
     /^\/v2\/(.+)\/_berth\/v1\/uploads\/([^/]+)(?:\/(parts|complete))?$/,
     (m) => ({ kind: 'direct', name: m[1]!, id: m[2]!, action: (m[3] as 'parts' | 'complete') ?? 'status' }),
   ],
+  [
+    /^\/v2\/(.+)\/_berth\/v1\/(tags|summary)$/,
+    (m) => ({ kind: 'browse-repository', name: m[1]!, what: m[2] as 'tags' | 'summary' }),
+  ],
+  [
+    /^\/v2\/(.+)\/_berth\/v1\/manifests\/([^/]+)(\/impact)?$/,
+    (m) => ({ kind: 'browse-manifest', name: m[1]!, reference: m[2]!, impact: m[3] !== undefined }),
+  ],
   [/^\/v2\/_catalog$/, () => ({ kind: 'catalog' })],
+  [
+    /^\/v2\/_berth\/v1\/(info|repositories)$/,
+    (m) => ({ kind: 'browse', what: m[1] as 'info' | 'repositories' }),
+  ],
   // Storage usage for cost reports (docs/gc.md); `_berth` cannot be a repository name either.
   [/^\/v2\/_berth\/v1\/usage$/, () => ({ kind: 'usage' })],
   [/^\/v2\/(.+)\/tags\/list$/, (m) => ({ kind: 'tags', name: m[1]! })],

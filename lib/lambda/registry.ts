@@ -12,6 +12,8 @@ import { lambdaVerificationDispatch } from './verifier.ts';
 import { createRegistry } from '../server/storage.ts';
 import { invocationFields } from './logging.ts';
 import { loginMetricLine } from './metrics.ts';
+import { browseSettingsOf } from '../browse/info.ts';
+import { immutableTagsOf, retentionOf } from '../gc/config.ts';
 
 /**
  * The registry as a Lambda runs it. The next request of an upload may land in another container,
@@ -61,5 +63,7 @@ export async function createLambdaApp(
       : undefined,
     redirect: { enabled: config.redirect, ttlSeconds: config.presignTtlSeconds },
     cors: corsPolicyOf(config),
+    // The web UI's pages are served by a function of their own (functions/ui.ts); its API is here.
+    browse: browseSettingsOf(config, { retention: retentionOf(config), immutable: immutableTagsOf(config) }),
   });
 }

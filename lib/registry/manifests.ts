@@ -10,6 +10,7 @@ import { mapLimit } from './concurrency.ts';
 import { parseStoredJson } from './json.ts';
 import { keys, meta } from './keys.ts';
 import type { Referrers } from './referrers.ts';
+import { tagSummaryMetadata } from './tag-summary-store.ts';
 
 export interface ManifestHead {
   readonly digest: ParsedDigest;
@@ -102,13 +103,19 @@ export class Manifests {
     // cannot leave a repository missing from /v2/_catalog.
     const writeManifest = () =>
       this.storage.put(keys.manifest(repo, digest), bytes, { contentType: manifest.mediaType });
-    await Promise.all([writeManifest(), this.storage.put(keys.catalog(repo), new Uint8Array(0))]);
+    // The web UI's tag listings read a summary kept with each tag instead of each manifest and config
+    // (docs/web-ui.md); it is read while the manifest is written.
+    const [summary] = await Promise.all([
+      tags.length > 0 ? tagSummaryMetadata(this.storage, repo, manifest) : Promise.resolve({}),
+      writeManifest(),
+      this.storage.put(keys.catalog(repo), new Uint8Array(0)),
+    ]);
     const subject = manifest.subject ? parseDigest(manifest.subject.digest) : undefined;
     const writeReferrer = () =>
       subject ? this.referrers.add(repo, subject, digest, referrerDescriptor(manifest)) : Promise.resolve();
     const written = tags.filter((tag) => pinned.get(tag) !== 'same');
     await Promise.all([
-      ...written.map((tag) => this.writeTag(repo, tag, manifest, pinned.get(tag))),
+      ...written.map((tag) => this.writeTag(repo, tag, manifest, pinned.get(tag), summary)),
       writeReferrer(),
     ]);
     if (written.length > 0) {
@@ -129,6 +136,7 @@ export class Manifests {
     tag: Tag,
     manifest: ParsedManifest,
     rule: ImmutableRule | 'same' | undefined,
+    summary: Record<string, string>,
   ): Promise<void> {
     const digest = manifest.digest;
     // A new immutable tag is created only if no racing push created it first.
@@ -136,7 +144,7 @@ export class Manifests {
     try {
       await this.storage.put(keys.tag(repo, tag), manifest.bytes, {
         contentType: manifest.mediaType,
-        metadata: { [meta.digest]: digest.digest },
+        metadata: { [meta.digest]: digest.digest, ...summary },
         ...(immutable ? { ifNoneMatch: '*' as const } : {}),
       });
     } catch (err) {

@@ -29,6 +29,10 @@ import {
   type GuardStats,
   type Refusal,
 } from './connections.ts';
+import { browseSettingsOf } from '../browse/info.ts';
+import { immutableTagsOf, retentionOf } from '../gc/config.ts';
+import { WebAssets } from '../web/assets.ts';
+import { findWebDir } from '../web/locate.ts';
 
 export interface RunningServer {
   readonly url: string;
@@ -51,10 +55,13 @@ export async function startLocalServer(config: Config, logger: Logger): Promise<
   const registry = createRegistry(config, { hashes: new InMemoryHashStates(), logger });
   const store = openAuthStore(config, config.s3.region);
   const auth = store ? await loadAuth(store, config.tokenTtlSeconds, logger) : undefined;
+  const web = await loadWeb(config, logger);
   const app = createApp({
     auth,
     registry,
     logger,
+    browse: browseSettingsOf(config, { retention: retentionOf(config), immutable: immutableTagsOf(config) }),
+    ...(web && { web }),
     mirror: createMirror(config, registry, logger, 'stream'),
     redirect: { enabled: config.redirect, ttlSeconds: config.presignTtlSeconds },
     cors: corsPolicyOf(config),
@@ -210,4 +217,14 @@ export function registryAnswer(refusal: Refusal): Answer {
 
 function answerResponse(answer: Answer): Response {
   return new Response(answer.body, { status: answer.status, headers: answer.headers });
+}
+
+/** The web UI's files, when it is on and built; a server without them still serves the registry. */
+async function loadWeb(config: Config, logger: Logger): Promise<WebAssets | undefined> {
+  if (!config.web) return undefined;
+  const dir = findWebDir();
+  const web = dir ? await WebAssets.load(dir) : undefined;
+  if (!web)
+    logger.warn('the web UI is not built, so / serves nothing: run `npm run build` (npm start builds it)');
+  return web;
 }

@@ -63,6 +63,20 @@ export interface ListPage {
   readonly truncated: boolean;
 }
 
+/** A key with what a listing says of it (S3's ListObjectsV2 gives these at no extra cost). */
+export interface ListedObject {
+  readonly key: string;
+  readonly size: number;
+  /** The same value a head of the key would give at that moment; changes on every write. */
+  readonly etag: string;
+  readonly lastModified: Date;
+}
+
+export interface DetailedListPage {
+  readonly objects: ListedObject[];
+  readonly truncated: boolean;
+}
+
 export interface PartInfo {
   readonly partNumber: number;
   readonly etag: string;
@@ -172,6 +186,12 @@ export interface StorageDriver {
   /** Deletes an object; deleting a missing key is not an error. */
   delete(key: string): Promise<void>;
   list(prefix: string, options?: ListOptions): Promise<ListPage>;
+  /**
+   * Optional: `list` with each key's size, etag and last-modified time, for stores whose listing
+   * carries them anyway (S3). Without it, callers that need them head each key
+   * (lib/browse/listing.ts), which on a local store costs what this would.
+   */
+  listObjects?(prefix: string, options?: ListOptions): Promise<DetailedListPage>;
   /**
    * A URL the client can fetch the object (or a HEAD of it) from directly, when the store can give one
    * (S3 presigning). Undefined means "stream it through the registry".

@@ -8,6 +8,8 @@ import { Registry } from '../../lib/registry/registry.ts';
 import { MemoryDriver } from '../../lib/storage/memory.ts';
 import type { StorageDriver } from '../../lib/storage/port.ts';
 import type { ImmutableRule } from '../../lib/gc/policy.ts';
+import type { BrowseSettings } from '../../lib/browse/info.ts';
+import type { WebAssets } from '../../lib/web/assets.ts';
 
 export interface TestRegistry {
   readonly storage: StorageDriver;
@@ -28,6 +30,9 @@ export interface TestOptions {
   /** How long an upload session's claim holds without renewal (default 60 s, as BERTH_UPLOAD_LEASE_SECONDS). */
   leaseMs?: number;
   cors?: CorsPolicy;
+  /** The web UI API's settings (name, expiry, retention rules). */
+  browse?: Partial<BrowseSettings>;
+  web?: WebAssets;
 }
 
 export function testRegistry(options: TestOptions = {}): TestRegistry {
@@ -52,6 +57,8 @@ export function testRegistry(options: TestOptions = {}): TestRegistry {
     redirect: { enabled: false, ttlSeconds: 0 },
     auth: options.auth,
     cors: options.cors,
+    browse: { immutable: options.immutableTags ?? [], ...options.browse },
+    ...(options.web && { web: options.web }),
   });
   return {
     storage,

@@ -83,15 +83,22 @@ describe('the default stack (no TTL)', () => {
     const routes = Object.values(resources(template, 'AWS::ApiGatewayV2::Route')).map(
       (r) => r.Properties.RouteKey,
     );
-    expect(routes.sort()).toEqual(['$default', 'GET /token', 'POST /token']);
+    expect(routes.sort()).toEqual(['$default', 'GET /', 'GET /token', 'GET /ui/{proxy+}', 'POST /token']);
     const integrations = resources(template, 'AWS::ApiGatewayV2::Integration');
-    expect(Object.keys(integrations)).toHaveLength(1);
+    expect(Object.keys(integrations)).toHaveLength(2);
     const registry = functionByBundle(template, 'Registry');
-    expect(Object.values(integrations)[0]!.Properties).toMatchObject({
-      IntegrationType: 'AWS_PROXY',
-      PayloadFormatVersion: '2.0',
-      IntegrationUri: { 'Fn::GetAtt': [registry.id, 'Arn'] },
-    });
+    const web = functionByBundle(template, 'Web');
+    // The web UI's two routes go to its own function; everything else to the registry.
+    const targets = Object.values(integrations).map((i) => i.Properties);
+    for (const fn of [registry, web]) {
+      expect(targets).toContainEqual(
+        expect.objectContaining({
+          IntegrationType: 'AWS_PROXY',
+          PayloadFormatVersion: '2.0',
+          IntegrationUri: { 'Fn::GetAtt': [fn.id, 'Arn'] },
+        }),
+      );
+    }
     const accessLogs = logicalId(template, 'AWS::Logs::LogGroup', 'HttpAccessLogs');
     template.resourceCountIs('AWS::ApiGatewayV2::Stage', 1);
     template.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
@@ -118,10 +125,10 @@ describe('the default stack (no TTL)', () => {
 
   it('runs every function on arm64 and nodejs22.x, from its bundle, with a log group with retention', () => {
     const functions = Object.values(resources(template, 'AWS::Lambda::Function'));
-    // registry, janitor, verifier, auth-bootstrap, teardown, and the two custom resource frameworks
-    expect(functions).toHaveLength(7);
+    // registry, janitor, verifier, web, auth-bootstrap, teardown, and the two custom resource frameworks
+    expect(functions).toHaveLength(8);
     const ours = functions.filter((f) => f.Properties.Handler === 'index.handler');
-    expect(ours).toHaveLength(5);
+    expect(ours).toHaveLength(6);
     for (const f of ours) {
       expect(f.Properties).toMatchObject({ Runtime: 'nodejs22.x', Architectures: ['arm64'] });
       expect(f.Properties.LoggingConfig).toMatchObject({ LogGroup: { Ref: expect.any(String) } });
@@ -145,7 +152,17 @@ describe('the default stack (no TTL)', () => {
       BERTH_LOG_LEVEL: 'info',
       BERTH_AUTH_SECRET: { Ref: secret },
       BERTH_VERIFIER_FUNCTION: { 'Fn::GetAtt': [verifier.id, 'Arn'] },
+      BERTH_REGISTRY_NAME: 'payments',
     });
+  });
+
+  it('serves the web UI from a small function with no storage, secret or other grant', () => {
+    const web = functionByBundle(template, 'Web');
+    expect(web.props).toMatchObject({ MemorySize: 256, Timeout: 5 });
+    expect(web.props.Environment).toBeUndefined();
+    expect(
+      Object.keys(resources(template, 'AWS::IAM::Policy')).filter((id) => id.startsWith('WebRole')),
+    ).toEqual([]);
   });
 
   it('grants the registry exactly the S3 actions and prefixes it uses, its secret and the verifier', () => {
@@ -154,8 +171,10 @@ describe('the default stack (no TTL)', () => {
     const verifier = functionByBundle(template, 'Verifier');
     const layout = ['blobs/', 'data/', 'repos/', 'catalog/', 'uploads/'].map(objects);
     const usageReport = { 'Fn::Join': ['', [arn, '/gc/usage.json']] };
+    const lastGcRun = { 'Fn::Join': ['', [arn, '/gc/last-run.json']] };
+    // The web UI API's tag summary cache (lib/browse/tags.ts): read and written, never deleted.
+    const summaries = objects('summaries/');
     const writes = [
-      { Effect: 'Allow', Action: 's3:PutObject', Resource: layout },
       { Effect: 'Allow', Action: 's3:DeleteObject', Resource: ['data/', 'repos/', 'uploads/'].map(objects) },
       {
         Effect: 'Allow',
@@ -166,15 +185,16 @@ describe('the default stack (no TTL)', () => {
       { Effect: 'Allow', Action: 's3:ListBucket', Resource: arn },
     ];
     expect(grants(template, 'Registry')).toEqual([
-      { Effect: 'Allow', Action: 's3:GetObject', Resource: [...layout, usageReport] },
+      { Effect: 'Allow', Action: 's3:GetObject', Resource: [...layout, summaries, usageReport, lastGcRun] },
+      { Effect: 'Allow', Action: 's3:PutObject', Resource: [...layout, summaries] },
       ...writes,
       { Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: { Ref: secret } },
       { Effect: 'Allow', Action: 'lambda:InvokeFunction', Resource: { 'Fn::GetAtt': [verifier.id, 'Arn'] } },
     ]);
-    // The verifier does what direct uploads need, without the usage report.
+    // The verifier does what direct uploads need, without the reports and the summary cache.
     expect(grants(template, 'Verifier')).toEqual([
       { Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject'], Resource: layout },
-      ...writes.slice(1),
+      ...writes,
     ]);
   });
 
@@ -365,8 +385,8 @@ describe('the default stack (no TTL)', () => {
     expect(expressions).toEqual(
       expect.arrayContaining([
         'IF(requests >= 20, 100 * errors / requests, 0)',
-        'e0 + e1 + e2',
-        'MAX([d0 / 29000, d1 / 900000, d2 / 900000])',
+        'e0 + e1 + e2 + e3',
+        'MAX([d0 / 29000, d1 / 900000, d2 / 900000, d3 / 5000])',
       ]),
     );
     template.resourceCountIs('AWS::SNS::Topic', 0);
@@ -466,10 +486,15 @@ describe('an ephemeral registry (ttl)', () => {
       Tags: Match.objectLike({ 'expires-at': '2026-12-05T10:01:00.000Z' }),
     });
     expect(template.toJSON().Outputs.ExpiresAt.Value).toBe('2026-12-05T10:01:00.000Z');
+    // The web UI says when the registry goes.
+    const registry = functionByBundle(template, 'Registry');
+    expect((registry.props.Environment as { Variables: Record<string, unknown> }).Variables).toMatchObject({
+      BERTH_EXPIRES_AT: '2026-12-05T10:01:00.000Z',
+    });
     const expressions = Object.values(resources(template, 'AWS::CloudWatch::Alarm')).flatMap((a) =>
       ((a.Properties.Metrics ?? []) as { Expression?: string }[]).flatMap((m) => m.Expression ?? []),
     );
-    expect(expressions).toContain('e0 + e1 + e2 + e3');
+    expect(expressions).toContain('e0 + e1 + e2 + e3 + e4');
   });
 
   it('accepts an absolute expiry instead, and refuses bad lifetimes and retained data', () => {

@@ -5,6 +5,7 @@ import type { RepositoryName } from '../../oci/names.ts';
 import type { NamePage } from '../../registry/listing.ts';
 import type { HttpContext, HttpOptions } from '../context.ts';
 import { allowedActions } from '../../auth/grants.ts';
+import type { Caller } from '../auth.ts';
 
 /** Pages larger than this are cut short (with a Link to the rest): bounded work per request. */
 export const MAX_PAGE = 10_000;
@@ -38,17 +39,20 @@ export async function handleCatalog(c: HttpContext, options: HttpOptions): Promi
  * With authentication on, the catalog shows only the repositories the caller may pull, unless its
  * token carries `registry:catalog:*`.
  */
-async function catalogFilter(
+export async function catalogFilter(
   c: HttpContext,
   options: HttpOptions,
 ): Promise<((name: string) => boolean) | undefined> {
   const caller = c.get('caller');
   if (!caller || !options.auth) return undefined;
-  if (caller.access.some((a) => a.type === 'registry' && a.name === 'catalog' && a.actions.includes('*'))) {
-    return undefined;
-  }
+  if (hasCatalogGrant(caller)) return undefined;
   const { grants } = await options.auth.accounts.permissionsOf(caller.subject);
   return (name) => allowedActions(grants, name).has('pull');
+}
+
+/** Whether the caller's token carries `registry:catalog:*` (every repository, registry-wide reports). */
+export function hasCatalogGrant(caller: Caller): boolean {
+  return caller.access.some((a) => a.type === 'registry' && a.name === 'catalog' && a.actions.includes('*'));
 }
 
 /** GET `/v2/<name>/referrers/<digest>?artifactType=`: an OCI index, empty for an unknown subject. */

@@ -12,6 +12,7 @@ import {
   ChecksumMismatch,
   PreconditionFailed,
   type ByteRange,
+  type DetailedListPage,
   type ListOptions,
   type ListPage,
   type ObjectInfo,
@@ -161,6 +162,11 @@ export class S3Driver implements StorageDriver {
   }
 
   async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
+    const page = await this.listObjects(prefix, options);
+    return { keys: page.objects.map((o) => o.key), truncated: page.truncated };
+  }
+
+  async listObjects(prefix: string, options: ListOptions = {}): Promise<DetailedListPage> {
     const limit = pageLimit(options.limit);
     try {
       const answer = await this.client.send(
@@ -172,8 +178,17 @@ export class S3Driver implements StorageDriver {
         }),
       );
       return {
-        keys: (answer.Contents ?? []).flatMap(({ Key }) =>
-          Key === undefined ? [] : [this.keys.fromBucket(Key)],
+        objects: (answer.Contents ?? []).flatMap(({ Key, Size, ETag, LastModified }) =>
+          Key === undefined
+            ? []
+            : [
+                {
+                  key: this.keys.fromBucket(Key),
+                  size: Size ?? 0,
+                  etag: ETag ?? '',
+                  lastModified: LastModified ?? new Date(0),
+                },
+              ],
         ),
         truncated: answer.IsTruncated ?? false,
       };
