@@ -93,6 +93,13 @@ export const configSchema = z.object({
    * store a restarted server frees such sessions at once.
    */
   uploadLeaseSeconds: size.pipe(z.number().min(3)).default(60),
+  /**
+   * Upload sessions one client (its account; without authentication, its address) may hold open at
+   * once in this process (on Lambda: per container); more get 429 TOOMANYREQUESTS.
+   */
+  uploadSessionsPerClient: size.default(1000),
+  /** Bytes one client may hold in upload sessions not yet completed (the same counting). */
+  uploadBytesPerClient: size.default(64 * GiB),
   /** Accounts and the token signing key (written by `berth users`); set, authentication is on. */
   authFile: z.string().min(1).optional(),
   /**

@@ -13,6 +13,8 @@ export const ENV_VARS: Record<string, string> = {
   BERTH_MOUNT_WITHOUT_FROM: 'mountWithoutFrom',
   BERTH_UPLOAD_TTL: 'uploadTtlSeconds',
   BERTH_UPLOAD_LEASE_SECONDS: 'uploadLeaseSeconds',
+  BERTH_UPLOAD_SESSIONS_PER_CLIENT: 'uploadSessionsPerClient',
+  BERTH_UPLOAD_BYTES_PER_CLIENT: 'uploadBytesPerClient',
   BERTH_SHUTDOWN_GRACE: 'shutdownGraceSeconds',
   BERTH_HEADERS_TIMEOUT: 'headersTimeoutSeconds',
   BERTH_BODY_TIMEOUT: 'bodyTimeoutSeconds',

@@ -11,6 +11,7 @@ import { Referrers } from './referrers.ts';
 import { DirectUploads, type DirectUploadOptions } from './direct-uploads.ts';
 import { Uploads, type UploadLimits } from './uploads.ts';
 import { SessionStore } from './upload-session.ts';
+import { UploadQuota, type UploadQuotaLimits } from './upload-quota.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { ImmutableRule } from '../gc/policy.ts';
 
@@ -27,6 +28,8 @@ export interface RegistryOptions {
   readonly immutableTags?: readonly ImmutableRule[];
   /** For what happens outside a request (background verifications). */
   readonly logger?: Logger;
+  /** Caps on what one client holds in open upload sessions; absent, none (lib/registry/upload-quota.ts). */
+  readonly uploadQuota?: UploadQuotaLimits;
 }
 
 /** Direct-upload defaults: see docs/upload-extension.md for how the sync limit was measured. */
@@ -54,6 +57,7 @@ export class Registry {
     this.sessions = new SessionStore(options.storage, {
       leaseMs: options.limits.leaseMs,
       exclusive: options.storage.exclusive ?? false,
+      ...(options.uploadQuota && { quota: new UploadQuota(options.uploadQuota) }),
     });
     this.uploads = new Uploads(options.storage, this.blobs, options.hashes, options.limits, this.sessions);
     this.direct = new DirectUploads(

@@ -6,6 +6,7 @@ import type { RepositoryName } from '../oci/names.ts';
 import { PreconditionFailed, type StorageDriver } from '../storage/port.ts';
 import { parseStoredJson } from './json.ts';
 import { keys, meta } from './keys.ts';
+import type { UploadQuota } from './upload-quota.ts';
 
 /*
  * Upload sessions: one object per session (`uploads/<id>.json`), written only conditionally on the
@@ -174,6 +175,8 @@ export interface SessionStoreOptions {
   readonly holder?: string;
   /** The renewal timer; tests replace it. */
   readonly renewEveryMs?: number;
+  /** Caps on what one client holds in open sessions (counted in this process); absent, none. */
+  readonly quota?: UploadQuota;
 }
 
 const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -184,6 +187,7 @@ const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a
  */
 export class SessionStore {
   readonly leaseMs: number;
+  readonly quota: UploadQuota | undefined;
   private readonly holder: string;
   private readonly exclusive: boolean;
   private readonly renewEveryMs: number;
@@ -193,16 +197,23 @@ export class SessionStore {
     options: SessionStoreOptions,
   ) {
     this.leaseMs = options.leaseMs;
+    this.quota = options.quota;
     this.holder = options.holder ?? randomUUID();
     this.exclusive = options.exclusive ?? false;
     this.renewEveryMs = options.renewEveryMs ?? Math.max(1_000, Math.floor(options.leaseMs / 3));
   }
 
+  /**
+   * Opens a session. `client` (the account, or the address without authentication) is what the
+   * quota counts it against; a client at its cap gets TOOMANYREQUESTS before anything is written.
+   */
   async create(
     repo: RepositoryName,
     algorithm: DigestAlgorithm,
     owner?: string,
+    client?: string,
   ): Promise<LoadedSession<OpenSession>> {
+    if (client !== undefined) this.quota?.check(client);
     const state: OpenSession = {
       v: 2,
       status: 'open',
@@ -219,6 +230,7 @@ export class SessionStore {
       ifNoneMatch: '*',
       contentType: 'application/json',
     });
+    if (client !== undefined) this.quota?.open(client, state.id);
     return { state, etag: info.etag };
   }
 
@@ -307,7 +319,7 @@ export class SessionStore {
             ? current
             : await this.replace(current, discardingOf(current.state));
         await this.removeNamed(owned.state as Of<'discarding'>);
-        await this.storage.delete(keys.session(owned.state.id));
+        await this.delete(owned.state.id);
         return true;
       } catch (err) {
         if (!(err instanceof PreconditionFailed) || attempt === 3) throw err;
@@ -333,6 +345,7 @@ export class SessionStore {
 
   async delete(id: string): Promise<void> {
     await this.storage.delete(keys.session(id));
+    this.quota?.close(id);
   }
 }
 

@@ -43,6 +43,12 @@ export interface ChunkExpectation {
   readonly length?: number;
 }
 
+/** What one request may still add to its client's open sessions (lib/registry/upload-quota.ts). */
+interface Budget {
+  readonly client: string;
+  readonly remaining: number;
+}
+
 interface Received {
   writer: PartWriter;
   hash: RunningHash | undefined;
@@ -80,8 +86,9 @@ export class Uploads {
     repo: RepositoryName,
     algorithm: DigestAlgorithm = 'sha256',
     owner?: string,
+    client?: string,
   ): Promise<UploadStatus> {
-    return view((await this.sessions.create(repo, algorithm, owner)).state);
+    return view((await this.sessions.create(repo, algorithm, owner, client)).state);
   }
 
   async status(repo: RepositoryName, id: string, owner?: string): Promise<UploadStatus> {
@@ -94,13 +101,14 @@ export class Uploads {
     body: AsyncIterable<Uint8Array> | null,
     expect: ChunkExpectation,
     owner?: string,
+    client?: string,
   ): Promise<UploadStatus> {
-    const claim = await this.claim(repo, id, expect, owner);
+    const [claim, budget] = await this.claim(repo, id, expect, owner, client);
     const state = claim.state;
     let newTail: { key: string; size: number } | undefined;
     let writer: PartWriter | undefined;
     try {
-      const received = await this.receive(claim, body, expect);
+      const received = await this.receive(claim, body, expect, budget);
       writer = received.writer;
       if (received.offset === state.offset) {
         // No bytes: nothing changes.
@@ -129,6 +137,7 @@ export class Uploads {
           : undefined,
       };
       await this.finishClaim(claim, next);
+      this.sessions.quota?.update(state.id, next.offset);
       if (state.tail && !state.tail.published) await this.storage.delete(state.tail.key);
       return view(next);
     } catch (err) {
@@ -147,19 +156,20 @@ export class Uploads {
     body: AsyncIterable<Uint8Array> | null,
     expect: ChunkExpectation,
     owner?: string,
+    client?: string,
   ): Promise<BlobInfo> {
     // A last request without bytes on a session whose bytes are all in its tail (a small blob pushed
     // as PATCH then PUT, docker's way): the tail object becomes the blob's data as it is, with no
     // read and no rewrite. Marked in the claim, before a blob can name it (see the session's tail).
     const empty = body === null || expect.length === 0;
-    const claim = await this.claim(repo, id, expect, owner, (state) =>
+    const [claim, budget] = await this.claim(repo, id, expect, owner, client, (state) =>
       empty && state.tail && !state.multipartId && state.tail.key.startsWith('data/')
         ? { ...state, tail: { ...state.tail, published: true } }
         : state,
     );
     let writer: PartWriter | undefined;
     try {
-      const received = await this.receive(claim, body, expect);
+      const received = await this.receive(claim, body, expect, budget);
       writer = received.writer;
       const source = await this.finish(claim, received, digest);
       const info = await this.blobs.storeAndLink(repo, digest, source);
@@ -198,13 +208,14 @@ export class Uploads {
     body: AsyncIterable<Uint8Array> | null,
     expect: ChunkExpectation,
     owner?: string,
+    client?: string,
   ): Promise<BlobInfo> {
     if (
       expect.length === undefined ||
       expect.length > Math.min(this.limits.partSize, this.limits.maxBlobSize)
     ) {
-      const session = await this.sessions.create(repo, digest.algorithm, owner);
-      return this.complete(repo, session.state.id, digest, body, expect, owner);
+      const session = await this.sessions.create(repo, digest.algorithm, owner, client);
+      return this.complete(repo, session.state.id, digest, body, expect, owner, client);
     }
     const length = expect.length;
     const bytes = await readLimited(body, length, () => lengthMismatch(length, `more than ${length}`));
@@ -284,8 +295,9 @@ export class Uploads {
     id: string,
     expect: ChunkExpectation,
     owner: string | undefined,
+    client: string | undefined,
     change?: (state: OpenSession) => OpenSession,
-  ): Promise<Claim<OpenSession>> {
+  ): Promise<[Claim<OpenSession>, Budget | undefined]> {
     const loaded = await this.sessions.load(repo, id, owner);
     if (loaded.state.status !== 'open') {
       throw new RegistryError(
@@ -294,7 +306,14 @@ export class Uploads {
       );
     }
     checkStart(loaded.state, expect);
-    return this.sessions.claim(loaded as LoadedSession<OpenSession>, change);
+    // Bytes are counted before they come: a client whose open sessions hold its cap sends no more,
+    // and one request may bring at most what is left.
+    const quota = this.sessions.quota;
+    const budget =
+      client !== undefined && quota
+        ? { remaining: quota.admit(client, id, loaded.state.offset, expect.length), client }
+        : undefined;
+    return [await this.sessions.claim(loaded as LoadedSession<OpenSession>, change), budget];
   }
 
   /**
@@ -305,6 +324,7 @@ export class Uploads {
     claim: Claim<OpenSession>,
     body: AsyncIterable<Uint8Array> | null,
     expect: ChunkExpectation,
+    budget: Budget | undefined,
   ): Promise<Received> {
     const state = claim.state;
     const writer = new PartWriter(
@@ -348,6 +368,9 @@ export class Uploads {
               'BLOB_UPLOAD_INVALID',
               `request body is longer than the ${expect.length} bytes announced`,
             );
+          }
+          if (budget && received > budget.remaining) {
+            throw this.sessions.quota!.overflow(budget.client, budget.remaining, received);
           }
           if (state.offset + received > this.limits.maxBlobSize) {
             throw new RegistryError(

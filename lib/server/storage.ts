@@ -51,6 +51,11 @@ export function createRegistry(config: Config, runtime: RegistryRuntime): Regist
     },
     mountWithoutFrom: config.mountWithoutFrom,
     immutableTags: immutableTagsOf(config),
+    uploadQuota: {
+      sessions: config.uploadSessionsPerClient,
+      bytes: config.uploadBytesPerClient,
+      idleMs: config.uploadTtlSeconds * 1000,
+    },
     direct: {
       presignTtlSeconds: config.presignTtlSeconds,
       syncVerifyLimit: config.verifySyncLimit,

@@ -5,6 +5,7 @@ import type { CorsPolicy } from '../../lib/http/cors.ts';
 import { createLogger } from '../../lib/logging/logger.ts';
 import { InMemoryHashStates, SerializedHashStates, type HashStates } from '../../lib/registry/hashing.ts';
 import { Registry } from '../../lib/registry/registry.ts';
+import type { UploadQuotaLimits } from '../../lib/registry/upload-quota.ts';
 import { MemoryDriver } from '../../lib/storage/memory.ts';
 import type { StorageDriver } from '../../lib/storage/port.ts';
 import type { ImmutableRule } from '../../lib/gc/policy.ts';
@@ -29,6 +30,8 @@ export interface TestOptions {
   immutableTags?: readonly ImmutableRule[];
   /** How long an upload session's claim holds without renewal (default 60 s, as BERTH_UPLOAD_LEASE_SECONDS). */
   leaseMs?: number;
+  /** Caps per client on open upload sessions (default: none). */
+  uploadQuota?: UploadQuotaLimits;
   cors?: CorsPolicy;
   /** The web UI API's settings (name, expiry, retention rules). */
   browse?: Partial<BrowseSettings>;
@@ -50,6 +53,7 @@ export function testRegistry(options: TestOptions = {}): TestRegistry {
     mountWithoutFrom: options.mountWithoutFrom ?? false,
     referrersPageSize: options.referrersPageSize,
     immutableTags: options.immutableTags,
+    ...(options.uploadQuota && { uploadQuota: options.uploadQuota }),
   });
   const app = createApp({
     registry,

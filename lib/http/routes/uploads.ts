@@ -5,7 +5,7 @@ import type { BlobInfo } from '../../registry/blobs.ts';
 import type { ChunkExpectation, UploadStatus } from '../../registry/uploads.ts';
 import { contentLength, requestBody } from '../body.ts';
 import { methodOf, type HttpContext, type HttpOptions } from '../context.ts';
-import { may } from '../auth.ts';
+import { may, sourceOf } from '../auth.ts';
 import { parseContentRange } from '../ranges.ts';
 
 /** POST `/v2/<name>/blobs/uploads/`: start a session, upload whole, or mount from another repository. */
@@ -16,6 +16,7 @@ export async function handleUploadStart(
 ): Promise<Response> {
   const { registry } = options;
   const owner = c.get('caller')?.subject;
+  const client = clientOf(c);
   const mount = c.req.query('mount');
   if (mount !== undefined) {
     const digest = parseDigest(mount);
@@ -36,10 +37,11 @@ export async function handleUploadStart(
       requestBody(c),
       expectation(c),
       owner,
+      client,
     );
     return created(repo, info);
   }
-  return accepted(await registry.uploads.start(repo, 'sha256', owner), 202);
+  return accepted(await registry.uploads.start(repo, 'sha256', owner, client), 202);
 }
 
 /** GET, PATCH, PUT and DELETE of `/v2/<name>/blobs/uploads/<id>`. */
@@ -51,12 +53,13 @@ export async function handleUpload(
 ): Promise<Response> {
   const uploads = options.registry.uploads;
   const owner = c.get('caller')?.subject;
+  const client = clientOf(c);
   try {
     switch (methodOf(c)) {
       case 'GET':
         return accepted(await uploads.status(repo, id, owner), 204);
       case 'PATCH':
-        return accepted(await uploads.append(repo, id, requestBody(c), expectation(c), owner), 202);
+        return accepted(await uploads.append(repo, id, requestBody(c), expectation(c), owner, client), 202);
       case 'PUT': {
         const digestParam = c.req.query('digest');
         if (!digestParam) {
@@ -66,7 +69,10 @@ export async function handleUpload(
           );
         }
         const digest: ParsedDigest = parseDigest(digestParam);
-        return created(repo, await uploads.complete(repo, id, digest, requestBody(c), expectation(c), owner));
+        return created(
+          repo,
+          await uploads.complete(repo, id, digest, requestBody(c), expectation(c), owner, client),
+        );
       }
       default:
         await uploads.cancel(repo, id, owner);
@@ -80,6 +86,15 @@ export async function handleUpload(
     }
     throw err;
   }
+}
+
+/**
+ * Who the upload caps count against: the account when authentication is on (anonymous pushers by
+ * address), the source address without it.
+ */
+function clientOf(c: HttpContext): string {
+  const caller = c.get('caller');
+  return caller?.subject ? `account:${caller.subject}` : `address:${sourceOf(c)}`;
 }
 
 function expectation(c: HttpContext): ChunkExpectation {
