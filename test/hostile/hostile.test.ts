@@ -522,6 +522,55 @@ describe.each<Target>(['local', 'gateway'])('%s', (target) => {
     });
   });
 
+  describe('finding 7: abandoned upload sessions are capped per client', () => {
+    it('2,000 sessions opened and fed 100 KiB each by one address: 1,000 open, the rest 429 TOOMANYREQUESTS; others still push', async () => {
+      const berth = await start(target);
+      try {
+        const chunk = Buffer.alloc(100 * 1024, 7);
+        const outcomes: Record<string, number> = {};
+        const started = performance.now();
+        for (let i = 0; i < 2000; i++) {
+          const opened = await call(`${berth.url}/v2/hostile/app/blobs/uploads/`, {
+            method: 'POST',
+            source: ATTACKER,
+          });
+          outcomes[opened.status] = (outcomes[opened.status] ?? 0) + 1;
+          if (opened.status !== 202) {
+            if (i === 1999) {
+              expect(opened.status).toBe(429);
+              expect(JSON.parse(opened.body.toString()).errors[0].code).toBe('TOOMANYREQUESTS');
+              expect(opened.headers['retry-after']).toBe('60');
+            }
+            continue;
+          }
+          const patch = await call(`${berth.url}${String(opened.headers.location)}`, {
+            method: 'PATCH',
+            source: ATTACKER,
+            headers: { 'Content-Type': 'application/octet-stream' },
+            body: chunk,
+          });
+          expect(patch.status).toBe(202);
+        }
+        const seconds = (performance.now() - started) / 1000;
+        expect(outcomes).toEqual({ 202: 1000, 429: 1000 });
+        const stored = Number(execFileSync('du', ['-sb', berth.options.dataDir]).toString().split('\t')[0]);
+        // 1,000 sessions of 100 KiB: about 100 MiB, where 2,000 took 210 MiB.
+        expect(stored).toBeLessThan(130 * 1024 * 1024);
+        const normal = await normalClient(berth.url, { source: '127.0.0.2' });
+        figures.push({
+          target,
+          attack: '2,000 × (POST an upload session, PATCH 100 KiB, go away) from one address',
+          held: `1000 sessions open (the per-client cap), ${Math.round(stored / 1048576)} MiB on disk`,
+          memory: `RSS ${mib(berth.rssMiB())} after ${seconds.toFixed(0)} s`,
+          normalClient: ms(normal),
+          outcome: describeTally(outcomes),
+        });
+      } finally {
+        await berth.stop();
+      }
+    });
+  });
+
   if (target === 'gateway') {
     describe('finding 6: berth serve --lambda on the filesystem store', () => {
       it('pulls a 9 MiB blob: a 307 to a signed storage URL the gateway serves, not a 502', async () => {
