@@ -93,7 +93,33 @@ export function makePool(rng: Rng, options: { bigBlob: boolean }): { images: Ima
     return { blobs: [], manifest, digest: sha256(manifest), mediaType: OCI_INDEX, children };
   };
   images.push(index([images[0]!, images[1]!]), index([images[2]!, images[3]!]));
-  return { images, blobs: [...layers] };
+  // A signature-like artifact whose subject is the first image: a referrer entry under it.
+  const empty = blobOf(new TextEncoder().encode('{}'));
+  const signature = blobOf(bytesOf(rng, rng.int(50, 500)));
+  const subject = images[0]!;
+  const artifact = new TextEncoder().encode(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      artifactType: 'application/vnd.dev.cosign.artifact.sig.v1+json',
+      config: {
+        mediaType: 'application/vnd.oci.empty.v1+json',
+        digest: empty.digest,
+        size: empty.bytes.byteLength,
+      },
+      layers: [
+        { mediaType: 'application/octet-stream', digest: signature.digest, size: signature.bytes.byteLength },
+      ],
+      subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.manifest.byteLength },
+    }),
+  );
+  images.push({
+    blobs: [empty, signature],
+    manifest: artifact,
+    digest: sha256(artifact),
+    mediaType: OCI_MANIFEST,
+  });
+  return { images, blobs: [...layers, signature] };
 }
 
 type Outcome = Event['outcome'];

@@ -212,9 +212,11 @@ function parseDigest(digest: string) {
 export async function acknowledgedTags(c: Container, history: readonly Event[]): Promise<string[]> {
   const problems: string[] = [];
   const byTag = new Map<string, Event[]>();
-  const puts = history.filter((e) => e.op === 'put' && e.tag);
+  // A retention rule deletes tags of team/* by design: those are not judged when one ran.
+  const retained = history.some((e) => e.op === 'retention');
+  const puts = history.filter((e) => e.op === 'put' && e.tag && !(retained && e.repo.startsWith('team/')));
   for (const e of puts) byTag.set(`${e.repo}:${e.tag}`, [...(byTag.get(`${e.repo}:${e.tag}`) ?? []), e]);
-  for (const e of history.filter((e) => e.op === 'deleteTag')) {
+  for (const e of history.filter((e) => e.op === 'deleteTag' && !(retained && e.repo.startsWith('team/')))) {
     byTag.set(`${e.repo}:${e.tag}`, [...(byTag.get(`${e.repo}:${e.tag}`) ?? []), e]);
   }
   for (const [ref, events] of byTag) {

@@ -81,7 +81,10 @@ export async function simulate(seed: number, config: SimConfig): Promise<SimResu
       if (rng.chance(0.3)) await world.janitor();
       else {
         gcRuns++;
-        await world.gc({ deleteUntagged: rng.chance(0.5) });
+        // Some collections apply a retention rule to team/*: keep the newest tag, delete the others.
+        const retention = rng.chance(0.3) ? [{ repositories: 'team/*', keepLast: 1 }] : [];
+        if (retention.length > 0) world.record({ client: 'janitor', op: 'retention', repo: 'team/*' });
+        await world.gc({ deleteUntagged: rng.chance(0.5), retention });
       }
     }
   };
