@@ -10,12 +10,12 @@ import { keys } from './keys.ts';
 import { PartWriter } from './part-writer.ts';
 import { storeTime } from './store-clock.ts';
 import {
-  busy,
   type Claim,
   type LoadedSession,
   type OpenSession,
   type SessionState,
   type SessionStore,
+  unknownUpload,
 } from './upload-session.ts';
 
 export interface UploadLimits {
@@ -240,7 +240,7 @@ export class Uploads {
       );
     }
     try {
-      if (!(await this.sessions.discard(loaded))) throw unknownAfterRace(repo, id);
+      if (!(await this.sessions.discard(loaded))) throw unknownUpload(repo, id);
     } catch (err) {
       if (err instanceof RegistryError && err.status === 416) {
         throw new RegistryError(
@@ -490,15 +490,7 @@ function changedMeanwhile(): RegistryError {
   );
 }
 
-function unknownAfterRace(repo: RepositoryName, id: string): RegistryError {
-  return new RegistryError(
-    'BLOB_UPLOAD_UNKNOWN',
-    `upload ${id.slice(0, 64)} is not in progress in repository ${repo}`,
-  );
-}
-
 function view(state: SessionState): UploadStatus {
-  void busy;
   return { id: state.id, repo: state.repo as RepositoryName, offset: state.offset };
 }
 
