@@ -16,7 +16,10 @@ import { writeAppLayout, type PushedLayout } from './images.ts';
 const TARGET = process.env.BERTH_WEB_TARGET === 'lambda' ? 'lambda' : 'local';
 const CHROMIUM = process.env.BERTH_CHROMIUM ?? '/usr/bin/chromium';
 const PASSWORDS = { admin: 'admin-password-1', dev: 'dev-password-1', reader: 'reader-password-1' };
-const EXPIRES_AT = '2030-06-01T12:00:00.000Z';
+// A year and a bit from now (whole minutes, as the page shows it): never a fixed date, which would
+// one day lie in the past and turn the notice into "expired".
+const EXPIRES_AT = new Date(Math.ceil((Date.now() + 400 * 86_400_000) / 60_000) * 60_000).toISOString();
+const EXPIRES_SHOWN = `${EXPIRES_AT.slice(0, 10)} ${EXPIRES_AT.slice(11, 19)} UTC`;
 // README screenshots come from the run against npm start; the Lambda run keeps its own.
 const SHOTS = TARGET === 'local' ? join(repoRoot, 'docs', 'screenshots') : undefined;
 // oras (for the SBOM referrer) is built by setup-clients.sh into the cache's bin/.
@@ -237,7 +240,7 @@ describe(`the web UI (${TARGET === 'local' ? 'npm start' : 'Lambda gateway on S3
     await page.getByRole('link', { name: 'public/tool' }).waitFor();
     process.stdout.write(`[web] first screen usable after ${Date.now() - started} ms (${TARGET})\n`);
     expect(await page.getByRole('link', { name: 'team/app' }).count()).toBe(0);
-    await expect(page.getByRole('note').textContent()).resolves.toContain('2030-06-01 12:00:00 UTC');
+    await expect(page.getByRole('note').textContent()).resolves.toContain(EXPIRES_SHOWN);
     await expect(page.locator('footer').textContent()).resolves.toContain(`docker login ${berth.host}`);
     await expect(page.locator('.registry-name').textContent()).resolves.toBe('payments');
     await context.close();
