@@ -20,7 +20,7 @@ import { ControlledStore, runAs } from '../sim/controlled-store.ts';
 import { imageManifest } from '../http/harness.ts';
 
 /**
- * Garbage collection killed and resumed (issue #17, item 3), and what keeps two collectors from
+ * Garbage collection killed and resumed, and what keeps two collectors from
  * working at once, on every store.
  */
 

@@ -10,7 +10,7 @@ import { gc, imageOf, pullAndVerify, push } from '../gc/harness.ts';
 import { testRegistry } from '../http/harness.ts';
 
 /**
- * What a crash mid-write leaves in a filesystem store's `.tmp/` (issue #17, item 6): files being
+ * What a crash mid-write leaves in a filesystem store's `.tmp/` (RELIABILITY.md, finding 6): files being
  * written, a staging directory of a multipart upload, and a second hard link to an object just
  * published (link(2), then the crash before the temp name was removed). Its bytes must not outlive
  * the object.

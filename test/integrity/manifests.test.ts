@@ -17,7 +17,7 @@ import {
 import { ControlledStore, pauseAt, runAs } from '../sim/controlled-store.ts';
 
 /**
- * Manifests and tags under races and crashes (issue #17, items 2, 7 and 8), on every store.
+ * Manifests and tags under races and crashes, on every store (RELIABILITY.md, findings 2, 7 and 8).
  */
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';

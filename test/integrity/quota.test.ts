@@ -3,7 +3,7 @@ import { parseConfig } from '../../lib/config/config.ts';
 import { randomBytes, sha256, testRegistry, type TestRegistry } from '../http/harness.ts';
 
 /**
- * Caps per client on open upload sessions (issue #18, finding 7: 2,000 abandoned sessions from one
+ * Caps per client on open upload sessions (before them, 2,000 abandoned sessions from one
  * client cost 210 MiB of disk for a day). The account is the client with authentication on; without
  * it, the source address.
  */

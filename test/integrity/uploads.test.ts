@@ -8,7 +8,7 @@ import { gcDrivers } from '../gc/harness.ts';
 import { ControlledStore, pauseAt, runAs, writes } from '../sim/controlled-store.ts';
 
 /**
- * Upload sessions under races and crashes (issue #17, items 1 and 5), on every store. Each race is
+ * Upload sessions under races and crashes, on every store (RELIABILITY.md, findings 1 and 5). Each race is
  * placed exactly: one request is held at a storage call (test/sim/controlled-store.ts) while the
  * other runs whole.
  */
