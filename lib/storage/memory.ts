@@ -8,6 +8,7 @@ import {
   PreconditionFailed,
   S3_LIMITS,
   type ByteRange,
+  type DirectPartStore,
   type ListOptions,
   type ListPage,
   type MultipartStore,
@@ -51,8 +52,33 @@ export class MemoryDriver implements StorageDriver {
    * `clock`: where the store's timestamps (lastModified, initiated) come from, so a test can give the
    * store and the code under test one clock it controls, or two that disagree.
    */
-  constructor(options: { readonly streamingParts?: boolean; readonly clock?: () => number } = {}) {
+  /**
+   * `direct`: also offer the direct-upload port (S3's presigned UploadPart and ListParts): a part URL is
+   * `memory-part:///<key>?uploadId=<id>&partNumber=<n>`, which a test "sends" with `uploadPart`.
+   */
+  readonly direct?: DirectPartStore;
+
+  constructor(
+    options: {
+      readonly streamingParts?: boolean;
+      readonly clock?: () => number;
+      readonly direct?: boolean;
+    } = {},
+  ) {
     this.clock = options.clock ?? Date.now;
+    if (options.direct) {
+      this.direct = {
+        presignPart: async (key, uploadId, partNumber) =>
+          `memory-part:///${key}?uploadId=${encodeURIComponent(uploadId)}&partNumber=${partNumber}`,
+        listParts: async (_key, uploadId) => {
+          const upload = this.uploads.get(uploadId);
+          if (!upload) throw new NoSuchUpload(uploadId);
+          return upload.parts
+            .filter((p) => p !== undefined)
+            .map(({ partNumber, etag, size }) => ({ partNumber, etag, size }));
+        },
+      };
+    }
     if (options.streamingParts)
       this.multipart.openPart = (key, uploadId, partNumber) => this.openPart(key, uploadId, partNumber);
   }

@@ -195,7 +195,8 @@ export class Client {
 
   /** One blob, in a style chosen at random. True when the registry acknowledged it (201). */
   private async upload(repo: string, blob: Blob): Promise<boolean> {
-    const style = this.rng.pick(['mono', 'post-put', 'patch-put', 'chunks', 'mount', 'cancel-race'] as const);
+    const styles = ['mono', 'post-put', 'patch-put', 'chunks', 'mount', 'cancel-race', 'direct'] as const;
+    const style = this.rng.pick(this.world.store.direct ? styles : styles.slice(0, -1));
     const { bytes, digest } = blob;
     if (style === 'mono') {
       const a = await this.send('upload', `/v2/${repo}/blobs/uploads/?digest=${digest}`, {
@@ -219,6 +220,7 @@ export class Client {
       location = a.headers.get('Location') ?? undefined;
     }
     if (!location) return false;
+    if (style === 'direct') return this.direct(repo, blob, location);
     if (style === 'post-put') {
       const a = await this.send('put', `${location}?digest=${digest}`, { method: 'PUT', body: bytes });
       return a !== LOST && a.status === 201;
@@ -251,6 +253,53 @@ export class Client {
     }
     const a = await this.send('put', `${location}?digest=${digest}`, { method: 'PUT' });
     return a !== LOST && a.status === 201;
+  }
+
+  /**
+   * The direct-upload extension (berth relay's way): part URLs, the part sent straight to the store,
+   * completion, and polling while the registry verifies in the background.
+   */
+  private async direct(repo: string, blob: Blob, location: string): Promise<boolean> {
+    const id = location.split('/').pop()!;
+    const base = `/v2/${repo}/_berth/v1/uploads/${id}`;
+    const urls = await this.send('parts', `${base}/parts`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ parts: [1] }),
+    });
+    if (urls === LOST || urls.status !== 200) return false;
+    const { parts } = JSON.parse(new TextDecoder().decode(urls.body)) as { parts: { url: string }[] };
+    const url = new URL(parts[0]!.url);
+    try {
+      await this.world
+        .s3()
+        .multipart.uploadPart(
+          url.pathname.slice(1),
+          url.searchParams.get('uploadId')!,
+          1,
+          blob.bytes,
+          blob.bytes.byteLength,
+        );
+    } catch {
+      return false; // the store refused the part: a real client would retry it or give up
+    }
+    const done = await this.send('complete', `${base}/complete`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ digest: blob.digest, size: blob.bytes.byteLength }),
+    });
+    if (done === LOST) return false;
+    if (done.status === 201) return true;
+    if (done.status !== 202) return false;
+    for (let poll = 0; poll < 20; poll++) {
+      const status = await this.send('poll', base, {});
+      if (status === LOST) return false;
+      if (status.status === 202) continue;
+      // Verified: the session is gone and the blob is there.
+      const head = await this.send('head', `/v2/${repo}/blobs/${blob.digest}`, { method: 'HEAD' });
+      return head !== LOST && head.status === 200;
+    }
+    return false;
   }
 
   async deleteTag(repo: string, tag: string): Promise<void> {

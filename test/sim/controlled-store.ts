@@ -2,6 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import {
   StorageUnavailable,
   type ByteRange,
+  type DirectPartStore,
   type ListOptions,
   type ListPage,
   type MultipartStore,
@@ -105,6 +106,7 @@ interface Core {
 export class ControlledStore implements StorageDriver {
   readonly name: string;
   readonly multipart: MultipartStore;
+  readonly direct?: DirectPartStore;
   private readonly core: Core;
 
   constructor(
@@ -145,7 +147,7 @@ export class ControlledStore implements StorageDriver {
     };
     if (inner.direct) {
       const direct = inner.direct;
-      (this as { direct?: StorageDriver['direct'] }).direct = {
+      this.direct = {
         presignPart: (key, uploadId, n, ttl) => direct.presignPart(key, uploadId, n, ttl),
         listParts: (key, uploadId) => this.call('get', key, () => direct.listParts(key, uploadId)),
       };

@@ -40,6 +40,8 @@ export class Container {
   constructor(
     readonly id: string,
     store: ControlledStore | StorageDriver,
+    /** Direct uploads up to this size are verified within the completing request, larger ones in the background. */
+    syncVerifyLimit = 1024 * 1024 * 1024,
   ) {
     const storage = store instanceof ControlledStore ? store.view({ container: id, name: id }) : store;
     this.registry = new Registry({
@@ -47,6 +49,7 @@ export class Container {
       hashes: new InMemoryHashStates(),
       limits: { maxBlobSize: 64 * 1024 * 1024, partSize: PART_SIZE, leaseMs: LEASE_MS },
       mountWithoutFrom: false,
+      direct: { syncVerifyLimit },
     });
     this.app = createApp({
       registry: this.registry,
@@ -126,7 +129,12 @@ export class World {
   }
 
   private spawn(prefix: string): Container {
-    const container = new Container(`${prefix}${this.generation++}`, this.store);
+    // Some containers verify direct uploads in the background (as for blobs above the sync limit).
+    const container = new Container(
+      `${prefix}${this.generation++}`,
+      this.store,
+      this.rng.chance(0.3) ? 0 : 1024 * 1024 * 1024,
+    );
     this.all.set(container.id, container);
     this.scheduler.crashable.add(container.id);
     return container;
@@ -140,6 +148,12 @@ export class World {
     this.containers.splice(index, 1);
     this.start();
   }
+
+  /**
+   * What a client sends straight to the store (a direct upload's part, to its presigned URL): a call
+   * of its own, which the scheduler orders with the rest.
+   */
+  readonly s3 = (): StorageDriver => this.store.view({ container: 'client-to-store', name: 'part' });
 
   /** A live container, as a load balancer would pick one. */
   pick(): Container {
