@@ -65,7 +65,7 @@ for (const driver of gcDrivers()) {
         }),
       );
       void first;
-      await expect.poll(() => store.crashed.has('gc-1')).toBe(true);
+      await expect.poll(() => store.crashed.has('gc-1'), { timeout: 30_000 }).toBe(true);
       // The pull is broken until a collection finishes; the next one resumes the dead one's work
       // once its lock has expired (five minutes later here, by the collector's clock).
       const later = Date.now() + 6 * MINUTE;

@@ -1,4 +1,4 @@
-import { link, mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { link, mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -38,7 +38,9 @@ async function plantLeftovers(root: string, ageMs: number): Promise<string[]> {
   };
   await walk(objects);
   await link(files[0]!, join(tmp, 'linked'));
-  const old = new Date(Date.now() - ageMs);
+  // Ages on the kernel's clock (what the store reads), not this process's (faketime moves only that).
+  const now = (await stat(join(tmp, 'half-written'))).mtimeMs;
+  const old = new Date(now - ageMs);
   const planted = ['staging-upload', 'half-written', 'linked'];
   for (const name of planted) await utimes(join(tmp, name), old, old);
   return planted;
@@ -72,7 +74,7 @@ describe('crash leftovers in the filesystem store', () => {
       createLogger('silent'),
     );
     try {
-      await expect.poll(async () => (await readdir(join(root, '.tmp'))).length, { timeout: 5_000 }).toBe(0);
+      await expect.poll(async () => (await readdir(join(root, '.tmp'))).length, { timeout: 30_000 }).toBe(0);
       const res = await fetch(`${server.url}/v2/app/manifests/v1`, {
         headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' },
       });

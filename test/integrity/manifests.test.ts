@@ -99,7 +99,7 @@ for (const driver of gcDrivers()) {
       await uploadBlobs(r, 'crashy', image.blobs);
       store.setGate((c) => (c.actor?.name === 'push' && c.key.includes('/_tags/') ? 'crash-after' : 'run'));
       void runAs({ container: 'server', name: 'push' }, () => putManifest(r, 'crashy', 'v1', image.manifest));
-      await expect.poll(() => store.crashed.has('server')).toBe(true);
+      await expect.poll(() => store.crashed.has('server'), { timeout: 30_000 }).toBe(true);
       const restarted = testRegistry({ storage: store.inner });
       expect((await restarted.request('/v2/crashy/tags/list')).status).toBe(200);
       const catalog = (await (await restarted.request('/v2/_catalog')).json()) as { repositories: string[] };

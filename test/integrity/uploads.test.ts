@@ -126,7 +126,7 @@ for (const driver of gcDrivers()) {
       void runAs({ container: 'server-1', name: 'patch' }, () =>
         r.request(location, { method: 'PATCH', body: rest, headers: { 'Content-Range': '2000-3499' } }),
       );
-      await vi.waitFor(() => expect(store.crashed.has('server-1')).toBe(true));
+      await vi.waitFor(() => expect(store.crashed.has('server-1')).toBe(true), { timeout: 30_000 });
       // A new server process on the same store.
       const restarted = testRegistry({ storage: inner, leaseMs });
       const status = await restarted.request(location);
