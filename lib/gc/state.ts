@@ -12,7 +12,15 @@ export const GC_KEYS = {
   usage: 'gc/usage.json',
   quarantine: (runId: string, key: string) => `gc/quarantine/${runId}/${key}`,
   quarantinePrefix: (runId: string) => `gc/quarantine/${runId}/`,
+  /** Every run's set-aside copies. */
+  quarantineRoot: 'gc/quarantine/',
 } as const;
+
+/** `gc/quarantine/<run>/<key>` read back: the run that set the copy aside, and the original key. */
+export function parseQuarantineKey(key: string): { runId: string; original: string } | undefined {
+  const match = /^gc\/quarantine\/([^/]+)\/(.+)$/.exec(key);
+  return match ? { runId: match[1]!, original: match[2]! } : undefined;
+}
 
 /** Something set aside: deleted from its key, a copy kept until the run is sure nobody needs it. */
 export interface Quarantined {

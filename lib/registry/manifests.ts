@@ -306,7 +306,8 @@ function unknown(repo: RepositoryName, ref: Reference): RegistryError {
   return new RegistryError('MANIFEST_UNKNOWN', `${what} is not in repository ${repo}`);
 }
 
-function referrerDescriptor(manifest: ParsedManifest): Descriptor {
+/** The descriptor a referrer entry holds for `manifest` (what the referrers API lists). */
+export function referrerDescriptor(manifest: ParsedManifest): Descriptor {
   return {
     mediaType: manifest.mediaType,
     digest: manifest.digest.digest,
