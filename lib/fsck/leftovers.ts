@@ -233,10 +233,9 @@ async function removeRun(ctx: FsckContext, runId: string): Promise<void> {
  */
 export async function checkOrphans(ctx: FsckContext): Promise<void> {
   const before = ctx.sessionsAt - ctx.options.uploadTtlMs;
-  if (ctx.cheap || !ctx.blobsListed) {
-    // Which data blob pointers name takes a read of every blob: the full check's.
-    ctx.skipped.add('unnamed data objects');
-  } else {
+  // Which data blob pointers name takes a read of every blob: the full check's, not the cheap one's.
+  if (!ctx.cheap && !ctx.blobsListed) ctx.skipped.add('unnamed data objects');
+  else if (!ctx.cheap) {
     const judge = async (key: string) => {
       const upload = parse.uploadKey(key);
       if (!upload) {

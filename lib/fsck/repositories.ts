@@ -32,7 +32,6 @@ export async function checkRepositories(ctx: FsckContext): Promise<void> {
       return;
     }
   }
-  if (ctx.cheap) ctx.skipped.add('manifest references');
   ctx.reposListed = true;
 }
 
