@@ -49,7 +49,7 @@ export function formatReport(report: FsckReport): string {
   if (leftovers.length > 0) {
     const bytes = leftovers.reduce((n, f) => n + (f.bytes ?? 0), 0);
     out.push(
-      `LEFTOVERS (${leftovers.length}, ${formatBytes(bytes)}): fsck --repair removes the upload leftovers, garbage collection the rest`,
+      `LEFTOVERS (${leftovers.length}, ${formatBytes(bytes)}): fsck --repair removes them, unless the line says otherwise`,
     );
     const shown = new Map<string, number>();
     for (const f of leftovers) {

@@ -362,7 +362,7 @@ for (const driver of gcDrivers()) {
 
 describe('berth fsck on the filesystem store: temporary files', () => {
   it('reports .tmp/ entries older than an hour, and --repair removes them, not younger ones', async () => {
-    const { mkdtemp, mkdir, writeFile, utimes, readdir, rm } = await import('node:fs/promises');
+    const { mkdtemp, mkdir, writeFile, utimes, readdir, rm, stat } = await import('node:fs/promises');
     const { tmpdir } = await import('node:os');
     const { join } = await import('node:path');
     const { FilesystemDriver } = await import('../../lib/storage/filesystem/index.ts');
@@ -373,9 +373,12 @@ describe('berth fsck on the filesystem store: temporary files', () => {
       await mkdir(join(root, '.tmp', 'staging'), { recursive: true });
       await writeFile(join(root, '.tmp', 'staging', 'data'), Buffer.alloc(4096, 1));
       await writeFile(join(root, '.tmp', 'half-written'), Buffer.alloc(1000, 2));
-      const old = new Date(Date.now() - 2 * 3600_000);
-      for (const name of ['staging', 'half-written']) await utimes(join(root, '.tmp', name), old, old);
+      // Two hours old by the kernel's clock, which stamps the store's objects (this process's Date may
+      // be faked: CI runs the tests under faketime).
       await writeFile(join(root, '.tmp', 'being-written'), 'x');
+      const now = (await stat(join(root, '.tmp', 'being-written'))).mtimeMs;
+      const old = new Date(now - 2 * 3600_000);
+      for (const name of ['staging', 'half-written']) await utimes(join(root, '.tmp', name), old, old);
       const report = await check(r);
       expect(report.findings.map((f) => [f.kind, f.key, f.bytes])).toEqual([
         ['temporary-file', '.tmp/half-written', 1000],
