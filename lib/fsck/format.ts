@@ -10,7 +10,7 @@ const WHAT_TO_DO: Partial<Record<FindingKind, string>> = {
   'reference-missing': 'push the image again: the client finds the blob missing and uploads or mounts it',
   'index-entry-missing': 'push the index again, with its entries',
   'blob-missing':
-    'delete the link (DELETE /v2/<repository>/blobs/<digest>) and push the image again: while the link is there, clients believe the blob is stored and skip it',
+    'push the blob again into a repository that does not link it, or delete the link first (DELETE /v2/<repository>/blobs/<digest>): while a link is there, clients believe the blob is stored and skip it; then run fsck --repair to re-point the other links',
   'blob-data-missing':
     'push the blob again into a repository that does not link it (or DELETE it from one first): the upload replaces the broken blob for every repository; then run fsck --repair to re-point the other links',
   'blob-corrupt':
