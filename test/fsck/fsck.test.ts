@@ -80,6 +80,15 @@ for (const driver of gcDrivers()) {
         contentType: OCI_MANIFEST,
         metadata: { [meta.digest]: other.digest },
       });
+      // Tag odd:v1 names a manifest that is gone, and its copy is no manifest this registry accepts.
+      const notManifest = new TextEncoder().encode('{"schemaVersion":1,"name":"odd"}');
+      await s.put(keys.tag(repo('odd'), 'v1' as never), notManifest, {
+        contentType: OCI_MANIFEST,
+        metadata: { [meta.digest]: sha256(notManifest) },
+      });
+      await s.put(keys.catalog(repo('odd')), new Uint8Array(0));
+      // A key the layout does not have.
+      await s.put('blobs/sha256/not-a-digest', new Uint8Array(5));
       // A layer of app:mono stored whole gets other bytes (found only by --verify-digests).
       const monoLayer = d(sha256(p.mono.blobs[1]!));
       await s.put(keys.blob(monoLayer), randomBytes(p.mono.blobs[1]!.byteLength, 999));
@@ -97,8 +106,10 @@ for (const driver of gcDrivers()) {
           `manifest-corrupt ${keys.manifest(repo('team/web'), d(p.referrer.digest))}`,
           `reference-missing ${keys.layerLink(repo('team/web'), armLayer)}`,
           `tag-corrupt ${keys.tag(repo('other'), 'v1' as never)}`,
+          `tag-dangling ${keys.tag(repo('odd'), 'v1' as never)}`,
         ].sort(),
       );
+      expect(kinds(report)).toContain('unknown-key blobs/sha256/not-a-digest');
       const affects = (kind: Finding['kind']) => only(broken, kind)[0]!.affects;
       expect(affects('blob-data-missing')).toEqual([
         { repository: 'app', tags: ['latest', 'v1'], manifests: [p.app.digest] },
@@ -118,20 +129,24 @@ for (const driver of gcDrivers()) {
         { repository: 'team/web', tags: [], manifests: [p.referrer.digest] },
       ]);
       expect(affects('tag-corrupt')).toEqual([{ repository: 'other', tags: ['v1'], manifests: [] }]);
+      expect(affects('tag-dangling')).toEqual([{ repository: 'odd', tags: ['v1'], manifests: [] }]);
+      expect(only(broken, 'tag-dangling')[0]!.message).toContain(
+        'its copy is not a manifest this registry accepts',
+      );
       expect(report.clean).toBe(false);
       expect(exitCodeOf(report)).toBe(1);
       const text = formatReport(report);
-      expect(text).toContain('BROKEN (7): images that will not pull');
+      expect(text).toContain('BROKEN (8): images that will not pull');
       expect(text).toContain(`blob ${big.digest}: its data ${bigData} (6.0 MiB) is missing`);
       expect(text).toContain('    breaks app:latest, app:v1\n');
       expect(text).toContain('    breaks app:mono; mirror:v1\n');
       expect(text).toContain(`    breaks team/web@${p.referrer.digest} (untagged)\n`);
-      expect(text).toMatch(/^fsck: 7 broken, 0 inconsistent, 0 leftovers; /m);
+      expect(text).toMatch(/^fsck: 8 broken, 0 inconsistent, 1 leftover \(5 B\); /m);
 
       // --repair changes none of it: it never deletes (or rewrites) a blob, a manifest or a tag.
       const before = await snapshot(r);
       const repaired = await check(r, { verifyDigests: true, repair: true });
-      expect(repaired.findings.filter((f) => f.severity === 'broken')).toHaveLength(7);
+      expect(repaired.findings.filter((f) => f.severity === 'broken')).toHaveLength(8);
       expect(repaired.repaired).toBe(0);
       expect(await snapshot(r)).toEqual(before);
     });
