@@ -12,8 +12,6 @@ export const GC_KEYS = {
   usage: 'gc/usage.json',
   quarantine: (runId: string, key: string) => `gc/quarantine/${runId}/${key}`,
   quarantinePrefix: (runId: string) => `gc/quarantine/${runId}/`,
-  /** Every run's set-aside copies. */
-  quarantineRoot: 'gc/quarantine/',
 } as const;
 
 /** `gc/quarantine/<run>/<key>` read back: the run that set the copy aside, and the original key. */
