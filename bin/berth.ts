@@ -6,6 +6,7 @@ import { SERVE_USAGE, serve } from './serve.ts';
 import { CLIENT_USAGE, relay } from './relay.ts';
 import { push } from './push.ts';
 import { GC_USAGE, gc, usage } from './gc.ts';
+import { FSCK_USAGE, fsck } from './fsck.ts';
 
 const USAGE = `Usage: berth <command> [options]
 
@@ -16,11 +17,13 @@ Commands:
   push                    Push an OCI layout or docker save archive to a registry
   gc                      Delete what no tag or manifest needs (online; retention rules; --dry-run)
   usage                   Bytes and blob counts per repository
+  fsck                    Check that every tag pulls and nothing is left behind (online; --repair)
 
 ${SERVE_USAGE}
 ${ACCOUNTS_USAGE}
 ${CLIENT_USAGE}
-${GC_USAGE}`;
+${GC_USAGE}
+${FSCK_USAGE}`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -49,6 +52,8 @@ async function main(argv: string[]): Promise<number> {
       return gc(rest);
     case 'usage':
       return usage(rest);
+    case 'fsck':
+      return fsck(rest);
     default:
       process.stderr.write(`berth: unknown command "${command}"\n\n${USAGE}`);
       return 2;

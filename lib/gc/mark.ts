@@ -99,6 +99,16 @@ async function markRepo(run: Run, repo: RepoKeys): Promise<void> {
       size: m.size,
     });
   }
+  // A manifest with a subject whose entry is missing (its PUT failed after writing the manifest):
+  // the entry is written again, once the manifest is older than the grace period.
+  const entries = new Set(repo.referrers.map((e) => `${e.subject}|${e.digest}`));
+  for (const [digest, m] of manifests) {
+    const subject = m.refs.subject;
+    if (!subject || entries.has(`${subject}|${digest}`) || m.at > run.cutoff || run.options.dryRun) continue;
+    if (await run.registry.manifests.restoreReferrer(name, parseDigest(digest))) {
+      run.state.repaired = [...(run.state.repaired ?? []), `${repo.name} referrer of ${digest}`];
+    }
+  }
   await mapLimit(repo.referrers, CONCURRENCY, async (entry) => {
     if (manifests.has(entry.digest)) {
       if (!live.has(entry.digest)) {

@@ -1,3 +1,4 @@
+import { isForeignLayer } from '../oci/manifest.ts';
 import { mayNameBlob } from '../registry/index-entries.ts';
 import { parseStoredJson } from '../registry/json.ts';
 
@@ -12,6 +13,12 @@ export interface ManifestRefs {
   /** An index's entries: the manifests among them are its children. */
   readonly children: string[];
   readonly subject?: string;
+  /**
+   * Layers among `blobs` that clients fetch from elsewhere (foreign and non-distributable layers,
+   * with `urls`): kept when the repository holds them, never required of it (a manifest PUT does not
+   * check them, and fsck does not report them missing).
+   */
+  readonly foreign: string[];
 }
 
 export function referencesOf(bytes: Uint8Array): ManifestRefs {
@@ -25,7 +32,7 @@ export function referencesOf(bytes: Uint8Array): ManifestRefs {
     array(value)
       .map(digestOf)
       .filter((d): d is string => d !== undefined);
-  if (!json) return { blobs: [], children: [] };
+  if (!json) return { blobs: [], children: [], foreign: [] };
   const config = digestOf(json.config);
   const subject = digestOf(json.subject);
   // An entry without a manifest media type may name a blob instead of a manifest; which one it is
@@ -36,6 +43,7 @@ export function referencesOf(bytes: Uint8Array): ManifestRefs {
     blobs: [...(config ? [config] : []), ...list(json.layers), ...list(json.blobs), ...blobEntries],
     children: list(json.manifests),
     ...(subject ? { subject } : {}),
+    foreign: list(array(json.layers).filter((l) => isForeignLayer(mediaTypeOf(l)))),
   };
 }
 

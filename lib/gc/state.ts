@@ -14,6 +14,12 @@ export const GC_KEYS = {
   quarantinePrefix: (runId: string) => `gc/quarantine/${runId}/`,
 } as const;
 
+/** `gc/quarantine/<run>/<key>` read back: the run that set the copy aside, and the original key. */
+export function parseQuarantineKey(key: string): { runId: string; original: string } | undefined {
+  const match = /^gc\/quarantine\/([^/]+)\/(.+)$/.exec(key);
+  return match ? { runId: match[1]!, original: match[2]! } : undefined;
+}
+
 /** Something set aside: deleted from its key, a copy kept until the run is sure nobody needs it. */
 export interface Quarantined {
   readonly kind: 'manifest' | 'referrer' | 'link' | 'blob' | 'catalog';

@@ -1,4 +1,5 @@
 import type { LoginEvent } from '../auth/accounts.ts';
+import type { FsckReport } from '../fsck/report.ts';
 import { matchRoute } from '../http/route.ts';
 
 export interface RequestMetrics {
@@ -74,4 +75,66 @@ export function loginMetricLine(event: LoginEvent, fields: Record<string, unknow
     LoginFailures: event.kind === 'failure' ? 1 : 0,
     LoginsThrottled: event.kind === 'throttled' ? 1 : 0,
   });
+}
+
+/**
+ * The janitor's check of the store (docs/fsck.md, "On AWS"): one embedded-metric line with the
+ * findings by severity (`FsckBroken`, `FsckInconsistent`, `FsckLeftovers`, `FsckLeftoverBytes`) and
+ * whether every check ran (`FsckComplete`), then one line per kind found (`FsckFindings` by `kind`:
+ * a couple of dozen values at most). An alarm on `FsckBroken` > 0 says an image stopped pulling.
+ */
+export function fsckMetricLines(report: FsckReport, fields: Record<string, unknown> = {}): string[] {
+  const lines = [
+    JSON.stringify({
+      _aws: {
+        Timestamp: Date.now(),
+        CloudWatchMetrics: [
+          {
+            Namespace: NAMESPACE,
+            Dimensions: [[]],
+            Metrics: [
+              { Name: 'FsckBroken', Unit: 'Count' },
+              { Name: 'FsckInconsistent', Unit: 'Count' },
+              { Name: 'FsckLeftovers', Unit: 'Count' },
+              { Name: 'FsckLeftoverBytes', Unit: 'Bytes' },
+              { Name: 'FsckComplete', Unit: 'Count' },
+            ],
+          },
+        ],
+      },
+      ...fields,
+      FsckBroken: report.counts.broken,
+      FsckInconsistent: report.counts.inconsistent,
+      FsckLeftovers: report.counts.leftover,
+      FsckLeftoverBytes: report.leftoverBytes,
+      FsckComplete: report.complete ? 1 : 0,
+    }),
+  ];
+  const byKind = new Map<string, { severity: string; count: number }>();
+  for (const f of report.findings) {
+    const entry = byKind.get(f.kind) ?? { severity: f.severity, count: 0 };
+    entry.count++;
+    byKind.set(f.kind, entry);
+  }
+  for (const [kind, { severity, count }] of byKind) {
+    lines.push(
+      JSON.stringify({
+        _aws: {
+          Timestamp: Date.now(),
+          CloudWatchMetrics: [
+            {
+              Namespace: NAMESPACE,
+              Dimensions: [['kind']],
+              Metrics: [{ Name: 'FsckFindings', Unit: 'Count' }],
+            },
+          ],
+        },
+        ...fields,
+        kind,
+        severity,
+        FsckFindings: count,
+      }),
+    );
+  }
+  return lines;
 }

@@ -179,7 +179,8 @@ function check<T>(schema: z.ZodType<T>, json: unknown, mediaType: string): T {
   return result.data;
 }
 
-function isForeignLayer(layer: Descriptor): boolean {
+/** A layer the client fetches from elsewhere (its `urls`): the repository need not hold it. */
+export function isForeignLayer(layer: Pick<Descriptor, 'mediaType'>): boolean {
   return (
     layer.mediaType === MediaType.DockerForeignLayer ||
     (MediaType.OciNondistributableLayers as readonly string[]).includes(layer.mediaType)

@@ -14,6 +14,7 @@ export const keys = {
   manifest: (repo: RepositoryName, d: ParsedDigest) => `repos/${repo}/_manifests/${d.algorithm}/${d.hex}`,
   tag: (repo: RepositoryName, tag: Tag) => `repos/${repo}/_tags/${tag}`,
   tagsPrefix: (repo: RepositoryName) => `repos/${repo}/_tags/`,
+  manifestsPrefix: (repo: RepositoryName) => `repos/${repo}/_manifests/`,
   referrersPrefix: (repo: RepositoryName, subject: ParsedDigest) =>
     `repos/${repo}/_referrers/${subject.algorithm}/${subject.hex}/`,
   referrer: (repo: RepositoryName, subject: ParsedDigest, d: ParsedDigest) =>

@@ -177,6 +177,30 @@ export class Manifests {
   }
 
   /**
+   * Writes a manifest's referrer entry under its subject again, when it is missing (a PUT whose
+   * entry write failed after the manifest was written, told 503): what garbage collection does for a
+   * manifest with a `subject` that its subject's referrers list does not show. Returns whether it wrote.
+   */
+  async restoreReferrer(repo: RepositoryName, digest: ParsedDigest): Promise<boolean> {
+    const object = await this.storage.get(keys.manifest(repo, digest));
+    if (!object) return false;
+    let manifest: ParsedManifest;
+    try {
+      manifest = parseManifest(object.body, object.contentType ?? null, digest.algorithm);
+    } catch {
+      return false;
+    }
+    if (!manifest.subject) return false;
+    await this.referrers.add(
+      repo,
+      parseDigest(manifest.subject.digest),
+      digest,
+      referrerDescriptor(manifest),
+    );
+    return true;
+  }
+
+  /**
    * Writes a manifest back from a tag's copy of it, when its own object is gone (a DELETE that failed
    * between the manifest and its tags): what garbage collection does for a tag that names nothing.
    * Create-only, so a manifest written meanwhile is left as it is. Returns whether it wrote.
@@ -306,7 +330,8 @@ function unknown(repo: RepositoryName, ref: Reference): RegistryError {
   return new RegistryError('MANIFEST_UNKNOWN', `${what} is not in repository ${repo}`);
 }
 
-function referrerDescriptor(manifest: ParsedManifest): Descriptor {
+/** The descriptor a referrer entry holds for `manifest` (what the referrers API lists). */
+export function referrerDescriptor(manifest: ParsedManifest): Descriptor {
   return {
     mediaType: manifest.mediaType,
     digest: manifest.digest.digest,

@@ -76,6 +76,8 @@ export function withLocalUrls(driver: StorageDriver, urls: LocalStorageUrls): St
     name: driver.name,
     multipart: driver.multipart,
     ...(driver.direct && { direct: driver.direct }),
+    ...(driver.cleanTemporary && { cleanTemporary: (ms: number) => driver.cleanTemporary!(ms) }),
+    ...(driver.listTemporary && { listTemporary: () => driver.listTemporary!() }),
     head: (key) => driver.head(key),
     get: (key) => driver.get(key),
     getStream: (key, range) => driver.getStream(key, range),

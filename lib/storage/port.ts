@@ -138,6 +138,15 @@ export interface PartSink {
   abort(): Promise<void>;
 }
 
+/** A file (or a directory being made) in the store's temporary area. */
+export interface TemporaryFile {
+  /** Where it is, for people (`.tmp/<name>` on the filesystem store). */
+  readonly name: string;
+  /** Its bytes (a directory's: every file's under it). */
+  readonly bytes: number;
+  readonly lastModified: Date;
+}
+
 /** A multipart upload in progress. */
 export interface OpenUpload {
   readonly key: string;
@@ -173,6 +182,12 @@ export interface StorageDriver {
    * it out.
    */
   cleanTemporary?(olderThanMs: number): Promise<{ readonly removed: number; readonly bytes: number }>;
+  /**
+   * The store's temporary files as they are now (what `cleanTemporary` would judge), with their sizes
+   * and modification times by the store's clock: what `berth fsck` reports. Stores without such files
+   * leave it out.
+   */
+  listTemporary?(): Promise<TemporaryFile[]>;
 
   head(key: string): Promise<ObjectInfo | undefined>;
   get(key: string): Promise<StoredObject | undefined>;

@@ -3,7 +3,7 @@ import { keys } from '../../lib/registry/keys.ts';
 import { parseDigest } from '../../lib/oci/digest.ts';
 import type { RepositoryName } from '../../lib/oci/names.ts';
 import { MAX_TAGS_PER_PUT } from '../../lib/registry/manifests.ts';
-import { errorCode, sha256, testRegistry, type TestRegistry } from '../http/harness.ts';
+import { errorCode, pushImage, sha256, testRegistry, type TestRegistry } from '../http/harness.ts';
 import {
   deleteManifest,
   gc,
@@ -179,6 +179,30 @@ for (const driver of gcDrivers()) {
       };
       expect(listed.manifests).toEqual([]);
       await pullAndVerify(r, 'app', 'v1');
+    });
+
+    it('garbage collection writes back the referrer entry of a manifest whose PUT failed after writing it', async () => {
+      const r = testRegistry({ storage: await driver.make() });
+      const image = imageOf(79);
+      await push(r, 'app', 'v1', image);
+      const signature = await pushImage(r, 'app', 'sig', {
+        subject: { digest: image.digest, size: image.manifest.byteLength, mediaType: OCI_MANIFEST },
+        artifactType: 'application/vnd.example.signature',
+      });
+      const listed = async () =>
+        (
+          (await (await r.request(`/v2/app/referrers/${image.digest}`)).json()) as {
+            manifests: { digest: string }[];
+          }
+        ).manifests.map((m) => m.digest);
+      expect(await listed()).toEqual([signature.digest]);
+      // As if the entry's write had failed after the manifest's (the client was told 503).
+      await r.storage.delete(
+        keys.referrer('app' as RepositoryName, parseDigest(image.digest), parseDigest(signature.digest)),
+      );
+      expect(await listed()).toEqual([]);
+      await gc(r);
+      expect(await listed()).toEqual([signature.digest]);
     });
 
     it('a DELETE by digest removes every tag naming the manifest, and nothing of another', async () => {

@@ -1,3 +1,4 @@
+import type { FsckReport } from '../../lib/fsck/report.ts';
 import { referencesOf } from '../../lib/gc/references.ts';
 import { keys, meta, parse } from '../../lib/registry/keys.ts';
 import { listKeys, scanRepos } from '../../lib/registry/layout.ts';
@@ -244,4 +245,19 @@ export async function acknowledgedTags(c: Container, history: readonly Event[]):
     }
   }
   return problems;
+}
+
+/**
+ * `berth fsck` (its library entry point) on the final store finds nothing broken or inconsistent.
+ * As in tagsPull, an index whose entry a client deleted (the registry allows it, as Distribution
+ * does) is broken by request: fsck rightly reports it, and it is no breach.
+ */
+export function fsckAgrees(report: FsckReport, history: readonly Event[]): string[] {
+  const deleted = new Set(
+    history.filter((e) => e.op === 'deleteManifest').map((e) => `${e.repo}@${e.digest}`),
+  );
+  return report.findings
+    .filter((f) => f.severity !== 'leftover')
+    .filter((f) => !(f.kind === 'index-entry-missing' && deleted.has(`${f.repository}@${f.digest}`)))
+    .map((f) => `fsck: ${f.severity} ${f.kind}: ${f.message}`);
 }

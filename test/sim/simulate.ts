@@ -1,8 +1,16 @@
+import { fsck } from '../../lib/fsck/fsck.ts';
 import { collectGarbage } from '../../lib/gc/collector.ts';
 import { storeTime } from '../../lib/registry/store-clock.ts';
 import type { StorageDriver } from '../../lib/storage/port.ts';
 import { Client, makePool } from './clients.ts';
-import { acknowledgedTags, linksServe, nothingUnaccounted, repushes, tagsPull } from './invariants.ts';
+import {
+  acknowledgedTags,
+  fsckAgrees,
+  linksServe,
+  nothingUnaccounted,
+  repushes,
+  tagsPull,
+} from './invariants.ts';
 import { Rng } from './rng.ts';
 import type { FaultRates } from './scheduler.ts';
 import { seedUuids } from './uuid.ts';
@@ -142,6 +150,9 @@ export async function simulate(seed: number, config: SimConfig): Promise<SimResu
   problems.push(...(await linksServe(quiet, inner)));
   problems.push(...(await nothingUnaccounted(inner)));
   problems.push(...(await repushes(quiet, pool.blobs)));
+  // berth fsck must agree: nothing broken or inconsistent (leftovers are the collection's business).
+  const report = await fsck(quiet.registry, { uploadTtlMs: 0, graceMs: 0, recheckDelayMs: 0 });
+  problems.push(...fsckAgrees(report, world.history));
   return {
     seed,
     problems,

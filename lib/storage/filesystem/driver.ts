@@ -12,6 +12,7 @@ import {
   type PutOptions,
   type StorageDriver,
   type StoredObject,
+  type TemporaryFile,
 } from '../port.ts';
 import { fileStream } from './file-stream.ts';
 import { KeyLocks } from './key-locks.ts';
@@ -114,6 +115,10 @@ export class FilesystemDriver implements StorageDriver {
 
   async cleanTemporary(olderThanMs: number): Promise<{ removed: number; bytes: number }> {
     return this.layout.cleanTemporary(olderThanMs);
+  }
+
+  async listTemporary(): Promise<TemporaryFile[]> {
+    return this.layout.listTemporary();
   }
 
   async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {

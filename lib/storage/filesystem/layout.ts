@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { lstat, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { hasCode } from './errno.ts';
 
 /*
  * Key segment `s` is file `s.obj` when it is the key's last segment and directory `s.d` otherwise.
@@ -75,6 +76,26 @@ export class Layout {
       await rm(probe, { force: true });
     }
     return { removed, bytes };
+  }
+
+  /** What is in `.tmp/` now: each entry's size and modification time (the kernel's clock). */
+  async listTemporary(): Promise<{ name: string; bytes: number; lastModified: Date }[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.tmp);
+    } catch (err) {
+      if (hasCode(err, 'ENOENT')) return [];
+      throw err;
+    }
+    const found: { name: string; bytes: number; lastModified: Date }[] = [];
+    for (const name of names.sort()) {
+      const path = join(this.tmp, name);
+      const info = await lstat(path).catch(() => undefined);
+      if (!info) continue; // a write finished meanwhile
+      const bytes = info.isDirectory() ? await sizeOf(path) : info.size;
+      found.push({ name: `.tmp/${name}`, bytes, lastModified: info.mtime });
+    }
+    return found;
   }
 }
 
