@@ -76,6 +76,7 @@ export function withLocalUrls(driver: StorageDriver, urls: LocalStorageUrls): St
     name: driver.name,
     multipart: driver.multipart,
     ...(driver.direct && { direct: driver.direct }),
+    ...(driver.exclusive && { exclusive: driver.exclusive }),
     ...(driver.cleanTemporary && { cleanTemporary: (ms: number) => driver.cleanTemporary!(ms) }),
     ...(driver.listTemporary && { listTemporary: () => driver.listTemporary!() }),
     head: (key) => driver.head(key),
