@@ -6,6 +6,11 @@ import { LoopbackServer, forwardRequest } from '../test/storage/loopback-server.
  * the S3 API call (from method, query and headers). The registry's S3 endpoint is the proxy's own
  * address and the Host header is passed on unchanged, so SigV4 signatures made for the proxy's host
  * (including those of presigned URLs handed to clients) still verify at MinIO.
+ *
+ * With a latency model it also makes MinIO look like S3 in an AWS region: each request is held for
+ * its class's delay (plus jitter) before it is forwarded, so a registry's S3 calls cost what they cost
+ * on AWS and the ones it makes one after another add up. Each request's start and end are recorded,
+ * from which the critical path (requests made one after another) is counted (`criticalPath`).
  */
 export interface S3Request {
   /** What the bench was doing when the request arrived (undefined: between client requests). */
@@ -21,6 +26,55 @@ export interface S3Request {
   readonly sentBytes: number;
   /** Body bytes S3 answered with (counted as they pass through). */
   readonly receivedBytes: number;
+  /** When the request arrived at the proxy and when its answer was sent whole (ms, performance.now()). */
+  readonly start: number;
+  readonly end?: number;
+}
+
+/**
+ * Delay per S3 request, by price class, as on AWS within a region: GET and HEAD about 10-30 ms to the
+ * first byte, PUTs, POSTs and LISTs more. `jitterMs`: each delay is drawn uniformly within +-jitter.
+ */
+export interface LatencyModel {
+  /** GetObject, HeadObject (and presigned GETs and HEADs of clients). */
+  readonly readMs: number;
+  /** PutObject, UploadPart, CreateMultipartUpload, CompleteMultipartUpload, CopyObject, lists. */
+  readonly writeMs: number;
+  /** DeleteObject, AbortMultipartUpload. */
+  readonly deleteMs: number;
+  readonly jitterMs: number;
+}
+
+/** The delays the realistic-latency benchmarks use (BENCHMARKS.md): 15 ms reads, 30 ms writes and lists. */
+export const AWS_LIKE: LatencyModel = { readMs: 15, writeMs: 30, deleteMs: 20, jitterMs: 5 };
+
+export function delayOf(model: LatencyModel, op: string, random: () => number): number {
+  const base = /^(GetObject|HeadObject|HeadBucket)$/.test(op)
+    ? model.readMs
+    : /^(DeleteObject|AbortMultipartUpload)/.test(op)
+      ? model.deleteMs
+      : model.writeMs;
+  return Math.max(0, base + (random() * 2 - 1) * model.jitterMs);
+}
+
+/**
+ * The critical path of a set of S3 requests: the longest chain of requests each of which started
+ * after the one before it had been answered, i.e. the most requests the caller waited for one after
+ * another. (The largest set of pairwise disjoint intervals, found by taking the earliest end first.)
+ */
+export function criticalPath(requests: readonly S3Request[]): number {
+  const done = requests
+    .filter((r) => r.end !== undefined)
+    .sort((a, b) => a.end! - b.end!);
+  let count = 0;
+  let last = -Infinity;
+  for (const r of done) {
+    if (r.start >= last) {
+      count++;
+      last = r.end!;
+    }
+  }
+  return count;
 }
 
 export class CountingProxy {
@@ -29,11 +83,39 @@ export class CountingProxy {
   label: string | undefined;
   private readonly http = new LoopbackServer((req, res) => this.forward(req, res));
 
-  private constructor(private readonly upstream: URL) {}
+  /** Requests not yet answered whole. */
+  private open = 0;
+  private idleWaiters: (() => void)[] = [];
+  private seed = 0x2545f491;
 
-  static async start(upstream: string): Promise<CountingProxy & { readonly endpoint: string }> {
-    const proxy = new CountingProxy(new URL(upstream));
+  private constructor(
+    private readonly upstream: URL,
+    /** Undefined: no delay (plain counting). Settable between runs. */
+    public latency: LatencyModel | undefined,
+  ) {}
+
+  static async start(
+    upstream: string,
+    options: { latency?: LatencyModel } = {},
+  ): Promise<CountingProxy & { readonly endpoint: string }> {
+    const proxy = new CountingProxy(new URL(upstream), options.latency);
     return Object.assign(proxy, { endpoint: await proxy.http.listen() });
+  }
+
+  /** Resolves once no request is in flight (a registry's background writes after its answer included). */
+  idle(): Promise<void> {
+    if (this.open === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** A seeded generator (xorshift), so that two runs draw the same jitter. */
+  private random(): number {
+    let x = this.seed;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.seed = x >>> 0;
+    return this.seed / 0x1_0000_0000;
   }
 
   close(): Promise<void> {
@@ -47,10 +129,21 @@ export class CountingProxy {
       ...classify(req),
       sentBytes: Number(length ?? 0) || 0,
       receivedBytes: 0,
+      start: performance.now(),
     } as {
       -readonly [K in keyof S3Request]: S3Request[K];
     };
     this.requests.push(entry);
+    this.open++;
+    let counted = true;
+    const finished = () => {
+      if (!counted) return;
+      counted = false;
+      entry.end = performance.now();
+      if (--this.open === 0) for (const w of this.idleWaiters.splice(0)) w();
+    };
+    res.once('finish', finished);
+    res.once('close', finished);
     const write = res.write.bind(res) as (...args: unknown[]) => boolean;
     const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse;
     const tally = (chunk: unknown) => {
@@ -62,7 +155,10 @@ export class CountingProxy {
       typeof args[0] !== 'function' && tally(args[0]),
       end(...args)
     )) as typeof res.end;
-    forwardRequest(this.upstream, req, res, (status) => (entry.status = status));
+    const forward = () => forwardRequest(this.upstream, req, res, (status) => (entry.status = status));
+    if (!this.latency) return forward();
+    // The body (if any) waits in the socket meanwhile, as it would on its way to a distant S3.
+    setTimeout(forward, delayOf(this.latency, entry.op, () => this.random()));
   }
 }
 

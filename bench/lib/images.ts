@@ -76,6 +76,33 @@ function writeLayer(dir: string, name: string, size: number): { digest: string; 
 
 /** An OCI layout at `dir` with one image of `layers` random layers of `layerBytes` each, tagged `tag`. */
 export function makeLayout(dir: string, layers: number, layerBytes: number, tag = 'bench'): Layout {
+  return makeLayoutOf(dir, Array.from({ length: layers }, () => layerBytes), tag);
+}
+
+/**
+ * Layer sizes like a real `node` or `python` image (issue #21): two large layers of 30-50 MiB (the
+ * distribution's base and the runtime) and eight between 1 KiB and 5 MiB (packages, the app, config
+ * files). `scale` shrinks every layer (the quick run).
+ */
+export function typicalImageSizes(scale = 1): number[] {
+  const KiB = 1024;
+  return [
+    48 * MiB,
+    31 * MiB,
+    4.7 * MiB,
+    3.1 * MiB,
+    2.2 * MiB,
+    1.3 * MiB,
+    620 * KiB,
+    150 * KiB,
+    12 * KiB,
+    1 * KiB,
+  ].map((n) => Math.max(KiB, Math.round(n * scale)));
+}
+
+/** An OCI layout at `dir` with one image of random layers of the given sizes, tagged `tag`. */
+export function makeLayoutOf(dir: string, sizes: readonly number[], tag = 'bench'): Layout {
+  const layers = sizes.length;
   mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
   writeFileSync(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
   const addBlob = (data: Buffer) => {
@@ -83,7 +110,7 @@ export function makeLayout(dir: string, layers: number, layerBytes: number, tag 
     writeFileSync(join(dir, 'blobs', 'sha256', digest.slice(7)), data);
     return { digest, size: data.length };
   };
-  const written = Array.from({ length: layers }, (_, i) => writeLayer(dir, `layer-${i}.bin`, layerBytes));
+  const written = sizes.map((size, i) => writeLayer(dir, `layer-${i}.bin`, size));
   const config = addBlob(
     Buffer.from(
       JSON.stringify({

@@ -9,10 +9,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { S3TestServer } from '../../test/storage/s3-server.ts';
+import { AWS_LIKE, CountingProxy } from '../s3-counting-proxy.ts';
 import { freePort, Server } from './proc.ts';
 
 export type Kind = 'berth' | 'distribution';
-export type Store = 'fs' | 's3';
+/** `s3-aws`: the same MinIO behind a proxy that delays each S3 request as AWS would (bench/s3-counting-proxy.ts). */
+export type Store = 'fs' | 's3' | 's3-aws';
 
 /** The bundled `berth` command, as `npm start` builds and runs it (bench/run.ts builds it first). */
 export const BERTH_CLI = join(process.cwd(), 'dist', 'cli', 'berth.mjs');
@@ -28,6 +30,8 @@ export interface Registry {
   readonly server: Server;
   /** The fresh data dir of a filesystem store, removed after the run. */
   readonly dataDir?: string;
+  /** The latency proxy of an `s3-aws` store (closed with the registry); it counts the S3 requests too. */
+  readonly proxy?: CountingProxy;
 }
 
 export interface Context {
@@ -40,7 +44,15 @@ export interface Context {
 let seq = 0;
 
 export const label = (kind: Kind, store: Store) =>
-  `${kind === 'berth' ? 'Berth' : 'Distribution'} ${store === 'fs' ? 'filesystem' : 'S3'}`;
+  `${kind === 'berth' ? 'Berth' : 'Distribution'} ${store === 'fs' ? 'filesystem' : store === 's3' ? 'S3' : 'S3 with AWS-like latency'}`;
+
+/** The S3 endpoint a registry on `store` talks to: MinIO itself, or a latency proxy in front of it. */
+async function s3Endpoint(ctx: Context, store: Store): Promise<{ endpoint: string; proxy?: CountingProxy }> {
+  if (!ctx.s3) throw new Error('no S3 server started');
+  if (store !== 's3-aws') return { endpoint: ctx.s3.endpoint };
+  const proxy = await CountingProxy.start(ctx.s3.endpoint, { latency: AWS_LIKE });
+  return { endpoint: proxy.endpoint, proxy };
+}
 
 async function newBucket(s3: S3TestServer): Promise<string> {
   const bucket = `bench-${process.pid}-${++seq}`;
@@ -54,13 +66,13 @@ async function newBucket(s3: S3TestServer): Promise<string> {
 }
 
 /** Berth's environment for a fresh bucket of the MinIO. */
-async function berthS3Env(ctx: Context): Promise<NodeJS.ProcessEnv> {
+async function berthS3Env(ctx: Context, endpoint: string): Promise<NodeJS.ProcessEnv> {
   if (!ctx.s3) throw new Error('no S3 server started');
   return {
     BERTH_STORAGE: 's3',
     BERTH_S3_BUCKET: await newBucket(ctx.s3),
     BERTH_S3_REGION: ctx.s3.region,
-    BERTH_S3_ENDPOINT: ctx.s3.endpoint,
+    BERTH_S3_ENDPOINT: endpoint,
     BERTH_S3_FORCE_PATH_STYLE: 'true',
   };
 }
@@ -78,19 +90,22 @@ export async function startBerth(
   if (opts.lambda) args.push('--lambda');
   let env: NodeJS.ProcessEnv = { ...process.env };
   let dataDir: string | undefined;
+  let proxy: CountingProxy | undefined;
   for (const name of Object.keys(env)) if (name.startsWith('BERTH_')) delete env[name];
   if (store === 'fs') {
     dataDir = join(ctx.workDir, `berth-${++seq}`);
     mkdirSync(dataDir, { recursive: true });
     args.push('--data-dir', dataDir);
   } else {
-    env = { ...env, ...(await berthS3Env(ctx)) };
+    const s3 = await s3Endpoint(ctx, store);
+    proxy = s3.proxy;
+    env = { ...env, ...(await berthS3Env(ctx, s3.endpoint)) };
   }
   const name = opts.lambda ? `Berth Lambda gateway ${store}` : label('berth', store);
   const server = Server.start(name, process.execPath, args, env);
   const url = `http://127.0.0.1:${port}`;
   await server.waitHttp(`${url}/v2/`);
-  return { kind: 'berth', store, url, host: `127.0.0.1:${port}`, server, dataDir };
+  return { kind: 'berth', store, url, host: `127.0.0.1:${port}`, server, dataDir, proxy };
 }
 
 /**
@@ -105,14 +120,17 @@ export async function startDistribution(store: Store, ctx: Context): Promise<Reg
   const dir = join(ctx.workDir, `distribution-${++seq}`);
   mkdirSync(dir, { recursive: true });
   let storage: string[];
+  let proxy: CountingProxy | undefined;
   if (store === 'fs') {
     storage = ['  filesystem:', `    rootdirectory: ${q(join(dir, 'data'))}`];
   } else {
     if (!ctx.s3) throw new Error('no S3 server started');
+    const s3 = await s3Endpoint(ctx, store);
+    proxy = s3.proxy;
     storage = [
       '  s3:',
       `    region: ${q(ctx.s3.region)}`,
-      `    regionendpoint: ${q(ctx.s3.endpoint)}`,
+      `    regionendpoint: ${q(s3.endpoint)}`,
       `    bucket: ${q(await newBucket(ctx.s3))}`,
       `    accesskey: ${q(process.env.AWS_ACCESS_KEY_ID)}`,
       `    secretkey: ${q(process.env.AWS_SECRET_ACCESS_KEY)}`,
@@ -149,7 +167,7 @@ export async function startDistribution(store: Store, ctx: Context): Promise<Reg
   const server = Server.start(label('distribution', store), DISTRIBUTION_BIN, ['serve', file], env);
   const url = `http://127.0.0.1:${port}`;
   await server.waitHttp(`${url}/v2/`, 30_000);
-  return { kind: 'distribution', store, url, host: `127.0.0.1:${port}`, server, dataDir: dir };
+  return { kind: 'distribution', store, url, host: `127.0.0.1:${port}`, server, dataDir: dir, proxy };
 }
 
 export function startRegistry(kind: Kind, store: Store, ctx: Context): Promise<Registry> {

@@ -1,0 +1,452 @@
+/**
+ * S3 requests on the critical path of each client request type, under AWS-like S3 latency: Berth's
+ * `berth serve`, Berth's Lambda bundle behind the local API Gateway (`berth serve --lambda`), and CNCF
+ * Distribution 2.8 (Debian's `docker-registry`, with its in-memory blob descriptor cache), in one run
+ * on one MinIO.
+ *
+ *   npm run build && npx tsx bench/critical-path.ts
+ *
+ * BENCH_CP_JSON=<file> also writes the figures as JSON (bench/run.ts reads them); BENCH_CP_REPEAT
+ * (default 5) is how often each request type is measured; BENCH_CP_LATENCY=off counts without delays.
+ *
+ * Each registry has its own latency proxy in front of MinIO (bench/s3-counting-proxy.ts): every S3
+ * request is held 15 ms (GET, HEAD), 30 ms (PUT, POST, LIST) or 20 ms (DELETE), +-5 ms, before it is
+ * forwarded, and its start and end are recorded. For one client request:
+ *
+ * - "sequential" is the longest chain of its S3 requests each started after the previous one was
+ *   answered, counting only requests that started before the client had its answer: what the
+ *   client waited for, in S3 round trips;
+ * - "total" is every S3 request it caused, including any made after the answer (background work);
+ * - "ms" is the client's wall time for the request (loopback, so mostly the S3 delays).
+ *
+ * The client is this script, one request at a time; figures are medians over the repetitions. Blob
+ * GETs and HEADs are not followed to S3 (that request is the client's, the same for every registry).
+ */
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, startS3Server, type S3TestServer } from '../test/storage/s3-server.ts';
+import { table } from './lib/report.ts';
+import { AWS_LIKE, CountingProxy, criticalPath, type S3Request } from './s3-counting-proxy.ts';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const CLI = join(ROOT, 'dist', 'cli', 'berth.mjs');
+const BUNDLE = join(ROOT, 'dist', 'registry', 'index.mjs');
+const DISTRIBUTION = process.env.BENCH_DISTRIBUTION ?? '/usr/bin/docker-registry';
+const REPEAT = Number(process.env.BENCH_CP_REPEAT ?? 5);
+const LATENCY = process.env.BENCH_CP_LATENCY === 'off' ? undefined : AWS_LIKE;
+const LAYERS = 10;
+const BLOB = 1024 * 1024;
+const RUN_TIMEOUT_MS = 240_000;
+const MANIFEST_TYPE = 'application/vnd.oci.image.manifest.v1+json';
+
+export interface StepFigures {
+  /** Median S3 requests on the critical path (before the answer), and their range. */
+  sequential: number;
+  sequentialMax: number;
+  /** Median S3 requests in all, and the median made after the answer. */
+  total: number;
+  after: number;
+  /** Median wall time of the client request, ms. */
+  ms: number;
+  /** The S3 calls of one (the last) instance, for the trace. */
+  ops: string[];
+}
+
+export interface CriticalPathSummary {
+  latency: typeof AWS_LIKE | undefined;
+  repeat: number;
+  targets: { name: string; steps: Record<string, StepFigures> }[];
+}
+
+interface Target {
+  readonly name: string;
+  readonly url: string;
+  readonly proxy: CountingProxy;
+  /** Per step: the S3 requests of each instance, the answer time and the wall time. */
+  readonly samples: Map<string, { requests: S3Request[]; answeredAt: number; ms: number }[]>;
+}
+
+const started: { children: ChildProcess[]; proxies: CountingProxy[]; dirs: string[]; s3?: S3TestServer } = {
+  children: [],
+  proxies: [],
+  dirs: [],
+};
+
+async function cleanup(): Promise<void> {
+  await Promise.all(started.children.map(stopProcess));
+  await Promise.all(started.proxies.map((p) => p.close()));
+  await started.s3?.stop();
+  await Promise.all(started.dirs.map((d) => rm(d, { recursive: true, force: true })));
+}
+
+async function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((done) => child.once('exit', done));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
+
+async function launch(name: string, command: string, args: string[], env: NodeJS.ProcessEnv, url: string) {
+  const child = spawn(command, args, { env, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  started.children.push(child);
+  let output = '';
+  const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-4000));
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${name} exited:\n${output}`);
+    const status = await fetch(`${url}/v2/`).then(
+      (r) => r.status,
+      () => 0,
+    );
+    if (status === 200) return;
+    await sleep(100);
+  }
+  throw new Error(`${name} did not answer /v2/ within 30 s:\n${output}`);
+}
+
+async function newBucket(s3: S3TestServer, bucket: string): Promise<void> {
+  const client = new S3Client({ endpoint: s3.endpoint, region: s3.region, forcePathStyle: true });
+  try {
+    await client.send(new CreateBucketCommand({ Bucket: bucket }));
+  } finally {
+    client.destroy();
+  }
+}
+
+async function startBerth(s3: S3TestServer, lambda: boolean): Promise<Target> {
+  const bucket = lambda ? 'cp-berth-lambda' : 'cp-berth';
+  await newBucket(s3, bucket);
+  const proxy = await CountingProxy.start(s3.endpoint, { latency: LATENCY });
+  started.proxies.push(proxy);
+  const port = await freePort();
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('BERTH_')) env[k] = v;
+  Object.assign(env, {
+    BERTH_STORAGE: 's3',
+    BERTH_S3_BUCKET: bucket,
+    BERTH_S3_REGION: s3.region,
+    BERTH_S3_ENDPOINT: proxy.endpoint,
+    BERTH_S3_FORCE_PATH_STYLE: 'true',
+    BERTH_LOG_LEVEL: 'warn',
+  });
+  const name = lambda ? 'Berth Lambda (gateway)' : 'Berth serve';
+  const url = `http://127.0.0.1:${port}`;
+  proxy.label = 'startup';
+  await launch(name, process.execPath, [CLI, 'serve', '--port', String(port), ...(lambda ? ['--lambda'] : [])], env, url);
+  await proxy.idle();
+  proxy.label = undefined;
+  return { name, url, proxy, samples: new Map() };
+}
+
+async function startDistribution(s3: S3TestServer, dir: string): Promise<Target> {
+  const bucket = 'cp-distribution';
+  await newBucket(s3, bucket);
+  const proxy = await CountingProxy.start(s3.endpoint, { latency: LATENCY });
+  started.proxies.push(proxy);
+  const port = await freePort();
+  const q = (s: string | undefined) => JSON.stringify(s ?? '');
+  const config = [
+    'version: 0.1',
+    'log:',
+    '  level: warn',
+    '  accesslog:',
+    '    disabled: true',
+    'storage:',
+    '  s3:',
+    `    region: ${q(s3.region)}`,
+    `    regionendpoint: ${q(proxy.endpoint)}`,
+    `    bucket: ${q(bucket)}`,
+    `    accesskey: ${q(process.env.AWS_ACCESS_KEY_ID)}`,
+    `    secretkey: ${q(process.env.AWS_SECRET_ACCESS_KEY)}`,
+    '    secure: false',
+    '    v4auth: true',
+    '  delete:',
+    '    enabled: true',
+    '  redirect:',
+    '    disable: false',
+    '  maintenance:',
+    '    uploadpurging:',
+    '      enabled: false',
+    '  cache:',
+    '    blobdescriptor: inmemory',
+    'http:',
+    `  addr: 127.0.0.1:${port}`,
+    `  secret: ${q(randomBytes(16).toString('hex'))}`,
+    '',
+  ].join('\n');
+  const file = join(dir, 'distribution.yml');
+  await writeFile(file, config, { mode: 0o600 });
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith('REGISTRY_') && k !== 'AWS_CA_BUNDLE'),
+  );
+  const url = `http://127.0.0.1:${port}`;
+  proxy.label = 'startup';
+  await launch('Distribution', DISTRIBUTION, ['serve', file], env, url);
+  await proxy.idle();
+  proxy.label = undefined;
+  return { name: 'Distribution + cache', url, proxy, samples: new Map() };
+}
+
+// ---------- the client ----------
+
+interface Answer {
+  res: Response;
+  body: Buffer;
+}
+
+async function send(
+  method: string,
+  url: string,
+  init: { headers?: Record<string, string>; body?: Uint8Array } = {},
+): Promise<Answer> {
+  const body = init.body && new Uint8Array(init.body);
+  const res = await fetch(url, { method, headers: init.headers, body, redirect: 'manual' });
+  return { res, body: Buffer.from(await res.arrayBuffer()) };
+}
+
+function expectStatus(status: number | number[], got: Answer, what: string): void {
+  const ok = Array.isArray(status) ? status : [status];
+  if (!ok.includes(got.res.status)) {
+    throw new Error(`${what}: expected ${ok.join('/')}, got ${got.res.status} ${got.body.toString().slice(0, 300)}`);
+  }
+}
+
+function locationOf(base: string, got: Answer): string {
+  const value = got.res.headers.get('location');
+  if (!value) throw new Error('no Location header');
+  return new URL(value, base).href;
+}
+
+const sha256 = (bytes: Uint8Array) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+
+/** Runs one client request with its S3 requests recorded as one sample of `step`. */
+async function step(t: Target, name: string, fn: () => Promise<Answer>, status: number | number[]): Promise<Answer> {
+  await t.proxy.idle();
+  const from = t.proxy.requests.length;
+  t.proxy.label = name;
+  const t0 = performance.now();
+  const got = await fn();
+  const answeredAt = performance.now();
+  expectStatus(status, got, `${t.name} ${name}`);
+  // Whatever the registry still does after answering (background deletes) belongs to this request.
+  await sleep(LATENCY ? 60 : 20);
+  await t.proxy.idle();
+  t.proxy.label = undefined;
+  const requests = t.proxy.requests.slice(from).filter((r) => !r.presigned);
+  const list = t.samples.get(name) ?? [];
+  list.push({ requests, answeredAt, ms: answeredAt - t0 });
+  t.samples.set(name, list);
+  return got;
+}
+
+function blobOf(size: number, mediaType = 'application/vnd.oci.image.layer.v1.tar'): {
+  bytes: Buffer;
+  digest: string;
+  mediaType: string;
+} {
+  const bytes = randomBytes(size);
+  return { bytes, digest: sha256(bytes), mediaType };
+}
+
+async function workload(t: Target, round: number): Promise<void> {
+  const repo = `bench/cp${round}`;
+  const v2 = `${t.url}/v2/${repo}`;
+  const octet = { 'Content-Type': 'application/octet-stream' };
+
+  // The image: LAYERS layers pushed docker's way (HEAD, POST, PATCH, PUT), and a config.
+  const layers = Array.from({ length: LAYERS }, () => blobOf(BLOB));
+  const config = blobOf(600, 'application/vnd.oci.image.config.v1+json');
+  for (const blob of [config, ...layers]) {
+    await step(t, 'HEAD blob (absent)', () => send('HEAD', `${v2}/blobs/${blob.digest}`), 404);
+    const post = await step(t, 'POST upload', () => send('POST', `${v2}/blobs/uploads/`), 202);
+    const patch = await step(
+      t,
+      'PATCH (whole blob)',
+      () => send('PATCH', locationOf(t.url, post), { headers: octet, body: blob.bytes }),
+      202,
+    );
+    const url = new URL(locationOf(t.url, patch));
+    url.searchParams.set('digest', blob.digest);
+    await step(t, 'PUT ?digest (after PATCH)', () => send('PUT', url.href), 201);
+  }
+  const descriptor = (b: ReturnType<typeof blobOf>) => ({ mediaType: b.mediaType, digest: b.digest, size: b.bytes.length });
+  const manifest = Buffer.from(
+    JSON.stringify({ schemaVersion: 2, mediaType: MANIFEST_TYPE, config: descriptor(config), layers: layers.map(descriptor) }),
+  );
+  const putManifest = (name: string) =>
+    step(
+      t,
+      name,
+      () => send('PUT', `${v2}/manifests/v1`, { headers: { 'Content-Type': MANIFEST_TYPE }, body: manifest }),
+      201,
+    );
+  await putManifest(`PUT manifest (${LAYERS} layers, new)`);
+  await putManifest(`PUT manifest (${LAYERS} layers, again)`);
+
+  // A monolithic POST ?digest, and POST then PUT ?digest with the bytes.
+  const mono = blobOf(BLOB);
+  await step(
+    t,
+    'POST ?digest (monolithic)',
+    () => send('POST', `${v2}/blobs/uploads/?digest=${mono.digest}`, { headers: octet, body: mono.bytes }),
+    // Distribution 2.8 ignores ?digest on POST and opens a session (202); the bytes are then pushed again.
+    [201, 202],
+  );
+  if (!(await send('HEAD', `${v2}/blobs/${mono.digest}`)).res.ok) await pushBlob(t, v2, mono);
+  const twoStep = blobOf(BLOB);
+  const started2 = await send('POST', `${v2}/blobs/uploads/`);
+  expectStatus(202, started2, 'POST');
+  const putUrl = new URL(locationOf(t.url, started2));
+  putUrl.searchParams.set('digest', twoStep.digest);
+  await step(t, 'PUT ?digest with the bytes', () => send('PUT', putUrl.href, { headers: octet, body: twoStep.bytes }), 201);
+
+  // A chunked upload: two PATCHes with Content-Range, then PUT ?digest.
+  const chunked = blobOf(BLOB);
+  const half = BLOB / 2;
+  const post = await send('POST', `${v2}/blobs/uploads/`);
+  expectStatus(202, post, 'POST');
+  const first = await step(
+    t,
+    'PATCH (first chunk)',
+    () =>
+      send('PATCH', locationOf(t.url, post), {
+        headers: { ...octet, 'Content-Range': `0-${half - 1}` },
+        body: chunked.bytes.subarray(0, half),
+      }),
+    202,
+  );
+  const second = await step(
+    t,
+    'PATCH (next chunk)',
+    () =>
+      send('PATCH', locationOf(t.url, first), {
+        headers: { ...octet, 'Content-Range': `${half}-${BLOB - 1}` },
+        body: chunked.bytes.subarray(half),
+      }),
+    202,
+  );
+  const done = new URL(locationOf(t.url, second));
+  done.searchParams.set('digest', chunked.digest);
+  await step(t, 'PUT ?digest (after chunks)', () => send('PUT', done.href), 201);
+
+  // Reads.
+  const accept = { Accept: MANIFEST_TYPE };
+  await step(t, 'HEAD blob (present)', () => send('HEAD', `${v2}/blobs/${layers[0]!.digest}`), [200, 307]);
+  await step(t, 'GET blob (to the redirect)', () => send('GET', `${v2}/blobs/${layers[1]!.digest}`), [200, 307]);
+  await step(t, 'GET manifest by tag', () => send('GET', `${v2}/manifests/v1`, { headers: accept }), 200);
+  await step(t, 'HEAD manifest by tag', () => send('HEAD', `${v2}/manifests/v1`, { headers: accept }), 200);
+  await step(t, 'GET manifest by digest', () => send('GET', `${v2}/manifests/${sha256(manifest)}`, { headers: accept }), 200);
+  await step(t, 'GET tags/list', () => send('GET', `${v2}/tags/list`), 200);
+  await step(t, 'GET _catalog?n=100', () => send('GET', `${t.url}/v2/_catalog?n=100`), 200);
+  // A mount from the previous round's repository (201 when the blob is there).
+  if (round > 0) {
+    const from = `bench/cp${round - 1}`;
+    await step(
+      t,
+      'POST ?mount&from',
+      () => send('POST', `${v2}/blobs/uploads/?mount=${mono.digest}&from=${encodeURIComponent(from)}`),
+      [201, 202],
+    );
+  }
+}
+
+/** A blob pushed outside the measured steps (POST, PUT ?digest with the bytes). */
+async function pushBlob(t: Target, v2: string, blob: ReturnType<typeof blobOf>): Promise<void> {
+  const post = await send('POST', `${v2}/blobs/uploads/`);
+  expectStatus(202, post, 'POST');
+  const url = new URL(locationOf(t.url, post));
+  url.searchParams.set('digest', blob.digest);
+  expectStatus(201, await send('PUT', url.href, { body: blob.bytes }), 'PUT');
+}
+
+// ---------- figures ----------
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s[Math.floor((s.length - 1) / 2)]!;
+}
+
+function figures(t: Target): Record<string, StepFigures> {
+  const out: Record<string, StepFigures> = {};
+  for (const [name, samples] of t.samples) {
+    const seq = samples.map((s) => criticalPath(s.requests.filter((r) => r.start < s.answeredAt)));
+    const last = samples[samples.length - 1]!;
+    out[name] = {
+      sequential: median(seq),
+      sequentialMax: Math.max(...seq),
+      total: median(samples.map((s) => s.requests.length)),
+      after: median(samples.map((s) => s.requests.filter((r) => r.start >= s.answeredAt).length)),
+      ms: median(samples.map((s) => s.ms)),
+      ops: last.requests.map((r) => `${r.op} ${shortKey(r.key)}${r.start >= last.answeredAt ? ' (after the answer)' : ''}`),
+    };
+  }
+  return out;
+}
+
+function shortKey(key: string): string {
+  return key
+    .replace(/[0-9a-f]{64}/g, (hex) => `${hex.slice(0, 8)}…`)
+    .replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, '<id>');
+}
+
+export function renderCriticalPath(summary: CriticalPathSummary): string {
+  const names = [...new Set(summary.targets.flatMap((t) => Object.keys(t.steps)))];
+  const cell = (f: StepFigures | undefined) =>
+    f ? `${f.sequential}${f.sequentialMax !== f.sequential ? `–${f.sequentialMax}` : ''} / ${f.total}${f.after ? ` (${f.after} after)` : ''} / ${f.ms.toFixed(0)}` : '-';
+  return table(
+    ['client request', ...summary.targets.map((t) => `${t.name}: seq / total / ms`)],
+    names.map((n) => [n, ...summary.targets.map((t) => cell(t.steps[n]))]),
+  );
+}
+
+async function main(): Promise<void> {
+  if (!existsSync(CLI) || !existsSync(BUNDLE)) throw new Error('run `npm run build` first (dist/cli and dist/registry)');
+  const dir = await mkdtemp(join(tmpdir(), 'berth-bench-cp-'));
+  started.dirs.push(dir);
+  started.s3 = await startS3Server();
+  const s3 = started.s3;
+  const targets = [await startBerth(s3, false), await startBerth(s3, true), await startDistribution(s3, dir)];
+  for (let round = 0; round < REPEAT; round++) for (const t of targets) await workload(t, round);
+  const summary: CriticalPathSummary = {
+    latency: LATENCY,
+    repeat: REPEAT,
+    targets: targets.map((t) => ({ name: t.name, steps: figures(t) })),
+  };
+  process.stdout.write(`${renderCriticalPath(summary)}\n\n`);
+  if (process.env.BENCH_CP_TRACE) {
+    for (const t of summary.targets) {
+      process.stdout.write(`${t.name}:\n`);
+      for (const [name, f] of Object.entries(t.steps)) process.stdout.write(`  ${name}:\n    ${f.ops.join('\n    ')}\n`);
+    }
+  }
+  if (process.env.BENCH_CP_JSON) await writeFile(process.env.BENCH_CP_JSON, JSON.stringify(summary));
+}
+
+const timer = setTimeout(() => {
+  process.stderr.write(`bench: gave up after ${RUN_TIMEOUT_MS} ms\n`);
+  void cleanup().finally(() => process.exit(1));
+}, RUN_TIMEOUT_MS);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => void cleanup().finally(() => process.exit(130)));
+}
+try {
+  await main();
+} catch (err) {
+  process.exitCode = 1;
+  process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+} finally {
+  await cleanup();
+  clearTimeout(timer);
+}
