@@ -163,7 +163,7 @@ export class CountingProxy {
 }
 
 /** Names the S3 call of a path-style request (`/<bucket>/<key>?<query>`). */
-export function classify(req: IncomingMessage): Omit<S3Request, 'label' | 'sentBytes' | 'receivedBytes'> {
+export function classify(req: IncomingMessage): Omit<S3Request, 'label' | 'sentBytes' | 'receivedBytes' | 'start' | 'end'> {
   const url = new URL(req.url ?? '/', 'http://s3.invalid');
   const q = url.searchParams;
   const [, , ...rest] = url.pathname.split('/');
