@@ -144,7 +144,13 @@ async function startBerth(s3: S3TestServer, lambda: boolean): Promise<Target> {
   const name = lambda ? 'Berth Lambda (gateway)' : 'Berth serve';
   const url = `http://127.0.0.1:${port}`;
   proxy.label = 'startup';
-  await launch(name, process.execPath, [CLI, 'serve', '--port', String(port), ...(lambda ? ['--lambda'] : [])], env, url);
+  await launch(
+    name,
+    process.execPath,
+    [CLI, 'serve', '--port', String(port), ...(lambda ? ['--lambda'] : [])],
+    env,
+    url,
+  );
   await proxy.idle();
   proxy.label = undefined;
   return { name, url, proxy, samples: new Map() };
@@ -219,7 +225,9 @@ async function send(
 function expectStatus(status: number | number[], got: Answer, what: string): void {
   const ok = Array.isArray(status) ? status : [status];
   if (!ok.includes(got.res.status)) {
-    throw new Error(`${what}: expected ${ok.join('/')}, got ${got.res.status} ${got.body.toString().slice(0, 300)}`);
+    throw new Error(
+      `${what}: expected ${ok.join('/')}, got ${got.res.status} ${got.body.toString().slice(0, 300)}`,
+    );
   }
 }
 
@@ -232,7 +240,12 @@ function locationOf(base: string, got: Answer): string {
 const sha256 = (bytes: Uint8Array) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 /** Runs one client request with its S3 requests recorded as one sample of `step`. */
-async function step(t: Target, name: string, fn: () => Promise<Answer>, status: number | number[]): Promise<Answer> {
+async function step(
+  t: Target,
+  name: string,
+  fn: () => Promise<Answer>,
+  status: number | number[],
+): Promise<Answer> {
   await t.proxy.idle();
   const from = t.proxy.requests.length;
   t.proxy.label = name;
@@ -251,7 +264,10 @@ async function step(t: Target, name: string, fn: () => Promise<Answer>, status: 
   return got;
 }
 
-function blobOf(size: number, mediaType = 'application/vnd.oci.image.layer.v1.tar'): {
+function blobOf(
+  size: number,
+  mediaType = 'application/vnd.oci.image.layer.v1.tar',
+): {
   bytes: Buffer;
   digest: string;
   mediaType: string;
@@ -281,9 +297,18 @@ async function workload(t: Target, round: number): Promise<void> {
     url.searchParams.set('digest', blob.digest);
     await step(t, 'PUT ?digest (after PATCH)', () => send('PUT', url.href), 201);
   }
-  const descriptor = (b: ReturnType<typeof blobOf>) => ({ mediaType: b.mediaType, digest: b.digest, size: b.bytes.length });
+  const descriptor = (b: ReturnType<typeof blobOf>) => ({
+    mediaType: b.mediaType,
+    digest: b.digest,
+    size: b.bytes.length,
+  });
   const manifest = Buffer.from(
-    JSON.stringify({ schemaVersion: 2, mediaType: MANIFEST_TYPE, config: descriptor(config), layers: layers.map(descriptor) }),
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MANIFEST_TYPE,
+      config: descriptor(config),
+      layers: layers.map(descriptor),
+    }),
   );
   const putManifest = (name: string) =>
     step(
@@ -310,7 +335,12 @@ async function workload(t: Target, round: number): Promise<void> {
   expectStatus(202, started2, 'POST');
   const putUrl = new URL(locationOf(t.url, started2));
   putUrl.searchParams.set('digest', twoStep.digest);
-  await step(t, 'PUT ?digest with the bytes', () => send('PUT', putUrl.href, { headers: octet, body: twoStep.bytes }), 201);
+  await step(
+    t,
+    'PUT ?digest with the bytes',
+    () => send('PUT', putUrl.href, { headers: octet, body: twoStep.bytes }),
+    201,
+  );
 
   // A chunked upload: two PATCHes with Content-Range, then PUT ?digest.
   const chunked = blobOf(BLOB);
@@ -344,10 +374,20 @@ async function workload(t: Target, round: number): Promise<void> {
   // Reads.
   const accept = { Accept: MANIFEST_TYPE };
   await step(t, 'HEAD blob (present)', () => send('HEAD', `${v2}/blobs/${layers[0]!.digest}`), [200, 307]);
-  await step(t, 'GET blob (to the redirect)', () => send('GET', `${v2}/blobs/${layers[1]!.digest}`), [200, 307]);
+  await step(
+    t,
+    'GET blob (to the redirect)',
+    () => send('GET', `${v2}/blobs/${layers[1]!.digest}`),
+    [200, 307],
+  );
   await step(t, 'GET manifest by tag', () => send('GET', `${v2}/manifests/v1`, { headers: accept }), 200);
   await step(t, 'HEAD manifest by tag', () => send('HEAD', `${v2}/manifests/v1`, { headers: accept }), 200);
-  await step(t, 'GET manifest by digest', () => send('GET', `${v2}/manifests/${sha256(manifest)}`, { headers: accept }), 200);
+  await step(
+    t,
+    'GET manifest by digest',
+    () => send('GET', `${v2}/manifests/${sha256(manifest)}`, { headers: accept }),
+    200,
+  );
   await step(t, 'GET tags/list', () => send('GET', `${v2}/tags/list`), 200);
   await step(t, 'GET _catalog?n=100', () => send('GET', `${t.url}/v2/_catalog?n=100`), 200);
   // A mount from the previous round's repository (201 when the blob is there).
@@ -389,7 +429,9 @@ function figures(t: Target): Record<string, StepFigures> {
       total: median(samples.map((s) => s.requests.length)),
       after: median(samples.map((s) => s.requests.filter((r) => r.start >= s.answeredAt).length)),
       ms: median(samples.map((s) => s.ms)),
-      ops: last.requests.map((r) => `${r.op} ${shortKey(r.key)}${r.start >= last.answeredAt ? ' (after the answer)' : ''}`),
+      ops: last.requests.map(
+        (r) => `${r.op} ${shortKey(r.key)}${r.start >= last.answeredAt ? ' (after the answer)' : ''}`,
+      ),
     };
   }
   return out;
@@ -404,7 +446,9 @@ function shortKey(key: string): string {
 export function renderCriticalPath(summary: CriticalPathSummary): string {
   const names = [...new Set(summary.targets.flatMap((t) => Object.keys(t.steps)))];
   const cell = (f: StepFigures | undefined) =>
-    f ? `${f.sequential}${f.sequentialMax !== f.sequential ? `–${f.sequentialMax}` : ''} / ${f.total}${f.after ? ` (${f.after} after)` : ''} / ${f.ms.toFixed(0)}` : '-';
+    f
+      ? `${f.sequential}${f.sequentialMax !== f.sequential ? `–${f.sequentialMax}` : ''} / ${f.total}${f.after ? ` (${f.after} after)` : ''} / ${f.ms.toFixed(0)}`
+      : '-';
   return table(
     ['client request', ...summary.targets.map((t) => `${t.name}: seq / total / ms`)],
     names.map((n) => [n, ...summary.targets.map((t) => cell(t.steps[n]))]),
@@ -412,7 +456,8 @@ export function renderCriticalPath(summary: CriticalPathSummary): string {
 }
 
 async function main(): Promise<void> {
-  if (!existsSync(CLI) || !existsSync(BUNDLE)) throw new Error('run `npm run build` first (dist/cli and dist/registry)');
+  if (!existsSync(CLI) || !existsSync(BUNDLE))
+    throw new Error('run `npm run build` first (dist/cli and dist/registry)');
   const dir = await mkdtemp(join(tmpdir(), 'berth-bench-cp-'));
   started.dirs.push(dir);
   started.s3 = await startS3Server();
@@ -428,7 +473,8 @@ async function main(): Promise<void> {
   if (process.env.BENCH_CP_TRACE) {
     for (const t of summary.targets) {
       process.stdout.write(`${t.name}:\n`);
-      for (const [name, f] of Object.entries(t.steps)) process.stdout.write(`  ${name}:\n    ${f.ops.join('\n    ')}\n`);
+      for (const [name, f] of Object.entries(t.steps))
+        process.stdout.write(`  ${name}:\n    ${f.ops.join('\n    ')}\n`);
     }
   }
   if (process.env.BENCH_CP_JSON) await writeFile(process.env.BENCH_CP_JSON, JSON.stringify(summary));

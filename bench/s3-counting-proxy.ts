@@ -63,9 +63,7 @@ export function delayOf(model: LatencyModel, op: string, random: () => number): 
  * another. (The largest set of pairwise disjoint intervals, found by taking the earliest end first.)
  */
 export function criticalPath(requests: readonly S3Request[]): number {
-  const done = requests
-    .filter((r) => r.end !== undefined)
-    .sort((a, b) => a.end! - b.end!);
+  const done = requests.filter((r) => r.end !== undefined).sort((a, b) => a.end! - b.end!);
   let count = 0;
   let last = -Infinity;
   for (const r of done) {
@@ -158,12 +156,17 @@ export class CountingProxy {
     const forward = () => forwardRequest(this.upstream, req, res, (status) => (entry.status = status));
     if (!this.latency) return forward();
     // The body (if any) waits in the socket meanwhile, as it would on its way to a distant S3.
-    setTimeout(forward, delayOf(this.latency, entry.op, () => this.random()));
+    setTimeout(
+      forward,
+      delayOf(this.latency, entry.op, () => this.random()),
+    );
   }
 }
 
 /** Names the S3 call of a path-style request (`/<bucket>/<key>?<query>`). */
-export function classify(req: IncomingMessage): Omit<S3Request, 'label' | 'sentBytes' | 'receivedBytes' | 'start' | 'end'> {
+export function classify(
+  req: IncomingMessage,
+): Omit<S3Request, 'label' | 'sentBytes' | 'receivedBytes' | 'start' | 'end'> {
   const url = new URL(req.url ?? '/', 'http://s3.invalid');
   const q = url.searchParams;
   const [, , ...rest] = url.pathname.split('/');

@@ -76,7 +76,11 @@ function writeLayer(dir: string, name: string, size: number): { digest: string; 
 
 /** An OCI layout at `dir` with one image of `layers` random layers of `layerBytes` each, tagged `tag`. */
 export function makeLayout(dir: string, layers: number, layerBytes: number, tag = 'bench'): Layout {
-  return makeLayoutOf(dir, Array.from({ length: layers }, () => layerBytes), tag);
+  return makeLayoutOf(
+    dir,
+    Array.from({ length: layers }, () => layerBytes),
+    tag,
+  );
 }
 
 /**
