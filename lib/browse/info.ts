@@ -2,7 +2,7 @@ import * as z from 'zod';
 import type { Config } from '../config/config.ts';
 import { GC_KEYS } from '../gc/state.ts';
 import type { ImmutableRule, RetentionRule } from '../gc/policy.ts';
-import { parseStoredJson } from '../registry/json.ts';
+import { parseStoredJson } from '../util/json.ts';
 import type { StorageDriver } from '../storage/port.ts';
 
 /** What the web UI is told about this registry, from its configuration. */

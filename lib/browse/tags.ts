@@ -2,8 +2,8 @@ import * as z from 'zod';
 import { RegistryError } from '../oci/errors.ts';
 import { tryParseDigest } from '../oci/digest.ts';
 import type { RepositoryName } from '../oci/names.ts';
-import { mapLimit } from '../registry/concurrency.ts';
-import { parseStoredJson } from '../registry/json.ts';
+import { mapLimit } from '../util/concurrency.ts';
+import { parseStoredJson } from '../util/json.ts';
 import { keys, meta } from '../registry/keys.ts';
 import {
   SUMMARY_META,

@@ -5,7 +5,7 @@ import { allowedActions, grantAccess } from '../auth/grants.ts';
 import { parseScopes, type Access } from '../auth/scope.ts';
 import type { TokenService } from '../auth/tokens.ts';
 import { RegistryError } from '../oci/errors.ts';
-import { readLimited } from '../registry/read-body.ts';
+import { readLimited } from '../util/read-body.ts';
 import type { Need } from './access.ts';
 import { contentLength, requestBody } from './body.ts';
 import type { HttpContext } from './context.ts';

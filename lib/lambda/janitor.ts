@@ -4,7 +4,7 @@ import { FSCK_REPORT_KEY, type FsckReport } from '../fsck/report.ts';
 import { collectGarbage, countByKind, type GcOptions } from '../gc/collector.ts';
 import { GC_KEYS } from '../gc/state.ts';
 import { computeUsage, saveUsage } from '../gc/usage.ts';
-import { parseStoredJson } from '../registry/json.ts';
+import { parseStoredJson } from '../util/json.ts';
 import { describeError, type Logger } from '../logging/logger.ts';
 import type { Registry } from '../registry/registry.ts';
 import { invocationFields, withInvocation } from './logging.ts';

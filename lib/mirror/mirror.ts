@@ -7,7 +7,7 @@ import type { Reference, RepositoryName, Tag } from '../oci/names.ts';
 import type { BlobInfo } from '../registry/blobs.ts';
 import { keys, meta } from '../registry/keys.ts';
 import type { ManifestHead, StoredManifest } from '../registry/manifests.ts';
-import { readLimited } from '../registry/read-body.ts';
+import { readLimited } from '../util/read-body.ts';
 import type { Registry } from '../registry/registry.ts';
 import type { ObjectInfo, StoredObject } from '../storage/port.ts';
 import { UpstreamUnavailable, type UpstreamClient } from './upstream.ts';

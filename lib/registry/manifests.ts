@@ -6,8 +6,8 @@ import { PreconditionFailed, type ObjectInfo, type StorageDriver } from '../stor
 import { describeImmutableRule, immutableRuleFor, type ImmutableRule } from '../gc/policy.ts';
 import type { Blobs } from './blobs.ts';
 import { checkIndexEntries } from './index-entries.ts';
-import { mapLimit } from './concurrency.ts';
-import { parseStoredJson } from './json.ts';
+import { mapLimit } from '../util/concurrency.ts';
+import { parseStoredJson } from '../util/json.ts';
 import { keys, meta } from './keys.ts';
 import type { Referrers } from './referrers.ts';
 import { tagSummaryMetadata } from './tag-summary-store.ts';
