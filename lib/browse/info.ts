@@ -1,7 +1,7 @@
 import * as z from 'zod';
 import type { Config } from '../config/config.ts';
 import { GC_KEYS } from '../gc/state.ts';
-import type { ImmutableRule, RetentionRule } from '../gc/policy.ts';
+import type { ImmutableRule, RetentionRule } from '../registry/tag-policy.ts';
 import { parseStoredJson } from '../util/json.ts';
 import type { StorageDriver } from '../storage/port.ts';
 

@@ -1,5 +1,5 @@
 import type { Registry } from '../registry/registry.ts';
-import type { ImmutableRule, RetentionRule } from './policy.ts';
+import type { ImmutableRule, RetentionRule } from '../registry/tag-policy.ts';
 import { storeTime } from '../registry/store-clock.ts';
 import { catalog, mark } from './mark.ts';
 import { LOCK_LEASE_MS, Run } from './run.ts';

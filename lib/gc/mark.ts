@@ -9,7 +9,7 @@ import {
   retentionFor,
   type ImmutableRule,
   type RetentionRule,
-} from './policy.ts';
+} from '../registry/tag-policy.ts';
 import { referencesOf, type ManifestRefs } from './references.ts';
 import { CONCURRENCY, type Run } from './run.ts';
 

@@ -3,7 +3,7 @@ import { parseDigest, tryParseDigest, type ParsedDigest } from '../oci/digest.ts
 import { parseManifest, type Descriptor, type ParsedManifest } from '../oci/manifest.ts';
 import type { Reference, RepositoryName, Tag } from '../oci/names.ts';
 import { PreconditionFailed, type ObjectInfo, type StorageDriver } from '../storage/port.ts';
-import { describeImmutableRule, immutableRuleFor, type ImmutableRule } from '../gc/policy.ts';
+import { describeImmutableRule, immutableRuleFor, type ImmutableRule } from './tag-policy.ts';
 import type { Blobs } from './blobs.ts';
 import { checkIndexEntries } from './index-entries.ts';
 import { mapLimit } from '../util/concurrency.ts';

@@ -5,7 +5,7 @@ import type { Context, ScheduledEvent } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addUser } from '../../lib/auth/admin.ts';
 import { FileAuthStore } from '../../lib/auth/auth-store.ts';
-import { parseImmutableTags, parseRetention } from '../../lib/gc/policy.ts';
+import { parseImmutableTags, parseRetention } from '../../lib/registry/tag-policy.ts';
 import { computeUsage, saveUsage } from '../../lib/gc/usage.ts';
 import { createJanitorHandler } from '../../lib/lambda/janitor.ts';
 import { createLambdaLogger } from '../../lib/lambda/logging.ts';
