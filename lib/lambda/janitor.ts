@@ -54,7 +54,7 @@ const FSCK_MIN_REMAINING_MS = 60_000;
 /** The findings kept in gc/fsck.json (the metrics count them all). */
 const FSCK_SAVED_FINDINGS = 200;
 
-/** What the janitor's collection takes from the configuration (lib/gc/config.ts gcOptionsOf). */
+/** What the janitor's collection takes from the configuration (lib/setup/gc.ts gcOptionsOf). */
 export type JanitorGcOptions = Omit<GcOptions, 'remainingMs' | 'sleep' | 'onPhase'> & {
   /** A new collection starts only when the last one finished at least this long ago (BERTH_GC_INTERVAL). */
   readonly intervalMs?: number;

@@ -13,7 +13,7 @@ import type { VerificationJob } from '../../lib/registry/direct-uploads.ts';
 import { SerializedHashStates } from '../../lib/registry/hashing.ts';
 import { Registry } from '../../lib/registry/registry.ts';
 import { S3Driver } from '../../lib/storage/s3/index.ts';
-import { loadAuth } from '../../lib/server/auth.ts';
+import { loadAuth } from '../../lib/setup/auth.ts';
 import { errorCode, pushBlob, sha256, testRegistry } from '../http/harness.ts';
 import { minioInstalled, startS3Server, testS3Client, type S3TestServer } from '../storage/s3-server.ts';
 import { bucketKeys, multipartUploads } from './harness.ts';

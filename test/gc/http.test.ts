@@ -10,7 +10,7 @@ import { computeUsage, saveUsage } from '../../lib/gc/usage.ts';
 import { createJanitorHandler } from '../../lib/lambda/janitor.ts';
 import { createLambdaLogger } from '../../lib/lambda/logging.ts';
 import { createLogger } from '../../lib/logging/logger.ts';
-import { loadAuth } from '../../lib/server/auth.ts';
+import { loadAuth } from '../../lib/setup/auth.ts';
 import { MemoryDriver } from '../../lib/storage/memory.ts';
 import { errorCode, testRegistry } from '../http/harness.ts';
 import {

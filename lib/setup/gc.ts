@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Config } from '../config/config.ts';
-import { MIN_SETTLE_MS, type GcOptions } from './collector.ts';
+import { MIN_SETTLE_MS, type GcOptions } from '../gc/collector.ts';
 import {
   parseImmutableTags,
   parseRetention,
