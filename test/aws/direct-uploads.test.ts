@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileAuthStore } from '../../lib/auth/auth-store.ts';
 import { addUser } from '../../lib/auth/admin.ts';
 import { createApp } from '../../lib/http/app.ts';
-import type { HttpAuth } from '../../lib/http/auth.ts';
+import type { HttpAuth } from '../../lib/http/context.ts';
 import { createLogger } from '../../lib/logging/logger.ts';
 import type { VerificationJob } from '../../lib/registry/direct-uploads.ts';
 import { SerializedHashStates } from '../../lib/registry/hashing.ts';

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createApp } from '../../lib/http/app.ts';
-import type { HttpAuth } from '../../lib/http/auth.ts';
+import type { HttpAuth } from '../../lib/http/context.ts';
 import type { CorsPolicy } from '../../lib/http/cors.ts';
 import { createLogger } from '../../lib/logging/logger.ts';
 import { InMemoryHashStates, SerializedHashStates, type HashStates } from '../../lib/registry/hashing.ts';
