@@ -202,6 +202,8 @@ export class TagSummaries {
     const body = JSON.stringify({ v: 1, tags: Object.fromEntries(entries) });
     await this.storage
       .put(summaryCacheKey(repo), new TextEncoder().encode(body), { contentType: 'application/json' })
+      // Silent on purpose: the cache is never needed for correctness, and a store that cannot take
+      // this write fails the reads and pushes that matter, which are logged.
       .catch(() => undefined);
   }
 }

@@ -261,6 +261,8 @@ export class Mirror {
       // Joins a copy in progress; when that one failed, this request makes the next attempt.
       while (pending) {
         const joined = pending;
+        // Its failure is logged by store() and answered to the request that started it; this one
+        // only needs to know it ended.
         await joined.catch(() => undefined);
         pending = this.fills.get(key);
         const filled = await blobs.stat(repo, digest);
@@ -314,6 +316,8 @@ export class Mirror {
       key,
       opening.then(({ length, copy }) => this.store(repo, digest, copy.store, length, upstream)),
     );
+    // Nobody awaits the store (the client reads copy.client); store() logs its failure, and this
+    // keeps it from being an unhandled rejection.
     stored.catch(() => undefined);
     const { length, copy } = await opening;
     return { kind: 'upstream', size: length, body: copy.client };
@@ -418,11 +422,20 @@ export class Mirror {
         try {
           info = await uploads.complete(repo, session.id, digest, body, { length });
         } catch (err) {
-          await uploads.cancel(repo, session.id).catch(() => undefined);
+          await uploads.cancel(repo, session.id).catch((cancelErr: unknown) =>
+            // The session is then left to the janitor's upload expiry (BERTH_UPLOAD_TTL_SECONDS).
+            this.options.logger.warn('mirror could not cancel the upload session of a failed copy', {
+              repository: repo,
+              digest: digest.digest,
+              session: session.id,
+              ...describeError(cancelErr),
+            }),
+          );
           throw err;
         }
       }
     } catch (err) {
+      // The copy already failed and is logged next; a failed cancel of its source adds nothing.
       await body.cancel().catch(() => undefined);
       this.options.logger.warn('mirror could not store a blob', {
         repository: repo,
