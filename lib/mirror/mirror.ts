@@ -422,15 +422,17 @@ export class Mirror {
         try {
           info = await uploads.complete(repo, session.id, digest, body, { length });
         } catch (err) {
-          await uploads.cancel(repo, session.id).catch((cancelErr: unknown) =>
-            // The session is then left to the janitor's upload expiry (BERTH_UPLOAD_TTL_SECONDS).
+          await uploads.cancel(repo, session.id).catch((cancelErr: unknown) => {
+            // Unknown: the failed completion already discarded the session (a refused digest), and
+            // nothing is left behind. Anything else leaves the session to the upload expiry.
+            if (cancelErr instanceof RegistryError && cancelErr.code === 'BLOB_UPLOAD_UNKNOWN') return;
             this.options.logger.warn('mirror could not cancel the upload session of a failed copy', {
               repository: repo,
               digest: digest.digest,
               session: session.id,
               ...describeError(cancelErr),
-            }),
-          );
+            });
+          });
           throw err;
         }
       }
