@@ -6,7 +6,7 @@ import { fsck as check } from '../lib/fsck/fsck.ts';
 import { formatReport } from '../lib/fsck/format.ts';
 import { exitCodeOf } from '../lib/fsck/report.ts';
 import { InMemoryHashStates } from '../lib/registry/hashing.ts';
-import { createRegistry } from '../lib/server/storage.ts';
+import { createRegistry } from '../lib/setup/registry.ts';
 import { describeError } from '../lib/logging/logger.ts';
 import { STORE_FLAGS, storeConfigInput } from './serve.ts';
 

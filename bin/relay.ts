@@ -3,7 +3,7 @@ import { dockerCredentials, type Credentials } from '../lib/client/credentials.t
 import { DEFAULT_TUNING, type UploadTuning } from '../lib/client/blob-upload.ts';
 import { createProgress } from '../lib/client/progress.ts';
 import { RemoteRegistry } from '../lib/client/remote.ts';
-import { startRelay } from '../lib/relay/server.ts';
+import { startRelay } from '../lib/relay/relay-endpoint.ts';
 import { UsageError } from './accounts.ts';
 
 const MiB = 1024 * 1024;

@@ -5,7 +5,7 @@ import { ConfigError, parseConfig } from '../lib/config/config.ts';
 import { configInput } from '../lib/config/sources.ts';
 import { startLambdaGateway } from '../lib/gateway/local.ts';
 import { createLogger } from '../lib/logging/logger.ts';
-import { startLocalServer, type RunningServer } from '../lib/server/local.ts';
+import { startLocalServer, type RunningServer } from '../lib/server/local-registry.ts';
 import { trustInstructions } from '../lib/server/tls.ts';
 
 export const SERVE_USAGE = `Options for serve (environment variable in brackets):

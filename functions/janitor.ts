@@ -2,7 +2,7 @@
  * Scheduled maintenance: purges stale upload sessions, carries garbage collection forward, and once a
  * collection interval runs the cheap checks of the store (docs/fsck.md, "On AWS").
  */
-import { gcOptionsOf } from '../lib/gc/config.ts';
+import { gcOptionsOf } from '../lib/setup/gc.ts';
 import { lambdaConfig } from '../lib/lambda/config.ts';
 import { createJanitorHandler } from '../lib/lambda/janitor.ts';
 import { createLambdaLogger } from '../lib/lambda/logging.ts';

@@ -1,5 +1,5 @@
 import { CfnOutput, Duration, RemovalPolicy, Stack, Tags, Token } from 'aws-cdk-lib';
-import { immutableTagsOf, retentionOf } from '../lib/gc/config.ts';
+import { immutableTagsOf, retentionOf } from '../lib/setup/gc.ts';
 import { lambdaConfig } from '../lib/lambda/config.ts';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { Rule, Schedule } from 'aws-cdk-lib/aws-events';

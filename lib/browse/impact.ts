@@ -1,8 +1,8 @@
 import { isIndexMediaType } from '../oci/media-types.ts';
 import type { Reference, RepositoryName } from '../oci/names.ts';
 import { tryParseDigest } from '../oci/digest.ts';
-import { mapLimit } from '../registry/concurrency.ts';
-import { parseStoredJson } from '../registry/json.ts';
+import { mapLimit } from '../util/concurrency.ts';
+import { parseStoredJson } from '../util/json.ts';
 import { keys } from '../registry/keys.ts';
 import type { Registry } from '../registry/registry.ts';
 import type { TagSummaries } from './tags.ts';

@@ -1,8 +1,7 @@
 import * as z from 'zod';
-import type { Config } from '../config/config.ts';
 import { GC_KEYS } from '../gc/state.ts';
-import type { ImmutableRule, RetentionRule } from '../gc/policy.ts';
-import { parseStoredJson } from '../registry/json.ts';
+import type { ImmutableRule, RetentionRule } from '../registry/tag-policy.ts';
+import { parseStoredJson } from '../util/json.ts';
 import type { StorageDriver } from '../storage/port.ts';
 
 /** What the web UI is told about this registry, from its configuration. */
@@ -40,17 +39,4 @@ export async function lastGcRun(storage: StorageDriver): Promise<LastGcRun | und
   const stored = await storage.get(GC_KEYS.lastRun);
   const parsed = stored ? lastRunSchema.safeParse(parseStoredJson(stored.body)) : undefined;
   return parsed?.success ? parsed.data : undefined;
-}
-
-/** The web UI's view of a configuration (the local server, the registry function). */
-export function browseSettingsOf(
-  config: Pick<Config, 'registryName' | 'expiresAt'>,
-  rules: { retention: readonly RetentionRule[]; immutable: readonly ImmutableRule[] },
-): Partial<BrowseSettings> {
-  return {
-    ...(config.registryName && { name: config.registryName }),
-    ...(config.expiresAt && { expiresAt: new Date(config.expiresAt).toISOString() }),
-    retention: rules.retention,
-    immutable: rules.immutable,
-  };
 }

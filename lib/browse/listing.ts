@@ -1,4 +1,4 @@
-import { mapLimit } from '../registry/concurrency.ts';
+import { mapLimit } from '../util/concurrency.ts';
 import type { DetailedListPage, ListOptions, ListedObject, StorageDriver } from '../storage/port.ts';
 
 const HEAD_CONCURRENCY = 16;

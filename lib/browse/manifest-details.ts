@@ -1,8 +1,8 @@
 import { tryParseDigest, type ParsedDigest } from '../oci/digest.ts';
 import { isIndexMediaType } from '../oci/media-types.ts';
 import type { Reference, RepositoryName, Tag } from '../oci/names.ts';
-import { mapLimit } from '../registry/concurrency.ts';
-import { parseStoredJson } from '../registry/json.ts';
+import { mapLimit } from '../util/concurrency.ts';
+import { parseStoredJson } from '../util/json.ts';
 import { keys, meta } from '../registry/keys.ts';
 import type { Registry } from '../registry/registry.ts';
 import {

@@ -1,8 +1,8 @@
 import * as z from 'zod';
 import type { RepositoryName } from '../oci/names.ts';
 import { GC_KEYS } from '../gc/state.ts';
-import { mapLimit } from '../registry/concurrency.ts';
-import { parseStoredJson } from '../registry/json.ts';
+import { mapLimit } from '../util/concurrency.ts';
+import { parseStoredJson } from '../util/json.ts';
 import { keys } from '../registry/keys.ts';
 import type { StorageDriver } from '../storage/port.ts';
 import { listAllObjects } from './listing.ts';

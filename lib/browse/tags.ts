@@ -2,8 +2,8 @@ import * as z from 'zod';
 import { RegistryError } from '../oci/errors.ts';
 import { tryParseDigest } from '../oci/digest.ts';
 import type { RepositoryName } from '../oci/names.ts';
-import { mapLimit } from '../registry/concurrency.ts';
-import { parseStoredJson } from '../registry/json.ts';
+import { mapLimit } from '../util/concurrency.ts';
+import { parseStoredJson } from '../util/json.ts';
 import { keys, meta } from '../registry/keys.ts';
 import {
   SUMMARY_META,
@@ -202,6 +202,8 @@ export class TagSummaries {
     const body = JSON.stringify({ v: 1, tags: Object.fromEntries(entries) });
     await this.storage
       .put(summaryCacheKey(repo), new TextEncoder().encode(body), { contentType: 'application/json' })
+      // Silent on purpose: the cache is never needed for correctness, and a store that cannot take
+      // this write fails the reads and pushes that matter, which are logged.
       .catch(() => undefined);
   }
 }

@@ -149,6 +149,8 @@ export class BlobUpload {
     await Promise.allSettled([...this.inFlight]);
     const res = await this.remote
       .request({ method: 'DELETE', path: this.location, scope: repositoryScope(this.repo, true) })
+      // Called on the way out of a failure the caller reports; when the remote cannot be told, it
+      // expires the session itself (its upload TTL), so there is nothing more to say or do here.
       .catch(() => undefined);
     await res?.body?.cancel();
   }

@@ -36,6 +36,7 @@ export class RemoteError extends Error {
   }
 
   static async from(res: Response, what: string): Promise<RemoteError> {
+    // An error body that cannot be read leaves the message at the status, which still says what failed.
     const body = await res.text().catch(() => '');
     let code: string | undefined;
     let message = `${what}: HTTP ${res.status}`;

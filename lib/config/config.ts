@@ -1,7 +1,7 @@
 import * as z from 'zod';
 import { parseUpstreams } from '../mirror/spec.ts';
-import { parseImmutableTags, parseRetention } from '../gc/policy.ts';
-import { checkTlsHost } from '../server/tls-hosts.ts';
+import { parseImmutableTags, parseRetention } from '../registry/tag-policy.ts';
+import { checkTlsHost } from './tls-hosts.ts';
 import { parseCorsOrigins, type CorsPolicy } from '../http/cors.ts';
 
 const MiB = 1024 * 1024;

@@ -1,6 +1,6 @@
 import { formatBytes } from '../logging/format.ts';
 import { tryParseDigest, type ParsedDigest } from '../oci/digest.ts';
-import { mapLimit } from '../registry/concurrency.ts';
+import { mapLimit } from '../util/concurrency.ts';
 import { keys, meta, parse } from '../registry/keys.ts';
 import { listKeys } from '../registry/layout.ts';
 import { readBackDigest } from '../registry/read-back.ts';

@@ -1,4 +1,4 @@
-import { mapLimit } from '../registry/concurrency.ts';
+import { mapLimit } from '../util/concurrency.ts';
 import type { Registry } from '../registry/registry.ts';
 import { storeTime } from '../registry/store-clock.ts';
 import { checkBlobs } from './blobs.ts';

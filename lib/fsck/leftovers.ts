@@ -1,6 +1,6 @@
 import { GC_KEYS, parseQuarantineKey } from '../gc/state.ts';
 import { tryParseDigest } from '../oci/digest.ts';
-import { mapLimit } from '../registry/concurrency.ts';
+import { mapLimit } from '../util/concurrency.ts';
 import { keys, meta, parse } from '../registry/keys.ts';
 import { listKeys } from '../registry/layout.ts';
 import { storeTime } from '../registry/store-clock.ts';

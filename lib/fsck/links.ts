@@ -1,6 +1,6 @@
 import { parseDigest, tryParseDigest, type ParsedDigest } from '../oci/digest.ts';
 import type { RepositoryName } from '../oci/names.ts';
-import { mapLimit } from '../registry/concurrency.ts';
+import { mapLimit } from '../util/concurrency.ts';
 import { keys, meta } from '../registry/keys.ts';
 import { readBackDigest } from '../registry/read-back.ts';
 import type { ObjectInfo } from '../storage/port.ts';

@@ -1,6 +1,6 @@
 import { parseDigest } from '../oci/digest.ts';
 import type { RepositoryName } from '../oci/names.ts';
-import { mapLimit } from '../registry/concurrency.ts';
+import { mapLimit } from '../util/concurrency.ts';
 import { keys } from '../registry/keys.ts';
 import type { RepoKeys } from '../registry/layout.ts';
 import { CONCURRENCY, type FsckContext } from './context.ts';

@@ -3,7 +3,7 @@ import { referencesOf, type ManifestRefs } from '../gc/references.ts';
 import { parseDigest, tryParseDigest } from '../oci/digest.ts';
 import { parseManifest } from '../oci/manifest.ts';
 import type { RepositoryName, Tag } from '../oci/names.ts';
-import { mapLimit } from '../registry/concurrency.ts';
+import { mapLimit } from '../util/concurrency.ts';
 import { keys, meta } from '../registry/keys.ts';
 import { CONCURRENCY, type FsckContext } from './context.ts';
 import { finding, type Candidate, type Finding } from './findings.ts';

@@ -8,7 +8,7 @@ import { connectionLimits } from '../server/connections.ts';
 import { FilesystemDriver } from '../storage/filesystem/index.ts';
 import { LocalStorageUrls } from '../storage/local-urls.ts';
 import { loadHandler } from './invoke.ts';
-import { startGateway, type GatewayRoute, type RunningGateway } from './server.ts';
+import { startGateway, type GatewayRoute, type RunningGateway } from './http-api.ts';
 import type { LocalStorage } from './storage.ts';
 import { WEB_ROUTES } from '../web/routes.ts';
 

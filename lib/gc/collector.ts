@@ -1,7 +1,7 @@
 import type { Registry } from '../registry/registry.ts';
-import type { ImmutableRule, RetentionRule } from './policy.ts';
 import { storeTime } from '../registry/store-clock.ts';
 import { catalog, mark } from './mark.ts';
+import type { GcOptions } from './options.ts';
 import { LOCK_LEASE_MS, Run } from './run.ts';
 import { finish, quarantine, settle, verify } from './set-aside.ts';
 import {
@@ -18,38 +18,7 @@ import {
 import { blobs, orphans, uploads } from './sweep.ts';
 
 export { closure, retentionDeletes } from './mark.ts';
-
-export interface GcOptions {
-  /** Nothing written, uploaded, mounted or re-pushed more recently than this is collected. */
-  readonly graceMs: number;
-  /** Delete manifests no tag reaches (retention rules can ask for it per repository too). */
-  readonly deleteUntagged: boolean;
-  readonly retention: readonly RetentionRule[];
-  /** Immutable tags are never deleted by retention. */
-  readonly immutable: readonly ImmutableRule[];
-  /** Upload sessions, tails, multipart uploads and orphaned data older than this are removed. */
-  readonly uploadTtlMs: number;
-  /**
-   * How long set-aside objects wait before the run decides they are garbage: longer than any manifest
-   * PUT can take between checking a blob and writing the manifest (docs/gc.md).
-   */
-  readonly settleMs: number;
-  /** Report what would be deleted; change nothing. */
-  readonly dryRun: boolean;
-  /** Time left to run (the janitor: Lambda's getRemainingTimeInMillis); absent, no limit. */
-  readonly remainingMs?: () => number;
-  /** Waits out the settle period in this run; absent, a run pauses and a later one continues. */
-  readonly sleep?: (ms: number) => Promise<void>;
-  /**
-   * The collector's clock, for durations it measures itself (the settle wait, the lock's lease, when
-   * the run finished). Ages of stored objects are never measured with it: the run reads the store's
-   * clock (storeTime) and compares it with lastModified, which the store stamped (docs/gc.md, "Clocks").
-   */
-  readonly now?: () => number;
-  readonly onProgress?: (message: string, fields?: Record<string, unknown>) => void;
-  /** Called before each phase of a (non-dry) run; awaited. */
-  readonly onPhase?: (phase: string) => Promise<void> | void;
-}
+export type { GcOptions } from './options.ts';
 
 export interface GcResult {
   /** done: the run finished; paused: out of time or settling, progress saved; locked: another run holds the lock. */

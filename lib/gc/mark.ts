@@ -1,6 +1,6 @@
 import { parseDigest } from '../oci/digest.ts';
 import type { RepositoryName, Tag } from '../oci/names.ts';
-import { mapLimit } from '../registry/concurrency.ts';
+import { mapLimit } from '../util/concurrency.ts';
 import { keys, meta, parse, pathOfDigest } from '../registry/keys.ts';
 import { listKeys, scanRepos, type RepoKeys } from '../registry/layout.ts';
 import {
@@ -9,7 +9,7 @@ import {
   retentionFor,
   type ImmutableRule,
   type RetentionRule,
-} from './policy.ts';
+} from '../registry/tag-policy.ts';
 import { referencesOf, type ManifestRefs } from './references.ts';
 import { CONCURRENCY, type Run } from './run.ts';
 

@@ -1,6 +1,6 @@
 import { isForeignLayer } from '../oci/manifest.ts';
 import { mayNameBlob } from '../registry/index-entries.ts';
-import { parseStoredJson } from '../registry/json.ts';
+import { parseStoredJson } from '../util/json.ts';
 
 /** What a stored manifest points at, read leniently: GC must understand whatever was accepted. */
 export interface ManifestRefs {

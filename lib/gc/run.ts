@@ -1,6 +1,6 @@
 import type { Registry } from '../registry/registry.ts';
 import type { StorageDriver } from '../storage/port.ts';
-import type { GcOptions } from './collector.ts';
+import type { GcOptions } from './options.ts';
 import { renewLock, saveState, type GcState, type HeldLock } from './state.ts';
 
 /** What a paused run needs to save its progress. */

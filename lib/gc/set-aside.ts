@@ -1,6 +1,6 @@
 import { parseDigest } from '../oci/digest.ts';
 import type { RepositoryName, Tag } from '../oci/names.ts';
-import { mapLimit } from '../registry/concurrency.ts';
+import { mapLimit } from '../util/concurrency.ts';
 import { meta } from '../registry/keys.ts';
 import { listKeys, scanRepos, type RepoKeys } from '../registry/layout.ts';
 import { PreconditionFailed } from '../storage/port.ts';

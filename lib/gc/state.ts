@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import * as z from 'zod';
-import { parseStoredJson } from '../registry/json.ts';
+import { parseStoredJson } from '../util/json.ts';
 import { PreconditionFailed, type StorageDriver } from '../storage/port.ts';
 
 /** Where garbage collection keeps its progress, its lock and what it set aside (agreed with infra: `gc/`). */

@@ -1,4 +1,4 @@
-import { mapLimit } from '../registry/concurrency.ts';
+import { mapLimit } from '../util/concurrency.ts';
 import { keys, meta, parse } from '../registry/keys.ts';
 import { listKeys } from '../registry/layout.ts';
 import { storeTime } from '../registry/store-clock.ts';

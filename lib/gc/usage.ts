@@ -1,4 +1,4 @@
-import { mapLimit } from '../registry/concurrency.ts';
+import { mapLimit } from '../util/concurrency.ts';
 import { meta } from '../registry/keys.ts';
 import type { StorageDriver } from '../storage/port.ts';
 import { listKeys, scanRepos } from '../registry/layout.ts';

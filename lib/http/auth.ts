@@ -1,26 +1,13 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { generationOf, type Accounts } from '../auth/accounts.ts';
+import { generationOf } from '../auth/accounts.ts';
 import type { Account } from '../auth/auth-file.ts';
 import { allowedActions, grantAccess } from '../auth/grants.ts';
-import { parseScopes, type Access } from '../auth/scope.ts';
-import type { TokenService } from '../auth/tokens.ts';
+import { parseScopes } from '../auth/scope.ts';
 import { RegistryError } from '../oci/errors.ts';
-import { readLimited } from '../registry/read-body.ts';
+import { readLimited } from '../util/read-body.ts';
 import type { Need } from './access.ts';
 import { contentLength, requestBody } from './body.ts';
-import type { HttpContext } from './context.ts';
-
-/** Token authentication (the Docker token spec): the token service and the accounts it serves. */
-export interface HttpAuth {
-  readonly tokens: TokenService;
-  readonly accounts: Accounts;
-}
-
-/** Who a request acts as, once its token is verified. */
-export interface Caller {
-  readonly subject: string;
-  readonly access: readonly Access[];
-}
+import type { Caller, HttpAuth, HttpContext } from './context.ts';
 
 /** Checks the request's bearer token against what the route needs; throws 401 or 403. */
 export async function authorize(c: HttpContext, auth: HttpAuth, need: Need): Promise<Caller> {

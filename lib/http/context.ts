@@ -1,11 +1,25 @@
 import type { Context } from 'hono';
+import type { Accounts } from '../auth/accounts.ts';
+import type { Access } from '../auth/scope.ts';
+import type { TokenService } from '../auth/tokens.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { Mirror } from '../mirror/mirror.ts';
 import type { Registry } from '../registry/registry.ts';
-import type { Caller, HttpAuth } from './auth.ts';
 import type { CorsPolicy } from './cors.ts';
 import type { BrowseSettings } from '../browse/info.ts';
 import type { WebAssets } from '../web/assets.ts';
+
+/** Token authentication (the Docker token spec): the token service and the accounts it serves. */
+export interface HttpAuth {
+  readonly tokens: TokenService;
+  readonly accounts: Accounts;
+}
+
+/** Who a request acts as, once its token is verified. */
+export interface Caller {
+  readonly subject: string;
+  readonly access: readonly Access[];
+}
 
 export interface HttpOptions {
   /** Token authentication; absent, every request is allowed (a loopback-only server). */

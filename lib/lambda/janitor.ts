@@ -4,7 +4,7 @@ import { FSCK_REPORT_KEY, type FsckReport } from '../fsck/report.ts';
 import { collectGarbage, countByKind, type GcOptions } from '../gc/collector.ts';
 import { GC_KEYS } from '../gc/state.ts';
 import { computeUsage, saveUsage } from '../gc/usage.ts';
-import { parseStoredJson } from '../registry/json.ts';
+import { parseStoredJson } from '../util/json.ts';
 import { describeError, type Logger } from '../logging/logger.ts';
 import type { Registry } from '../registry/registry.ts';
 import { invocationFields, withInvocation } from './logging.ts';
@@ -54,7 +54,7 @@ const FSCK_MIN_REMAINING_MS = 60_000;
 /** The findings kept in gc/fsck.json (the metrics count them all). */
 const FSCK_SAVED_FINDINGS = 200;
 
-/** What the janitor's collection takes from the configuration (lib/gc/config.ts gcOptionsOf). */
+/** What the janitor's collection takes from the configuration (lib/setup/gc.ts gcOptionsOf). */
 export type JanitorGcOptions = Omit<GcOptions, 'remainingMs' | 'sleep' | 'onPhase'> & {
   /** A new collection starts only when the last one finished at least this long ago (BERTH_GC_INTERVAL). */
   readonly intervalMs?: number;

@@ -7,7 +7,7 @@ import type { Reference, RepositoryName, Tag } from '../oci/names.ts';
 import type { BlobInfo } from '../registry/blobs.ts';
 import { keys, meta } from '../registry/keys.ts';
 import type { ManifestHead, StoredManifest } from '../registry/manifests.ts';
-import { readLimited } from '../registry/read-body.ts';
+import { readLimited } from '../util/read-body.ts';
 import type { Registry } from '../registry/registry.ts';
 import type { ObjectInfo, StoredObject } from '../storage/port.ts';
 import { UpstreamUnavailable, type UpstreamClient } from './upstream.ts';
@@ -261,6 +261,8 @@ export class Mirror {
       // Joins a copy in progress; when that one failed, this request makes the next attempt.
       while (pending) {
         const joined = pending;
+        // Its failure is logged by store() and answered to the request that started it; this one
+        // only needs to know it ended.
         await joined.catch(() => undefined);
         pending = this.fills.get(key);
         const filled = await blobs.stat(repo, digest);
@@ -314,6 +316,8 @@ export class Mirror {
       key,
       opening.then(({ length, copy }) => this.store(repo, digest, copy.store, length, upstream)),
     );
+    // Nobody awaits the store (the client reads copy.client); store() logs its failure, and this
+    // keeps it from being an unhandled rejection.
     stored.catch(() => undefined);
     const { length, copy } = await opening;
     return { kind: 'upstream', size: length, body: copy.client };
@@ -418,11 +422,22 @@ export class Mirror {
         try {
           info = await uploads.complete(repo, session.id, digest, body, { length });
         } catch (err) {
-          await uploads.cancel(repo, session.id).catch(() => undefined);
+          await uploads.cancel(repo, session.id).catch((cancelErr: unknown) => {
+            // Unknown: the failed completion already discarded the session (a refused digest), and
+            // nothing is left behind. Anything else leaves the session to the upload expiry.
+            if (cancelErr instanceof RegistryError && cancelErr.code === 'BLOB_UPLOAD_UNKNOWN') return;
+            this.options.logger.warn('mirror could not cancel the upload session of a failed copy', {
+              repository: repo,
+              digest: digest.digest,
+              session: session.id,
+              ...describeError(cancelErr),
+            });
+          });
           throw err;
         }
       }
     } catch (err) {
+      // The copy already failed and is logged next; a failed cancel of its source adds nothing.
       await body.cancel().catch(() => undefined);
       this.options.logger.warn('mirror could not store a blob', {
         repository: repo,

@@ -245,6 +245,8 @@ async function readSmallJson(response: Response): Promise<Record<string, unknown
     for await (const chunk of response.body) {
       size += chunk.byteLength;
       if (size > MAX_TOKEN_RESPONSE) {
+        // The oversized answer is dropped and the caller reports it; a failed cancel of a body we
+        // abandon changes nothing.
         await response.body.cancel().catch(() => undefined);
         return undefined;
       }

@@ -38,6 +38,8 @@ export function verifiedCopy(
   let received = 0;
   const fail = (err: unknown) => {
     for (const o of outputs) o.error(err);
+    // Both readers get `err`; cancelling the upstream body only frees the connection, and its own
+    // failure (the connection already broken) adds nothing to that.
     void reader.cancel().catch(() => undefined);
   };
   const pump = async () => {

@@ -167,6 +167,7 @@ function directoryFiles(root: string): Files {
     return join(root, name);
   };
   return {
+    // No size means "not in the layout": the caller names the missing file in its own error.
     size: async (name) => (await stat(pathOf(name)).catch(() => undefined))?.size,
     read: (name) => createReadStream(pathOf(name), { highWaterMark: 1024 * 1024 }),
     json: async (name) => JSON.parse(await readFile(pathOf(name), 'utf8')) as unknown,

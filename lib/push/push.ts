@@ -1,7 +1,7 @@
 import { BlobUpload, DEFAULT_TUNING, type UploadTuning } from '../client/blob-upload.ts';
 import type { Progress } from '../client/progress.ts';
 import { RemoteError, repositoryScope, type RemoteRegistry } from '../client/remote.ts';
-import { mapLimit } from '../registry/concurrency.ts';
+import { mapLimit } from '../util/concurrency.ts';
 import type { BlobSource, ManifestSource } from './image-source.ts';
 
 export interface PushTarget {

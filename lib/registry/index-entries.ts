@@ -5,7 +5,7 @@ import { isManifestMediaType } from '../oci/media-types.ts';
 import type { RepositoryName } from '../oci/names.ts';
 import type { StorageDriver } from '../storage/port.ts';
 import type { Blobs } from './blobs.ts';
-import { mapLimit } from './concurrency.ts';
+import { mapLimit } from '../util/concurrency.ts';
 import { keys } from './keys.ts';
 
 const CHECK_CONCURRENCY = 8;

@@ -3,11 +3,11 @@ import { parseDigest, tryParseDigest, type ParsedDigest } from '../oci/digest.ts
 import { parseManifest, type Descriptor, type ParsedManifest } from '../oci/manifest.ts';
 import type { Reference, RepositoryName, Tag } from '../oci/names.ts';
 import { PreconditionFailed, type ObjectInfo, type StorageDriver } from '../storage/port.ts';
-import { describeImmutableRule, immutableRuleFor, type ImmutableRule } from '../gc/policy.ts';
+import { describeImmutableRule, immutableRuleFor, type ImmutableRule } from './tag-policy.ts';
 import type { Blobs } from './blobs.ts';
 import { checkIndexEntries } from './index-entries.ts';
-import { mapLimit } from './concurrency.ts';
-import { parseStoredJson } from './json.ts';
+import { mapLimit } from '../util/concurrency.ts';
+import { parseStoredJson } from '../util/json.ts';
 import { keys, meta } from './keys.ts';
 import type { Referrers } from './referrers.ts';
 import { tagSummaryMetadata } from './tag-summary-store.ts';

@@ -3,8 +3,8 @@ import type { ParsedDigest } from '../oci/digest.ts';
 import type { Descriptor } from '../oci/manifest.ts';
 import type { RepositoryName } from '../oci/names.ts';
 import type { StorageDriver } from '../storage/port.ts';
-import { mapLimit } from './concurrency.ts';
-import { parseStoredJson } from './json.ts';
+import { mapLimit } from '../util/concurrency.ts';
+import { parseStoredJson } from '../util/json.ts';
 import { keys } from './keys.ts';
 
 const descriptorSchema = z.object({

@@ -13,7 +13,7 @@ import { Uploads, type UploadLimits } from './uploads.ts';
 import { SessionStore } from './upload-session.ts';
 import { UploadQuota, type UploadQuotaLimits } from './upload-quota.ts';
 import type { Logger } from '../logging/logger.ts';
-import type { ImmutableRule } from '../gc/policy.ts';
+import type { ImmutableRule } from './tag-policy.ts';
 
 export interface RegistryOptions {
   readonly storage: StorageDriver;

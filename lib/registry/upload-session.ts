@@ -4,7 +4,7 @@ import { RegistryError } from '../oci/errors.ts';
 import { tryParseDigest, type DigestAlgorithm } from '../oci/digest.ts';
 import type { RepositoryName } from '../oci/names.ts';
 import { PreconditionFailed, type StorageDriver } from '../storage/port.ts';
-import { parseStoredJson } from './json.ts';
+import { parseStoredJson } from '../util/json.ts';
 import { keys, meta } from './keys.ts';
 import type { UploadQuota } from './upload-quota.ts';
 

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { RegistryError } from '../oci/errors.ts';
 import type { DigestAlgorithm, ParsedDigest } from '../oci/digest.ts';
 import type { RepositoryName } from '../oci/names.ts';
-import { readLimited } from './read-body.ts';
+import { readLimited } from '../util/read-body.ts';
 import { NoSuchUpload, PreconditionFailed, type StorageDriver } from '../storage/port.ts';
 import type { BlobInfo, Blobs, BlobSource } from './blobs.ts';
 import { hashStream, type HashStates, type RunningHash } from './hashing.ts';

@@ -7,7 +7,7 @@ import type { Server as TlsServer } from 'node:tls';
 import type { Config } from '../config/config.ts';
 import { describeError, type Logger } from '../logging/logger.ts';
 import { ensureSelfSigned } from './self-signed.ts';
-import { selfSignedHosts } from './tls-hosts.ts';
+import { selfSignedHosts } from '../config/tls-hosts.ts';
 
 /** The certificate and key a TLS server was started with, and where they came from. */
 export interface TlsSetup {

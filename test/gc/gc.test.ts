@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { computeUsage } from '../../lib/gc/usage.ts';
 import { loadState } from '../../lib/gc/state.ts';
-import { parseImmutableTags } from '../../lib/gc/policy.ts';
+import { parseImmutableTags } from '../../lib/registry/tag-policy.ts';
 import { keys } from '../../lib/registry/keys.ts';
 import { storeTime } from '../../lib/registry/store-clock.ts';
 import type { StorageDriver } from '../../lib/storage/port.ts';

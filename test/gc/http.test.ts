@@ -5,12 +5,12 @@ import type { Context, ScheduledEvent } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addUser } from '../../lib/auth/admin.ts';
 import { FileAuthStore } from '../../lib/auth/auth-store.ts';
-import { parseImmutableTags, parseRetention } from '../../lib/gc/policy.ts';
+import { parseImmutableTags, parseRetention } from '../../lib/registry/tag-policy.ts';
 import { computeUsage, saveUsage } from '../../lib/gc/usage.ts';
 import { createJanitorHandler } from '../../lib/lambda/janitor.ts';
 import { createLambdaLogger } from '../../lib/lambda/logging.ts';
 import { createLogger } from '../../lib/logging/logger.ts';
-import { loadAuth } from '../../lib/server/auth.ts';
+import { loadAuth } from '../../lib/setup/auth.ts';
 import { MemoryDriver } from '../../lib/storage/memory.ts';
 import { errorCode, testRegistry } from '../http/harness.ts';
 import {

@@ -1,5 +1,5 @@
 /**
- * Issue #18, finding by finding, against the bundled `berth serve` (npm start) and `berth serve
+ * Hostile clients, attack by attack (RELIABILITY.md lists them), against the bundled `berth serve` (npm start) and `berth serve
  * --lambda` (the local API Gateway), each with its default limits. Every attack comes from
  * 127.0.0.1 and every normal client from another loopback address (127.0.0.2...), as another host
  * would. The figures (connections held, memory, time to serve a normal client) are printed at the

@@ -1,4 +1,5 @@
-// `npm run test:hostile`: the hostile-client findings of issue #18, reproduced against the bundled
+// `npm run test:hostile`: hostile clients (slow headers and bodies, connection floods, oversized
+// requests, login floods), reproduced against the bundled
 // `berth serve` (what `npm start` runs) and `berth serve --lambda` (the local API Gateway), with the
 // default limits. Real sockets, loopback only; bounded in time (about 3 minutes) and count (at most
 // 500 connections at once). The root config excludes test/hostile/** so `npm test` stays fast.

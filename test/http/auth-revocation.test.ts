@@ -7,7 +7,7 @@ import { FileAuthStore } from '../../lib/auth/auth-store.ts';
 import { DEFAULT_THROTTLE, LoginThrottle } from '../../lib/auth/login-throttle.ts';
 import { TokenService } from '../../lib/auth/tokens.ts';
 import { createLogger } from '../../lib/logging/logger.ts';
-import { loadAuth } from '../../lib/server/auth.ts';
+import { loadAuth } from '../../lib/setup/auth.ts';
 import { errorCode, sha256, testRegistry, type TestRegistry } from './harness.ts';
 
 let dir: string;

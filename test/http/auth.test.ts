@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addUser, createRobot, removeAccount, setAnonymousPull } from '../../lib/auth/admin.ts';
 import { createLogger } from '../../lib/logging/logger.ts';
-import { loadAuth } from '../../lib/server/auth.ts';
+import { loadAuth } from '../../lib/setup/auth.ts';
 import { errorCode, randomBytes, sha256, testRegistry, type TestRegistry } from './harness.ts';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';

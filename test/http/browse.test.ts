@@ -7,7 +7,7 @@ import { FileAuthStore } from '../../lib/auth/auth-store.ts';
 import { createLogger } from '../../lib/logging/logger.ts';
 import { keys } from '../../lib/registry/keys.ts';
 import { parseName, parseTag } from '../../lib/oci/names.ts';
-import { loadAuth } from '../../lib/server/auth.ts';
+import { loadAuth } from '../../lib/setup/auth.ts';
 import { MemoryDriver } from '../../lib/storage/memory.ts';
 import type { DetailedListPage, ListOptions } from '../../lib/storage/port.ts';
 import { GC_KEYS } from '../../lib/gc/state.ts';

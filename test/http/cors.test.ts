@@ -8,7 +8,7 @@ import { corsPolicyOf, parseConfig } from '../../lib/config/config.ts';
 import { configInput } from '../../lib/config/sources.ts';
 import { parseCorsOrigins } from '../../lib/http/cors.ts';
 import { createLogger } from '../../lib/logging/logger.ts';
-import { loadAuth } from '../../lib/server/auth.ts';
+import { loadAuth } from '../../lib/setup/auth.ts';
 import { pushImage, testRegistry, type TestRegistry } from './harness.ts';
 
 const UI = 'https://ui.example.com';

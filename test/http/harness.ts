@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createApp } from '../../lib/http/app.ts';
-import type { HttpAuth } from '../../lib/http/auth.ts';
+import type { HttpAuth } from '../../lib/http/context.ts';
 import type { CorsPolicy } from '../../lib/http/cors.ts';
 import { createLogger } from '../../lib/logging/logger.ts';
 import { InMemoryHashStates, SerializedHashStates, type HashStates } from '../../lib/registry/hashing.ts';
@@ -8,7 +8,7 @@ import { Registry } from '../../lib/registry/registry.ts';
 import type { UploadQuotaLimits } from '../../lib/registry/upload-quota.ts';
 import { MemoryDriver } from '../../lib/storage/memory.ts';
 import type { StorageDriver } from '../../lib/storage/port.ts';
-import type { ImmutableRule } from '../../lib/gc/policy.ts';
+import type { ImmutableRule } from '../../lib/registry/tag-policy.ts';
 import type { BrowseSettings } from '../../lib/browse/info.ts';
 import type { WebAssets } from '../../lib/web/assets.ts';
 

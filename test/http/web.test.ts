@@ -5,7 +5,7 @@ import { gunzipSync } from 'node:zlib';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundleWeb, WEB_BUDGET_GZIPPED } from '../../build/web.ts';
-import { startGateway, type RunningGateway } from '../../lib/gateway/server.ts';
+import { startGateway, type RunningGateway } from '../../lib/gateway/http-api.ts';
 import { WebAssets } from '../../lib/web/assets.ts';
 import { createWebHandler } from '../../lib/web/lambda.ts';
 import { testRegistry } from './harness.ts';

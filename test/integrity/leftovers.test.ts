@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../lib/config/config.ts';
 import { createLogger } from '../../lib/logging/logger.ts';
-import { startLocalServer } from '../../lib/server/local.ts';
+import { startLocalServer } from '../../lib/server/local-registry.ts';
 import { FilesystemDriver } from '../../lib/storage/filesystem/index.ts';
 import { gc, imageOf, pullAndVerify, push } from '../gc/harness.ts';
 import { testRegistry } from '../http/harness.ts';

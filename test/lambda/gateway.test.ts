@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundleFunctions } from '../../build/bundle.ts';
 import { loadHandler, type HttpFunction } from '../../lib/gateway/invoke.ts';
-import { startGateway, type RunningGateway } from '../../lib/gateway/server.ts';
+import { startGateway, type RunningGateway } from '../../lib/gateway/http-api.ts';
 import { FilesystemDriver } from '../../lib/storage/filesystem/index.ts';
 import { LocalStorageUrls } from '../../lib/storage/local-urls.ts';
 

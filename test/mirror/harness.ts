@@ -1,5 +1,5 @@
 import { createApp } from '../../lib/http/app.ts';
-import { createLogger } from '../../lib/logging/logger.ts';
+import { createLogger, type Logger } from '../../lib/logging/logger.ts';
 import { Mirror } from '../../lib/mirror/mirror.ts';
 import { parseUpstreams } from '../../lib/mirror/spec.ts';
 import { UpstreamClient, type UpstreamCredentials } from '../../lib/mirror/upstream.ts';
@@ -115,6 +115,8 @@ export interface MirrorTestOptions {
   readonly tagTtlMs?: number;
   readonly fillTimeoutMs?: number;
   readonly now?: () => number;
+  /** Where the registry and the mirror log; absent, nowhere. */
+  readonly logger?: Logger;
 }
 
 /** Berth with a pull-through cache of the fake upstream, requests served in-process. */
@@ -126,7 +128,7 @@ export function mirrorRegistry(options: MirrorTestOptions): TestRegistry & { mir
     limits: { maxBlobSize: 1024 * 1024 * 1024, partSize, leaseMs: 60_000 },
     mountWithoutFrom: false,
   });
-  const logger = createLogger('silent');
+  const logger = options.logger ?? createLogger('silent');
   const [spec] = parseUpstreams(`${options.prefix ?? ''}${UPSTREAM}`);
   const client = new UpstreamClient(
     { ...spec!, dockerHub: options.dockerHub ?? false },

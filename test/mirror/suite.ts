@@ -1,4 +1,5 @@
-import { expect, it } from 'vitest';
+import { expect, it, vi } from 'vitest';
+import { createLogger } from '../../lib/logging/logger.ts';
 import { parseDigest } from '../../lib/oci/digest.ts';
 import type { RepositoryName } from '../../lib/oci/names.ts';
 import { keys } from '../../lib/registry/keys.ts';
@@ -226,6 +227,45 @@ export function mirrorSuite(
     const good = await getBlob(mirror, 'app', image.layers[0]!);
     expect(sha256(new Uint8Array(await good.arrayBuffer()))).toBe(image.layers[0]);
     expect(blobRequests(upstream), String(upstream.served)).toHaveLength(2);
+  });
+
+  it('logs a failed copy whose upload session it cannot cancel, naming the session left behind', async () => {
+    const lines: string[] = [];
+    const logger = createLogger('warn', {}, (line) => lines.push(line));
+    // A store that refuses to abort multipart uploads (an S3 outage): the cancel of the failed copy fails.
+    const store = await storage();
+    const refusingAbort = new Proxy(store, {
+      get(target, prop) {
+        const value: unknown = Reflect.get(target, prop, target);
+        if (prop !== 'multipart') return typeof value === 'function' ? value.bind(target) : value;
+        return new Proxy(value as object, {
+          get(multipart, name) {
+            if (name === 'abort') return async () => Promise.reject(new Error('abort refused'));
+            const method: unknown = Reflect.get(multipart, name, multipart);
+            return typeof method === 'function' ? method.bind(multipart) : method;
+          },
+        });
+      },
+    });
+    const { upstream, mirror } = await setup({ storage: refusingAbort, logger });
+    // Above the 5 MiB part size, so the copy goes through an upload session with a multipart upload.
+    const image = await pushImage(upstream.registry, 'app', 'v1', { layers: [randomBytes(6 * MiB, 9)] });
+    upstream.tamper = true;
+    const res = await getBlob(mirror, 'app', image.layers[0]!);
+    if (res.status === 200) await expect(res.arrayBuffer()).rejects.toThrow();
+    else expect(res.status).toBe(502);
+    const warned = () =>
+      lines
+        .map((line) => JSON.parse(line) as Record<string, unknown>)
+        .find((l) => l.msg === 'mirror could not cancel the upload session of a failed copy');
+    await vi.waitFor(() => expect(warned()).toBeDefined(), { timeout: 10_000 });
+    expect(warned()).toMatchObject({
+      level: 'warn',
+      repository: 'app',
+      digest: image.layers[0],
+      session: expect.any(String),
+      errorMessage: 'abort refused',
+    });
   });
 
   it('refuses pushes and deletes in mirrored repositories, and takes them outside the prefix', async () => {

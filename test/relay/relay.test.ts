@@ -11,8 +11,8 @@ import { parseConfig, type ConfigInput } from '../../lib/config/config.ts';
 import { createLogger } from '../../lib/logging/logger.ts';
 import { openImage } from '../../lib/push/image-source.ts';
 import { pushImage } from '../../lib/push/push.ts';
-import { startRelay, type RunningRelay } from '../../lib/relay/server.ts';
-import { startLocalServer, type RunningServer } from '../../lib/server/local.ts';
+import { startRelay, type RunningRelay } from '../../lib/relay/relay-endpoint.ts';
+import { startLocalServer, type RunningServer } from '../../lib/server/local-registry.ts';
 import { imageManifest, sha256 } from '../http/harness.ts';
 import { minioInstalled, startS3Server, type S3TestServer } from '../storage/s3-server.ts';
 

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addUser } from '../../lib/auth/admin.ts';
 import { parseConfig, type ConfigInput } from '../../lib/config/config.ts';
-import { startGateway } from '../../lib/gateway/server.ts';
+import { startGateway } from '../../lib/gateway/http-api.ts';
 import { createLogger } from '../../lib/logging/logger.ts';
 import {
   ConnectionGuard,
@@ -15,7 +15,7 @@ import {
   connectionLimits,
   serverTimeoutOptions,
 } from '../../lib/server/connections.ts';
-import { registryAnswer, startLocalServer, type RunningServer } from '../../lib/server/local.ts';
+import { registryAnswer, startLocalServer, type RunningServer } from '../../lib/server/local-registry.ts';
 import { head, raw, type RawOutcome } from './raw-http.ts';
 
 let dir: string;

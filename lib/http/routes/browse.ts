@@ -9,7 +9,7 @@ import { lastGcRun, type BrowseSettings } from '../../browse/info.ts';
 import { manifestDetails } from '../../browse/manifest-details.ts';
 import { repositoryPage, repositorySummary, UsageSizes } from '../../browse/repositories.ts';
 import { TagSummaries } from '../../browse/tags.ts';
-import { immutableRuleFor, retentionFor, describeImmutableRule } from '../../gc/policy.ts';
+import { immutableRuleFor, retentionFor, describeImmutableRule } from '../../registry/tag-policy.ts';
 import { RegistryError } from '../../oci/errors.ts';
 import { parseReference, type RepositoryName } from '../../oci/names.ts';
 import { BERTH_VERSION } from '../../version.ts';

@@ -3,7 +3,7 @@ import { RegistryError } from '../../oci/errors.ts';
 import { parseDigest } from '../../oci/digest.ts';
 import type { RepositoryName } from '../../oci/names.ts';
 import { MAX_PARTS_PER_REQUEST } from '../../registry/direct-uploads.ts';
-import { readLimited } from '../../registry/read-body.ts';
+import { readLimited } from '../../util/read-body.ts';
 import { S3_LIMITS } from '../../storage/port.ts';
 import { methodOf, type HttpContext, type HttpOptions } from '../context.ts';
 

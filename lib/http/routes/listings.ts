@@ -5,7 +5,7 @@ import type { RepositoryName } from '../../oci/names.ts';
 import type { NamePage } from '../../registry/listing.ts';
 import type { HttpContext, HttpOptions } from '../context.ts';
 import { allowedActions } from '../../auth/grants.ts';
-import type { Caller } from '../auth.ts';
+import type { Caller } from '../context.ts';
 
 /** Pages larger than this are cut short (with a Link to the rest): bounded work per request. */
 export const MAX_PAGE = 10_000;

@@ -1,7 +1,7 @@
 import { RegistryError } from '../../oci/errors.ts';
 import { MAX_MANIFEST_BYTES } from '../../oci/manifest.ts';
 import { isTag, parseReference, parseTag, type Reference, type RepositoryName } from '../../oci/names.ts';
-import { readLimited } from '../../registry/read-body.ts';
+import { readLimited } from '../../util/read-body.ts';
 import type { HttpContext, HttpOptions } from '../context.ts';
 
 /** GET, HEAD, PUT and DELETE of `/v2/<name>/manifests/<reference>`. */

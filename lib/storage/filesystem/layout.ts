@@ -66,6 +66,7 @@ export class Layout {
       for (const name of await readdir(this.tmp)) {
         const path = join(this.tmp, name);
         if (path === probe) continue;
+        // Gone meanwhile (a write finished and renamed it): nothing to purge.
         const info = await lstat(path).catch(() => undefined);
         if (!info || now - info.mtimeMs < olderThanMs) continue;
         bytes += info.isDirectory() ? await sizeOf(path) : info.size;
@@ -112,11 +113,13 @@ export function entrySegment(name: string, isDirectory: boolean): string | undef
 
 async function sizeOf(dir: string): Promise<number> {
   let total = 0;
+  // A directory removed while it is counted (its write finished) holds no bytes any more.
   for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
     const path = join(dir, entry.name);
     total += entry.isDirectory()
       ? await sizeOf(path)
-      : ((await lstat(path).catch(() => undefined))?.size ?? 0);
+      : // A file removed while it is counted holds no bytes any more.
+        ((await lstat(path).catch(() => undefined))?.size ?? 0);
   }
   return total;
 }

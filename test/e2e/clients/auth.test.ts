@@ -1,4 +1,4 @@
-// Token authentication (issue #6) with real clients: Berth started with an auth file made by the
+// Token authentication with real clients: Berth started with an auth file made by the
 // CLI (`berth users add`, `berth robots create`, `berth anonymous set`), then every client's own
 // login command, push and pull with the credentials it stored, a pull-only robot refused a push
 // with a message that reaches the user, and anonymous pulls of the public repositories only.

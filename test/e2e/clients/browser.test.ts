@@ -1,4 +1,4 @@
-// CORS from a real browser (issue #19): Debian's Chromium, headless, driven by playwright-core (no
+// CORS from a real browser: Debian's Chromium, headless, driven by playwright-core (no
 // browser download), loads a page served from one loopback origin and calls Berth on another: the
 // catalog and a manifest (its Docker-Content-Digest read from the response), with and without
 // token authentication, through `npm start` and through the built Lambda bundle behind the local

@@ -1,4 +1,4 @@
-// What CI pipelines push, with the real tools (issue #19): BuildKit's registry cache in both forms
+// What CI pipelines push, with the real tools: BuildKit's registry cache in both forms
 // (the default index of blobs, and image-manifest=true) with oci-mediatypes true and false and
 // mode=max, exported and then imported by a build whose local cache was pruned (its steps must
 // report CACHED); a cache kept only by its index surviving `berth gc --delete-untagged`; a zstd

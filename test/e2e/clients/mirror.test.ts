@@ -1,4 +1,4 @@
-// The pull-through cache with the Docker daemon (issue #11): Debian's docker-registry (CNCF
+// The pull-through cache with the Docker daemon: Debian's docker-registry (CNCF
 // Distribution 2.8) on a loopback port stands in for Docker Hub, loaded with `alpine`- and
 // `busybox`-style images; Berth runs with `--proxy-upstream` pointing at it; a private dockerd
 // started with `--registry-mirror` (then a second one configured through daemon.json) pulls the

@@ -1,4 +1,4 @@
-// HTTPS on the local server (issue #11): Berth started with `--tls-self-signed`, its CA installed the
+// HTTPS on the local server: Berth started with `--tls-self-signed`, its CA installed the
 // way the server's own printed commands install it (/etc/docker/certs.d/<host:port>/ca.crt,
 // /etc/containers/certs.d/<host:port>/ca.crt, a hosts.toml in /etc/containerd/certs.d), then docker,
 // podman, skopeo, ctr and crane push and pull with certificate verification on: no

@@ -1,7 +1,12 @@
 import { readFileSync } from 'node:fs';
 import type { Config } from '../config/config.ts';
-import { MIN_SETTLE_MS, type GcOptions } from './collector.ts';
-import { parseImmutableTags, parseRetention, type ImmutableRule, type RetentionRule } from './policy.ts';
+import { MIN_SETTLE_MS, type GcOptions } from '../gc/collector.ts';
+import {
+  parseImmutableTags,
+  parseRetention,
+  type ImmutableRule,
+  type RetentionRule,
+} from '../registry/tag-policy.ts';
 
 /** The immutable-tag rules the configuration names (BERTH_IMMUTABLE_TAGS). */
 export function immutableTagsOf(config: Config): ImmutableRule[] {

@@ -2,9 +2,9 @@ import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-sec
 import type { Config } from '../config/config.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { Registry } from '../registry/registry.ts';
-import { Mirror } from './mirror.ts';
-import { parseUpstreams } from './spec.ts';
-import { UpstreamClient, type CredentialSource, type UpstreamCredentials } from './upstream.ts';
+import { Mirror } from '../mirror/mirror.ts';
+import { parseUpstreams } from '../mirror/spec.ts';
+import { UpstreamClient, type CredentialSource, type UpstreamCredentials } from '../mirror/upstream.ts';
 
 /** How long a secret's credentials are used before it is read again (so a rotation is picked up). */
 const SECRET_REFRESH_MS = 15 * 60 * 1000;

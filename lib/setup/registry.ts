@@ -1,5 +1,5 @@
 import type { Config } from '../config/config.ts';
-import { immutableTagsOf } from '../gc/config.ts';
+import { immutableTagsOf } from './gc.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { DirectUploadOptions } from '../registry/direct-uploads.ts';
 import type { HashStates } from '../registry/hashing.ts';

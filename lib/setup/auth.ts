@@ -1,7 +1,7 @@
 import { Accounts, type AccountsOptions } from '../auth/accounts.ts';
 import type { AuthStore } from '../auth/auth-store.ts';
 import { TokenService } from '../auth/tokens.ts';
-import type { HttpAuth } from '../http/auth.ts';
+import type { HttpAuth } from '../http/context.ts';
 import type { Logger } from '../logging/logger.ts';
 
 /**

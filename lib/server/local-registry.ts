@@ -15,10 +15,10 @@ import { RegistryError } from '../oci/errors.ts';
 import { describeError, type Logger } from '../logging/logger.ts';
 import { InMemoryHashStates } from '../registry/hashing.ts';
 import type { Registry } from '../registry/registry.ts';
-import { createRegistry } from './storage.ts';
+import { createRegistry } from '../setup/registry.ts';
 import { openAuthStore } from '../auth/auth-store.ts';
-import { loadAuth } from './auth.ts';
-import { createMirror } from '../mirror/setup.ts';
+import { loadAuth } from '../setup/auth.ts';
+import { createMirror } from '../setup/mirror.ts';
 import { keepCertificateCurrent, prepareTls, type TlsSetup } from './tls.ts';
 import {
   ConnectionGuard,
@@ -29,8 +29,8 @@ import {
   type GuardStats,
   type Refusal,
 } from './connections.ts';
-import { browseSettingsOf } from '../browse/info.ts';
-import { immutableTagsOf, retentionOf } from '../gc/config.ts';
+import { browseSettingsOf } from '../setup/browse.ts';
+import { immutableTagsOf, retentionOf } from '../setup/gc.ts';
 import { WebAssets } from '../web/assets.ts';
 import { findWebDir } from '../web/locate.ts';
 

@@ -1,0 +1,86 @@
+// The import graph runs one way: entry points -> runtimes -> composition (lib/setup) -> config -> http ->
+// features -> registry -> the leaves. `npm run lint` runs this check (depcruise); docs/architecture.md
+// draws the same layers. A folder may import its own files and anything in a layer below it, never a
+// layer above. Tests, bench/ and build/ are not checked: they may reach anything they exercise.
+
+/** Top to bottom. Each layer is a list of path patterns (regular expressions from the repository root). */
+const LAYERS = [
+  { name: 'entry points', paths: ['^bin/', '^functions/', '^infra/'] },
+  { name: 'Lambda runtime and local gateway', paths: ['^lib/lambda/', '^lib/gateway/'] },
+  { name: 'local server and relay', paths: ['^lib/server/', '^lib/relay/'] },
+  { name: 'composition', paths: ['^lib/setup/'] },
+  { name: 'configuration', paths: ['^lib/config/'] },
+  { name: 'http', paths: ['^lib/http/'] },
+  {
+    name: 'features',
+    paths: ['^lib/browse/', '^lib/fsck/', '^lib/mirror/', '^lib/push/', '^lib/teardown/'],
+  },
+  { name: 'garbage collection', paths: ['^lib/gc/'] },
+  { name: 'registry', paths: ['^lib/registry/'] },
+  { name: 'auth and registry client', paths: ['^lib/auth/', '^lib/client/'] },
+  {
+    name: 'leaves',
+    paths: ['^lib/oci/', '^lib/storage/', '^lib/util/', '^lib/logging/', '^lib/web/', '^lib/version[.]ts$'],
+  },
+];
+
+const either = (paths) => `(${paths.join('|')})`;
+
+/** One rule per layer: nothing in it imports a layer above it. */
+const noUpwardImports = LAYERS.slice(1).map((layer, index) => ({
+  name: `no-upward-import-from-${layer.name.replaceAll(' ', '-')}`,
+  comment: `${layer.name} must not import a layer above it (${LAYERS.slice(0, index + 1)
+    .map((above) => above.name)
+    .join(', ')}): move the shared code down, or the caller up`,
+  severity: 'error',
+  from: { path: either(layer.paths) },
+  to: { path: either(LAYERS.slice(0, index + 1).flatMap((above) => above.paths)) },
+}));
+
+/** @type {import('dependency-cruiser').IConfiguration} */
+export default {
+  forbidden: [
+    ...noUpwardImports,
+    {
+      name: 'config-reads-leaf-specs-only',
+      comment:
+        'lib/config validates options with the parsers of the features they configure; it may import those ' +
+        'leaf specs and nothing else of lib/, so that the configuration (bundled for every Lambda) stays small',
+      severity: 'error',
+      from: { path: '^lib/config/' },
+      to: {
+        path: '^lib/',
+        pathNot: [
+          '^lib/config/',
+          '^lib/mirror/spec[.]ts$',
+          '^lib/registry/tag-policy[.]ts$',
+          '^lib/http/cors[.]ts$',
+        ],
+      },
+    },
+    {
+      name: 'no-circular',
+      comment: 'files that import each other (types included) cannot be read or moved one at a time',
+      severity: 'error',
+      from: { path: '^(lib|bin|functions|infra)/' },
+      to: { circular: true },
+    },
+    {
+      name: 'no-unresolvable',
+      comment: 'an import that names no file: a typo, or a file moved without its importers',
+      severity: 'error',
+      from: { path: '^(lib|bin|functions|infra)/' },
+      to: { couldNotResolve: true, dependencyTypesNot: ['type-only'] },
+    },
+  ],
+  options: {
+    includeOnly: '^(lib|bin|functions|infra)/',
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    enhancedResolveOptions: {
+      exportsFields: ['exports'],
+      conditionNames: ['import', 'require', 'node', 'default', 'types'],
+      extensions: ['.ts', '.js', '.mjs', '.json'],
+    },
+  },
+};
