@@ -3,7 +3,6 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError, parseConfig } from '../lib/config/config.ts';
 import { configInput } from '../lib/config/sources.ts';
-import { startLambdaGateway } from '../lib/gateway/local.ts';
 import { createLogger } from '../lib/logging/logger.ts';
 import { startLocalServer, type RunningServer } from '../lib/server/local.ts';
 import { trustInstructions } from '../lib/server/tls.ts';
@@ -126,7 +125,8 @@ export async function serve(argv: string[]): Promise<number> {
   }
   const logger = createLogger(config.logLevel);
   const server = values.lambda
-    ? await startLambdaGateway(config, logger, registryBundle())
+    ? // The gateway emulator is loaded only for --lambda.
+      await (await import('../lib/gateway/local.ts')).startLambdaGateway(config, logger, registryBundle())
     : await startLocalServer(config, logger);
   logger.info('berth listening', {
     url: server.url,

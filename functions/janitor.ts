@@ -40,7 +40,7 @@ export const handler = createJanitorHandler(
   {
     // An asynchronous invoke of this very function (its role may invoke itself and nothing else).
     continueWith: async (event, context) => {
-      const { InvokeCommand, LambdaClient } = await import('@aws-sdk/client-lambda');
+      const { InvokeCommand, LambdaClient } = await import('../lib/aws/lambda.ts');
       lambda ??= new LambdaClient({ region: awsRegionOf(config) });
       await lambda.send(
         new InvokeCommand({

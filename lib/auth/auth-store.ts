@@ -232,7 +232,7 @@ export class ParameterAuthStore implements AuthStore {
 
   private async sdk() {
     this.client ??= this.connect();
-    const [ssm, sdk] = await Promise.all([this.client, import('@aws-sdk/client-ssm')]);
+    const [ssm, sdk] = await Promise.all([this.client, import('../aws/ssm.ts')]);
     return { ssm, ...sdk };
   }
 }
@@ -245,7 +245,7 @@ export function parameterRegion(nameOrArn: string): string | undefined {
 /** An SSM client for `region` (the SDK's default chain when undefined), loaded on first use. */
 export function ssmClient(region: string | undefined): () => Promise<SsmClient> {
   return async () => {
-    const { SSMClient } = await import('@aws-sdk/client-ssm');
+    const { SSMClient } = await import('../aws/ssm.ts');
     return new SSMClient({ ...(region ? { region } : {}), maxAttempts: 3 });
   };
 }

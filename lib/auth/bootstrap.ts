@@ -48,7 +48,7 @@ export async function bootstrapAuth(
   const physicalId = `berth-auth:${props.AuthParameter}`;
   if (event.RequestType === 'Delete') {
     if (String(props.DeleteWithStack) === 'true') {
-      const { DeleteParametersCommand } = await import('@aws-sdk/client-ssm');
+      const { DeleteParametersCommand } = await import('../aws/ssm.ts');
       // Parameters already gone are listed as invalid, not an error: a repeated delete succeeds.
       await client.send(new DeleteParametersCommand({ Names: [props.AuthParameter, props.AdminParameter] }));
       logger.info('auth parameters deleted', { parameters: [props.AuthParameter, props.AdminParameter] });
@@ -104,7 +104,7 @@ async function readOrCreateAdmin(
   name: string,
   keyId: string | undefined,
 ): Promise<{ admin: { username: string; password: string }; created: boolean }> {
-  const { GetParameterCommand, PutParameterCommand } = await import('@aws-sdk/client-ssm');
+  const { GetParameterCommand, PutParameterCommand } = await import('../aws/ssm.ts');
   let text: string | undefined;
   try {
     const out = await client.send(new GetParameterCommand({ Name: name, WithDecryption: true }));

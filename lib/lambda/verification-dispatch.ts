@@ -14,7 +14,7 @@ export function lambdaVerificationDispatch(
 ): (job: VerificationJob) => Promise<void> {
   let lambda: Promise<Pick<LambdaClient, 'send'>> | undefined;
   return async (job) => {
-    const { InvokeCommand, LambdaClient } = await import('@aws-sdk/client-lambda');
+    const { InvokeCommand, LambdaClient } = await import('../aws/lambda.ts');
     lambda ??= Promise.resolve(client ?? new LambdaClient(region ? { region } : {}));
     await (
       await lambda

@@ -57,7 +57,7 @@ export function credentialSource(
     if (cached && Date.now() - cached.readAt < SECRET_REFRESH_MS) return cached.value;
     try {
       ssm ??= client();
-      const { GetParameterCommand } = await import('@aws-sdk/client-ssm');
+      const { GetParameterCommand } = await import('../aws/ssm.ts');
       const out = await (await ssm).send(new GetParameterCommand({ Name: name, WithDecryption: true }));
       cached = { value: parseSecret(out.Parameter?.Value), readAt: Date.now() };
       return cached.value;
