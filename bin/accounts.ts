@@ -3,8 +3,9 @@ import { openAuthStore } from '../lib/auth/auth-store.ts';
 import { addUser, createRobot, listAccounts, removeAccount, setAnonymousPull } from '../lib/auth/admin.ts';
 
 export const ACCOUNTS_USAGE = `Accounts (all act on --auth-file <file> / BERTH_AUTH_FILE, created on first use, or on a
-deployed registry's Secrets Manager secret with --auth-secret <arn> / BERTH_AUTH_SECRET, using
-your AWS credentials; a deployed registry picks changes up within BERTH_AUTH_CACHE_SECONDS):
+deployed registry's SSM parameter with --auth-parameter <name or ARN> / BERTH_AUTH_PARAMETER
+(the AuthParameter output), using your AWS credentials in BERTH_AWS_REGION or AWS_REGION; a
+deployed registry picks changes up within BERTH_AUTH_CACHE_SECONDS):
   berth users add <name> --password-stdin [--grant '<pattern>:<actions>']...
                         Add a user, or replace its password and grants. Grants like
                         'team-a/*:pull,push', '*:pull', and 'registry:catalog:*' for the catalog
@@ -25,19 +26,28 @@ export async function accounts(group: string, argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       'auth-file': { type: 'string' },
+      'auth-parameter': { type: 'string' },
       'auth-secret': { type: 'string' },
       'password-stdin': { type: 'boolean' },
       grant: { type: 'string', multiple: true },
       expires: { type: 'string' },
     },
   });
-  const store = openAuthStore({
-    authFile: values['auth-file'] ?? process.env.BERTH_AUTH_FILE,
-    authSecret: values['auth-secret'] ?? process.env.BERTH_AUTH_SECRET,
-  });
+  if (values['auth-secret'] !== undefined || process.env.BERTH_AUTH_SECRET) {
+    throw new UsageError(
+      'the accounts of a deployed registry moved from Secrets Manager to an SSM parameter: use --auth-parameter <name> (the stack\'s AuthParameter output); see "Migrating from Secrets Manager" in docs/deployment.md',
+    );
+  }
+  const store = openAuthStore(
+    {
+      authFile: values['auth-file'] ?? process.env.BERTH_AUTH_FILE,
+      authParameter: values['auth-parameter'] ?? process.env.BERTH_AUTH_PARAMETER,
+    },
+    process.env.BERTH_AWS_REGION || process.env.AWS_REGION || undefined,
+  );
   if (!store) {
     throw new UsageError(
-      "name the auth file with --auth-file (or BERTH_AUTH_FILE), or a deployed registry's secret with --auth-secret",
+      "name the auth file with --auth-file (or BERTH_AUTH_FILE), or a deployed registry's parameter with --auth-parameter",
     );
   }
   const [action, name, ...rest] = positionals;

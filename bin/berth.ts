@@ -3,12 +3,16 @@ import { ConfigError } from '../lib/config/config.ts';
 import { describeError } from '../lib/logging/logger.ts';
 import { ACCOUNTS_USAGE, UsageError, accounts } from './accounts.ts';
 import { SERVE_USAGE, serve } from './serve.ts';
-import { CLIENT_USAGE, relay } from './relay.ts';
-import { push } from './push.ts';
-import { GC_USAGE, gc, usage } from './gc.ts';
-import { FSCK_USAGE, fsck } from './fsck.ts';
 
-const USAGE = `Usage: berth <command> [options]
+// The other commands are loaded when run (and for the help text): `berth serve`, which idles for
+// hours, then never loads the relay, push, gc and fsck code or what only they use.
+async function usageText(): Promise<string> {
+  const [{ CLIENT_USAGE }, { GC_USAGE }, { FSCK_USAGE }] = await Promise.all([
+    import('./relay.ts'),
+    import('./gc.ts'),
+    import('./fsck.ts'),
+  ]);
+  return `Usage: berth <command> [options]
 
 Commands:
   serve                   Run the registry on this machine
@@ -24,6 +28,7 @@ ${ACCOUNTS_USAGE}
 ${CLIENT_USAGE}
 ${GC_USAGE}
 ${FSCK_USAGE}`;
+}
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -34,7 +39,7 @@ async function main(argv: string[]): Promise<number> {
     rest.includes('--help') ||
     rest.includes('-h')
   ) {
-    process.stdout.write(USAGE);
+    process.stdout.write(await usageText());
     return command === undefined ? 2 : 0;
   }
   switch (command) {
@@ -45,30 +50,30 @@ async function main(argv: string[]): Promise<number> {
     case 'anonymous':
       return accounts(command, rest);
     case 'relay':
-      return relay(rest);
+      return (await import('./relay.ts')).relay(rest);
     case 'push':
-      return push(rest);
+      return (await import('./push.ts')).push(rest);
     case 'gc':
-      return gc(rest);
+      return (await import('./gc.ts')).gc(rest);
     case 'usage':
-      return usage(rest);
+      return (await import('./gc.ts')).usage(rest);
     case 'fsck':
-      return fsck(rest);
+      return (await import('./fsck.ts')).fsck(rest);
     default:
-      process.stderr.write(`berth: unknown command "${command}"\n\n${USAGE}`);
+      process.stderr.write(`berth: unknown command "${command}"\n\n${await usageText()}`);
       return 2;
   }
 }
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
-  (err: unknown) => {
+  async (err: unknown) => {
     if (err instanceof ConfigError || err instanceof UsageError) {
       process.stderr.write(`berth: ${err.message}\n`);
     } else if (err instanceof Error && 'code' in err && err.code === 'EADDRINUSE') {
       process.stderr.write(`berth: the address is already in use; choose another --port\n`);
     } else if (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`berth: ${err.message}\n\n${USAGE}`);
+      process.stderr.write(`berth: ${err.message}\n\n${await usageText()}`);
     } else if (err instanceof Error) {
       process.stderr.write(`berth: ${err.message}\n`);
     } else {

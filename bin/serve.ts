@@ -3,7 +3,6 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError, parseConfig } from '../lib/config/config.ts';
 import { configInput } from '../lib/config/sources.ts';
-import { startLambdaGateway } from '../lib/gateway/local.ts';
 import { createLogger } from '../lib/logging/logger.ts';
 import { startLocalServer, type RunningServer } from '../lib/server/local-registry.ts';
 import { trustInstructions } from '../lib/server/tls.ts';
@@ -18,7 +17,9 @@ export const SERVE_USAGE = `Options for serve (environment variable in brackets)
   --log-level <level>   debug, info, warn, error or silent [BERTH_LOG_LEVEL] (default info)
   --storage <kind>      filesystem or s3 [BERTH_STORAGE] (default filesystem); s3 reads
                         BERTH_S3_BUCKET, BERTH_S3_PREFIX, BERTH_S3_REGION, BERTH_S3_ENDPOINT,
-                        BERTH_S3_FORCE_PATH_STYLE and the AWS SDK's usual credentials
+                        BERTH_S3_FORCE_PATH_STYLE and the AWS SDK's usual credentials. Other AWS
+                        calls (SSM parameters) go to BERTH_AWS_REGION, else AWS_REGION, else the
+                        S3 region
   --no-redirect         Stream blob bytes through Berth instead of redirecting to S3 [BERTH_REDIRECT=off]
   --max-blob-size <n>   Largest blob accepted, in bytes [BERTH_MAX_BLOB_SIZE] (default 50 GiB)
   --mount-without-from  Let a mount request without ?from= link a blob from any repository
@@ -27,7 +28,7 @@ export const SERVE_USAGE = `Options for serve (environment variable in brackets)
                         for Docker Hub (repeatable; a prefix limits it to <prefix>/... repositories,
                         none covers the rest); mirrored repositories are read-only
                         [BERTH_PROXY_UPSTREAM, comma-separated; credentials from BERTH_PROXY_USERNAME
-                        and BERTH_PROXY_PASSWORD, or BERTH_PROXY_SECRET on AWS]
+                        and BERTH_PROXY_PASSWORD, or BERTH_PROXY_PARAMETER on AWS]
   --proxy-tag-ttl <s>   Serve a cached tag this long before asking the upstream again
                         [BERTH_PROXY_TAG_TTL] (default 300)
   --tls-cert <pem>      Serve HTTPS with this certificate (chain) [BERTH_TLS_CERT]; with --tls-key
@@ -124,7 +125,8 @@ export async function serve(argv: string[]): Promise<number> {
   }
   const logger = createLogger(config.logLevel);
   const server = values.lambda
-    ? await startLambdaGateway(config, logger, registryBundle())
+    ? // The gateway emulator is loaded only for --lambda.
+      await (await import('../lib/gateway/local.ts')).startLambdaGateway(config, logger, registryBundle())
     : await startLocalServer(config, logger);
   logger.info('berth listening', {
     url: server.url,
@@ -133,7 +135,7 @@ export async function serve(argv: string[]): Promise<number> {
     ...(config.proxyUpstream ? { mirrorOf: config.proxyUpstream } : {}),
     ...(config.corsOrigins ? { corsOrigins: config.corsOrigins } : {}),
     auth:
-      config.authFile || config.authSecret
+      config.authFile || config.authParameter
         ? 'on'
         : 'off: listening on loopback only, anyone on this machine can push and delete (--auth-file turns it on)',
   });

@@ -1,7 +1,33 @@
-import { build } from 'esbuild';
+import { build, type Plugin } from 'esbuild';
+import { isBuiltin } from 'node:module';
 import { mkdir, rename, stat, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { bundleWeb } from './web.ts';
+
+/**
+ * Node built-ins imported with `import` are loaded through the ESM loader, which copies every
+ * export of the module into a namespace object, getters included: `import { request } from 'http'`
+ * thus loads undici (http's lazy WebSocket and EventSource exports) and compiles its llhttp
+ * WebAssembly, about 10 ms of a cold start measured on Node 22, for nothing the registry uses.
+ * This plugin turns each such import into a `require()` of the built-in (the banner defines
+ * `require`), which loads only the module itself; named imports become property reads at the use.
+ */
+export const builtinsThroughRequire: Plugin = {
+  name: 'builtins-through-require',
+  setup(b) {
+    b.onResolve({ filter: /^[a-z:_/]+$/ }, (args) =>
+      args.kind === 'import-statement' || args.kind === 'dynamic-import'
+        ? isBuiltin(args.path) && args.namespace !== 'builtin'
+          ? { path: args.path, namespace: 'builtin' }
+          : undefined
+        : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'builtin' }, (args) => ({
+      contents: `module.exports = require(${JSON.stringify(args.path)});`,
+      loader: 'js',
+    }));
+  },
+};
 
 /** The Lambda functions, each bundled to `<outdir>/<name>/index.mjs` (handler: `index.handler`). */
 export const FUNCTIONS = ['registry', 'janitor', 'auth-bootstrap', 'verifier', 'teardown', 'ui'] as const;
@@ -19,28 +45,38 @@ export interface BundleSize {
  * architecture only matters to the runtime, not to esbuild.
  */
 export async function bundleFunctions(outdir: string, root = process.cwd()): Promise<BundleSize[]> {
-  await build({
-    absWorkingDir: root,
-    entryPoints: FUNCTIONS.map((name) => ({ in: `functions/${name}.ts`, out: `${name}/index` })),
-    outdir,
-    outExtension: { '.js': '.mjs' },
-    bundle: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node22',
-    // Prefer the ESM builds of dependencies: they tree-shake, their CommonJS builds do not.
-    mainFields: ['module', 'main'],
-    minify: true,
-    sourcemap: true,
-    // Source maps are for stack traces (NODE_OPTIONS=--enable-source-maps); legal comments are
-    // kept in a separate file per bundle, not in the code Lambda parses at init.
-    legalComments: 'external',
-    // Some CommonJS dependencies call require() for Node built-ins; ESM has no require.
-    banner: {
-      js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
-    },
-    logLevel: 'warning',
-  });
+  // One build per function, so that each directory holds everything its function loads: the
+  // chunks that code splitting makes of what a function imports with import() (the SSM and Lambda
+  // clients, loaded on first use) stay beside its index.mjs, never shared with another function.
+  await Promise.all(
+    FUNCTIONS.map((name) =>
+      build({
+        absWorkingDir: root,
+        entryPoints: { index: `functions/${name}.ts` },
+        outdir: join(outdir, name),
+        outExtension: { '.js': '.mjs' },
+        chunkNames: 'chunks/[name]-[hash]',
+        bundle: true,
+        splitting: true,
+        format: 'esm',
+        platform: 'node',
+        target: 'node22',
+        // Prefer the ESM builds of dependencies: they tree-shake, their CommonJS builds do not.
+        mainFields: ['module', 'main'],
+        minify: true,
+        sourcemap: true,
+        // Source maps are for stack traces (NODE_OPTIONS=--enable-source-maps); legal comments are
+        // kept in a separate file per bundle, not in the code Lambda parses at init.
+        legalComments: 'external',
+        // Some CommonJS dependencies call require() for Node built-ins; ESM has no require.
+        banner: {
+          js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
+        },
+        plugins: [builtinsThroughRequire],
+        logLevel: 'warning',
+      }),
+    ),
+  );
   // The ui function serves the web UI's files from beside its code (functions/ui.ts).
   await bundleWeb(join(outdir, 'ui', 'web'), root);
   return sizes(outdir);
@@ -56,16 +92,23 @@ async function sizes(outdir: string): Promise<BundleSize[]> {
 }
 
 /**
- * The `berth` command as one ESM bundle (`npm start` runs it): a server started from it idles at
+ * The `berth` command as an ESM bundle (`npm start` runs it): a server started from it idles at
  * about 55 MiB less than one that compiles TypeScript on the fly with tsx, and starts faster
- * (BENCHMARKS.md). Not minified, so that its stack traces read as the source does. Written aside
- * and renamed into place, so that a server starting meanwhile never loads half a file.
+ * (BENCHMARKS.md). Code splitting puts what `berth serve` does not load (the other commands, the
+ * Lambda gateway, the SSM and Lambda clients, the self-signed CA's X.509 code) in chunks beside it,
+ * `chunks/<name>-<hash>.mjs`, loaded only by the commands and options that use them. Not minified, so
+ * that its stack traces read as the source does. The chunks are written first (their names carry a
+ * hash of their contents, so a running server's chunks are never overwritten), then the entry is
+ * written aside and renamed into place, so that a server starting meanwhile never loads half a file.
  */
 export async function bundleCli(outfile: string, root = process.cwd()): Promise<number> {
   const result = await build({
     absWorkingDir: root,
-    entryPoints: ['bin/berth.ts'],
-    outfile,
+    entryPoints: { [basename(outfile, '.mjs')]: 'bin/berth.ts' },
+    outdir: dirname(outfile),
+    outExtension: { '.js': '.mjs' },
+    chunkNames: 'chunks/[name]-[hash]',
+    splitting: true,
     write: false,
     bundle: true,
     format: 'esm',
@@ -76,11 +119,14 @@ export async function bundleCli(outfile: string, root = process.cwd()): Promise<
     banner: {
       js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
     },
+    plugins: [builtinsThroughRequire],
     logLevel: 'warning',
   });
-  await mkdir(dirname(outfile), { recursive: true });
   let bytes = 0;
-  for (const file of result.outputFiles) {
+  const entry = result.outputFiles.filter((file) => resolve(file.path) === resolve(outfile));
+  const rest = result.outputFiles.filter((file) => resolve(file.path) !== resolve(outfile));
+  for (const file of [...rest, ...entry]) {
+    await mkdir(dirname(file.path), { recursive: true });
     const staging = `${file.path}.${process.pid}.tmp`;
     await writeFile(staging, file.contents);
     await rename(staging, file.path);

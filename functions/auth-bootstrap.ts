@@ -1,10 +1,10 @@
-/** Deploy time: fills the auth secret with a signing key and the first administrator (a CDK custom resource). */
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+/** Deploy time: creates and fills the auth parameters (signing key, first administrator); a CDK custom resource. */
+import { SSMClient } from '@aws-sdk/client-ssm';
 import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
 import { bootstrapAuth } from '../lib/auth/bootstrap.ts';
 import { createLambdaLogger } from '../lib/lambda/logging.ts';
 
-const client = new SecretsManagerClient({});
+const client = new SSMClient({ maxAttempts: 5 });
 const logger = createLambdaLogger(process.env.BERTH_LOG_LEVEL === 'debug' ? 'debug' : 'info');
 
 export const handler = (event: CloudFormationCustomResourceEvent) => bootstrapAuth(client, event, logger);

@@ -49,6 +49,18 @@ export function propsFromContext(
     return { rateLimit: r, burstLimit: b };
   };
 
+  // Options that were replaced: silently ignoring them would deploy something else than asked for.
+  if (get('proxySecretArn') !== undefined) {
+    throw new Error(
+      'proxySecretArn (a Secrets Manager secret) was replaced by proxyParameter (an SSM SecureString parameter with the same JSON): see "Migrating from Secrets Manager" in docs/deployment.md',
+    );
+  }
+  if (get('alarms') !== undefined) {
+    throw new Error(
+      'alarms are created only when there is someone to page: give alarmEmail or alarmTopicArn (and drop alarms)',
+    );
+  }
+
   const domainName = str('domainName');
   let domain: CustomDomain | undefined;
   if (domainName) {
@@ -78,7 +90,7 @@ export function propsFromContext(
     reservedConcurrency: num('reservedConcurrency'),
     logRetentionDays: num('logRetentionDays'),
     alarmEmail: str('alarmEmail'),
-    alarms: bool('alarms'),
+    alarmTopicArn: str('alarmTopicArn'),
     removalPolicy: oneOf('removalPolicy', ['destroy', 'retain'] as const),
     encryption: oneOf('encryption', ['s3', 'kms'] as const),
     versioned: bool('versioned'),
@@ -90,7 +102,7 @@ export function propsFromContext(
     immutableTags: list('immutableTags'),
     proxyUpstreams: list('proxyUpstreams'),
     proxyTagTtlSeconds: num('proxyTagTtl'),
-    proxySecretArn: str('proxySecretArn'),
+    proxyParameter: str('proxyParameter'),
     corsOrigins: list('corsOrigins'),
     logLevel: oneOf('logLevel', ['debug', 'info', 'warn', 'error'] as const),
   };

@@ -16,6 +16,8 @@ export interface BerthFunctionProps {
   readonly logRetention: RetentionDays;
   readonly removalPolicy: RemovalPolicy;
   readonly reservedConcurrency?: number;
+  /** A fixed name, for a function whose own policy must name it (CloudFormation generates one otherwise). */
+  readonly functionName?: string;
 }
 
 /**
@@ -60,6 +62,7 @@ export class BerthFunction extends Construct {
       role: this.role,
       logGroup: this.logGroup,
       environment: props.environment,
+      ...(props.functionName !== undefined && { functionName: props.functionName }),
       ...(props.reservedConcurrency !== undefined && {
         reservedConcurrentExecutions: props.reservedConcurrency,
       }),

@@ -42,16 +42,6 @@ export function acknowledgeFindings(stack: BerthStack): void {
     PROVIDER_REASON,
   );
   ack(
-    stack.auth.adminSecret,
-    'SMG4',
-    'The first administrator password, generated at deploy time and read by the bootstrap once: rotation would need a rotation function that also updates the hash in the auth secret. To change it, see docs/deployment.md, "The administrator".',
-  );
-  ack(
-    stack.auth.authSecret,
-    'SMG4',
-    'Holds the auth file (accounts as scrypt hashes, the token signing key); it is edited by `berth users` / `berth robots --auth-secret`, not on a rotation schedule.',
-  );
-  ack(
     stack.http,
     'APIG4',
     "Authentication is the registry's own: Docker token auth, which OCI clients speak and no API Gateway authorizer type does. Every /v2/ route answers 401 with a Bearer challenge unless the token grants the action; /token checks the credentials (throttled separately). The web UI's routes (GET / and GET /ui/{proxy+}) serve the page's static files, which hold no data: the page reads everything through /v2/ with the signed-in account's tokens.",

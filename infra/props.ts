@@ -34,10 +34,13 @@ export interface BerthProps extends StackProps {
   readonly reservedConcurrency?: number;
   /** Days to keep logs (default 30). */
   readonly logRetentionDays?: number;
-  /** Where alarms are sent (an SNS topic with this e-mail subscribed); without it alarms only show in CloudWatch. */
+  /**
+   * Where alarms are sent: a new SNS topic with this e-mail subscribed. Alarms exist only with this or
+   * `alarmTopicArn` (each alarm metric costs $0.10 a month; infra/alarms.ts lists them).
+   */
   readonly alarmEmail?: string;
-  /** Create the CloudWatch alarms (default true; each alarm metric costs $0.10 a month). */
-  readonly alarms?: boolean;
+  /** An existing SNS topic to send alarms to (a team's pager), in the stack's account and region. */
+  readonly alarmTopicArn?: string;
   /** `destroy` (default): deleting the stack deletes the data. `retain` keeps bucket, secrets and logs. */
   readonly removalPolicy?: 'destroy' | 'retain';
   /** Bucket encryption: S3-managed keys (default) or a customer-managed KMS key the stack creates. */
@@ -50,7 +53,7 @@ export interface BerthProps extends StackProps {
   readonly throttle?: { readonly rateLimit: number; readonly burstLimit: number };
   /** Throttling of the token endpoint (logins), per second and burst (default 20 / 40). */
   readonly tokenThrottle?: { readonly rateLimit: number; readonly burstLimit: number };
-  /** Minutes between janitor runs (default 15). */
+  /** Minutes between scheduled janitor runs (default 1440: daily; an unfinished collection continues at once). */
   readonly janitorEveryMinutes?: number;
   /** Retention policy for garbage collection: serialized to JSON into BERTH_RETENTION. */
   readonly retention?: unknown;
@@ -64,10 +67,11 @@ export interface BerthProps extends StackProps {
   /** Seconds before a cached tag is re-checked against its upstream (BERTH_PROXY_TAG_TTL, default 300). */
   readonly proxyTagTtlSeconds?: number;
   /**
-   * An existing Secrets Manager secret holding `{"username","password"}` for the upstreams
-   * (BERTH_PROXY_SECRET); the registry role may read that secret only.
+   * An existing SSM SecureString parameter (name or ARN) holding `{"username","password"}` for the
+   * upstreams (BERTH_PROXY_PARAMETER); the registry role may read that parameter only. Encrypted
+   * with the account's aws/ssm key (or the stack's key, with `encryption=kms`).
    */
-  readonly proxySecretArn?: string;
+  readonly proxyParameter?: string;
   /**
    * Web pages that may call the registry API from a browser (CORS): origins such as
    * `https://ui.example.com`, or `*` alone (any page, never with browser credentials). Passed to the

@@ -1,4 +1,4 @@
-import { CfnOutput, Duration, RemovalPolicy, Stack, Tags, Token } from 'aws-cdk-lib';
+import { ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack, Tags, Token } from 'aws-cdk-lib';
 import { immutableTagsOf, retentionOf } from '../lib/setup/gc.ts';
 import { lambdaConfig } from '../lib/lambda/config.ts';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
@@ -8,7 +8,7 @@ import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { RegistryAlarms } from './alarms.ts';
 import { RegistryApi } from './api.ts';
-import { ADMIN_USER, RegistryAuth } from './auth.ts';
+import { ADMIN_USER, RegistryAuth, type NamedParameter } from './auth.ts';
 import { RegistryBucket } from './bucket.ts';
 import { BerthFunction } from './functions.ts';
 import type { BerthProps } from './props.ts';
@@ -43,11 +43,12 @@ export const DEFAULTS = {
   logRetentionDays: 30,
   throttle: { rateLimit: 500, burstLimit: 1000 },
   tokenThrottle: { rateLimit: 20, burstLimit: 40 },
-  janitorEveryMinutes: 15,
+  // Once a day: an idle registry pays for 30 short runs a month (docs/deployment.md, "What it costs").
+  janitorEveryMinutes: 24 * 60,
 } as const;
 
 /**
- * One team's registry: bucket, functions, HTTP API, secrets, janitor schedule, logs, alarms and,
+ * One team's registry: bucket, functions, HTTP API, auth parameters, janitor schedule, logs, alarms and,
  * for an ephemeral registry, its self-destruct. Environment-agnostic (no account or region at
  * synthesis), so `cdk synth` needs no credentials.
  */
@@ -97,7 +98,9 @@ export class BerthStack extends Stack {
     const auth = (this.auth = new RegistryAuth(this, 'Auth', {
       ...shared,
       anonymousPull: props.anonymousPull ?? [],
+      deleteWithStack: removal === RemovalPolicy.DESTROY,
       logLevel,
+      ...(key && { key }),
     }));
 
     const storageEnv: Record<string, string> = {
@@ -108,15 +111,17 @@ export class BerthStack extends Stack {
       ...(props.immutableTags?.length && { BERTH_IMMUTABLE_TAGS: props.immutableTags.join(',') }),
     };
 
+    const proxyParameter =
+      props.proxyParameter === undefined ? undefined : existingParameter(this, props.proxyParameter);
     const proxyEnv: Record<string, string> = {
       ...(props.proxyUpstreams?.length && { BERTH_PROXY_UPSTREAM: props.proxyUpstreams.join(',') }),
       ...(props.proxyTagTtlSeconds !== undefined && {
         BERTH_PROXY_TAG_TTL: String(props.proxyTagTtlSeconds),
       }),
-      ...(props.proxySecretArn !== undefined && { BERTH_PROXY_SECRET: props.proxySecretArn }),
+      ...(proxyParameter && { BERTH_PROXY_PARAMETER: proxyParameter.name }),
     };
-    if (props.proxySecretArn !== undefined && !props.proxyUpstreams?.length) {
-      throw new Error('proxySecretArn holds credentials for proxyUpstreams; give the upstreams too');
+    if (proxyParameter && !props.proxyUpstreams?.length) {
+      throw new Error('proxyParameter holds credentials for proxyUpstreams; give the upstreams too');
     }
     const corsEnv: Record<string, string> = {
       ...(props.corsOrigins?.length && { BERTH_CORS_ORIGINS: props.corsOrigins.join(',') }),
@@ -145,7 +150,7 @@ export class BerthStack extends Stack {
       reservedConcurrency: props.reservedConcurrency,
       environment: {
         ...storageEnv,
-        BERTH_AUTH_SECRET: auth.authSecret.secretArn,
+        BERTH_AUTH_PARAMETER: auth.authParameter.name,
         // What the web UI shows: the registry's name and, for an ephemeral one, when it goes.
         BERTH_REGISTRY_NAME: props.team,
         ...(this.expiresAt && { BERTH_EXPIRES_AT: this.expiresAt.toISOString() }),
@@ -156,23 +161,20 @@ export class BerthStack extends Stack {
     }));
     registry.grant(
       ...storageStatements(bucket, REGISTRY_ACCESS),
+      // The parameters are SecureStrings: with the aws/ssm key no KMS grant is needed (its key policy
+      // lets the account's principals decrypt through SSM); with the stack's key, see below.
       new PolicyStatement({
-        actions: ['secretsmanager:GetSecretValue'],
-        resources: [auth.authSecret.secretArn],
+        actions: ['ssm:GetParameter'],
+        resources: [auth.authParameter.arn, ...(proxyParameter ? [proxyParameter.arn] : [])],
       }),
       new PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [verifier.fn.functionArn] }),
-      ...(props.proxySecretArn !== undefined
-        ? [
-            new PolicyStatement({
-              actions: ['secretsmanager:GetSecretValue'],
-              resources: [props.proxySecretArn],
-            }),
-          ]
-        : []),
     );
     // The first request must find the accounts in place.
     registry.fn.node.addDependency(auth.resource);
 
+    // Named, so that its policy can let it invoke itself (a collection longer than one run carries
+    // itself on) without a reference to the function, which would be a circular dependency.
+    const janitorName = `${this.stackName}-janitor`;
     const janitor = (this.janitor = new BerthFunction(this, 'Janitor', {
       ...shared,
       bundle: 'janitor',
@@ -180,8 +182,22 @@ export class BerthStack extends Stack {
       memoryMb: 1024,
       timeout: Duration.minutes(15),
       environment: storageEnv,
+      functionName: janitorName,
     }));
-    janitor.grant(...storageStatements(bucket, JANITOR_ACCESS));
+    janitor.grant(
+      ...storageStatements(bucket, JANITOR_ACCESS),
+      new PolicyStatement({
+        actions: ['lambda:InvokeFunction'],
+        resources: [
+          this.formatArn({
+            service: 'lambda',
+            resource: 'function',
+            resourceName: janitorName,
+            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+          }),
+        ],
+      }),
+    );
     const janitorRule = new Rule(this, 'JanitorSchedule', {
       description: 'Berth: runs the janitor',
       schedule: Schedule.rate(Duration.minutes(props.janitorEveryMinutes ?? DEFAULTS.janitorEveryMinutes)),
@@ -233,18 +249,13 @@ export class BerthStack extends Stack {
       }
     }
 
-    if (props.alarms ?? true) {
+    // Alarms only where someone is paged: each alarm metric costs $0.10 a month.
+    if (props.alarmEmail !== undefined || props.alarmTopicArn !== undefined) {
       this.alarms = new RegistryAlarms(this, 'Alarms', {
         api: api.api,
-        registry: registry.fn,
-        functions: [
-          registry.fn,
-          janitor.fn,
-          verifier.fn,
-          web.fn,
-          ...(teardown?.schedule ? [teardown.function.fn] : []),
-        ],
-        alarmEmail: props.alarmEmail,
+        background: [janitor.fn, verifier.fn, ...(teardown?.schedule ? [teardown.function.fn] : [])],
+        ...(props.alarmEmail !== undefined && { alarmEmail: props.alarmEmail }),
+        ...(props.alarmTopicArn !== undefined && { alarmTopicArn: props.alarmTopicArn }),
       });
     }
 
@@ -255,9 +266,13 @@ export class BerthStack extends Stack {
     new CfnOutput(this, 'RegistryHost', { description: 'The registry', value: this.host });
     new CfnOutput(this, 'WebUrl', { description: 'The web UI', value: `https://${this.host}/` });
     new CfnOutput(this, 'BucketName', { description: 'Where images are stored', value: bucket.bucketName });
-    new CfnOutput(this, 'AdminSecretArn', {
-      description: 'The administrator credentials (Secrets Manager)',
-      value: auth.adminSecret.secretArn,
+    new CfnOutput(this, 'AdminParameter', {
+      description: 'The administrator credentials (SSM SecureString parameter)',
+      value: auth.adminParameter.name,
+    });
+    new CfnOutput(this, 'AuthParameter', {
+      description: 'The accounts (SSM SecureString parameter): berth users|robots|anonymous --auth-parameter',
+      value: auth.authParameter.name,
     });
     new CfnOutput(this, 'LoginCommand', {
       description: 'Log in as the administrator (password on stdin, see AdminPasswordCommand)',
@@ -265,7 +280,7 @@ export class BerthStack extends Stack {
     });
     new CfnOutput(this, 'AdminPasswordCommand', {
       description: 'Prints the administrator password',
-      value: `aws secretsmanager get-secret-value --secret-id ${auth.adminSecret.secretArn} --query SecretString --output text | jq -r .password`,
+      value: `aws ssm get-parameter --name ${auth.adminParameter.name} --with-decryption --query Parameter.Value --output text | jq -r .password`,
     });
     if (this.expiresAt) {
       new CfnOutput(this, 'ExpiresAt', {
@@ -274,4 +289,18 @@ export class BerthStack extends Stack {
       });
     }
   }
+}
+
+/** An existing SSM parameter, by name (`/team/hub-credentials`, `hub-credentials`) or ARN. */
+function existingParameter(stack: Stack, nameOrArn: string): NamedParameter {
+  if (nameOrArn.startsWith('arn:')) return { name: nameOrArn, arn: nameOrArn };
+  return {
+    name: nameOrArn,
+    arn: stack.formatArn({
+      service: 'ssm',
+      resource: 'parameter',
+      resourceName: nameOrArn.replace(/^\//, ''),
+      arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+    }),
+  };
 }

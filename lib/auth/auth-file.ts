@@ -3,38 +3,48 @@ import { dirname, join } from 'node:path';
 import * as z from 'zod';
 import { REPOSITORY_ACTIONS } from './grants.ts';
 
-const grantSchema = z.object({
-  pattern: z.string().min(1),
-  actions: z.array(z.enum(REPOSITORY_ACTIONS)).min(1).readonly(),
-});
+/**
+ * The auth document's schema, built on first use (constructing zod schemas costs time at a Lambda
+ * cold start; a registry without authentication never parses one).
+ */
+function buildSchema() {
+  const grantSchema = z.object({
+    pattern: z.string().min(1),
+    actions: z.array(z.enum(REPOSITORY_ACTIONS)).min(1).readonly(),
+  });
 
-const accountSchema = z.object({
-  name: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9._@+-]{0,127}$/),
-  /** `user`: a person with a chosen password; `robot`: CI, with a generated secret and an expiry. */
-  kind: z.enum(['user', 'robot']).default('user'),
-  passwordHash: z.string(),
-  grants: z.array(grantSchema).default([]),
-  catalog: z.boolean().default(false),
-  createdAt: z.string(),
-  expiresAt: z.string().optional(),
-  /**
-   * A random id, new whenever the account is (re)created or its password set: tokens name it, so
-   * a token outlives neither a removal and re-creation under the same name nor a new password.
-   */
-  generation: z.string().min(1).max(64).optional(),
-});
+  const accountSchema = z.object({
+    name: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9._@+-]{0,127}$/),
+    /** `user`: a person with a chosen password; `robot`: CI, with a generated secret and an expiry. */
+    kind: z.enum(['user', 'robot']).default('user'),
+    passwordHash: z.string(),
+    grants: z.array(grantSchema).default([]),
+    catalog: z.boolean().default(false),
+    createdAt: z.string(),
+    expiresAt: z.string().optional(),
+    /**
+     * A random id, new whenever the account is (re)created or its password set: tokens name it, so
+     * a token outlives neither a removal and re-creation under the same name nor a new password.
+     */
+    generation: z.string().min(1).max(64).optional(),
+  });
 
-const authFileSchema = z.object({
-  version: z.literal(1),
-  /** The ES256 private key that signs tokens, as a JWK. */
-  signingKey: z.record(z.string(), z.unknown()),
-  accounts: z.array(accountSchema).default([]),
-  /** Repositories anyone may pull without logging in. */
-  anonymous: z.array(grantSchema).default([]),
-});
+  const authFileSchema = z.object({
+    version: z.literal(1),
+    /** The ES256 private key that signs tokens, as a JWK. */
+    signingKey: z.record(z.string(), z.unknown()),
+    accounts: z.array(accountSchema).default([]),
+    /** Repositories anyone may pull without logging in. */
+    anonymous: z.array(grantSchema).default([]),
+  });
+  return { account: accountSchema, authFile: authFileSchema };
+}
 
-export type AuthFile = z.infer<typeof authFileSchema>;
-export type Account = z.infer<typeof accountSchema>;
+let built: ReturnType<typeof buildSchema> | undefined;
+const schema = () => (built ??= buildSchema());
+
+export type AuthFile = z.infer<ReturnType<typeof buildSchema>['authFile']>;
+export type Account = z.infer<ReturnType<typeof buildSchema>['account']>;
 
 export async function readAuthFile(path: string): Promise<AuthFile> {
   let text: string;
@@ -54,7 +64,7 @@ export function parseAuthFile(text: string, where: string): AuthFile {
   } catch {
     throw new Error(`${where} is not valid JSON`);
   }
-  const parsed = authFileSchema.safeParse(json);
+  const parsed = schema().authFile.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new Error(`${where} is invalid at ${issue?.path.join('.') || 'top level'}: ${issue?.message}`);

@@ -103,11 +103,16 @@ export const configSchema = z.object({
   /** Accounts and the token signing key (written by `berth users`); set, authentication is on. */
   authFile: z.string().min(1).optional(),
   /**
-   * On AWS: the Secrets Manager secret (ARN or name) holding the same JSON as the auth file; the
-   * deployed stack creates it. Takes precedence over authFile.
+   * On AWS: the SSM Parameter Store SecureString (name or ARN) holding the same JSON as the auth
+   * file; the deployed stack's auth-bootstrap creates it. Takes precedence over authFile.
    */
-  authSecret: z.string().min(1).optional(),
-  /** How often a Lambda container re-reads the auth secret: revocations take effect within this. */
+  authParameter: z.string().min(1).optional(),
+  /**
+   * The AWS region of SSM and Lambda calls (BERTH_AWS_REGION, else AWS_REGION, else the S3
+   * region): see awsRegionOf. A parameter ARN's own region wins over it.
+   */
+  awsRegion: z.string().min(1).optional(),
+  /** How often a Lambda container re-checks the auth parameter: revocations take effect within this. */
   authCacheSeconds: whole.pipe(z.number().min(1).max(60)).default(30),
   /**
    * Lambda only: run the registry function without authentication. For tests and the local gateway
@@ -177,8 +182,8 @@ export const configSchema = z.object({
   /** Upstream credentials; never logged. */
   proxyUsername: z.string().min(1).optional(),
   proxyPassword: z.string().min(1).optional(),
-  /** On AWS: a Secrets Manager secret (ARN or name) with `{"username","password"}` for the upstreams. */
-  proxySecret: z.string().min(1).optional(),
+  /** On AWS: an SSM SecureString parameter (name or ARN) with `{"username","password"}` for the upstreams. */
+  proxyParameter: z.string().min(1).optional(),
   /** Lambda: how long a request may spend copying an uncached blob from the upstream into the store. */
   proxyFillSeconds: whole.pipe(z.number().min(1).max(900)).default(20),
   /** A name the web UI shows for this registry (the team, on AWS). */
@@ -233,7 +238,7 @@ const checkedSchema = configSchema
     message: 'the s3 store needs a bucket (BERTH_S3_BUCKET)',
     path: ['s3', 'bucket'],
   })
-  .refine((c) => c.authFile !== undefined || c.authSecret !== undefined || isLoopback(c.host), {
+  .refine((c) => c.authFile !== undefined || c.authParameter !== undefined || isLoopback(c.host), {
     message:
       'listening beyond loopback needs authentication: create accounts with `berth users add` and pass --auth-file',
     path: ['authFile'],
@@ -259,6 +264,11 @@ export class ConfigError extends Error {
     super(`invalid configuration:\n  ${problems.join('\n  ')}`);
     this.name = 'ConfigError';
   }
+}
+
+/** The region of the AWS calls besides S3 (SSM, Lambda): BERTH_AWS_REGION, AWS_REGION, then the S3 region. */
+export function awsRegionOf(config: Pick<Config, 'awsRegion' | 's3'>): string {
+  return config.awsRegion ?? config.s3.region;
 }
 
 /** The CORS policy the configuration names, or undefined when CORS is off. */

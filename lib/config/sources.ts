@@ -1,4 +1,4 @@
-import type { ConfigInput } from './config.ts';
+import { ConfigError, type ConfigInput } from './config.ts';
 
 /** The environment variables Berth reads, and the config field each sets (dotted for nested fields). */
 export const ENV_VARS: Record<string, string> = {
@@ -31,7 +31,10 @@ export const ENV_VARS: Record<string, string> = {
   BERTH_GC_INTERVAL: 'gcIntervalSeconds',
   BERTH_REDIRECT: 'redirect',
   BERTH_AUTH_FILE: 'authFile',
-  BERTH_AUTH_SECRET: 'authSecret',
+  BERTH_AUTH_PARAMETER: 'authParameter',
+  // AWS_REGION (set by Lambda and the AWS CLI's users) first, so that BERTH_AWS_REGION wins.
+  AWS_REGION: 'awsRegion',
+  BERTH_AWS_REGION: 'awsRegion',
   BERTH_AUTH_CACHE_SECONDS: 'authCacheSeconds',
   BERTH_INSECURE_NO_AUTH: 'insecureNoAuth',
   BERTH_TOKEN_TTL: 'tokenTtlSeconds',
@@ -48,7 +51,7 @@ export const ENV_VARS: Record<string, string> = {
   BERTH_PROXY_TAG_TTL: 'proxyTagTtlSeconds',
   BERTH_PROXY_USERNAME: 'proxyUsername',
   BERTH_PROXY_PASSWORD: 'proxyPassword',
-  BERTH_PROXY_SECRET: 'proxySecret',
+  BERTH_PROXY_PARAMETER: 'proxyParameter',
   BERTH_PROXY_FILL_SECONDS: 'proxyFillSeconds',
   BERTH_TLS_CERT: 'tlsCert',
   BERTH_TLS_KEY: 'tlsKey',
@@ -69,11 +72,24 @@ const BOOLEAN_FIELDS = new Set([
   'web',
 ]);
 
+/**
+ * Variables that no longer exist, and what replaced them: a deployment still setting one would
+ * otherwise run without the accounts or credentials it names (docs/deployment.md, "Migrating").
+ */
+export const RETIRED_ENV_VARS: Record<string, string> = {
+  BERTH_AUTH_SECRET:
+    'BERTH_AUTH_SECRET (a Secrets Manager secret) was replaced by BERTH_AUTH_PARAMETER (an SSM SecureString parameter holding the same JSON): see "Migrating from Secrets Manager" in docs/deployment.md',
+  BERTH_PROXY_SECRET:
+    'BERTH_PROXY_SECRET (a Secrets Manager secret) was replaced by BERTH_PROXY_PARAMETER (an SSM SecureString parameter holding the same JSON): see "Migrating from Secrets Manager" in docs/deployment.md',
+};
+
 /** Builds config input from the environment, then flags on top (flags win). */
 export function configInput(
   env: Record<string, string | undefined>,
   flags: Partial<Record<keyof ConfigInput, string | boolean>>,
 ): ConfigInput {
+  const retired = Object.keys(RETIRED_ENV_VARS).filter((name) => env[name]);
+  if (retired.length > 0) throw new ConfigError(retired.map((name) => RETIRED_ENV_VARS[name]!));
   const input: Record<string, unknown> = {};
   for (const [name, field] of Object.entries(ENV_VARS)) {
     const value = env[name];

@@ -47,7 +47,7 @@ export async function startLambdaGateway(
     process.env,
     functionEnv(config),
     storageEnv,
-    config.authFile || config.authSecret ? {} : { BERTH_INSECURE_NO_AUTH: 'true' },
+    config.authFile || config.authParameter ? {} : { BERTH_INSECURE_NO_AUTH: 'true' },
   );
   const handler = await loadHandler(bundlePath);
   return startGateway({

@@ -7,6 +7,7 @@ import { computeUsage, saveUsage } from '../gc/usage.ts';
 import { parseStoredJson } from '../util/json.ts';
 import { describeError, type Logger } from '../logging/logger.ts';
 import type { Registry } from '../registry/registry.ts';
+import { keys } from '../registry/keys.ts';
 import { invocationFields, withInvocation } from './logging.ts';
 import { fsckMetricLines } from './metrics.ts';
 
@@ -24,6 +25,8 @@ export interface JanitorSummary {
     readonly restored: number;
   };
   /** The check of the store after the collection (docs/fsck.md, "On AWS"), when the janitor runs one. */
+  /** Set when this run invoked the janitor again to carry its collection on: the continuation's number. */
+  readonly continuation?: number;
   readonly fsck?: {
     /** done; not due (the last check is recent); no time (too little left after the collection); collecting. */
     readonly status: 'done' | 'not due' | 'no time' | 'collecting';
@@ -49,6 +52,9 @@ export interface JanitorFsckOptions {
   readonly now?: () => number;
 }
 
+/** Where the catalog markers are (`catalog/<name>`, rewritten by every manifest push). */
+const CATALOG_PREFIX = keys.catalogPrefix;
+
 /** The check starts only with at least this much of the invocation left. */
 const FSCK_MIN_REMAINING_MS = 60_000;
 /** The findings kept in gc/fsck.json (the metrics count them all). */
@@ -58,7 +64,35 @@ const FSCK_SAVED_FINDINGS = 200;
 export type JanitorGcOptions = Omit<GcOptions, 'remainingMs' | 'sleep' | 'onPhase'> & {
   /** A new collection starts only when the last one finished at least this long ago (BERTH_GC_INTERVAL). */
   readonly intervalMs?: number;
+  /**
+   * Set (on AWS: 7 days), a due collection also needs a sign of work: a manifest pushed since the
+   * last one started (less the grace period), which a listing of `catalog/` shows (one LIST per
+   * 1,000 repositories: each push rewrites its repository's marker). Without one, the collection
+   * waits until the last is this old, which is when deletions and age-based retention, which leave
+   * no such sign, are caught up with. An idle registry thus pays for no listing of its store.
+   */
+  readonly idleIntervalMs?: number;
 };
+
+/**
+ * The event a janitor sends itself to carry an unfinished collection on at once, instead of at the
+ * next scheduled run (which is daily on AWS, so that an idle registry costs nothing).
+ */
+export interface JanitorContinuation {
+  /** How many continuations in a row led here (the scheduled run that started them is 0). */
+  readonly berthJanitorContinuation: number;
+}
+
+/** The most continuations in a row: a collection that needs more waits for the next scheduled run. */
+export const MAX_CONTINUATIONS = 24;
+
+export interface JanitorRunOptions {
+  /**
+   * Invokes this janitor again, asynchronously, with `event` (functions/janitor.ts: a Lambda Event
+   * invoke of its own ARN). Without it, an unfinished collection waits for the next scheduled run.
+   */
+  readonly continueWith?: (event: JanitorContinuation, context: Context) => Promise<void>;
+}
 
 /** Usage is recomputed after a finished collection when at least this much time is left. */
 const USAGE_MIN_REMAINING_MS = 3 * 60_000;
@@ -75,15 +109,17 @@ export function createJanitorHandler(
   logger: Logger,
   gc?: JanitorGcOptions,
   check?: JanitorFsckOptions,
-): (event: ScheduledEvent, context: Context) => Promise<JanitorSummary> {
+  run: JanitorRunOptions = {},
+): (event: ScheduledEvent | JanitorContinuation, context: Context) => Promise<JanitorSummary> {
   return (event, context) =>
-    withInvocation({ awsRequestId: context.awsRequestId, scheduleEventId: event.id }, async () => {
+    withInvocation(invocationIds(event, context), async () => {
       const started = performance.now();
       try {
         const purged = await registry.uploads.purgeStale(uploadTtlSeconds * 1000);
         let collected: JanitorSummary['gc'];
-        if (gc && !(await collectionDue(registry, gc.intervalMs ?? 0, (gc.now ?? Date.now)()))) {
-          collected = { status: 'not due', deleted: {}, bytesFreed: 0, restored: 0 };
+        const due = gc ? await collectionDue(registry, gc, (gc.now ?? Date.now)()) : 'due';
+        if (due !== 'due') {
+          collected = { status: due, deleted: {}, bytesFreed: 0, restored: 0 };
         } else if (gc) {
           const result = await collectGarbage(registry, {
             ...gc,
@@ -105,10 +141,25 @@ export function createJanitorHandler(
         let checked: JanitorSummary['fsck'];
         if (check) {
           // Not while a collection is under way: what it set aside would only be skipped over.
-          const collecting = collected && collected.status !== 'done' && collected.status !== 'not due';
+          const collecting = collected && !['done', 'not due', 'idle'].includes(collected.status);
           checked = collecting
             ? { status: 'collecting' }
             : await checkStore(registry, check, context, logger);
+        }
+        let continued: number | undefined;
+        if (collected?.status === 'paused' && run.continueWith) {
+          const count = continuationOf(event) + 1;
+          if (count <= MAX_CONTINUATIONS) {
+            await run.continueWith({ berthJanitorContinuation: count }, context);
+            continued = count;
+          } else {
+            logger.warn(
+              'collection still unfinished after the most continuations; the next scheduled run goes on',
+              {
+                continuations: count - 1,
+              },
+            );
+          }
         }
         const summary = {
           purged,
@@ -116,6 +167,7 @@ export function createJanitorHandler(
           durationMs: Math.round(performance.now() - started),
           ...(collected ? { gc: collected } : {}),
           ...(checked ? { fsck: checked } : {}),
+          ...(continued !== undefined && { continuation: continued }),
         };
         logger.info('janitor finished', { ...summary });
         return summary;
@@ -127,17 +179,64 @@ export function createJanitorHandler(
     });
 }
 
+function continuationOf(event: ScheduledEvent | JanitorContinuation): number {
+  const n = (event as Partial<JanitorContinuation>).berthJanitorContinuation;
+  return typeof n === 'number' && Number.isInteger(n) && n > 0 ? n : 0;
+}
+
+function invocationIds(
+  event: ScheduledEvent | JanitorContinuation,
+  context: Context,
+): Record<string, unknown> {
+  const continuation = continuationOf(event);
+  return continuation > 0
+    ? { awsRequestId: context.awsRequestId, continuation }
+    : { awsRequestId: context.awsRequestId, scheduleEventId: (event as ScheduledEvent).id };
+}
+
 /**
- * Whether the janitor should work on a collection now: one is in progress (its state is saved), or
- * the last one finished `intervalMs` ago or more, or none ever ran. Costs one or two reads.
+ * Whether the janitor should work on a collection now: `due` when one is in progress (its state is
+ * saved), or none ever ran, or the last one finished `intervalMs` ago or more and (with
+ * `idleIntervalMs`) something was pushed since it started or it is that old; `not due` before the
+ * interval; `idle` when nothing was pushed. Costs one or two reads, and with `idleIntervalMs` one
+ * LIST per 1,000 repositories.
  */
-async function collectionDue(registry: Registry, intervalMs: number, now: number): Promise<boolean> {
-  if (intervalMs <= 0 || (await registry.storage.head(GC_KEYS.state))) return true;
+async function collectionDue(
+  registry: Registry,
+  gc: JanitorGcOptions,
+  now: number,
+): Promise<'due' | 'not due' | 'idle'> {
+  const intervalMs = gc.intervalMs ?? 0;
+  if (intervalMs <= 0 || (await registry.storage.head(GC_KEYS.state))) return 'due';
   const last = await registry.storage.get(GC_KEYS.lastRun);
-  const finishedAt = last
-    ? Date.parse(String((parseStoredJson(last.body) as { finishedAt?: unknown })?.finishedAt))
-    : NaN;
-  return Number.isNaN(finishedAt) || now - finishedAt >= intervalMs;
+  const run = last ? (parseStoredJson(last.body) as { finishedAt?: unknown; startedAt?: unknown }) : {};
+  const finishedAt = Date.parse(String(run?.finishedAt));
+  if (Number.isNaN(finishedAt)) return 'due';
+  if (now - finishedAt < intervalMs) return 'not due';
+  if (gc.idleIntervalMs === undefined || now - finishedAt >= gc.idleIntervalMs) return 'due';
+  const startedAt = Date.parse(String(run?.startedAt));
+  if (Number.isNaN(startedAt)) return 'due';
+  return (await pushedSince(registry, startedAt - gc.graceMs)) ? 'due' : 'idle';
+}
+
+/**
+ * Whether a manifest was pushed after `since`: every manifest push rewrites its repository's
+ * catalog marker, so the markers' modification times say when each repository last got one. A store
+ * that cannot list with times answers yes.
+ */
+async function pushedSince(registry: Registry, since: number): Promise<boolean> {
+  const storage = registry.storage;
+  if (!storage.listObjects) return true;
+  let startAfter: string | undefined;
+  for (;;) {
+    const page = await storage.listObjects(CATALOG_PREFIX, {
+      limit: 1000,
+      ...(startAfter && { startAfter }),
+    });
+    if (page.objects.some((o) => o.lastModified.getTime() > since)) return true;
+    if (!page.truncated || page.objects.length === 0) return false;
+    startAfter = page.objects[page.objects.length - 1]!.key;
+  }
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { Hono } from 'hono';
-import { corsPolicyOf, type Config } from '../config/config.ts';
+import { awsRegionOf, corsPolicyOf, type Config } from '../config/config.ts';
 import { createApp } from '../http/app.ts';
 import type { HttpEnv } from '../http/context.ts';
 import type { Logger } from '../logging/logger.ts';
@@ -8,7 +8,7 @@ import type { Registry } from '../registry/registry.ts';
 import { openAuthStore } from '../auth/auth-store.ts';
 import { loadAuth } from '../setup/auth.ts';
 import { createMirror } from '../setup/mirror.ts';
-import { lambdaVerificationDispatch } from './verifier.ts';
+import { lambdaVerificationDispatch } from './verification-dispatch.ts';
 import { createRegistry } from '../setup/registry.ts';
 import { invocationFields } from './logging.ts';
 import { loginMetricLine } from './metrics.ts';
@@ -24,13 +24,15 @@ export function createLambdaRegistry(config: Config, logger?: Logger): Registry 
     hashes: new SerializedHashStates(),
     // Large direct uploads are verified by the verifier function when there is one (on AWS); without
     // it (the local gateway), in the background of this process.
-    ...(config.verifierFunction && { dispatch: lambdaVerificationDispatch(config.verifierFunction) }),
+    ...(config.verifierFunction && {
+      dispatch: lambdaVerificationDispatch(config.verifierFunction, awsRegionOf(config)),
+    }),
     ...(logger && { logger }),
   });
 }
 
 /**
- * The app, with token authentication from the auth secret (BERTH_AUTH_SECRET, on AWS) or an auth
+ * The app, with token authentication from the auth parameter (BERTH_AUTH_PARAMETER, on AWS) or an auth
  * file (BERTH_AUTH_FILE). A function on a public
  * endpoint must refuse strangers, so it does not start without one unless told it is a test.
  */
@@ -42,10 +44,10 @@ export async function createLambdaApp(
     ? false
     : (line) => process.stdout.write(line + '\n'),
 ): Promise<Hono<HttpEnv>> {
-  const store = openAuthStore(config, config.s3.region);
+  const store = openAuthStore(config, awsRegionOf(config));
   if (!store && !config.insecureNoAuth) {
     throw new Error(
-      'the registry function needs BERTH_AUTH_SECRET or BERTH_AUTH_FILE (accounts and signing key); BERTH_INSECURE_NO_AUTH=true runs it open, for tests only',
+      'the registry function needs BERTH_AUTH_PARAMETER or BERTH_AUTH_FILE (accounts and signing key); BERTH_INSECURE_NO_AUTH=true runs it open, for tests only',
     );
   }
   return createApp({

@@ -1,32 +1,10 @@
-import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import type { Context } from 'aws-lambda';
 import * as z from 'zod';
 import { describeError, type Logger } from '../logging/logger.ts';
-import type { VerificationJob } from '../registry/direct-uploads.ts';
 import type { Registry } from '../registry/registry.ts';
 import { withInvocation } from './logging.ts';
 
 const jobSchema = z.object({ repo: z.string().min(1), id: z.string().min(1), token: z.string().min(1) });
-
-/**
- * Hands a verification to the verifier function (asynchronous invoke: Lambda queues the event,
- * retries a failed run twice, and the registry function answers at once). The job is tiny; the
- * verifier reads the session itself.
- */
-export function lambdaVerificationDispatch(
-  functionName: string,
-  client: Pick<LambdaClient, 'send'> = new LambdaClient({}),
-): (job: VerificationJob) => Promise<void> {
-  return async (job) => {
-    await client.send(
-      new InvokeCommand({
-        FunctionName: functionName,
-        InvocationType: 'Event',
-        Payload: new TextEncoder().encode(JSON.stringify(job)),
-      }),
-    );
-  };
-}
 
 export interface VerifierResult {
   readonly outcome: 'verified' | 'failed' | 'skipped';

@@ -548,7 +548,7 @@ function blobNotFoundUpstream(
 function refused(upstream: UpstreamClient, name: string, status: number): RegistryError {
   return new RegistryError(
     'NAME_UNKNOWN',
-    `upstream ${upstream.url} refused to serve ${name} (${status}): the repository does not exist there, or it needs credentials (BERTH_PROXY_USERNAME and BERTH_PROXY_PASSWORD, or BERTH_PROXY_SECRET)`,
+    `upstream ${upstream.url} refused to serve ${name} (${status}): the repository does not exist there, or it needs credentials (BERTH_PROXY_USERNAME and BERTH_PROXY_PASSWORD, or BERTH_PROXY_PARAMETER)`,
   );
 }
 

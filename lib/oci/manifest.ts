@@ -7,43 +7,49 @@ import { MediaType, baseMediaType, isManifestMediaType, type ManifestMediaType }
 /** Manifests larger than this are refused with 413, as in CNCF Distribution and the spec's guidance. */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 
-const digestString = z.string().refine((v) => tryParseDigest(v) !== undefined, {
-  message: 'must be a sha256 or sha512 digest',
-});
+/**
+ * The manifest schemas, built on first use: constructing zod schemas takes measurable time at a
+ * Lambda cold start, and most requests (pulls, blob uploads) never validate a manifest.
+ */
+function buildSchemas() {
+  const digestString = z.string().refine((v) => tryParseDigest(v) !== undefined, {
+    message: 'must be a sha256 or sha512 digest',
+  });
+  const annotations = z.record(z.string(), z.string());
+  const descriptor = z.object({
+    mediaType: z.string().min(1),
+    digest: digestString,
+    size: z.number().int().nonnegative(),
+    urls: z.array(z.string()).optional(),
+    annotations: annotations.optional(),
+    artifactType: z.string().optional(),
+    platform: z.record(z.string(), z.unknown()).optional(),
+    data: z.string().optional(),
+  });
+  const imageManifest = z.object({
+    schemaVersion: z.literal(2),
+    mediaType: z.string().optional(),
+    artifactType: z.string().optional(),
+    config: descriptor,
+    layers: z.array(descriptor),
+    subject: descriptor.optional(),
+    annotations: annotations.optional(),
+  });
+  const index = z.object({
+    schemaVersion: z.literal(2),
+    mediaType: z.string().optional(),
+    artifactType: z.string().optional(),
+    manifests: z.array(descriptor),
+    subject: descriptor.optional(),
+    annotations: annotations.optional(),
+  });
+  return { descriptor, imageManifest, index };
+}
 
-const annotations = z.record(z.string(), z.string());
+let built: ReturnType<typeof buildSchemas> | undefined;
+const schemas = () => (built ??= buildSchemas());
 
-const descriptorSchema = z.object({
-  mediaType: z.string().min(1),
-  digest: digestString,
-  size: z.number().int().nonnegative(),
-  urls: z.array(z.string()).optional(),
-  annotations: annotations.optional(),
-  artifactType: z.string().optional(),
-  platform: z.record(z.string(), z.unknown()).optional(),
-  data: z.string().optional(),
-});
-
-export type Descriptor = z.infer<typeof descriptorSchema>;
-
-const imageManifestSchema = z.object({
-  schemaVersion: z.literal(2),
-  mediaType: z.string().optional(),
-  artifactType: z.string().optional(),
-  config: descriptorSchema,
-  layers: z.array(descriptorSchema),
-  subject: descriptorSchema.optional(),
-  annotations: annotations.optional(),
-});
-
-const indexSchema = z.object({
-  schemaVersion: z.literal(2),
-  mediaType: z.string().optional(),
-  artifactType: z.string().optional(),
-  manifests: z.array(descriptorSchema),
-  subject: descriptorSchema.optional(),
-  annotations: annotations.optional(),
-});
+export type Descriptor = z.infer<ReturnType<typeof buildSchemas>['descriptor']>;
 
 export interface ParsedManifest {
   readonly mediaType: ManifestMediaType;
@@ -107,7 +113,7 @@ export function parseManifest(
   }
   const digest = computeDigest(bytes, algorithm);
   if (mediaType === MediaType.OciIndex || mediaType === MediaType.DockerManifestList) {
-    const index = check(indexSchema, json, mediaType);
+    const index = check(schemas().index, json, mediaType);
     return {
       mediaType,
       digest,
@@ -119,7 +125,7 @@ export function parseManifest(
       annotations: index.annotations,
     };
   }
-  const manifest = check(imageManifestSchema, json, mediaType);
+  const manifest = check(schemas().imageManifest, json, mediaType);
   if (mediaType === MediaType.DockerManifest && manifest.subject) {
     throw new RegistryError(
       'MANIFEST_INVALID',

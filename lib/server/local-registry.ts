@@ -8,7 +8,7 @@ import {
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { RequestError, getRequestListener } from '@hono/node-server';
-import { corsPolicyOf, type Config } from '../config/config.ts';
+import { awsRegionOf, corsPolicyOf, type Config } from '../config/config.ts';
 import { createApp } from '../http/app.ts';
 import { errorBody } from '../http/errors.ts';
 import { RegistryError } from '../oci/errors.ts';
@@ -53,7 +53,7 @@ const TEMPORARY_MAX_AGE_MS = 3600_000;
 /** The local registry: the HTTP app on Node's http server, on the embedded filesystem store. */
 export async function startLocalServer(config: Config, logger: Logger): Promise<RunningServer> {
   const registry = createRegistry(config, { hashes: new InMemoryHashStates(), logger });
-  const store = openAuthStore(config, config.s3.region);
+  const store = openAuthStore(config, awsRegionOf(config));
   const auth = store ? await loadAuth(store, config.tokenTtlSeconds, logger) : undefined;
   const web = await loadWeb(config, logger);
   const app = createApp({

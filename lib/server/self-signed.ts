@@ -4,8 +4,17 @@ import { hostname as machineName } from 'node:os';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 // @peculiar/x509 resolves its algorithms through tsyringe, which needs the Reflect metadata API.
-import 'reflect-metadata';
-import * as x509 from '@peculiar/x509';
+import type * as X509 from '@peculiar/x509';
+
+/**
+ * @peculiar/x509 (and the reflect-metadata polyfill it needs first), loaded by ensureSelfSigned: a
+ * server without --tls-self-signed never loads them (a few MiB of an idle server's memory).
+ */
+let x509: typeof X509;
+async function loadX509(): Promise<void> {
+  await import('reflect-metadata');
+  x509 = await import('@peculiar/x509');
+}
 
 /** ECDSA P-256 with SHA-256: accepted by every client (Go's crypto/x509, OpenSSL, NSS), small and fast. */
 const ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
@@ -38,6 +47,7 @@ export async function ensureSelfSigned(
   hosts: readonly string[],
   now: Date = new Date(),
 ): Promise<SelfSignedFiles> {
+  await loadX509();
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const files = {
     caCert: join(dir, 'ca.crt'),
@@ -77,7 +87,7 @@ interface Ca {
   readonly keyPem: string;
   readonly subject: string;
   readonly signingKey: webcrypto.CryptoKey;
-  readonly peculiar: x509.X509Certificate;
+  readonly peculiar: X509.X509Certificate;
 }
 
 async function readCa(certFile: string, keyFile: string, renewBy: Date): Promise<Ca | undefined> {

@@ -22,6 +22,28 @@ function bucketRefs(template: Template) {
   };
 }
 
+/** The ARN the stack builds for an SSM parameter (`/berth/berth-payments/auth` -> its ARN in this account and region). */
+function ssmArn(name: string) {
+  return {
+    'Fn::Join': [
+      '',
+      [
+        'arn:',
+        { Ref: 'AWS::Partition' },
+        ':ssm:',
+        { Ref: 'AWS::Region' },
+        ':',
+        { Ref: 'AWS::AccountId' },
+        `:parameter/${name.replace(/^\//, '')}`,
+      ],
+    ],
+  };
+}
+
+const AUTH_PARAMETER = '/berth/berth-payments/auth';
+const PAGER = 'arn:aws:sns:eu-west-1:123456789012:team-pager';
+const ADMIN_PARAMETER = '/berth/berth-payments/admin';
+
 /** A function by its construct path: `Registry` for Registry/Function, `TeardownFunction` for Teardown/Function/Function. */
 function functionByBundle(template: Template, prefix: string) {
   const id = logicalId(
@@ -139,10 +161,9 @@ describe('the default stack (no TTL)', () => {
     template.allResources('AWS::Logs::LogGroup', { DeletionPolicy: 'Delete' });
   });
 
-  it('configures the registry function: memory, timeout, the S3 store, the auth secret, the verifier', () => {
+  it('configures the registry function: memory, timeout, the S3 store, the auth parameter, the verifier', () => {
     const registry = functionByBundle(template, 'Registry');
     const { bucket } = bucketRefs(template);
-    const secret = logicalId(template, 'AWS::SecretsManager::Secret', 'AuthAuthSecret');
     const verifier = functionByBundle(template, 'Verifier');
     expect(registry.props).toMatchObject({ MemorySize: 1024, Timeout: 29 });
     expect(registry.props.ReservedConcurrentExecutions).toBeUndefined();
@@ -150,7 +171,7 @@ describe('the default stack (no TTL)', () => {
       BERTH_STORAGE: 's3',
       BERTH_S3_BUCKET: { Ref: bucket },
       BERTH_LOG_LEVEL: 'info',
-      BERTH_AUTH_SECRET: { Ref: secret },
+      BERTH_AUTH_PARAMETER: AUTH_PARAMETER,
       BERTH_VERIFIER_FUNCTION: { 'Fn::GetAtt': [verifier.id, 'Arn'] },
       BERTH_REGISTRY_NAME: 'payments',
     });
@@ -165,9 +186,8 @@ describe('the default stack (no TTL)', () => {
     ).toEqual([]);
   });
 
-  it('grants the registry exactly the S3 actions and prefixes it uses, its secret and the verifier', () => {
+  it('grants the registry exactly the S3 actions and prefixes it uses, its auth parameter and the verifier', () => {
     const { arn, objects } = bucketRefs(template);
-    const secret = logicalId(template, 'AWS::SecretsManager::Secret', 'AuthAuthSecret');
     const verifier = functionByBundle(template, 'Verifier');
     const layout = ['blobs/', 'data/', 'repos/', 'catalog/', 'uploads/'].map(objects);
     const usageReport = { 'Fn::Join': ['', [arn, '/gc/usage.json']] };
@@ -188,7 +208,8 @@ describe('the default stack (no TTL)', () => {
       { Effect: 'Allow', Action: 's3:GetObject', Resource: [...layout, summaries, usageReport, lastGcRun] },
       { Effect: 'Allow', Action: 's3:PutObject', Resource: [...layout, summaries] },
       ...writes,
-      { Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: { Ref: secret } },
+      // No KMS grant: the aws/ssm key's policy lets the account's principals decrypt through SSM.
+      { Effect: 'Allow', Action: 'ssm:GetParameter', Resource: ssmArn(AUTH_PARAMETER) },
       { Effect: 'Allow', Action: 'lambda:InvokeFunction', Resource: { 'Fn::GetAtt': [verifier.id, 'Arn'] } },
     ]);
     // The verifier does what direct uploads need, without the reports and the summary cache.
@@ -198,7 +219,7 @@ describe('the default stack (no TTL)', () => {
     ]);
   });
 
-  it('grants the janitor the layout and gc/, multipart clean-up, and a 15-minute timeout, every 15 minutes', () => {
+  it('grants the janitor the layout and gc/, multipart clean-up, invoking itself, and a 15-minute timeout, once a day', () => {
     const { arn, objects } = bucketRefs(template);
     expect(grants(template, 'Janitor')).toEqual([
       {
@@ -213,11 +234,30 @@ describe('the default stack (no TTL)', () => {
       },
       { Effect: 'Allow', Action: 's3:ListBucket', Resource: arn },
       { Effect: 'Allow', Action: 's3:ListBucketMultipartUploads', Resource: arn },
+      // Itself only, by the name it is given: an unfinished collection carries itself on.
+      {
+        Effect: 'Allow',
+        Action: 'lambda:InvokeFunction',
+        Resource: {
+          'Fn::Join': [
+            '',
+            [
+              'arn:',
+              { Ref: 'AWS::Partition' },
+              ':lambda:',
+              { Ref: 'AWS::Region' },
+              ':',
+              { Ref: 'AWS::AccountId' },
+              ':function:berth-payments-janitor',
+            ],
+          ],
+        },
+      },
     ]);
     const janitor = functionByBundle(template, 'Janitor');
-    expect(janitor.props.Timeout).toBe(900);
+    expect(janitor.props).toMatchObject({ Timeout: 900, FunctionName: 'berth-payments-janitor' });
     template.hasResourceProperties('AWS::Events::Rule', {
-      ScheduleExpression: 'rate(15 minutes)',
+      ScheduleExpression: 'rate(1 day)',
       State: 'ENABLED',
       Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [janitor.id, 'Arn'] } })],
     });
@@ -263,33 +303,22 @@ describe('the default stack (no TTL)', () => {
     }
   });
 
-  it('creates the admin secret generated and the auth secret empty, and bootstraps it with the anonymous patterns', () => {
-    template.hasResourceProperties('AWS::SecretsManager::Secret', {
-      GenerateSecretString: {
-        SecretStringTemplate: '{"username":"admin"}',
-        GenerateStringKey: 'password',
-        PasswordLength: 32,
-        ExcludePunctuation: true,
-      },
-    });
-    template.hasResourceProperties('AWS::SecretsManager::Secret', { SecretString: '{}' });
-    const auth = logicalId(template, 'AWS::SecretsManager::Secret', 'AuthAuthSecret');
-    const admin = logicalId(template, 'AWS::SecretsManager::Secret', 'AuthAdminSecret');
+  it('has the bootstrap create the admin and auth parameters, and delete them with the stack', () => {
+    // CloudFormation cannot create SecureStrings: no parameter and no secret in the template.
+    template.resourceCountIs('AWS::SSM::Parameter', 0);
+    template.resourceCountIs('AWS::SecretsManager::Secret', 0);
     template.hasResourceProperties('Custom::BerthAuthBootstrap', {
-      AuthSecretArn: { Ref: auth },
-      AdminSecretArn: { Ref: admin },
+      AuthParameter: AUTH_PARAMETER,
+      AdminParameter: ADMIN_PARAMETER,
+      KmsKeyId: Match.absent(),
       AnonymousPull: [],
+      DeleteWithStack: 'true',
     });
     expect(grants(template, 'AuthBootstrap')).toEqual([
-      { Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: { Ref: admin } },
       {
         Effect: 'Allow',
-        Action: [
-          'secretsmanager:GetSecretValue',
-          'secretsmanager:PutSecretValue',
-          'secretsmanager:DescribeSecret',
-        ],
-        Resource: { Ref: auth },
+        Action: ['ssm:GetParameter', 'ssm:PutParameter', 'ssm:DeleteParameters'],
+        Resource: [ssmArn(AUTH_PARAMETER), ssmArn(ADMIN_PARAMETER)],
       },
     ]);
     // The registry starts only once the accounts are in place.
@@ -301,7 +330,6 @@ describe('the default stack (no TTL)', () => {
   it('outputs the host, the login command and how to get the password, and no secret', () => {
     const outputs = template.toJSON().Outputs as Record<string, { Value: unknown }>;
     const api = logicalId(template, 'AWS::ApiGatewayV2::Api', 'HttpApi');
-    const admin = logicalId(template, 'AWS::SecretsManager::Secret', 'AuthAdminSecret');
     const host = [
       '',
       [{ Ref: api }, '.execute-api.', { Ref: 'AWS::Region' }, '.', { Ref: 'AWS::URLSuffix' }],
@@ -321,19 +349,14 @@ describe('the default stack (no TTL)', () => {
         ],
       ],
     });
-    expect(outputs.AdminPasswordCommand!.Value).toEqual({
-      'Fn::Join': [
-        '',
-        [
-          'aws secretsmanager get-secret-value --secret-id ',
-          { Ref: admin },
-          ' --query SecretString --output text | jq -r .password',
-        ],
-      ],
-    });
+    expect(outputs.AdminPasswordCommand!.Value).toBe(
+      `aws ssm get-parameter --name ${ADMIN_PARAMETER} --with-decryption --query Parameter.Value --output text | jq -r .password`,
+    );
+    expect(outputs.AdminParameter!.Value).toBe(ADMIN_PARAMETER);
+    expect(outputs.AuthParameter!.Value).toBe(AUTH_PARAMETER);
     expect(outputs.ExpiresAt).toBeUndefined();
     // No dynamic reference to a secret's value anywhere in the template.
-    expect(JSON.stringify(template.toJSON())).not.toMatch(/resolve:secretsmanager/);
+    expect(JSON.stringify(template.toJSON())).not.toMatch(/resolve:(secretsmanager|ssm-secure)/);
   });
 
   it('empties the bucket on stack deletion, after everything that writes to it is gone', () => {
@@ -367,28 +390,8 @@ describe('the default stack (no TTL)', () => {
     });
   });
 
-  it('alarms on 5xx rate, throttles, function errors and runs near the timeout, with no actions without an e-mail', () => {
-    const alarms = Object.values(resources(template, 'AWS::CloudWatch::Alarm'));
-    expect(alarms).toHaveLength(4);
-    for (const a of alarms) expect(a.Properties.AlarmActions).toBeUndefined();
-    const registry = functionByBundle(template, 'Registry');
-    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
-      MetricName: 'Throttles',
-      Namespace: 'AWS/Lambda',
-      Dimensions: [{ Name: 'FunctionName', Value: { Ref: registry.id } }],
-      Threshold: 0,
-      ComparisonOperator: 'GreaterThanThreshold',
-    });
-    const expressions = alarms.flatMap((a) =>
-      ((a.Properties.Metrics ?? []) as { Expression?: string }[]).flatMap((m) => m.Expression ?? []),
-    );
-    expect(expressions).toEqual(
-      expect.arrayContaining([
-        'IF(requests >= 20, 100 * errors / requests, 0)',
-        'e0 + e1 + e2 + e3',
-        'MAX([d0 / 29000, d1 / 900000, d2 / 900000, d3 / 5000])',
-      ]),
-    );
+  it('has no alarms (and no topic) without an e-mail or a topic to page', () => {
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 0);
     template.resourceCountIs('AWS::SNS::Topic', 0);
   });
 
@@ -398,7 +401,6 @@ describe('the default stack (no TTL)', () => {
       'AWS::S3::Bucket',
       'AWS::Lambda::Function',
       'AWS::IAM::Role',
-      'AWS::SecretsManager::Secret',
       'AWS::Logs::LogGroup',
     ]) {
       for (const [id, r] of Object.entries(resources(template, type))) {
@@ -481,7 +483,7 @@ describe('an ephemeral registry (ttl)', () => {
     });
   });
 
-  it('tags resources and outputs with the expiry, and alarms on teardown errors', () => {
+  it('tags resources and outputs with the expiry, and alarms on teardown errors when alarms are on', () => {
     template.hasResourceProperties('AWS::ApiGatewayV2::Api', {
       Tags: Match.objectLike({ 'expires-at': '2026-12-05T10:01:00.000Z' }),
     });
@@ -491,10 +493,12 @@ describe('an ephemeral registry (ttl)', () => {
     expect((registry.props.Environment as { Variables: Record<string, unknown> }).Variables).toMatchObject({
       BERTH_EXPIRES_AT: '2026-12-05T10:01:00.000Z',
     });
-    const expressions = Object.values(resources(template, 'AWS::CloudWatch::Alarm')).flatMap((a) =>
+    const { template: paged } = synth({ ttl: '7d', alarmTopicArn: PAGER });
+    const expressions = Object.values(resources(paged, 'AWS::CloudWatch::Alarm')).flatMap((a) =>
       ((a.Properties.Metrics ?? []) as { Expression?: string }[]).flatMap((m) => m.Expression ?? []),
     );
-    expect(expressions).toContain('e0 + e1 + e2 + e3 + e4');
+    // The janitor, the verifier and the teardown function.
+    expect(expressions).toContain('e0 + e1 + e2');
   });
 
   it('accepts an absolute expiry instead, and refuses bad lifetimes and retained data', () => {
@@ -525,7 +529,7 @@ describe('options', () => {
       retention: [{ repositories: 'team-a/*', keepLast: 10, keepTags: ['v*'] }],
       proxyUpstreams: ['hub=https://registry-1.docker.io'],
       proxyTagTtlSeconds: 600,
-      proxySecretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:hub-creds-AbCdEf',
+      proxyParameter: '/team/hub-credentials',
       immutableTags: ['v*', 'release-*'],
       logRetentionDays: 7,
       janitorEveryMinutes: 60,
@@ -545,7 +549,7 @@ describe('options', () => {
     }
   });
 
-  it('encrypts with a rotating KMS key the functions that touch objects may use', () => {
+  it('encrypts the bucket and the auth parameters with a rotating KMS key the functions that touch objects may use', () => {
     const key = logicalId(template, 'AWS::KMS::Key', 'StorageKey');
     template.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true, PendingWindowInDays: 7 });
     template.hasResourceProperties('AWS::S3::Bucket', {
@@ -568,6 +572,20 @@ describe('options', () => {
         Resource: { 'Fn::GetAtt': [key, 'Arn'] },
       });
     }
+    // The bootstrap encrypts the parameters with the key, through SSM only.
+    template.hasResourceProperties('Custom::BerthAuthBootstrap', {
+      KmsKeyId: { 'Fn::GetAtt': [key, 'Arn'] },
+    });
+    expect(grants(template, 'AuthBootstrap')).toContainEqual({
+      Effect: 'Allow',
+      Action: ['kms:Encrypt', 'kms:GenerateDataKey', 'kms:Decrypt'],
+      Resource: { 'Fn::GetAtt': [key, 'Arn'] },
+      Condition: {
+        StringEquals: {
+          'kms:ViaService': { 'Fn::Join': ['', ['ssm.', { Ref: 'AWS::Region' }, '.amazonaws.com']] },
+        },
+      },
+    });
   });
 
   it('sends alarms to an e-mail through a TLS-only topic', () => {
@@ -584,11 +602,42 @@ describe('options', () => {
       },
     });
     const alarms = Object.values(resources(template, 'AWS::CloudWatch::Alarm'));
-    expect(alarms).toHaveLength(4);
+    expect(alarms).toHaveLength(3);
     for (const a of alarms) {
       expect(a.Properties.AlarmActions).toEqual([{ Ref: topic }]);
       expect(a.Properties.OKActions).toEqual([{ Ref: topic }]);
     }
+  });
+
+  it('pages on the 5xx rate, background failures and broken images only, to an existing topic too', () => {
+    const { template: paged } = synth({ alarmTopicArn: PAGER });
+    paged.resourceCountIs('AWS::SNS::Topic', 0);
+    const alarms = Object.values(resources(paged, 'AWS::CloudWatch::Alarm'));
+    expect(alarms).toHaveLength(3);
+    for (const a of alarms) expect(a.Properties.AlarmActions).toEqual([PAGER]);
+    const expressions = alarms.flatMap((a) =>
+      ((a.Properties.Metrics ?? []) as { Expression?: string }[]).flatMap((m) => m.Expression ?? []),
+    );
+    // The 5xx rate at the API (throttles and registry errors end there), the janitor and verifier.
+    expect(expressions.sort()).toEqual(['IF(requests >= 20, 100 * errors / requests, 0)', 'e0 + e1']);
+    paged.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'Berth',
+      MetricName: 'FsckBroken',
+      Period: 86400,
+      Statistic: 'Maximum',
+      TreatMissingData: 'ignore',
+      Threshold: 0,
+      ComparisonOperator: 'GreaterThanThreshold',
+    });
+    // Every alarm metric is $0.10 a month: 2 + 2 + 1 here.
+    const metrics = alarms.reduce(
+      (n, a) =>
+        n +
+        (((a.Properties.Metrics as { MetricStat?: unknown }[]) ?? []).filter((m) => m.MetricStat).length ||
+          1),
+      0,
+    );
+    expect(metrics).toBe(5);
   });
 
   it('serves a custom domain with a DNS-validated certificate and an alias record', () => {
@@ -637,22 +686,22 @@ describe('options', () => {
     template.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(1 hour)' });
   });
 
-  it('configures the pull-through cache on the registry, which may read the upstream credentials secret only', () => {
+  it('configures the pull-through cache on the registry, which may read the upstream credentials parameter only', () => {
     const registry = functionByBundle(template, 'Registry');
     expect((registry.props.Environment as { Variables: object }).Variables).toMatchObject({
       BERTH_PROXY_UPSTREAM: 'hub=https://registry-1.docker.io',
       BERTH_PROXY_TAG_TTL: '600',
-      BERTH_PROXY_SECRET: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:hub-creds-AbCdEf',
+      BERTH_PROXY_PARAMETER: '/team/hub-credentials',
     });
     expect(grants(template, 'Registry')).toContainEqual({
       Effect: 'Allow',
-      Action: 'secretsmanager:GetSecretValue',
-      Resource: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:hub-creds-AbCdEf',
+      Action: 'ssm:GetParameter',
+      Resource: [ssmArn(AUTH_PARAMETER), ssmArn('/team/hub-credentials')],
     });
     for (const fn of ['Janitor', 'Verifier']) {
       expect(
         Object.keys((functionByBundle(template, fn).props.Environment as { Variables: object }).Variables),
-      ).not.toContain('BERTH_PROXY_SECRET');
+      ).not.toContain('BERTH_PROXY_PARAMETER');
     }
   });
 
@@ -663,9 +712,7 @@ describe('options', () => {
     expect(() => synth({ corsOrigins: ['https://ui.example.com/'] })).toThrow(
       /invalid registry settings[\s\S]*corsOrigins: CORS origin "https:\/\/ui\.example\.com\/"/,
     );
-    expect(() => synth({ proxySecretArn: 'arn:aws:secretsmanager:eu-west-1:1:secret:x' })).toThrow(
-      /give the upstreams too/,
-    );
+    expect(() => synth({ proxyParameter: '/team/hub' })).toThrow(/give the upstreams too/);
   });
 
   it('adds versioning with old versions expiring, and Intelligent-Tiering for blobs of 128 KiB and more', () => {
@@ -692,7 +739,8 @@ describe('options', () => {
   it('keeps the data with removalPolicy retain (and has nothing to empty then)', () => {
     const { template: retained } = synth({ removalPolicy: 'retain' });
     retained.hasResource('AWS::S3::Bucket', { DeletionPolicy: 'Retain' });
-    retained.allResources('AWS::SecretsManager::Secret', { DeletionPolicy: 'Retain' });
+    // The auth parameters outlive the stack too: the bootstrap does not delete them.
+    retained.hasResourceProperties('Custom::BerthAuthBootstrap', { DeleteWithStack: 'false' });
     retained.resourceCountIs('Custom::BerthEmptyBucket', 0);
   });
 });

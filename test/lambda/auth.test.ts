@@ -23,7 +23,7 @@ describe('Lambda with an auth file', () => {
     const config = lambdaConfig({ BERTH_STORAGE: 'filesystem', BERTH_DATA_DIR: join(dir, 'open') });
     await expect(
       createLambdaApp(config, createLambdaRegistry(config), createLambdaLogger('silent')),
-    ).rejects.toThrow(/needs BERTH_AUTH_SECRET or BERTH_AUTH_FILE/);
+    ).rejects.toThrow(/needs BERTH_AUTH_PARAMETER or BERTH_AUTH_FILE/);
   });
 
   it('challenges anonymous requests and serves the token endpoint', async () => {

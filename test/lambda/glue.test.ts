@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { awsRegionOf } from '../../lib/config/config.ts';
 import { lambdaConfig } from '../../lib/lambda/config.ts';
 import { createHttpHandler } from '../../lib/lambda/handler.ts';
 import { createJanitorHandler } from '../../lib/lambda/janitor.ts';
@@ -27,6 +28,31 @@ describe('Lambda configuration', () => {
     ).toBe('us-west-2');
     expect(lambdaConfig({ BERTH_STORAGE: 'filesystem' }).storage).toBe('filesystem');
     expect(() => lambdaConfig({})).toThrow(/bucket/);
+  });
+
+  it('calls SSM and Lambda in BERTH_AWS_REGION, else AWS_REGION, else the S3 region: a bucket elsewhere moves only S3', () => {
+    const bucketElsewhere = { BERTH_S3_BUCKET: 'b12', BERTH_S3_REGION: 'us-west-2' };
+    const inFunctionRegion = lambdaConfig({ ...bucketElsewhere, AWS_REGION: 'eu-west-1' });
+    expect(inFunctionRegion.s3.region).toBe('us-west-2');
+    expect(awsRegionOf(inFunctionRegion)).toBe('eu-west-1');
+    expect(
+      awsRegionOf(
+        lambdaConfig({ ...bucketElsewhere, AWS_REGION: 'eu-west-1', BERTH_AWS_REGION: 'ap-south-1' }),
+      ),
+    ).toBe('ap-south-1');
+    expect(awsRegionOf(lambdaConfig(bucketElsewhere))).toBe('us-west-2');
+  });
+
+  it('refuses the retired Secrets Manager variables, naming what replaced them', () => {
+    expect(() =>
+      lambdaConfig({
+        BERTH_S3_BUCKET: 'b12',
+        BERTH_AUTH_SECRET: 'arn:aws:secretsmanager:eu-west-1:1:secret:x',
+      }),
+    ).toThrow(/BERTH_AUTH_SECRET .* was replaced by BERTH_AUTH_PARAMETER/);
+    expect(() => lambdaConfig({ BERTH_S3_BUCKET: 'b12', BERTH_PROXY_SECRET: 'hub' })).toThrow(
+      /BERTH_PROXY_PARAMETER/,
+    );
   });
 });
 

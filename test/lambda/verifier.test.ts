@@ -3,7 +3,8 @@ import type { Context } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { describe, expect, it } from 'vitest';
 import { createLambdaLogger } from '../../lib/lambda/logging.ts';
-import { createVerifierHandler, lambdaVerificationDispatch } from '../../lib/lambda/verifier.ts';
+import { lambdaVerificationDispatch } from '../../lib/lambda/verification-dispatch.ts';
+import { createVerifierHandler } from '../../lib/lambda/verifier.ts';
 import type { Registry } from '../../lib/registry/registry.ts';
 
 const context = { awsRequestId: 'req-1' } as Context;
@@ -12,9 +13,12 @@ describe('the verifier function', () => {
   it('is invoked asynchronously (an Event) with the job', async () => {
     const lambda = mockClient(LambdaClient);
     lambda.on(InvokeCommand).resolves({ StatusCode: 202 });
-    const dispatch = lambdaVerificationDispatch('berth-verifier', new LambdaClient({ region: 'eu-west-1' }));
+    const dispatch = lambdaVerificationDispatch('berth-verifier', 'eu-west-1');
     await dispatch({ repo: 'team/app', id: 'abc', token: 't' });
-    const input = lambda.commandCalls(InvokeCommand)[0]!.args[0].input;
+    const call = lambda.commandCalls(InvokeCommand)[0]!;
+    // The client is made on the first dispatch, in the region the configuration names.
+    expect(await (call.thisValue as LambdaClient).config.region()).toBe('eu-west-1');
+    const input = call.args[0].input;
     expect(input.FunctionName).toBe('berth-verifier');
     expect(input.InvocationType).toBe('Event');
     expect(JSON.parse(new TextDecoder().decode(input.Payload as Uint8Array))).toEqual({
