@@ -3,7 +3,7 @@
  * machine, same run, same clients, on the filesystem and on S3 (one private MinIO), plus the Lambda
  * path and the machine's ceilings. Rewrites the results in BENCHMARKS.md between its markers.
  *
- *   npm run bench                      # everything (about 17 minutes on 2 cores)
+ *   npm run bench                      # everything (about 30 minutes on 2 cores; BENCHMARKS.md)
  *   npm run bench -- --quick           # small sizes, short loads: a check that it all works (< 3 min);
  *                                      # prints only (--write to rewrite BENCHMARKS.md anyway)
  *   npm run bench -- --no-write        # print the results only
