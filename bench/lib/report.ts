@@ -697,7 +697,7 @@ function issue21Sections(res: Results): string[] {
       '#### S3 requests on the critical path, per client request',
       '',
       `\`${res.criticalPath.command}\`: each registry behind its own latency proxy${s.latency ? ` (${s.latency.readMs} ms reads, ${s.latency.writeMs} ms writes and lists, ${s.latency.deleteMs} ms deletes, +-${s.latency.jitterMs} ms)` : ' (no delay)'},`,
-      `one request at a time, ${s.repeat} repetitions, medians. "seq": the longest chain of S3 requests made one after`,
+      `one request at a time, ${s.repeat} repetition${s.repeat === 1 ? '' : 's'}, medians. "seq": the longest chain of S3 requests made one after`,
       'another before the answer (what the client waits for, in round trips); "total": every S3 request the client request',
       'caused, "(n after)" of them after the answer; "ms": the client\'s wall time. Targets from issue #21; "met" against',
       "Berth's median. The derived row adds POST upload and PUT ?digest with the bytes, which the client sends one after the other.",
