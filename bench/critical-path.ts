@@ -7,7 +7,8 @@
  *   npm run build && npx tsx bench/critical-path.ts
  *
  * BENCH_CP_JSON=<file> also writes the figures as JSON (bench/run.ts reads them); BENCH_CP_REPEAT
- * (default 5) is how often each request type is measured; BENCH_CP_LATENCY=off counts without delays.
+ * (default 5) is how often each request type is measured; BENCH_CP_LATENCY=off counts without delays;
+ * BENCH_CP_LAYERS (default 10) is the layer count of the image pushed (the quick bench uses 2).
  *
  * Each registry has its own latency proxy in front of MinIO (bench/s3-counting-proxy.ts): every S3
  * request is held 15 ms (GET, HEAD), 30 ms (PUT, POST, LIST) or 20 ms (DELETE), +-5 ms, before it is
@@ -31,7 +32,13 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, startS3Server, type S3TestServer } from '../test/storage/s3-server.ts';
-import { table } from './lib/report.ts';
+import {
+  BERTH_LAMBDA,
+  BERTH_SERVE,
+  renderCriticalPath,
+  type CriticalPathSummary,
+  type StepFigures,
+} from './lib/critical-path-table.ts';
 import { AWS_LIKE, CountingProxy, criticalPath, type S3Request } from './s3-counting-proxy.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -40,29 +47,11 @@ const BUNDLE = join(ROOT, 'dist', 'registry', 'index.mjs');
 const DISTRIBUTION = process.env.BENCH_DISTRIBUTION ?? '/usr/bin/docker-registry';
 const REPEAT = Number(process.env.BENCH_CP_REPEAT ?? 5);
 const LATENCY = process.env.BENCH_CP_LATENCY === 'off' ? undefined : AWS_LIKE;
-const LAYERS = 10;
+const LAYERS = Number(process.env.BENCH_CP_LAYERS ?? 10);
 const BLOB = 1024 * 1024;
-const RUN_TIMEOUT_MS = 240_000;
+// About 40 s per repetition on a quiet machine (three registries, 25 client requests each, S3 delays).
+const RUN_TIMEOUT_MS = 60_000 + REPEAT * 90_000;
 const MANIFEST_TYPE = 'application/vnd.oci.image.manifest.v1+json';
-
-export interface StepFigures {
-  /** Median S3 requests on the critical path (before the answer), and their range. */
-  sequential: number;
-  sequentialMax: number;
-  /** Median S3 requests in all, and the median made after the answer. */
-  total: number;
-  after: number;
-  /** Median wall time of the client request, ms. */
-  ms: number;
-  /** The S3 calls of one (the last) instance, for the trace. */
-  ops: string[];
-}
-
-export interface CriticalPathSummary {
-  latency: typeof AWS_LIKE | undefined;
-  repeat: number;
-  targets: { name: string; steps: Record<string, StepFigures> }[];
-}
 
 interface Target {
   readonly name: string;
@@ -141,7 +130,7 @@ async function startBerth(s3: S3TestServer, lambda: boolean): Promise<Target> {
     BERTH_S3_FORCE_PATH_STYLE: 'true',
     BERTH_LOG_LEVEL: 'warn',
   });
-  const name = lambda ? 'Berth Lambda (gateway)' : 'Berth serve';
+  const name = lambda ? BERTH_LAMBDA : BERTH_SERVE;
   const url = `http://127.0.0.1:${port}`;
   proxy.label = 'startup';
   await launch(
@@ -441,18 +430,6 @@ function shortKey(key: string): string {
   return key
     .replace(/[0-9a-f]{64}/g, (hex) => `${hex.slice(0, 8)}…`)
     .replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, '<id>');
-}
-
-export function renderCriticalPath(summary: CriticalPathSummary): string {
-  const names = [...new Set(summary.targets.flatMap((t) => Object.keys(t.steps)))];
-  const cell = (f: StepFigures | undefined) =>
-    f
-      ? `${f.sequential}${f.sequentialMax !== f.sequential ? `–${f.sequentialMax}` : ''} / ${f.total}${f.after ? ` (${f.after} after)` : ''} / ${f.ms.toFixed(0)}`
-      : '-';
-  return table(
-    ['client request', ...summary.targets.map((t) => `${t.name}: seq / total / ms`)],
-    names.map((n) => [n, ...summary.targets.map((t) => cell(t.steps[n]))]),
-  );
 }
 
 async function main(): Promise<void> {

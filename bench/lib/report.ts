@@ -5,12 +5,23 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Ceilings } from './ceilings.ts';
+import {
+  BERTH_LAMBDA,
+  BERTH_SERVE,
+  renderCriticalPath,
+  targetOf,
+  withDerivedSteps,
+  type CriticalPathSummary,
+} from './critical-path-table.ts';
+import { renderIdleMemory, type IdleMemory } from './idle-memory.ts';
 import type { Kind, Store } from './registries.ts';
 
 export interface Sample {
   value: number;
   cpuSeconds: number;
   peakRssMiB: number;
+  /** RSS of the registry process after its start, before its first measured operation (settled). */
+  idleRssMiB?: number;
   p50ms?: number;
   p99ms?: number;
 }
@@ -22,6 +33,11 @@ export interface TransferRow {
   store: Store;
   bytes: number;
   command: string;
+  /**
+   * 'lambda': Berth's registry bundle behind the local API Gateway (`berth serve --lambda`), reached
+   * through `berth relay` as a client of the serverless registry would; absent: the registry itself.
+   */
+  path?: 'lambda';
   /** value = seconds */
   samples: Sample[];
 }
@@ -61,6 +77,12 @@ export interface Results {
       }
     | undefined;
   s3: S3Summary[];
+  /** bench/critical-path.ts's figures (BENCH_CP_JSON). */
+  criticalPath?: { command: string; summary: CriticalPathSummary };
+  /** bench/cold-start.ts's medians, under the node it names (Node 22, Lambda's major, when installed). */
+  coldStart?: { command: string; node: string; initMs: number; firstRequestMs: number };
+  /** bench/idle-memory.ts: where an idle `berth serve` keeps its RSS, next to an idle Distribution. */
+  idleMemory?: IdleMemory;
 }
 
 export const START =
@@ -94,7 +116,8 @@ export function table(header: string[], rows: string[][]): string {
   return [line(header), rule, ...rows.map(line)].join('\n');
 }
 
-const storeName = (s: Store) => (s === 'fs' ? 'filesystem' : 'S3 (MinIO)');
+const storeName = (s: Store) =>
+  s === 'fs' ? 'filesystem' : s === 's3' ? 'S3 (MinIO)' : 'S3 (MinIO + AWS-like latency)';
 const spread = (xs: number[], digits = 2) =>
   `${f(median(xs), digits)} (${f(min(xs), digits)}–${f(max(xs), digits)})`;
 
@@ -147,9 +170,133 @@ interface Target {
   met: boolean;
 }
 
+/** The rows measured without injected latency (the realistic-latency ones have their own section). */
+const direct = (rows: TransferRow[]) => rows.filter((r) => r.store !== 's3-aws');
+
+/** The realistic-latency rows by workload and client: Berth serve, Berth through the Lambda gateway, Distribution. */
+function latencyGroups(res: Results) {
+  const groups = new Map<string, { berth?: TransferRow; lambda?: TransferRow; distribution?: TransferRow }>();
+  for (const r of res.transfers.filter((t) => t.store === 's3-aws')) {
+    const key = `${r.workload}|${r.client}`;
+    const g = groups.get(key) ?? {};
+    if (r.kind === 'distribution') g.distribution = r;
+    else if (r.path === 'lambda') g.lambda = r;
+    else g.berth = r;
+    groups.set(key, g);
+  }
+  return [...groups.values()];
+}
+
+const isSmallLayers = (workload: string) => /\d+ layers of (128 KiB|4 MiB)$/.test(workload);
+
+/**
+ * Issue #21's targets, each computed from this run's results: the ratios against Distribution, CPU
+ * per GiB on every push, the cold start, and the critical path per request type. A target whose
+ * workload did not run (--only, --quick) is left out.
+ */
+export function targets21(res: Results): Target[] {
+  const out: Target[] = [];
+  const ratioTarget = (
+    target: string,
+    b: TransferRow | undefined,
+    d: TransferRow | undefined,
+    min: number,
+  ) => {
+    const bf = transferFigures(b);
+    const df = transferFigures(d);
+    if (!bf || !df) return;
+    const ratio = bf.mibs / df.mibs;
+    out.push({
+      target: `${target}: ratio >= ${min.toFixed(1)}`,
+      measured: `${f(ratio)} (${f(bf.mibs, 1)} vs ${f(df.mibs, 1)} MiB/s)`,
+      met: ratio >= min,
+    });
+  };
+  for (const g of latencyGroups(res)) {
+    const row = (g.berth ?? g.lambda ?? g.distribution)!;
+    const what = `${row.workload} (${row.client}, S3 with AWS-like latency)`;
+    ratioTarget(what, g.berth, g.distribution, 1.5);
+    ratioTarget(`${what}, through the Lambda gateway`, g.lambda, g.distribution, 1.5);
+  }
+  for (const [, p] of pairs(direct(res.transfers), (r) => `${r.workload}|${r.client}|${r.store}`)) {
+    const row = (p.berth ?? p.distribution)!;
+    const where = `${row.workload} (${row.client}, ${storeName(row.store)})`;
+    if (
+      row.store === 'fs' &&
+      row.client === 'skopeo' &&
+      row.workload.startsWith('push') &&
+      isSmallLayers(row.workload)
+    )
+      ratioTarget(`small-layer ${where}`, p.berth, p.distribution, 1.2);
+    if (row.store === 'fs' && row.client === 'docker') ratioTarget(where, p.berth, p.distribution, 1.0);
+    if (row.store === 's3' && row.workload.startsWith('pull') && isSmallLayers(row.workload))
+      ratioTarget(`small-blob ${where}`, p.berth, p.distribution, 1.0);
+  }
+  // Server CPU per GiB on every push, every store and path.
+  const pushes = res.transfers.filter((t) => t.workload.startsWith('push'));
+  for (const b of pushes.filter((t) => t.kind === 'berth')) {
+    const d = pushes.find(
+      (t) =>
+        t.kind === 'distribution' &&
+        t.workload === b.workload &&
+        t.client === b.client &&
+        t.store === b.store,
+    );
+    const bf = transferFigures(b);
+    const df = transferFigures(d);
+    if (!bf || !df) continue;
+    out.push({
+      target: `${b.workload} (${b.client}, ${storeName(b.store)}${b.path === 'lambda' ? ', Lambda gateway' : ''}): server CPU-s/GiB <= Distribution's`,
+      measured: `${f(bf.cpuPerGiB)} vs ${f(df.cpuPerGiB)}`,
+      met: bf.cpuPerGiB <= df.cpuPerGiB,
+    });
+  }
+  if (res.coldStart) {
+    out.push({
+      target: `cold start: registry bundle init median < 70 ms (bench/cold-start.ts, ${res.coldStart.node})`,
+      measured: `${f(res.coldStart.initMs, 1)} ms (first GET /v2/ ${f(res.coldStart.firstRequestMs, 1)} ms)`,
+      met: res.coldStart.initMs < 70,
+    });
+  }
+  if (res.criticalPath) {
+    // One row per Berth registry and target of the issue: the worst request type it covers.
+    for (const t of res.criticalPath.summary.targets.filter(
+      (x) => x.name === BERTH_SERVE || x.name === BERTH_LAMBDA,
+    )) {
+      const byTarget = new Map<string, { max: number; steps: [string, number][] }>();
+      for (const [step, fig] of Object.entries(withDerivedSteps(t.steps))) {
+        const limit = targetOf(step);
+        if (!limit) continue;
+        const g = byTarget.get(limit.what) ?? { max: limit.max, steps: [] };
+        g.steps.push([step, fig.sequential]);
+        byTarget.set(limit.what, g);
+      }
+      for (const [what, g] of byTarget) {
+        const worst = Math.max(...g.steps.map(([, n]) => n));
+        const over = g.steps.filter(([, n]) => n > g.max);
+        out.push({
+          target: `critical path, ${t.name}: ${what} <= ${g.max} sequential S3 requests`,
+          measured: over.length
+            ? over.map(([step, n]) => `${step}: ${n}`).join('; ')
+            : `at most ${worst} (${g.steps.length} request types)`,
+          met: worst <= g.max,
+        });
+      }
+    }
+  }
+  return out;
+}
+
+/** Median idle RSS and highest peak RSS of a row's samples, in MiB ("-" when not measured). */
+function memoryCell(r: TransferRow | LoadRow | undefined): string {
+  if (!r) return '-';
+  const idle = r.samples.map((s) => s.idleRssMiB).filter((x): x is number => x !== undefined);
+  return `${idle.length ? f(median(idle), 0) : '-'} / ${f(max(r.samples.map((s) => s.peakRssMiB)), 0)}`;
+}
+
 function targets(res: Results): Target[] {
   const out: Target[] = [];
-  for (const [, p] of pairs(res.transfers, (r) => `${r.workload}|${r.client}|${r.store}`)) {
+  for (const [, p] of pairs(direct(res.transfers), (r) => `${r.workload}|${r.client}|${r.store}`)) {
     const b = transferFigures(p.berth);
     const d = transferFigures(p.distribution);
     const row = p.berth ?? p.distribution!;
@@ -297,10 +444,11 @@ export function renderReport(res: Results): string {
       '',
     );
   }
+  out.push(...issue21Sections(res));
   const tg = targets(res);
   if (tg.length) {
     out.push(
-      '#### Targets (issue #9)',
+      '#### Targets of issue #9 (the first round)',
       '',
       table(
         ['target', 'measured (Berth vs Distribution)', 'met'],
@@ -309,7 +457,7 @@ export function renderReport(res: Results): string {
       '',
     );
   }
-  if (res.transfers.length) {
+  if (direct(res.transfers).length) {
     out.push(
       '#### Push and pull',
       '',
@@ -317,7 +465,7 @@ export function renderReport(res: Results): string {
       'the medians; CPU s per GiB of the image; peak RSS in MiB.',
       '',
     );
-    const rows = pairs(res.transfers, (r) => `${r.workload}|${r.client}|${r.store}`).map(([, p]) => {
+    const rows = pairs(direct(res.transfers), (r) => `${r.workload}|${r.client}|${r.store}`).map(([, p]) => {
       const row = (p.berth ?? p.distribution)!;
       const b = transferFigures(p.berth);
       const d = transferFigures(p.distribution);
@@ -351,7 +499,7 @@ export function renderReport(res: Results): string {
       '',
       'Commands (the harness runs them; `<layout>` is an OCI layout it wrote, layers uncompressed):',
       '',
-      ...[...new Set(res.transfers.map((t) => `- ${t.client}: \`${t.command}\``))],
+      ...[...new Set(direct(res.transfers).map((t) => `- ${t.client}: \`${t.command}\``))],
       '',
     );
   }
@@ -451,6 +599,146 @@ export function renderReport(res: Results): string {
     );
   }
   return out.join('\n');
+}
+
+/** How to profile a miss of each kind (the explanation itself follows the final run, outside this block). */
+function profileFor(t: Target): string {
+  if (t.target.startsWith('critical path'))
+    return '`npm run build && BENCH_CP_TRACE=1 npx tsx bench/critical-path.ts` lists each S3 call of the request';
+  if (t.target.startsWith('cold start'))
+    return '`node --cpu-prof` on the import of dist/registry/index.mjs; the bundle composition (esbuild `--metafile`)';
+  if (t.target.includes('CPU-s/GiB'))
+    return '`BENCH_BERTH_NODE_ARGS="--cpu-prof --cpu-prof-dir=<dir>" npm run bench -- --only=<workload> --no-write`';
+  if (t.target.includes('AWS-like latency'))
+    return '`BENCH_CP_TRACE=1` critical path of the request types the client sends, times the layer count';
+  return 'server-side request times (access logs) and `--cpu-prof` of the server during the workload';
+}
+
+function issue21Sections(res: Results): string[] {
+  const out: string[] = [];
+  const tg = targets21(res);
+  if (tg.length) {
+    out.push(
+      '#### Targets (issue #21)',
+      '',
+      'Each computed from this run: throughput ratios Berth/Distribution (medians), server CPU per GiB, the cold start of',
+      '`bench/cold-start.ts`, and the sequential S3 requests of `bench/critical-path.ts` (median of its repetitions).',
+      '',
+      table(
+        ['target', 'measured (Berth vs Distribution)', 'met'],
+        tg.map((t) => [t.target, t.measured, t.met ? 'yes' : '**no**']),
+      ),
+      '',
+    );
+    const misses = tg.filter((t) => !t.met);
+    if (misses.length) {
+      out.push(
+        `${misses.length} of ${tg.length} missed; the profile that explains each is in "Misses of issue #21" below this block. To profile:`,
+        '',
+        ...[...new Set(misses.map(profileFor))].map((p) => `- ${p}`),
+        '',
+      );
+    }
+  }
+  const groups = latencyGroups(res);
+  if (groups.length) {
+    out.push(
+      '#### Realistic S3 latency: the typical 10-layer image',
+      '',
+      'Both registries on S3 (MinIO) behind the latency proxy (`bench/s3-counting-proxy.ts`, `AWS_LIKE`: 15 ms GET/HEAD, 30 ms',
+      'PUT/POST/LIST, 20 ms DELETE, +-5 ms jitter, each registry its own proxy), in the same run. "Lambda": the registry bundle',
+      'behind the local API Gateway (`berth serve --lambda`), pushed and pulled through `berth relay` (layers above 4.4 MB',
+      "cannot reach Lambda in one request); CPU and RSS are the gateway process's (the relay is the client's side). Seconds",
+      "median (min–max); ratio = throughput over Distribution's.",
+      '',
+      table(
+        [
+          'workload, client',
+          'Berth serve s',
+          'Berth Lambda s',
+          'Distribution s',
+          'ratio serve',
+          'ratio Lambda',
+          'CPU s/GiB serve / Lambda / D',
+          'idle / peak RSS MiB serve / Lambda / D',
+        ],
+        groups.map((g) => {
+          const row = (g.berth ?? g.lambda ?? g.distribution)!;
+          const b = transferFigures(g.berth);
+          const l = transferFigures(g.lambda);
+          const d = transferFigures(g.distribution);
+          const ratio = (x: typeof b) => (x && d ? `**${f(x.mibs / d.mibs)}**` : '-');
+          return [
+            `${row.workload}, ${row.client}`,
+            b ? spread(b.secs) : '-',
+            l ? spread(l.secs) : '-',
+            d ? spread(d.secs) : '-',
+            ratio(b),
+            ratio(l),
+            [b, l, d].map((x) => (x ? f(x.cpuPerGiB) : '-')).join(' / '),
+            [g.berth, g.lambda, g.distribution].map(memoryCell).join(' ; '),
+          ];
+        }),
+      ),
+      '',
+      'Commands:',
+      '',
+      ...[
+        ...new Set(
+          res.transfers.filter((t) => t.store === 's3-aws').map((t) => `- ${t.client}: \`${t.command}\``),
+        ),
+      ],
+      '',
+    );
+  }
+  if (res.criticalPath) {
+    const s = res.criticalPath.summary;
+    out.push(
+      '#### S3 requests on the critical path, per client request',
+      '',
+      `\`${res.criticalPath.command}\`: each registry behind its own latency proxy${s.latency ? ` (${s.latency.readMs} ms reads, ${s.latency.writeMs} ms writes and lists, ${s.latency.deleteMs} ms deletes, +-${s.latency.jitterMs} ms)` : ' (no delay)'},`,
+      `one request at a time, ${s.repeat} repetition${s.repeat === 1 ? '' : 's'}, medians. "seq": the longest chain of S3 requests made one after`,
+      'another before the answer (what the client waits for, in round trips); "total": every S3 request the client request',
+      'caused, "(n after)" of them after the answer; "ms": the client\'s wall time. Targets from issue #21; "met" against',
+      "Berth's median. The derived row adds POST upload and PUT ?digest with the bytes, which the client sends one after the other.",
+      '',
+      renderCriticalPath(s),
+      '',
+    );
+  }
+  const memRows: string[][] = [];
+  for (const [, p] of pairs(direct(res.transfers), (r) => `${r.workload}|${r.client}|${r.store}`)) {
+    const row = (p.berth ?? p.distribution)!;
+    memRows.push([
+      `${row.workload}, ${row.client}`,
+      storeName(row.store),
+      memoryCell(p.berth),
+      memoryCell(p.distribution),
+    ]);
+  }
+  for (const [, p] of pairs(res.loads, (r) => `${r.endpoint}|${r.store}`)) {
+    const row = (p.berth ?? p.distribution)!;
+    memRows.push([
+      `${row.endpoint}, hey -c 32`,
+      storeName(row.store),
+      memoryCell(p.berth),
+      memoryCell(p.distribution),
+    ]);
+  }
+  if (memRows.length || res.idleMemory) {
+    out.push(
+      '#### Memory: idle and peak RSS of each registry server, per workload',
+      '',
+      'MiB. Idle: VmRSS of the fresh server once the machine settled, before its first measured operation (median over',
+      "the runs; for the request rates, after one small image was seeded). Peak: VmHWM during the workload's operations",
+      '(reset before each), the highest of the runs. The realistic-latency rows are in their own table above.',
+      '',
+    );
+    if (memRows.length)
+      out.push(table(['workload', 'store', 'Berth idle / peak', 'Distribution idle / peak'], memRows), '');
+    if (res.idleMemory) out.push(renderIdleMemory(res.idleMemory), '');
+  }
+  return out;
 }
 
 /** Replaces the text between the markers in BENCHMARKS.md (or inserts a section before the first `## `). */
