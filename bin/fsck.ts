@@ -45,7 +45,7 @@ export async function fsck(argv: string[]): Promise<number> {
           : {}),
       }),
     );
-    const registry = createRegistry(config, { hashes: new InMemoryHashStates() });
+    const registry = await createRegistry(config, { hashes: new InMemoryHashStates() });
     const report = await check(registry, {
       uploadTtlMs: config.uploadTtlSeconds * 1000,
       graceMs: config.gcGraceSeconds * 1000,

@@ -66,7 +66,7 @@ export async function gc(argv: string[]): Promise<number> {
     );
   }
   const dryRun = values['dry-run'] === true;
-  const registry = createRegistry(config, { hashes: new InMemoryHashStates() });
+  const registry = await createRegistry(config, { hashes: new InMemoryHashStates() });
   const result = await collectGarbage(registry, {
     ...gcOptionsOf(config),
     settleMs,
@@ -106,7 +106,7 @@ export async function usage(argv: string[]): Promise<number> {
     options: { ...STORE_FLAGS, json: { type: 'boolean' }, save: { type: 'boolean' } },
   });
   const config = storeConfig(values);
-  const storage = createStorage(config);
+  const storage = await createStorage(config);
   const report = await computeUsage(storage);
   if (values.save) await saveUsage(storage, report);
   process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatUsage(report));

@@ -24,7 +24,7 @@ const logger = createLambdaLogger(config.logLevel);
 let lambda: LambdaClient | undefined;
 
 export const handler = createJanitorHandler(
-  createLambdaRegistry(config),
+  await createLambdaRegistry(config),
   config.uploadTtlSeconds,
   logger,
   {

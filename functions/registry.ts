@@ -7,7 +7,7 @@ import { createLambdaApp, createLambdaRegistry } from '../lib/lambda/registry.ts
 // Built once per container, at init, so warm invocations only route and run.
 const config = lambdaConfig(process.env);
 const logger = createLambdaLogger(config.logLevel);
-const app = await createLambdaApp(config, createLambdaRegistry(config, logger), logger);
+const app = await createLambdaApp(config, await createLambdaRegistry(config, logger), logger);
 
 // Metrics are log lines too: a silent log level silences them (tests).
 export const handler = createHttpHandler(app, {

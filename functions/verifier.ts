@@ -8,4 +8,4 @@ import { createVerifierHandler } from '../lib/lambda/verifier.ts';
 const config = lambdaConfig(process.env);
 const logger = createLambdaLogger(config.logLevel);
 
-export const handler = createVerifierHandler(createLambdaRegistry(config, logger), logger);
+export const handler = createVerifierHandler(await createLambdaRegistry(config, logger), logger);

@@ -19,7 +19,7 @@ import { immutableTagsOf, retentionOf } from '../setup/gc.ts';
  * The registry as a Lambda runs it. The next request of an upload may land in another container,
  * so the running digest is serialized into the session instead of kept in memory.
  */
-export function createLambdaRegistry(config: Config, logger?: Logger): Registry {
+export function createLambdaRegistry(config: Config, logger?: Logger): Promise<Registry> {
   return createRegistry(config, {
     hashes: new SerializedHashStates(),
     // Large direct uploads are verified by the verifier function when there is one (on AWS); without

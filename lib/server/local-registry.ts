@@ -52,7 +52,7 @@ const TEMPORARY_MAX_AGE_MS = 3600_000;
 
 /** The local registry: the HTTP app on Node's http server, on the embedded filesystem store. */
 export async function startLocalServer(config: Config, logger: Logger): Promise<RunningServer> {
-  const registry = createRegistry(config, { hashes: new InMemoryHashStates(), logger });
+  const registry = await createRegistry(config, { hashes: new InMemoryHashStates(), logger });
   const store = openAuthStore(config, awsRegionOf(config));
   const auth = store ? await loadAuth(store, config.tokenTtlSeconds, logger) : undefined;
   const web = await loadWeb(config, logger);

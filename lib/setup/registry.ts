@@ -7,10 +7,13 @@ import { Registry } from '../registry/registry.ts';
 import { FilesystemDriver } from '../storage/filesystem/index.ts';
 import { LocalStorageUrls, withLocalUrls } from '../storage/local-urls.ts';
 import type { StorageDriver } from '../storage/port.ts';
-import { S3Driver, createS3Client } from '../storage/s3/index.ts';
 
-/** The store the configuration names. S3 credentials come from the AWS SDK's default chain. */
-export function createStorage(config: Config): StorageDriver {
+/**
+ * The store the configuration names. S3 credentials come from the AWS SDK's default chain. The S3
+ * driver (and with it the AWS SDK, about 25 MiB of a process's memory) is loaded only for an S3
+ * store, so `berth serve` on the filesystem never loads it.
+ */
+export async function createStorage(config: Config): Promise<StorageDriver> {
   if (config.storage === 'filesystem') {
     const driver = new FilesystemDriver({ root: config.dataDir });
     // Behind `berth serve --lambda`: blob GETs redirect to the gateway's signed storage URLs, as
@@ -21,6 +24,7 @@ export function createStorage(config: Config): StorageDriver {
   }
   const { bucket, prefix, region, endpoint, forcePathStyle, publicEndpoint } = config.s3;
   if (!bucket) throw new Error('the s3 store needs a bucket');
+  const { S3Driver, createS3Client } = await import('../storage/s3/index.ts');
   return new S3Driver({
     client: createS3Client({ region, endpoint, forcePathStyle }),
     bucket,
@@ -40,9 +44,9 @@ export interface RegistryRuntime {
 }
 
 /** The registry the configuration describes, on the store it names. */
-export function createRegistry(config: Config, runtime: RegistryRuntime): Registry {
+export async function createRegistry(config: Config, runtime: RegistryRuntime): Promise<Registry> {
   return new Registry({
-    storage: createStorage(config),
+    storage: await createStorage(config),
     hashes: runtime.hashes,
     limits: {
       maxBlobSize: config.maxBlobSize,

@@ -361,7 +361,7 @@ describe('the registry function with BERTH_AUTH_PARAMETER', () => {
       BERTH_AUTH_CACHE_SECONDS: String(cacheSeconds),
       AWS_REGION: 'eu-west-1',
     });
-    return createHttpHandler(await createLambdaApp(config, createLambdaRegistry(config), quiet), {
+    return createHttpHandler(await createLambdaApp(config, await createLambdaRegistry(config), quiet), {
       logger: quiet,
       writeMetric: false,
     });

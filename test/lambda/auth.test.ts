@@ -22,7 +22,7 @@ describe('Lambda with an auth file', () => {
   it('refuses to start without one unless told it is a test', async () => {
     const config = lambdaConfig({ BERTH_STORAGE: 'filesystem', BERTH_DATA_DIR: join(dir, 'open') });
     await expect(
-      createLambdaApp(config, createLambdaRegistry(config), createLambdaLogger('silent')),
+      createLambdaApp(config, await createLambdaRegistry(config), createLambdaLogger('silent')),
     ).rejects.toThrow(/needs BERTH_AUTH_PARAMETER or BERTH_AUTH_FILE/);
   });
 
@@ -33,10 +33,13 @@ describe('Lambda with an auth file', () => {
       BERTH_AUTH_FILE: join(dir, 'auth.json'),
     });
     const logger = createLambdaLogger('silent');
-    const handler = createHttpHandler(await createLambdaApp(config, createLambdaRegistry(config), logger), {
-      logger,
-      writeMetric: false,
-    });
+    const handler = createHttpHandler(
+      await createLambdaApp(config, await createLambdaRegistry(config), logger),
+      {
+        logger,
+        writeMetric: false,
+      },
+    );
     const denied = await handler(apiEvent('GET', '/v2/'), context());
     expect(denied.statusCode).toBe(401);
     expect(String(denied.headers?.['www-authenticate'])).toMatch(/^Bearer realm="https?:\/\/[^"]+\/token"/);
@@ -62,7 +65,7 @@ describe('Lambda with an auth file', () => {
     const logger = createLambdaLogger('silent');
     const metrics: Record<string, unknown>[] = [];
     const write = (line: string) => metrics.push(JSON.parse(line) as Record<string, unknown>);
-    const app = await createLambdaApp(config, createLambdaRegistry(config), logger, write);
+    const app = await createLambdaApp(config, await createLambdaRegistry(config), logger, write);
     const handler = createHttpHandler(app, { logger, writeMetric: false });
     const wrong = `Basic ${Buffer.from('ci:not-the-password').toString('base64')}`;
     for (let i = 0; i < 6; i++) {

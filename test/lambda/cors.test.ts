@@ -19,7 +19,7 @@ describe('CORS on Lambda (BERTH_CORS_ORIGINS, set by the stack from its corsOrig
         BERTH_CORS_ORIGINS: 'https://ui.example.com',
       });
       const logger = createLambdaLogger('silent', () => {});
-      const app = await createLambdaApp(config, createLambdaRegistry(config), logger);
+      const app = await createLambdaApp(config, await createLambdaRegistry(config), logger);
       const handler = createHttpHandler(app, { logger, writeMetric: false });
       const origin = { origin: 'https://ui.example.com' };
       const pre = await handler(

@@ -67,7 +67,7 @@ describe('Lambda logs and metrics', () => {
         BERTH_INSECURE_NO_AUTH: 'true',
       });
       const logger = createLambdaLogger('info', (line) => lines.push(line));
-      const app = await createLambdaApp(config, createLambdaRegistry(config), logger);
+      const app = await createLambdaApp(config, await createLambdaRegistry(config), logger);
       const handler = createHttpHandler(app, { logger, writeMetric: (line) => lines.push(line) });
       const event = apiEvent('GET', '/v2/nope/manifests/latest');
       const ctx = context();
