@@ -6,6 +6,7 @@ import { Blobs, type BlobInfo } from './blobs.ts';
 import type { HashStates } from './hashing.ts';
 import { keys } from './keys.ts';
 import { listNames, type NamePage } from './listing.ts';
+import { ImmutableFacts } from './immutable-facts.ts';
 import { Manifests } from './manifests.ts';
 import { Referrers } from './referrers.ts';
 import { DirectUploads, type DirectUploadOptions } from './direct-uploads.ts';
@@ -49,6 +50,11 @@ export class Registry {
   readonly sessions: SessionStore;
   readonly referrers: Referrers;
   readonly manifests: Manifests;
+  /**
+   * What this process recently saw of the store, for manifest PUTs (lib/registry/immutable-facts.ts).
+   * Whatever deletes a link or manifest through this process forgets it here first and after.
+   */
+  readonly facts = new ImmutableFacts();
   private readonly mountWithoutFrom: boolean;
 
   constructor(options: RegistryOptions) {
@@ -69,7 +75,13 @@ export class Registry {
       options.logger,
     );
     this.referrers = new Referrers(options.storage, options.referrersPageSize ?? 500);
-    this.manifests = new Manifests(options.storage, this.blobs, this.referrers, options.immutableTags);
+    this.manifests = new Manifests(
+      options.storage,
+      this.blobs,
+      this.referrers,
+      options.immutableTags,
+      this.facts,
+    );
     this.mountWithoutFrom = options.mountWithoutFrom;
   }
 
@@ -93,8 +105,24 @@ export class Registry {
     // stored after the link is written, otherwise take the link back and let the client upload.
     const still = await this.blobs.statGlobal(digest);
     if (still?.dataKey === source.dataKey) return source;
+    this.facts.forget(keys.layerLink(repo, digest));
     await this.storage.delete(keys.layerLink(repo, digest));
+    this.facts.forget(keys.layerLink(repo, digest));
     return undefined;
+  }
+
+  /**
+   * Removes a blob's link from `repo` (DELETE of a blob). This process's manifest PUTs stop relying
+   * on having seen the link from the moment the delete starts (ImmutableFacts).
+   */
+  async unlinkBlob(repo: RepositoryName, digest: ParsedDigest): Promise<void> {
+    const key = keys.layerLink(repo, digest);
+    this.facts.forget(key);
+    try {
+      await this.blobs.unlink(repo, digest);
+    } finally {
+      this.facts.forget(key);
+    }
   }
 
   async listTags(repo: RepositoryName, options: { n?: number; last?: string }): Promise<NamePage> {
