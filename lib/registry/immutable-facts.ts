@@ -91,11 +91,20 @@ export class ImmutableFacts {
 
   /** Bytes whose digest is `digest`, if kept. */
   bytes(digest: ParsedDigest): Uint8Array | undefined {
-    const bytes = this.content.get(digest.digest);
-    if (!bytes) return undefined;
-    this.content.delete(digest.digest);
-    this.content.set(digest.digest, bytes);
-    return bytes;
+    return this.keep(digest.digest);
+  }
+
+  /**
+   * The bytes of an object whose content never changes once written (a referrer entry: it holds the
+   * descriptor of the manifest its key names), if this process read or wrote it.
+   */
+  entry(key: string): Uint8Array | undefined {
+    return this.keep(`key:${key}`);
+  }
+
+  /** Keeps the bytes of such an object (read from the store, or written by this process). */
+  rememberEntry(key: string, bytes: Uint8Array): void {
+    this.store(`key:${key}`, bytes);
   }
 
   /**
@@ -105,14 +114,26 @@ export class ImmutableFacts {
   rememberBytes(digest: ParsedDigest, bytes: Uint8Array): boolean {
     if (digest.algorithm !== 'sha256' && digest.algorithm !== 'sha512') return false;
     if (createHash(digest.algorithm).update(bytes).digest('hex') !== digest.hex) return false;
-    if (this.content.has(digest.digest) || bytes.byteLength > this.maxBytes / 4) return true;
-    this.content.set(digest.digest, bytes);
+    this.store(digest.digest, bytes);
+    return true;
+  }
+
+  private keep(name: string): Uint8Array | undefined {
+    const bytes = this.content.get(name);
+    if (!bytes) return undefined;
+    this.content.delete(name);
+    this.content.set(name, bytes);
+    return bytes;
+  }
+
+  private store(name: string, bytes: Uint8Array): void {
+    if (this.content.has(name) || bytes.byteLength > this.maxBytes / 4) return;
+    this.content.set(name, bytes);
     this.contentBytes += bytes.byteLength;
     while (this.contentBytes > this.maxBytes) {
       const [oldest, value] = this.content.entries().next().value as [string, Uint8Array];
       this.content.delete(oldest);
       this.contentBytes -= value.byteLength;
     }
-    return true;
   }
 }

@@ -74,7 +74,7 @@ export class Registry {
       { ...DIRECT_UPLOAD_DEFAULTS, ...options.direct },
       options.logger,
     );
-    this.referrers = new Referrers(options.storage, options.referrersPageSize ?? 500);
+    this.referrers = new Referrers(options.storage, options.referrersPageSize ?? 500, this.facts);
     this.manifests = new Manifests(
       options.storage,
       this.blobs,
@@ -125,9 +125,17 @@ export class Registry {
     }
   }
 
+  /**
+   * A page of the repository's tags. The catalog entry is looked at in parallel with the listing (a
+   * HEAD more per list, no round trip more), for the answer of an empty page: 404 for a repository
+   * this registry does not know, an empty list for one it does.
+   */
   async listTags(repo: RepositoryName, options: { n?: number; last?: string }): Promise<NamePage> {
-    const page = await listNames(this.storage, keys.tagsPrefix(repo), options);
-    if (page.names.length === 0 && !(await this.storage.head(keys.catalog(repo)))) {
+    const [page, entry] = await Promise.all([
+      listNames(this.storage, keys.tagsPrefix(repo), options),
+      this.storage.head(keys.catalog(repo)),
+    ]);
+    if (page.names.length === 0 && !entry) {
       throw new RegistryError('NAME_UNKNOWN', `repository ${repo} is not known to this registry`);
     }
     return page;

@@ -159,26 +159,58 @@ describe('manifest PUT: at most 3 storage round trips one after another', () => 
 });
 
 describe('read routes: 1 storage round trip', () => {
-  it('HEAD and GET of a manifest by tag and by digest, tag list, catalog, blob HEAD, referrers (warm)', async () => {
+  async function depthOf(r: TestRegistry, depth: DepthRecorder, method: string, path: string) {
+    let status = 0;
+    const report = await depth.measure(async () => {
+      const res = await r.request(path, { method });
+      status = res.status;
+      await res.arrayBuffer();
+    });
+    return [method, path, status, report.sequential];
+  }
+
+  it('manifest by tag and by digest, tag list, catalog, blob HEAD, referrers, an unknown repository', async () => {
     const { r, depth } = setup();
     const image = await uploadImage(r, 3, 7);
     expect((await putManifest(r, 'v1', image.bytes)).status).toBe(201);
-    const routes: [string, string][] = [
-      ['HEAD', `/v2/${REPO}/manifests/v1`],
-      ['GET', `/v2/${REPO}/manifests/v1`],
-      ['HEAD', `/v2/${REPO}/manifests/${image.digest}`],
-      ['GET', `/v2/${REPO}/manifests/${image.digest}`],
-      ['GET', `/v2/${REPO}/tags/list`],
-      ['GET', '/v2/_catalog'],
-      ['HEAD', `/v2/${REPO}/blobs/${image.layers[0]}`],
+    const signature = await uploadImage(r, 1, 15);
+    const subject = { mediaType: MANIFEST, digest: image.digest, size: image.bytes.byteLength };
+    const referrer = new TextEncoder().encode(
+      JSON.stringify({ ...JSON.parse(new TextDecoder().decode(signature.bytes)), subject }),
+    );
+    expect((await putManifest(r, sha256(referrer), referrer)).status).toBe(201);
+    const routes: [string, string, number][] = [
+      ['HEAD', `/v2/${REPO}/manifests/v1`, 200],
+      ['GET', `/v2/${REPO}/manifests/v1`, 200],
+      ['HEAD', `/v2/${REPO}/manifests/${image.digest}`, 200],
+      ['GET', `/v2/${REPO}/manifests/${image.digest}`, 200],
+      ['GET', `/v2/${REPO}/tags/list`, 200],
+      ['GET', '/v2/nobody/here/tags/list', 404],
+      ['GET', '/v2/_catalog', 200],
+      ['HEAD', `/v2/${REPO}/blobs/${image.layers[0]}`, 200],
+      ['GET', `/v2/${REPO}/referrers/${image.digest}`, 200],
     ];
-    for (const [method, path] of routes) {
-      let status = 0;
-      const report = await depth.measure(async () => {
-        status = (await r.request(path, { method })).status;
-      });
-      expect([method, path, status, report.sequential]).toEqual([method, path, 200, 1]);
+    for (const [method, path, status] of routes) {
+      expect(await depthOf(r, depth, method, path)).toEqual([method, path, status, 1]);
     }
+  });
+
+  it('referrers in a process that has not seen the entries: the listing, then their reads (2)', async () => {
+    const { r, depth } = setup();
+    const image = await uploadImage(r, 1, 16);
+    expect((await putManifest(r, image.digest, image.bytes)).status).toBe(201);
+    const subject = { mediaType: MANIFEST, digest: image.digest, size: image.bytes.byteLength };
+    const referrer = new TextEncoder().encode(
+      JSON.stringify({ ...JSON.parse(new TextDecoder().decode(image.bytes)), subject }),
+    );
+    expect((await putManifest(r, sha256(referrer), referrer)).status).toBe(201);
+    const cold = testRegistry({ storage: depth.storage });
+    const path = `/v2/${REPO}/referrers/${image.digest}`;
+    expect(await depthOf(cold, depth, 'GET', path)).toEqual(['GET', path, 200, 2]);
+    // Read once, the entry's bytes are kept (they never change): the next list is the listing alone.
+    expect(await depthOf(cold, depth, 'GET', path)).toEqual(['GET', path, 200, 1]);
+    const body = (await (await cold.request(path)).json()) as { manifests: { digest: string }[] };
+    expect(body.manifests.map((m) => m.digest)).toEqual([sha256(referrer)]);
   });
 });
 
