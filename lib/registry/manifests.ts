@@ -166,9 +166,8 @@ export class Manifests {
     });
     const config = await configRead;
 
-    // Round 3: a DELETE of this manifest may have run between our manifest write and our tag
-    // writes: it deletes the manifest, then the tags naming it, and may have swept before our tags
-    // landed. Looking after the tags closes that: the manifest is written again if it is gone (this
+    // Round 3: a DELETE of this manifest may have run while our writes were in flight: it deletes
+    // the manifest, then the tags naming it, and may have swept before our tags landed. Looking after the tags closes that: the manifest is written again if it is gone (this
     // push then counts as after the delete), so a tag never names a manifest that is not there.
     // The summary's completion only rewrites a tag still holding what round 2 wrote (If-Match), so
     // it can neither bring back a tag a DELETE swept nor undo a later push of the tag.
