@@ -1,14 +1,9 @@
 import { RegistryError } from '../oci/errors.ts';
-import { parseDigest } from '../oci/digest.ts';
+import { parseDigest, type ParsedDigest } from '../oci/digest.ts';
 import type { Descriptor } from '../oci/manifest.ts';
 import { isManifestMediaType } from '../oci/media-types.ts';
 import type { RepositoryName } from '../oci/names.ts';
-import type { StorageDriver } from '../storage/port.ts';
-import type { Blobs } from './blobs.ts';
 import { mapLimit } from '../util/concurrency.ts';
-import { keys } from './keys.ts';
-
-const CHECK_CONCURRENCY = 8;
 
 /**
  * Whether an index entry may name a blob instead of a manifest. BuildKit's registry cache (the
@@ -22,23 +17,34 @@ export function mayNameBlob(entry: Pick<Descriptor, 'mediaType'>): boolean {
   return !isManifestMediaType(entry.mediaType);
 }
 
+/** How the index check asks the repository (Manifests.put's lookups, which may answer from its cache). */
+export interface EntryLookups {
+  /** Whether the blob is linked in the repository. */
+  blob(digest: ParsedDigest): Promise<boolean>;
+  /** Whether the manifest is in the repository. */
+  manifest(digest: ParsedDigest): Promise<boolean>;
+  /** Whether a direct upload of the blob is still being verified. */
+  verifying(digest: ParsedDigest): Promise<boolean>;
+}
+
 /**
  * Checks that every entry of an index names something the repository holds: a manifest, or, for an
  * entry whose media type is not a manifest's, a blob linked in the repository (checked like an
  * image's layers, so garbage collection's settle window covers it the same way). Refuses with
- * MANIFEST_BLOB_UNKNOWN, naming the first entry that names nothing.
+ * MANIFEST_BLOB_UNKNOWN, naming the first entry that names nothing. Entries are looked up all at
+ * once (up to `concurrency`): one storage round trip for an index of that many entries.
  */
 export async function checkIndexEntries(
-  storage: StorageDriver,
-  blobs: Blobs,
+  lookups: EntryLookups,
   repo: RepositoryName,
   entries: readonly Descriptor[],
+  concurrency: number,
 ): Promise<void> {
-  const missing = await mapLimit(entries, CHECK_CONCURRENCY, async (entry) => {
+  const missing = await mapLimit(entries, concurrency, async (entry) => {
     const digest = parseDigest(entry.digest);
     // Blob entries (a cache's layers) are the common case where they are allowed: look there first.
-    if (mayNameBlob(entry) && (await blobs.stat(repo, digest))) return undefined;
-    if (await storage.head(keys.manifest(repo, digest))) return undefined;
+    if (mayNameBlob(entry) && (await lookups.blob(digest))) return undefined;
+    if (await lookups.manifest(digest)) return undefined;
     return entry;
   });
   const entry = missing.find((d) => d !== undefined);
@@ -50,7 +56,7 @@ export async function checkIndexEntries(
       { detail: { digest: entry.digest } },
     );
   }
-  if (await storage.head(keys.verifying(repo, parseDigest(entry.digest)))) {
+  if (await lookups.verifying(parseDigest(entry.digest))) {
     throw new RegistryError(
       'MANIFEST_BLOB_UNKNOWN',
       `blob ${entry.digest} was uploaded directly and its content is still being verified; push the index again once HEAD /v2/${repo}/blobs/${entry.digest} answers 200`,

@@ -4,13 +4,15 @@ import { parseManifest, type Descriptor, type ParsedManifest } from '../oci/mani
 import type { Reference, RepositoryName, Tag } from '../oci/names.ts';
 import { PreconditionFailed, type ObjectInfo, type StorageDriver } from '../storage/port.ts';
 import { describeImmutableRule, immutableRuleFor, type ImmutableRule } from './tag-policy.ts';
-import type { Blobs } from './blobs.ts';
+import type { BlobInfo, Blobs } from './blobs.ts';
+import { ImmutableFacts } from './immutable-facts.ts';
 import { checkIndexEntries } from './index-entries.ts';
 import { mapLimit } from '../util/concurrency.ts';
 import { parseStoredJson } from '../util/json.ts';
 import { keys, meta } from './keys.ts';
 import type { Referrers } from './referrers.ts';
-import { tagSummaryMetadata } from './tag-summary-store.ts';
+import { summaryConfigOf, tagSummaryMetadata } from './tag-summary-store.ts';
+import { SUMMARY_CONFIG_LIMIT, SUMMARY_META } from './tag-summary.ts';
 
 export interface ManifestHead {
   readonly digest: ParsedDigest;
@@ -27,7 +29,11 @@ export interface PutManifestResult {
   readonly subject?: ParsedDigest;
 }
 
-const CHECK_CONCURRENCY = 8;
+/**
+ * How many references a PUT looks up at once: every one of an image of up to 127 layers (Docker's
+ * limit) and its config in a single round trip. The S3 client's socket pool (50) may queue some.
+ */
+const CHECK_CONCURRENCY = 128;
 
 /** The most tags one manifest PUT may set (the URL's and `?tag=` ones together). */
 export const MAX_TAGS_PER_PUT = 100;
@@ -51,6 +57,8 @@ export class Manifests {
     private readonly blobs: Blobs,
     private readonly referrers: Referrers,
     private readonly immutable: readonly ImmutableRule[] = [],
+    /** This process's recent sight of links and manifests, and image configs' bytes. */
+    readonly facts: ImmutableFacts = new ImmutableFacts(),
   ) {}
 
   async head(repo: RepositoryName, ref: Reference): Promise<ManifestHead> {
@@ -68,6 +76,14 @@ export class Manifests {
   /**
    * Validates and stores a manifest, then points the tags at it. Nothing is written until every
    * referenced blob and child manifest is known to exist in the repository.
+   *
+   * Three storage round trips one after another, whatever the number of references (up to
+   * CHECK_CONCURRENCY): (1) every read at once: the links and child manifests the manifest names
+   * (or this process's recent sight of them, `ImmutableFacts`) and the immutable tags' current state;
+   * (2) every write at once: the manifest, the catalog entry, the tags, the referrer entry, and the
+   * image config's bytes for the tags' summary when this process does not hold them already; (3) the
+   * look at the manifest after the tags landed (a DELETE racing this push), with, when the config
+   * was read in (2), the tags' summary completed by a write conditional on the tag being ours still.
    */
   async put(
     repo: RepositoryName,
@@ -90,45 +106,128 @@ export class Manifests {
     const digest = manifest.digest;
     const tags = [...new Set(ref.kind === 'tag' ? [ref.tag, ...extraTags] : extraTags)];
     checkTagCount(tags, bytes.byteLength);
-    const pinned = await this.checkImmutable(repo, tags, digest);
-    const checkedAt = Date.now();
-    await this.checkReferences(repo, manifest);
-    if (Date.now() - checkedAt > MANIFEST_CHECK_WINDOW_MS) {
+
+    // Round 1: every read at once.
+    const seen = new SeenLinks();
+    const [pinned] = await Promise.all([
+      this.checkImmutable(repo, tags, digest),
+      this.checkReferences(repo, manifest, seen),
+    ]);
+    // The window counts from the oldest read the check relies on: a fact this process saw earlier
+    // (ImmutableFacts) is as old as the read that saw it, not as this request.
+    if (Date.now() - seen.oldest > MANIFEST_CHECK_WINDOW_MS) {
       throw new RegistryError(
         'UNAVAILABLE',
         "checking the manifest's blobs took too long for them to be trusted still to exist; push the manifest again",
       );
     }
-    // The catalog entry goes with the manifest, before any tag: a crash after a tag was written
-    // cannot leave a repository missing from /v2/_catalog.
-    const writeManifest = () =>
-      this.storage.put(keys.manifest(repo, digest), bytes, { contentType: manifest.mediaType });
-    // The web UI's tag listings read a summary kept with each tag instead of each manifest and config
-    // (docs/web-ui.md); it is read while the manifest is written.
-    const [summary] = await Promise.all([
-      tags.length > 0 ? tagSummaryMetadata(this.storage, repo, manifest) : Promise.resolve({}),
-      writeManifest(),
-      this.storage.put(keys.catalog(repo), new Uint8Array(0)),
-    ]);
+
+    // The web UI's tag listings read a summary kept with each tag instead of each manifest and
+    // config (docs/web-ui.md). An image's summary needs its config: from this process's cache, or
+    // read during round 2 and written into the tags in round 3. Until then the tags carry no
+    // summary, which readers treat as a tag to summarize themselves (never a partial one).
+    const written = tags.filter((tag) => pinned.get(tag) !== 'same');
+    const wanted = written.length > 0 ? summaryConfigOf(bytes) : undefined;
+    const cachedConfig = wanted && this.facts.bytes(wanted.digest);
+    const configLink = wanted && !cachedConfig ? seen.links.get(wanted.digest.digest) : undefined;
+    const summary = configLink ? {} : tagSummaryMetadata(manifest, cachedConfig);
+
+    // Round 2: every write at once. The manifest and its catalog entry are sent with the tags, not
+    // before them, so one of those writes failing while a tag landed would leave a tag whose
+    // manifest object or catalog entry is missing: such a write is tried again before the answer.
+    // Only a crash in that instant leaves it so; the tag still pulls (it holds a copy), garbage
+    // collection mends it and fsck names it until then (docs/gc.md), and the client, told nothing
+    // but an error, pushes again.
     const subject = manifest.subject ? parseDigest(manifest.subject.digest) : undefined;
+    const writeManifest = async () => {
+      const read = this.facts.begin();
+      await this.storage.put(keys.manifest(repo, digest), bytes, { contentType: manifest.mediaType });
+      this.facts.remember(keys.manifest(repo, digest), true, read);
+    };
+    const writeCatalog = async () => {
+      await this.storage.put(keys.catalog(repo), new Uint8Array(0));
+    };
     const writeReferrer = () =>
       subject ? this.referrers.add(repo, subject, digest, referrerDescriptor(manifest)) : Promise.resolve();
-    const written = tags.filter((tag) => pinned.get(tag) !== 'same');
-    await Promise.all([
-      ...written.map((tag) => this.writeTag(repo, tag, manifest, pinned.get(tag), summary)),
-      writeReferrer(),
+    const tagWrites = written.map((tag) => this.writeTag(repo, tag, manifest, pinned.get(tag), summary));
+    const configRead = configLink ? this.readConfig(configLink) : Promise.resolve(undefined);
+    const others = [writeManifest, writeCatalog, writeReferrer];
+    const [tagResults, otherResults] = await Promise.all([
+      Promise.allSettled(tagWrites),
+      Promise.allSettled(others.map((write) => write())),
     ]);
-    if (written.length > 0) {
-      // A DELETE of this manifest may have run between our manifest write and our tag writes: it
-      // deletes the manifest, then the tags naming it, and may have swept before our tags landed.
-      // Looking after the tags closes that: the manifest is written again if it is gone (this push
-      // then counts as after the delete), so a tag never names a manifest that is not there.
-      if (!(await this.storage.head(keys.manifest(repo, digest)))) {
-        await writeManifest();
-        await writeReferrer();
-      }
-    }
+    // What failed besides the tags is tried once more (all at once); a second failure is the answer.
+    await Promise.all(
+      others.filter((_, i) => otherResults[i]?.status === 'rejected').map((write) => write()),
+    );
+    const etags = tagResults.map((result) => {
+      if (result.status === 'rejected') throw result.reason;
+      return result.value;
+    });
+    const config = await configRead;
+
+    // Round 3: a DELETE of this manifest may have run while our writes were in flight: it deletes
+    // the manifest, then the tags naming it, and may have swept before our tags landed. Looking after the tags closes that: the manifest is written again if it is gone (this
+    // push then counts as after the delete), so a tag never names a manifest that is not there.
+    // The summary's completion only rewrites a tag still holding what round 2 wrote (If-Match), so
+    // it can neither bring back a tag a DELETE swept nor undo a later push of the tag.
+    const completed = config ? tagSummaryMetadata(manifest, config) : undefined;
+    await Promise.all([
+      written.length > 0 ? this.lookAgain(repo, digest, writeManifest, writeReferrer) : undefined,
+      ...(completed && completed[SUMMARY_META] !== summary[SUMMARY_META]
+        ? written.map((tag, i) => this.completeSummary(repo, tag, manifest, etags[i], completed))
+        : []),
+    ]);
     return { digest, subject };
+  }
+
+  /** Round 3 of a PUT: writes the manifest (and its referrer entry) again if a DELETE removed it. */
+  private async lookAgain(
+    repo: RepositoryName,
+    digest: ParsedDigest,
+    writeManifest: () => Promise<void>,
+    writeReferrer: () => Promise<void>,
+  ): Promise<void> {
+    if (await this.storage.head(keys.manifest(repo, digest))) return;
+    await writeManifest();
+    await writeReferrer();
+  }
+
+  /**
+   * Rewrites a tag just written with its summary, if it is still the object written (`etag`). A tag
+   * moved or deleted since keeps what it is; a failed rewrite leaves the tag without a summary, which
+   * the web UI makes from the manifest and config on its first view (docs/web-ui.md).
+   */
+  private async completeSummary(
+    repo: RepositoryName,
+    tag: Tag,
+    manifest: ParsedManifest,
+    etag: string | undefined,
+    summary: Record<string, string>,
+  ): Promise<void> {
+    if (etag === undefined) return;
+    try {
+      await this.storage.put(keys.tag(repo, tag), manifest.bytes, {
+        contentType: manifest.mediaType,
+        metadata: { [meta.digest]: manifest.digest.digest, ...summary },
+        ifMatch: etag,
+      });
+    } catch {
+      // PreconditionFailed: the tag moved or went meanwhile, and stays so. Anything else: the push
+      // itself succeeded (its tag names its manifest), only the summary is left to the web UI.
+      return;
+    }
+  }
+
+  /** An image config's bytes for the tags' summary (read through its link), when they hash right. */
+  private async readConfig(link: BlobInfo): Promise<Uint8Array | undefined> {
+    try {
+      const object = await this.storage.get(link.dataKey);
+      if (!object || object.size > SUMMARY_CONFIG_LIMIT) return undefined;
+      return this.facts.rememberBytes(link.digest, object.body) ? object.body : undefined;
+    } catch {
+      return undefined; // a summary is never a reason to fail a push
+    }
   }
 
   private async writeTag(
@@ -137,21 +236,23 @@ export class Manifests {
     manifest: ParsedManifest,
     rule: ImmutableRule | 'same' | undefined,
     summary: Record<string, string>,
-  ): Promise<void> {
+  ): Promise<string | undefined> {
     const digest = manifest.digest;
     // A new immutable tag is created only if no racing push created it first.
     const immutable = rule !== undefined && rule !== 'same' ? rule : undefined;
     try {
-      await this.storage.put(keys.tag(repo, tag), manifest.bytes, {
+      const info = await this.storage.put(keys.tag(repo, tag), manifest.bytes, {
         contentType: manifest.mediaType,
         metadata: { [meta.digest]: digest.digest, ...summary },
         ...(immutable ? { ifNoneMatch: '*' as const } : {}),
       });
+      return info.etag;
     } catch (err) {
       if (!(err instanceof PreconditionFailed) || !immutable) throw err;
       const now = await this.storage.head(keys.tag(repo, tag));
       const current = now?.metadata[meta.digest];
       if (current !== digest.digest) throw immutableTag(repo, tag, current ?? 'another manifest', immutable);
+      return undefined;
     }
   }
 
@@ -172,7 +273,9 @@ export class Manifests {
     // Tags first: if this request fails half way, the manifest is still there for them. Then again
     // after the manifest, for a tag pushed meanwhile (see put).
     await this.deleteTagsOf(repo, ref.digest);
+    this.facts.forget(keys.manifest(repo, ref.digest));
     await this.storage.delete(keys.manifest(repo, ref.digest));
+    this.facts.forget(keys.manifest(repo, ref.digest));
     await this.deleteTagsOf(repo, ref.digest);
   }
 
@@ -246,15 +349,17 @@ export class Manifests {
     digest: ParsedDigest,
   ): Promise<Map<Tag, ImmutableRule | 'same'>> {
     const pinned = new Map<Tag, ImmutableRule | 'same'>();
-    for (const tag of tags) {
-      const rule = immutableRuleFor(this.immutable, repo, tag);
-      if (!rule) continue;
-      const existing = await this.storage.head(keys.tag(repo, tag));
-      const current = existing?.metadata[meta.digest];
-      if (existing && current !== digest.digest)
-        throw immutableTag(repo, tag, current ?? 'another manifest', rule);
-      pinned.set(tag, existing ? 'same' : rule);
-    }
+    await Promise.all(
+      tags.map(async (tag) => {
+        const rule = immutableRuleFor(this.immutable, repo, tag);
+        if (!rule) return;
+        const existing = await this.storage.head(keys.tag(repo, tag));
+        const current = existing?.metadata[meta.digest];
+        if (existing && current !== digest.digest)
+          throw immutableTag(repo, tag, current ?? 'another manifest', rule);
+        pinned.set(tag, existing ? 'same' : rule);
+      }),
+    );
     return pinned;
   }
 
@@ -262,9 +367,14 @@ export class Manifests {
     return ref.kind === 'tag' ? keys.tag(repo, ref.tag) : keys.manifest(repo, ref.digest);
   }
 
-  private async checkReferences(repo: RepositoryName, manifest: ParsedManifest): Promise<void> {
-    const missingBlobs = await mapLimit(manifest.blobs, CHECK_CONCURRENCY, async (d) =>
-      (await this.blobs.stat(repo, parseDigest(d.digest))) ? undefined : d,
+  private async checkReferences(
+    repo: RepositoryName,
+    manifest: ParsedManifest,
+    seen: SeenLinks,
+  ): Promise<void> {
+    const unique = [...new Map(manifest.blobs.map((d) => [d.digest, d])).values()];
+    const missingBlobs = await mapLimit(unique, CHECK_CONCURRENCY, async (d) =>
+      (await this.linkOf(repo, parseDigest(d.digest), seen)) ? undefined : d,
     );
     const blob = missingBlobs.find((d) => d !== undefined);
     if (blob && (await this.storage.head(keys.verifying(repo, parseDigest(blob.digest))))) {
@@ -282,7 +392,57 @@ export class Manifests {
       );
     }
     // Index entries: manifests, or blobs linked here (BuildKit's registry cache; lib/registry/index-entries.ts).
-    await checkIndexEntries(this.storage, this.blobs, repo, manifest.children);
+    const children = [...new Map(manifest.children.map((d) => [d.digest, d])).values()];
+    await checkIndexEntries(
+      {
+        blob: async (d) => (await this.linkOf(repo, d, seen)) !== undefined,
+        manifest: (d) => this.manifestExists(repo, d, seen),
+        verifying: async (d) => (await this.storage.head(keys.verifying(repo, d))) !== undefined,
+      },
+      repo,
+      children,
+      CHECK_CONCURRENCY,
+    );
+  }
+
+  /** A blob's link in `repo`: as this process saw it within FACT_TTL_MS, or read now. */
+  private async linkOf(
+    repo: RepositoryName,
+    digest: ParsedDigest,
+    seen: SeenLinks,
+  ): Promise<BlobInfo | undefined> {
+    const key = keys.layerLink(repo, digest);
+    const fact = this.facts.existence<BlobInfo>(key);
+    if (fact) {
+      seen.add(fact.value, fact.seenAt);
+      return fact.value;
+    }
+    const read = this.facts.begin();
+    const info = await this.blobs.stat(repo, digest);
+    if (info) {
+      this.facts.remember(key, info, read);
+      seen.add(info, read.at);
+    }
+    return info;
+  }
+
+  /** Whether a manifest is in `repo`: as this process saw or wrote it within FACT_TTL_MS, or read now. */
+  private async manifestExists(
+    repo: RepositoryName,
+    digest: ParsedDigest,
+    seen: SeenLinks,
+  ): Promise<boolean> {
+    const key = keys.manifest(repo, digest);
+    const fact = this.facts.existence<true>(key);
+    if (fact) {
+      seen.relyOn(fact.seenAt);
+      return true;
+    }
+    const read = this.facts.begin();
+    if (!(await this.storage.head(key))) return false;
+    this.facts.remember(key, true, read);
+    seen.relyOn(read.at);
+    return true;
   }
 
   private async deleteTagsOf(repo: RepositoryName, digest: ParsedDigest): Promise<void> {
@@ -297,6 +457,21 @@ export class Manifests {
       if (!page.truncated || page.keys.length === 0) return;
       startAfter = page.keys[page.keys.length - 1];
     }
+  }
+}
+
+/** What a PUT's reference check relied on: the links it found, and the oldest read among its facts. */
+class SeenLinks {
+  readonly links = new Map<string, BlobInfo>();
+  oldest = Date.now();
+
+  add(info: BlobInfo, seenAt: number): void {
+    this.links.set(info.digest.digest, info);
+    this.relyOn(seenAt);
+  }
+
+  relyOn(seenAt: number): void {
+    this.oldest = Math.min(this.oldest, seenAt);
   }
 }
 

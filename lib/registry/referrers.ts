@@ -5,6 +5,7 @@ import type { RepositoryName } from '../oci/names.ts';
 import type { StorageDriver } from '../storage/port.ts';
 import { mapLimit } from '../util/concurrency.ts';
 import { parseStoredJson } from '../util/json.ts';
+import { ImmutableFacts } from './immutable-facts.ts';
 import { keys } from './keys.ts';
 
 const descriptorSchema = z.object({
@@ -26,11 +27,17 @@ const READ_CONCURRENCY = 16;
 /**
  * The referrers of a subject, one small object per referrer holding its descriptor. Kept on
  * manifest PUT whether or not the subject exists yet, as the spec requires.
+ *
+ * An entry's bytes never change (its key names the referrer's digest, and the descriptor is made
+ * from that manifest's bytes), so this process keeps those it wrote or read (`ImmutableFacts`): a
+ * list is one storage listing when it has seen every entry listed, a listing and then the reads of
+ * the others otherwise. Which entries exist is always the listing's word.
  */
 export class Referrers {
   constructor(
     private readonly storage: StorageDriver,
     private readonly pageSize: number,
+    private readonly facts: ImmutableFacts = new ImmutableFacts(),
   ) {}
 
   async add(
@@ -39,13 +46,10 @@ export class Referrers {
     referrer: ParsedDigest,
     descriptor: Descriptor,
   ): Promise<void> {
-    await this.storage.put(
-      keys.referrer(repo, subject, referrer),
-      new TextEncoder().encode(JSON.stringify(descriptor)),
-      {
-        contentType: 'application/json',
-      },
-    );
+    const key = keys.referrer(repo, subject, referrer);
+    const bytes = new TextEncoder().encode(JSON.stringify(descriptor));
+    await this.storage.put(key, bytes, { contentType: 'application/json' });
+    this.facts.rememberEntry(key, bytes);
   }
 
   async remove(repo: RepositoryName, subject: ParsedDigest, referrer: ParsedDigest): Promise<void> {
@@ -63,10 +67,16 @@ export class Referrers {
       limit: this.pageSize,
     });
     const read = await mapLimit(page.keys, READ_CONCURRENCY, async (key) => {
-      const object = await this.storage.get(key);
-      if (!object) return undefined;
-      const parsed = descriptorSchema.safeParse(parseStoredJson(object.body));
-      return parsed.success ? parsed.data : undefined;
+      let bytes = this.facts.entry(key);
+      if (!bytes) {
+        const object = await this.storage.get(key);
+        if (!object) return undefined;
+        bytes = object.body;
+      }
+      const parsed = descriptorSchema.safeParse(parseStoredJson(bytes));
+      if (!parsed.success) return undefined;
+      this.facts.rememberEntry(key, bytes);
+      return parsed.data;
     });
     const descriptors = read.filter(
       (d): d is Descriptor =>

@@ -6,6 +6,7 @@ import { Blobs, type BlobInfo } from './blobs.ts';
 import type { HashStates } from './hashing.ts';
 import { keys } from './keys.ts';
 import { listNames, type NamePage } from './listing.ts';
+import { ImmutableFacts } from './immutable-facts.ts';
 import { Manifests } from './manifests.ts';
 import { Referrers } from './referrers.ts';
 import { DirectUploads, type DirectUploadOptions } from './direct-uploads.ts';
@@ -49,6 +50,11 @@ export class Registry {
   readonly sessions: SessionStore;
   readonly referrers: Referrers;
   readonly manifests: Manifests;
+  /**
+   * What this process recently saw of the store, for manifest PUTs (lib/registry/immutable-facts.ts).
+   * Whatever deletes a link or manifest through this process forgets it here first and after.
+   */
+  readonly facts = new ImmutableFacts();
   private readonly mountWithoutFrom: boolean;
 
   constructor(options: RegistryOptions) {
@@ -68,8 +74,14 @@ export class Registry {
       { ...DIRECT_UPLOAD_DEFAULTS, ...options.direct },
       options.logger,
     );
-    this.referrers = new Referrers(options.storage, options.referrersPageSize ?? 500);
-    this.manifests = new Manifests(options.storage, this.blobs, this.referrers, options.immutableTags);
+    this.referrers = new Referrers(options.storage, options.referrersPageSize ?? 500, this.facts);
+    this.manifests = new Manifests(
+      options.storage,
+      this.blobs,
+      this.referrers,
+      options.immutableTags,
+      this.facts,
+    );
     this.mountWithoutFrom = options.mountWithoutFrom;
   }
 
@@ -93,13 +105,37 @@ export class Registry {
     // stored after the link is written, otherwise take the link back and let the client upload.
     const still = await this.blobs.statGlobal(digest);
     if (still?.dataKey === source.dataKey) return source;
+    this.facts.forget(keys.layerLink(repo, digest));
     await this.storage.delete(keys.layerLink(repo, digest));
+    this.facts.forget(keys.layerLink(repo, digest));
     return undefined;
   }
 
+  /**
+   * Removes a blob's link from `repo` (DELETE of a blob). This process's manifest PUTs stop relying
+   * on having seen the link from the moment the delete starts (ImmutableFacts).
+   */
+  async unlinkBlob(repo: RepositoryName, digest: ParsedDigest): Promise<void> {
+    const key = keys.layerLink(repo, digest);
+    this.facts.forget(key);
+    try {
+      await this.blobs.unlink(repo, digest);
+    } finally {
+      this.facts.forget(key);
+    }
+  }
+
+  /**
+   * A page of the repository's tags. The catalog entry is looked at in parallel with the listing (a
+   * HEAD more per list, no round trip more), for the answer of an empty page: 404 for a repository
+   * this registry does not know, an empty list for one it does.
+   */
   async listTags(repo: RepositoryName, options: { n?: number; last?: string }): Promise<NamePage> {
-    const page = await listNames(this.storage, keys.tagsPrefix(repo), options);
-    if (page.names.length === 0 && !(await this.storage.head(keys.catalog(repo)))) {
+    const [page, entry] = await Promise.all([
+      listNames(this.storage, keys.tagsPrefix(repo), options),
+      this.storage.head(keys.catalog(repo)),
+    ]);
+    if (page.names.length === 0 && !entry) {
       throw new RegistryError('NAME_UNKNOWN', `repository ${repo} is not known to this registry`);
     }
     return page;

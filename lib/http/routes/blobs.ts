@@ -15,7 +15,7 @@ export async function handleBlob(
   const digest = parseDigest(digestParam);
   const method = c.req.method;
   if (method === 'DELETE') {
-    await registry.blobs.unlink(repo, digest);
+    await registry.unlinkBlob(repo, digest);
     return new Response(null, { status: 202, headers: { 'Content-Length': '0' } });
   }
   const headers: Record<string, string> = {
