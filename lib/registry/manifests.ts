@@ -12,7 +12,7 @@ import { parseStoredJson } from '../util/json.ts';
 import { keys, meta } from './keys.ts';
 import type { Referrers } from './referrers.ts';
 import { summaryConfigOf, tagSummaryMetadata } from './tag-summary-store.ts';
-import { SUMMARY_CONFIG_LIMIT, SUMMARY_META } from './tag-summary.ts';
+import { SUMMARY_CONFIG_LIMIT } from './tag-summary.ts';
 
 export interface ManifestHead {
   readonly digest: ParsedDigest;
@@ -77,13 +77,12 @@ export class Manifests {
    * Validates and stores a manifest, then points the tags at it. Nothing is written until every
    * referenced blob and child manifest is known to exist in the repository.
    *
-   * Three storage round trips one after another, whatever the number of references (up to
+   * Four storage round trips one after another at most, whatever the number of references (up to
    * CHECK_CONCURRENCY): (1) every read at once: the links and child manifests the manifest names
-   * (or this process's recent sight of them, `ImmutableFacts`) and the immutable tags' current state;
-   * (2) every write at once: the manifest, the catalog entry, the tags, the referrer entry, and the
-   * image config's bytes for the tags' summary when this process does not hold them already; (3) the
-   * look at the manifest after the tags landed (a DELETE racing this push), with, when the config
-   * was read in (2), the tags' summary completed by a write conditional on the tag being ours still.
+   * (or this process's recent sight of them, `ImmutableFacts`, in which case this round makes no
+   * request) and the immutable tags' current state; (2) the manifest, its catalog entry and its
+   * referrer entry, with the image config's bytes for the tags' summary read alongside; (3) the
+   * tags; (4) the look at the manifest after the tags landed (a DELETE racing this push).
    */
   async put(
     repo: RepositoryName,
@@ -124,64 +123,47 @@ export class Manifests {
 
     // The web UI's tag listings read a summary kept with each tag instead of each manifest and
     // config (docs/web-ui.md). An image's summary needs its config: from this process's cache, or
-    // read during round 2 and written into the tags in round 3. Until then the tags carry no
-    // summary, which readers treat as a tag to summarize themselves (never a partial one).
+    // read in round 2, alongside the writes that do not need it.
     const written = tags.filter((tag) => pinned.get(tag) !== 'same');
     const wanted = written.length > 0 ? summaryConfigOf(bytes) : undefined;
     const cachedConfig = wanted && this.facts.bytes(wanted.digest);
     const configLink = wanted && !cachedConfig ? seen.links.get(wanted.digest.digest) : undefined;
-    const summary = configLink ? {} : tagSummaryMetadata(manifest, cachedConfig);
 
-    // Round 2: every write at once. The manifest and its catalog entry are sent with the tags, not
-    // before them, so one of those writes failing while a tag landed would leave a tag whose
-    // manifest object or catalog entry is missing: such a write is tried again before the answer.
-    // Only a crash in that instant leaves it so; the tag still pulls (it holds a copy), garbage
-    // collection mends it and fsck names it until then (docs/gc.md), and the client, told nothing
-    // but an error, pushes again.
+    // Round 2: the manifest, its catalog entry and its referrer entry, at once. Nothing names the
+    // manifest yet, so a failure here (told 503, or a crash) leaves at most an untagged manifest,
+    // which garbage collection removes; no tag moves until the manifest is readable by digest.
     const subject = manifest.subject ? parseDigest(manifest.subject.digest) : undefined;
     const writeManifest = async () => {
       const read = this.facts.begin();
       await this.storage.put(keys.manifest(repo, digest), bytes, { contentType: manifest.mediaType });
       this.facts.remember(keys.manifest(repo, digest), true, read);
     };
-    const writeCatalog = async () => {
-      await this.storage.put(keys.catalog(repo), new Uint8Array(0));
-    };
     const writeReferrer = () =>
       subject ? this.referrers.add(repo, subject, digest, referrerDescriptor(manifest)) : Promise.resolve();
-    const tagWrites = written.map((tag) => this.writeTag(repo, tag, manifest, pinned.get(tag), summary));
-    const configRead = configLink ? this.readConfig(configLink) : Promise.resolve(undefined);
-    const others = [writeManifest, writeCatalog, writeReferrer];
-    const [tagResults, otherResults] = await Promise.all([
-      Promise.allSettled(tagWrites),
-      Promise.allSettled(others.map((write) => write())),
+    const [config] = await Promise.all([
+      configLink ? this.readConfig(configLink) : Promise.resolve(cachedConfig),
+      writeManifest(),
+      this.storage.put(keys.catalog(repo), new Uint8Array(0)),
+      writeReferrer(),
     ]);
-    // What failed besides the tags is tried once more (all at once); a second failure is the answer.
-    await Promise.all(
-      others.filter((_, i) => otherResults[i]?.status === 'rejected').map((write) => write()),
-    );
-    const etags = tagResults.map((result) => {
-      if (result.status === 'rejected') throw result.reason;
-      return result.value;
-    });
-    const config = await configRead;
+    if (written.length === 0) return { digest, subject };
 
-    // Round 3: a DELETE of this manifest may have run while our writes were in flight: it deletes
-    // the manifest, then the tags naming it, and may have swept before our tags landed. Looking after the tags closes that: the manifest is written again if it is gone (this
-    // push then counts as after the delete), so a tag never names a manifest that is not there.
-    // The summary's completion only rewrites a tag still holding what round 2 wrote (If-Match), so
-    // it can neither bring back a tag a DELETE swept nor undo a later push of the tag.
-    const completed = config ? tagSummaryMetadata(manifest, config) : undefined;
-    await Promise.all([
-      written.length > 0 ? this.lookAgain(repo, digest, writeManifest, writeReferrer) : undefined,
-      ...(completed && completed[SUMMARY_META] !== summary[SUMMARY_META]
-        ? written.map((tag, i) => this.completeSummary(repo, tag, manifest, etags[i], completed))
-        : []),
-    ]);
+    // Round 3: the tags, each with its whole summary. A pull by tag then by digest (containerd's
+    // way) never meets a tag whose manifest is not stored yet, even while this request runs.
+    const summary = tagSummaryMetadata(manifest, config);
+    await Promise.all(written.map((tag) => this.writeTag(repo, tag, manifest, pinned.get(tag), summary)));
+
+    // Round 4: a DELETE of this manifest may have run while our writes were in flight: it deletes
+    // the manifest, then the tags naming it, and may have swept before our tags landed. Looking
+    // after the tags closes that: the manifest is written again if it is gone (this push then counts
+    // as after the delete), so a tag never names a manifest that is not there. When every link the
+    // manifest names is a recent fact of this process (a push through this process, `ImmutableFacts`),
+    // round 1 makes no request and the PUT takes three round trips; otherwise four.
+    await this.lookAgain(repo, digest, writeManifest, writeReferrer);
     return { digest, subject };
   }
 
-  /** Round 3 of a PUT: writes the manifest (and its referrer entry) again if a DELETE removed it. */
+  /** Round 4 of a PUT: writes the manifest (and its referrer entry) again if a DELETE removed it. */
   private async lookAgain(
     repo: RepositoryName,
     digest: ParsedDigest,
@@ -191,32 +173,6 @@ export class Manifests {
     if (await this.storage.head(keys.manifest(repo, digest))) return;
     await writeManifest();
     await writeReferrer();
-  }
-
-  /**
-   * Rewrites a tag just written with its summary, if it is still the object written (`etag`). A tag
-   * moved or deleted since keeps what it is; a failed rewrite leaves the tag without a summary, which
-   * the web UI makes from the manifest and config on its first view (docs/web-ui.md).
-   */
-  private async completeSummary(
-    repo: RepositoryName,
-    tag: Tag,
-    manifest: ParsedManifest,
-    etag: string | undefined,
-    summary: Record<string, string>,
-  ): Promise<void> {
-    if (etag === undefined) return;
-    try {
-      await this.storage.put(keys.tag(repo, tag), manifest.bytes, {
-        contentType: manifest.mediaType,
-        metadata: { [meta.digest]: manifest.digest.digest, ...summary },
-        ifMatch: etag,
-      });
-    } catch {
-      // PreconditionFailed: the tag moved or went meanwhile, and stays so. Anything else: the push
-      // itself succeeded (its tag names its manifest), only the summary is left to the web UI.
-      return;
-    }
   }
 
   /** An image config's bytes for the tags' summary (read through its link), when they hash right. */
