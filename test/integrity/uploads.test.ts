@@ -113,18 +113,20 @@ for (const driver of gcDrivers()) {
       const leaseMs = parseConfig({}).uploadLeaseSeconds * 1000;
       const r = testRegistry({ storage: store, leaseMs });
       const first = randomBytes(2000, 14);
-      const rest = randomBytes(1500, 15);
+      // Enough for a multipart part: the request claims the session before it writes one.
+      const rest = randomBytes(6 * 1024 * 1024, 15);
+      const range = `2000-${2000 + rest.byteLength - 1}`;
       const location = await begin(r);
       expect(
         (await r.request(location, { method: 'PATCH', body: first, headers: { 'Content-Range': '0-1999' } }))
           .status,
       ).toBe(202);
-      // The server dies while the second PATCH writes its bytes, after it claimed the session.
+      // The server dies while the second PATCH writes its tail, after it claimed the session for its part.
       store.setGate((c) =>
         c.actor?.name === 'patch' && c.op === 'put' && c.key.startsWith('data/') ? 'crash-before' : 'run',
       );
       void runAs({ container: 'server-1', name: 'patch' }, () =>
-        r.request(location, { method: 'PATCH', body: rest, headers: { 'Content-Range': '2000-3499' } }),
+        r.request(location, { method: 'PATCH', body: rest, headers: { 'Content-Range': range } }),
       );
       await vi.waitFor(() => expect(store.crashed.has('server-1')).toBe(true), { timeout: 30_000 });
       // A new server process on the same store.
@@ -136,7 +138,7 @@ for (const driver of gcDrivers()) {
         restarted.request(location, {
           method: 'PATCH',
           body: rest,
-          headers: { 'Content-Range': '2000-3499' },
+          headers: { 'Content-Range': range },
         });
       if (driver.name !== 'filesystem') {
         // Other processes may still be alive on a shared store: the claim holds until its lease ends,
@@ -162,7 +164,8 @@ describe('upload session leases', () => {
     const location = await begin(r);
     let release!: () => void;
     const stalled = new Promise<void>((resolve) => (release = resolve));
-    const first = randomBytes(1000, 16);
+    // More than a multipart part: the request claims the session when it writes the part.
+    const first = randomBytes(6 * 1024 * 1024, 16);
     const body = new ReadableStream<Uint8Array>({
       async start(controller) {
         controller.enqueue(first);
