@@ -3,6 +3,7 @@ import { parseConfig } from '../../lib/config/config.ts';
 import { parseDigest } from '../../lib/oci/digest.ts';
 import type { RepositoryName } from '../../lib/oci/names.ts';
 import { keys } from '../../lib/registry/keys.ts';
+import { MemoryDriver } from '../../lib/storage/memory.ts';
 import { randomBytes, sha256, testRegistry, type TestRegistry } from '../http/harness.ts';
 import { gcDrivers } from '../gc/harness.ts';
 import { ControlledStore, pauseAt, runAs, writes } from '../sim/controlled-store.ts';
@@ -159,6 +160,35 @@ for (const driver of gcDrivers()) {
 }
 
 describe('upload session leases', () => {
+  it('a small PATCH holds no lease: one that crashed before its state write blocks nothing, and the session is where it was', async () => {
+    const inner = new MemoryDriver();
+    const store = new ControlledStore(inner);
+    const r = testRegistry({ storage: store });
+    const location = await begin(r);
+    // The server dies after writing the PATCH's tail, before the state that would name it.
+    store.setGate((c) =>
+      c.actor?.name === 'patch' && c.op === 'put' && c.key.startsWith('uploads/') ? 'crash-before' : 'run',
+    );
+    void runAs({ container: 'server-1', name: 'patch' }, () =>
+      r.request(location, { method: 'PATCH', body: randomBytes(3000, 18) }),
+    );
+    await vi.waitFor(() => expect(store.crashed.has('server-1')).toBe(true), { timeout: 30_000 });
+    // Another process (a shared store: S3) takes the session at once, without waiting for a lease.
+    const other = testRegistry({ storage: inner });
+    const status = await other.request(location);
+    expect(status.status).toBe(204);
+    expect(status.headers.get('Range')).toBe('0-0');
+    const bytes = randomBytes(2000, 19);
+    const patched = await other.request(location, { method: 'PATCH', body: bytes });
+    expect(patched.status).toBe(202);
+    expect(patched.headers.get('Range')).toBe('0-1999');
+    expect(
+      (await other.request(`${patched.headers.get('Location')}?digest=${sha256(bytes)}`, { method: 'PUT' }))
+        .status,
+    ).toBe(201);
+    await expectBlob(other, 'app', bytes);
+  });
+
   it('a live request keeps its claim past the lease by renewing it; another request gets 416 meanwhile', async () => {
     const r = testRegistry({ leaseMs: 3_000 });
     const location = await begin(r);
