@@ -41,8 +41,10 @@ export const LAYOUT_PREFIXES = ['blobs/', 'data/', 'repos/', 'catalog/', 'upload
  * storage failure rather than "not found".
  */
 export const REGISTRY_ACCESS: StorageAccess = {
-  read: [...LAYOUT_PREFIXES, SUMMARIES_PREFIX, 'gc/usage.json', 'gc/last-run.json'],
-  write: [...LAYOUT_PREFIXES, SUMMARIES_PREFIX],
+  // gc/upload-state.key: the key that signs the state carried in upload URLs, created by the first
+  // container that needs it (lib/registry/upload-state.ts).
+  read: [...LAYOUT_PREFIXES, SUMMARIES_PREFIX, 'gc/usage.json', 'gc/last-run.json', 'gc/upload-state.key'],
+  write: [...LAYOUT_PREFIXES, SUMMARIES_PREFIX, 'gc/upload-state.key'],
   delete: ['data/', 'repos/', 'uploads/'],
   list: 'all',
   multipart: ['data/'],

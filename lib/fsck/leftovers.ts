@@ -29,6 +29,7 @@ export const GC_FILES = new Set<string>([
   GC_KEYS.lastRun,
   GC_KEYS.usage,
   keys.clock,
+  keys.uploadStateKey,
   FSCK_REPORT_KEY,
 ]);
 

@@ -91,11 +91,34 @@ export class Blobs {
    * (docs/gc.md), so after linking it is looked up once more: if it is gone or changed, ours is
    * stored and linked instead. That costs one extra read, and only when the blob already existed.
    */
-  async storeAndLink(repo: RepositoryName, digest: ParsedDigest, source: BlobSource): Promise<BlobInfo> {
+  async storeAndLink(
+    repo: RepositoryName,
+    digest: ParsedDigest,
+    source: BlobSource,
+    options: StoreAndLinkOptions = {},
+  ): Promise<BlobInfo> {
+    let gate = options.gate;
+    let alongside = options.alongsideLink;
     for (let attempt = 0; attempt < 3; attempt++) {
-      const stored = await this.store(digest, source);
+      const storing = this.store(digest, source);
+      let stored: Awaited<typeof storing>;
+      if (gate) {
+        // Both settle before either failure is thrown: nothing of this request runs on unseen.
+        const [s, g] = await Promise.allSettled([storing, gate]);
+        gate = undefined;
+        if (s.status === 'rejected') throw s.reason;
+        if (g.status === 'rejected') throw g.reason;
+        stored = s.value;
+      } else stored = await storing;
       if (!stored) continue;
-      await this.link(repo, stored.info);
+      const beside = alongside?.();
+      alongside = undefined;
+      const [linked, done] = await Promise.allSettled([this.link(repo, stored.info), beside]);
+      if (linked.status === 'rejected') {
+        if (beside) await options.onLinkFailed?.();
+        throw linked.reason;
+      }
+      if (done.status === 'rejected') throw done.reason;
       if (!stored.existed) return stored.info;
       const now = await this.statGlobal(digest);
       if (now && now.dataKey === stored.info.dataKey) {
@@ -170,6 +193,19 @@ export class Blobs {
       throw err;
     }
   }
+}
+
+export interface StoreAndLinkOptions {
+  /**
+   * Runs alongside the first write of the blob; the link is written only once it succeeded (a
+   * completion's conditional claim of its session). If it fails, its error is thrown after the
+   * blob write settled: the blob may exist, unlinked, which is harmless (its bytes are verified).
+   */
+  readonly gate?: Promise<unknown>;
+  /** Started with the link, once the blob is stored, and awaited with it (the session's removal). */
+  readonly alongsideLink?: () => Promise<void>;
+  /** The link write failed after `alongsideLink` ran: undo what it did that a retry needs. */
+  readonly onLinkFailed?: () => Promise<void>;
 }
 
 /** What an upload received: small bytes in memory, or the data object a multipart upload completed. */

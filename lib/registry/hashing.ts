@@ -28,8 +28,13 @@ export interface HashPosition {
  */
 export interface HashStates {
   resume(position: HashPosition): Promise<RunningHash | undefined>;
-  /** Makes `hash` the state of the session at `offset`; returns what to store in the session. */
-  save(sessionId: string, offset: number, hash: RunningHash): Promise<string | undefined>;
+  /** What to store in the session's state for `hash` (undefined when this process keeps it). */
+  encode(hash: RunningHash): Promise<string | undefined>;
+  /**
+   * Makes `hash` the session's state at `offset`. Called only once the state that `offset` belongs to
+   * is written: two requests racing on one session must not leave the loser's hash behind.
+   */
+  keep(sessionId: string, offset: number, hash: RunningHash): void;
   forget(sessionId: string): void;
 }
 
@@ -61,7 +66,12 @@ export class InMemoryHashStates implements HashStates {
     return new NativeHash(position.algorithm, entry.hash.hash.copy());
   }
 
-  async save(sessionId: string, offset: number, hash: RunningHash): Promise<undefined> {
+  async encode(hash: RunningHash): Promise<undefined> {
+    if (!(hash instanceof NativeHash)) throw new TypeError('InMemoryHashStates saves only its own hashes');
+    return undefined;
+  }
+
+  keep(sessionId: string, offset: number, hash: RunningHash): void {
     if (!(hash instanceof NativeHash)) throw new TypeError('InMemoryHashStates saves only its own hashes');
     this.entries.delete(sessionId);
     this.entries.set(sessionId, { offset, hash });
@@ -69,7 +79,6 @@ export class InMemoryHashStates implements HashStates {
       const oldest = this.entries.keys().next().value;
       if (oldest !== undefined) this.entries.delete(oldest);
     }
-    return undefined;
   }
 
   forget(sessionId: string): void {
@@ -100,10 +109,13 @@ export class SerializedHashStates implements HashStates {
     return new WasmHash(position.algorithm, hasher);
   }
 
-  async save(_sessionId: string, _offset: number, hash: RunningHash): Promise<string> {
+  async encode(hash: RunningHash): Promise<string> {
     if (!(hash instanceof WasmHash)) throw new TypeError('SerializedHashStates saves only its own hashes');
     return Buffer.from(hash.hasher.save()).toString('base64');
   }
+
+  /** Nothing to keep: the state is in the session. */
+  keep(): void {}
 
   forget(): void {}
 }

@@ -25,6 +25,8 @@ export const keys = {
   session: (id: string) => `uploads/${id}.json`,
   /** Written to read the store's clock (store-clock.ts); holds nothing. Under gc/, which the janitor may write. */
   clock: 'gc/clock',
+  /** The key that signs upload state carried in upload URLs (upload-state.ts): 32 random bytes. */
+  uploadStateKey: 'gc/upload-state.key',
   /** Under `data/`, like a multipart upload's object: a small blob's tail becomes its data as it is. */
   tail: (id: string, seq: number, nonce?: string) =>
     `data/${id}.tail-${seq}${nonce ? `-${nonce.replace(/[^0-9a-f]/g, '').slice(0, 8)}` : ''}`,

@@ -12,6 +12,7 @@ import { Referrers } from './referrers.ts';
 import { DirectUploads, type DirectUploadOptions } from './direct-uploads.ts';
 import { Uploads, type UploadLimits } from './uploads.ts';
 import { SessionStore } from './upload-session.ts';
+import { UploadStateSigner } from './upload-state.ts';
 import { UploadQuota, type UploadQuotaLimits } from './upload-quota.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { ImmutableRule } from './tag-policy.ts';
@@ -65,7 +66,14 @@ export class Registry {
       exclusive: options.storage.exclusive ?? false,
       ...(options.uploadQuota && { quota: new UploadQuota(options.uploadQuota) }),
     });
-    this.uploads = new Uploads(options.storage, this.blobs, options.hashes, options.limits, this.sessions);
+    this.uploads = new Uploads(
+      options.storage,
+      this.blobs,
+      options.hashes,
+      options.limits,
+      this.sessions,
+      new UploadStateSigner(options.storage),
+    );
     this.direct = new DirectUploads(
       options.storage,
       this.blobs,

@@ -151,7 +151,11 @@ function upgrade(old: z.infer<typeof legacySchema>): SessionState {
 }
 
 function parseState(bytes: Uint8Array): SessionState | undefined {
-  const json = parseStoredJson(bytes);
+  return parseSessionState(parseStoredJson(bytes));
+}
+
+/** A session state from parsed JSON (either version), or undefined when it is not one. */
+export function parseSessionState(json: unknown): SessionState | undefined {
   const parsed = sessionSchema.safeParse(json);
   if (parsed.success) return parsed.data;
   const legacy = legacySchema.safeParse(json);
@@ -240,7 +244,11 @@ export class SessionStore {
    * session being discarded.
    */
   async load(repo: RepositoryName, id: string, owner?: string): Promise<LoadedSession> {
-    const loaded = await this.read(id);
+    return this.accept(repo, id, owner, await this.read(id));
+  }
+
+  /** `loaded` (read from the store, or carried signed in a URL) if `load` would answer it, else unknown. */
+  accept(repo: RepositoryName, id: string, owner: string | undefined, loaded?: LoadedSession): LoadedSession {
     if (
       !loaded ||
       loaded.state.repo !== repo ||
@@ -307,7 +315,14 @@ export class SessionStore {
    * can complete it meanwhile; a request holding it (another's live lease) makes this `busy`.
    * Returns false when the session was already gone.
    */
-  async discard(session: LoadedSession, options: { force?: boolean } = {}): Promise<boolean> {
+  async discard(
+    session: LoadedSession,
+    options: {
+      force?: boolean;
+      /** Only the state `session` holds: if the session changed since, leave it and answer false. */
+      unchanged?: boolean;
+    } = {},
+  ): Promise<boolean> {
     let current: LoadedSession | undefined = session;
     for (let attempt = 0; current; attempt++) {
       if (current.state.status !== 'discarding' && !options.force && this.leased(current.state)) {
@@ -323,6 +338,7 @@ export class SessionStore {
         return true;
       } catch (err) {
         if (!(err instanceof PreconditionFailed) || attempt === 3) throw err;
+        if (options.unchanged) return false;
       }
       current = await this.read(session.state.id);
     }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { RegistryError } from '../oci/errors.ts';
 import type { DigestAlgorithm, ParsedDigest } from '../oci/digest.ts';
 import type { RepositoryName } from '../oci/names.ts';
@@ -13,10 +13,11 @@ import {
   type Claim,
   type LoadedSession,
   type OpenSession,
-  type SessionState,
   type SessionStore,
+  busy,
   unknownUpload,
 } from './upload-session.ts';
+import type { UploadStateSigner } from './upload-state.ts';
 
 export interface UploadLimits {
   /** Largest blob a client may upload, in bytes. */
@@ -35,6 +36,8 @@ export interface UploadStatus {
   readonly repo: RepositoryName;
   /** Bytes received so far. */
   readonly offset: number;
+  /** The session's state, signed, for the next request's URL (upload-state.ts); absent: none to carry. */
+  readonly state?: string;
 }
 
 /** What the request says about its body: Content-Range start and the body's length. */
@@ -47,6 +50,19 @@ export interface ChunkExpectation {
 interface Budget {
   readonly client: string;
   readonly remaining: number;
+}
+
+/**
+ * One request's hold on its session. The request starts from the state it loaded (or that its URL
+ * carried) and claims the session only when it must own it while it runs: before a multipart part is
+ * written, or before a tail becomes a blob's data. A request that only adds a tail, or that completes
+ * from bytes it holds, writes its outcome in one conditional write instead (see docs/architecture.md).
+ */
+interface Attempt {
+  readonly loaded: LoadedSession<OpenSession>;
+  claim: Claim<OpenSession> | undefined;
+  /** Names this request's tail object: a stalled request never overwrites another's tail. */
+  readonly nonce: string;
 }
 
 interface Received {
@@ -72,6 +88,7 @@ export class Uploads {
     private readonly hashes: HashStates,
     private readonly limits: UploadLimits,
     private readonly sessions: SessionStore,
+    private readonly signer: UploadStateSigner,
   ) {
     if (limits.partSize < storage.multipart.minPartSize || limits.partSize > storage.multipart.maxPartSize) {
       throw new Error(`part size ${limits.partSize} is outside what the ${storage.name} store accepts`);
@@ -88,13 +105,25 @@ export class Uploads {
     owner?: string,
     client?: string,
   ): Promise<UploadStatus> {
-    return view((await this.sessions.create(repo, algorithm, owner, client)).state);
+    // The key that signs the Location's state is loaded alongside, once per process.
+    const [created] = await Promise.all([
+      this.sessions.create(repo, algorithm, owner, client),
+      this.signer.ready().catch(() => undefined),
+    ]);
+    return this.view(created);
   }
 
   async status(repo: RepositoryName, id: string, owner?: string): Promise<UploadStatus> {
-    return view((await this.sessions.load(repo, id, owner)).state);
+    return this.view(await this.sessions.load(repo, id, owner));
   }
 
+  /**
+   * Adds a chunk. `carried` is the signed state the request's URL carried: when it verifies, the
+   * session is not read. Bytes that end as a tail are written to their own object and the new state
+   * with one write conditional on the state the request started from: of two requests racing, one
+   * wins and the other (or one that came with an outdated URL) gets 416. Bytes that fill a multipart
+   * part claim the session first.
+   */
   async append(
     repo: RepositoryName,
     id: string,
@@ -102,49 +131,47 @@ export class Uploads {
     expect: ChunkExpectation,
     owner?: string,
     client?: string,
+    carried?: string,
   ): Promise<UploadStatus> {
-    const [claim, budget] = await this.claim(repo, id, expect, owner, client);
-    const state = claim.state;
+    const loaded = await this.open(repo, id, owner, carried, expect);
+    const budget = this.admit(loaded, expect, client);
+    const attempt = await this.attempt(loaded);
+    const state = loaded.state;
     let newTail: { key: string; size: number } | undefined;
     let writer: PartWriter | undefined;
     try {
-      const received = await this.receive(claim, body, expect, budget);
+      const received = await this.receive(attempt, body, expect, budget);
       writer = received.writer;
       if (received.offset === state.offset) {
         // No bytes: nothing changes.
-        await claim.release();
-        return view(state);
+        await attempt.claim?.release();
+        return this.view(attempt.claim ? await this.sessions.load(repo, id, owner) : loaded);
       }
       await writer.endRequest();
       if (writer.buffered > 0) {
-        // Named by the claim's token: a request that stalled past its lease and was taken over can
-        // never overwrite the tail of the request that took over.
-        newTail = {
-          key: keys.tail(state.id, state.tailSeq + 1, claim.state.lease?.token),
-          size: writer.buffered,
-        };
+        newTail = { key: keys.tail(state.id, state.tailSeq + 1, attempt.nonce), size: writer.buffered };
         await this.storage.put(newTail.key, writer.drain());
       }
+      const base = attempt.claim?.state ?? state;
       const next: OpenSession = {
-        ...claim.state,
+        ...base,
         offset: received.offset,
         ...(writer.uploadId !== undefined && { multipartId: writer.uploadId }),
         parts: writer.parts,
         tail: newTail,
         tailSeq: state.tailSeq + 1,
-        hashState: received.hash
-          ? await this.hashes.save(state.id, received.offset, received.hash)
-          : undefined,
+        hashState: received.hash ? await this.hashes.encode(received.hash) : undefined,
       };
-      await this.finishClaim(claim, next);
+      const written = await this.commitLast(attempt, next);
+      if (received.hash) this.hashes.keep(state.id, next.offset, received.hash);
       this.sessions.quota?.update(state.id, next.offset);
       if (state.tail && !state.tail.published) await this.storage.delete(state.tail.key);
-      return view(next);
+      return this.view(written);
     } catch (err) {
       await writer?.abandon();
       if (newTail) await this.storage.delete(newTail.key).catch(() => undefined);
-      await claim.release();
-      throw translate(err);
+      await attempt.claim?.release();
+      throw await this.explain(err, attempt);
     }
   }
 
@@ -157,44 +184,119 @@ export class Uploads {
     expect: ChunkExpectation,
     owner?: string,
     client?: string,
+    carried?: string,
   ): Promise<BlobInfo> {
+    const loaded = await this.open(repo, id, owner, carried, expect);
+    if (!this.carried.has(loaded)) return this.completeLoaded(repo, loaded, digest, body, expect, client);
+    // The state came from the URL: a guess that the conditional writes check. A client may have used
+    // an older URL of the session (the one POST answered, after PATCHes): if the request fails on
+    // what the guess said, and the stored session differs from it, the request runs once more on the
+    // stored state, with the body it already read (held here up to one part).
+    const recorded = new RecordedBody(body, this.limits.partSize);
+    try {
+      return await this.completeLoaded(repo, loaded, digest, recorded.body, expect, client);
+    } catch (err) {
+      let stored: LoadedSession | undefined;
+      if (err instanceof OutdatedState) stored = err.stored;
+      else if (err instanceof RegistryError && err.status === 416) stored = await this.sessions.read(id);
+      else throw err;
+      if (!stored || stored.state.status === 'discarding') throw unknownUpload(repo, id);
+      const replay = recorded.replay();
+      if (stored.etag === loaded.etag || replay === undefined) throw changedMeanwhile();
+      const again = await this.open(repo, id, owner, undefined, expect);
+      return this.completeLoaded(repo, again, digest, replay, expect, client);
+    }
+  }
+
+  /** States that came from a request's URL (not read from the store by that request). */
+  private readonly carried = new WeakSet<LoadedSession>();
+
+  private async completeLoaded(
+    repo: RepositoryName,
+    loaded: LoadedSession<OpenSession>,
+    digest: ParsedDigest,
+    body: AsyncIterable<Uint8Array> | null,
+    expect: ChunkExpectation,
+    client: string | undefined,
+  ): Promise<BlobInfo> {
+    const id = loaded.state.id;
+    const budget = this.admit(loaded, expect, client);
     // A last request without bytes on a session whose bytes are all in its tail (a small blob pushed
     // as PATCH then PUT, docker's way): the tail object becomes the blob's data as it is, with no
     // read and no rewrite. Marked in the claim, before a blob can name it (see the session's tail).
     const empty = body === null || expect.length === 0;
-    const [claim, budget] = await this.claim(repo, id, expect, owner, client, (state) =>
-      empty && state.tail && !state.multipartId && state.tail.key.startsWith('data/')
-        ? { ...state, tail: { ...state.tail, published: true } }
-        : state,
-    );
+    const tail = loaded.state.tail;
+    const publish = !!(empty && tail && !loaded.state.multipartId && tail.key.startsWith('data/'));
+    const attempt = await this.attempt(loaded, publish);
     let writer: PartWriter | undefined;
     try {
-      const received = await this.receive(claim, body, expect, budget);
+      const received = await this.receive(attempt, body, expect, budget);
       writer = received.writer;
-      const source = await this.finish(claim, received, digest);
-      const info = await this.blobs.storeAndLink(repo, digest, source);
-      claim.end();
-      // The multipart upload is complete and a published tail is the blob's; an unpublished tail's
-      // bytes went into the blob (a part, or the bytes written whole): it goes.
-      const tail = claim.state.tail;
-      if (tail && !tail.published) await this.storage.delete(tail.key);
-      await this.sessions.delete(id);
-      this.hashes.forget(id);
+      const source = await this.finish(attempt, received, digest);
+      // Bytes held here need no claim while they are stored: the blob is written from them alone. The
+      // conditional write that claims the session (it was not changed, cancelled or completed since
+      // the request started) runs alongside, and the link waits for it.
+      const gate = attempt.claim
+        ? undefined
+        : this.claimFor(attempt.loaded).then((claim) => {
+            attempt.claim = claim;
+          });
+      let removed: LoadedSession<OpenSession> | undefined;
+      const info = await this.blobs.storeAndLink(repo, digest, source, {
+        ...(gate && { gate }),
+        onLinkFailed: async () => {
+          // The session went with the link, which failed: put it back, so that the client's retry of
+          // this PUT links what was stored (a crash here leaves the retry a 404: it pushes again).
+          if (!removed) return;
+          const { lease: _lease, ...rest } = removed.state;
+          await this.storage
+            .put(keys.session(id), new TextEncoder().encode(JSON.stringify(rest)), {
+              ifNoneMatch: '*',
+              contentType: 'application/json',
+            })
+            .catch(() => undefined);
+        },
+        // With the link, not before it: the multipart upload is complete and a published tail is the
+        // blob's, so the session names nothing a retry would miss (and it is put back if the link fails).
+        alongsideLink: async () => {
+          const claim = attempt.claim!;
+          claim.end();
+          removed = claim.loaded;
+          await this.sessions.delete(id);
+          this.hashes.forget(id);
+        },
+      });
+      // An unpublished tail's bytes went into the blob (a part, or the bytes written whole): it goes,
+      // once the blob is linked (a retry of a failed link needs it).
+      const held = attempt.claim?.state.tail;
+      if (held && !held.published) await this.storage.delete(held.key);
       return info;
     } catch (err) {
       await writer?.abandon();
+      const claim = attempt.claim;
       if (err instanceof RegistryError && err.code === 'DIGEST_INVALID') {
+        if (!claim && this.carried.has(loaded)) {
+          // Computed on a state the URL carried: wrong only if that state is still the stored one.
+          const stored = await this.sessions.read(id);
+          if (stored?.etag !== loaded.etag) throw new OutdatedState(stored);
+        }
         // Refused before any blob could name the tail: it goes with the session.
-        claim.end();
-        const tail = claim.state.tail && { ...claim.state.tail, published: false };
+        claim?.end();
+        const base = claim?.loaded ?? attempt.loaded;
+        const held = base.state.tail && { ...base.state.tail, published: false };
+        // Unclaimed, only the state the request started from: one carried in an outdated URL must not
+        // take a session that moved on (the request is then run again on the stored state).
         await this.sessions
-          .discard({ ...claim.loaded, state: { ...claim.state, ...(tail && { tail }) } }, { force: true })
+          .discard(
+            { ...base, state: { ...base.state, ...(held && { tail: held }) } },
+            claim ? { force: true } : { unchanged: true },
+          )
           .catch(() => undefined);
         this.hashes.forget(id);
       } else {
-        await claim.release();
+        await claim?.release();
       }
-      throw translate(err);
+      throw await this.explain(err, attempt);
     }
   }
 
@@ -215,7 +317,7 @@ export class Uploads {
       expect.length > Math.min(this.limits.partSize, this.limits.maxBlobSize)
     ) {
       const session = await this.sessions.create(repo, digest.algorithm, owner, client);
-      return this.complete(repo, session.state.id, digest, body, expect, owner, client);
+      return this.completeLoaded(repo, session, digest, body, expect, client);
     }
     const length = expect.length;
     const bytes = await readLimited(body, length, () => lengthMismatch(length, `more than ${length}`));
@@ -289,16 +391,29 @@ export class Uploads {
     }
   }
 
-  /** Loads the session, checks the chunk starts where it ends, and claims it for this request. */
-  private async claim(
+  /**
+   * The session as the request's URL carried it (when its signature holds) or as stored, checked:
+   * an open session of `repo` and `owner` where the chunk starts at its offset, and not held by
+   * another request.
+   */
+  private async open(
     repo: RepositoryName,
     id: string,
-    expect: ChunkExpectation,
     owner: string | undefined,
-    client: string | undefined,
-    change?: (state: OpenSession) => OpenSession,
-  ): Promise<[Claim<OpenSession>, Budget | undefined]> {
-    const loaded = await this.sessions.load(repo, id, owner);
+    carried: string | undefined,
+    expect: ChunkExpectation,
+  ): Promise<LoadedSession<OpenSession>> {
+    const fromUrl = carried === undefined ? undefined : this.signer.verify(id, carried);
+    if (fromUrl && fromUrl.state.status === 'open' && startsAt(fromUrl.state, expect)) {
+      const accepted = this.sessions.accept(repo, id, owner, fromUrl) as LoadedSession<OpenSession>;
+      this.carried.add(accepted);
+      return accepted;
+    }
+    // No state carried, or one that does not fit the request (an outdated URL): read the session.
+    const [loaded] = await Promise.all([
+      this.sessions.load(repo, id, owner),
+      this.signer.ready().catch(() => undefined),
+    ]);
     if (loaded.state.status !== 'open') {
       throw new RegistryError(
         'BLOB_UPLOAD_INVALID',
@@ -306,14 +421,80 @@ export class Uploads {
       );
     }
     checkStart(loaded.state, expect);
-    // Bytes are counted before they come: a client whose open sessions hold its cap sends no more,
-    // and one request may bring at most what is left.
+    return loaded as LoadedSession<OpenSession>;
+  }
+
+  /**
+   * Bytes are counted before they come: a client whose open sessions hold its cap sends no more,
+   * and one request may bring at most what is left.
+   */
+  private admit(
+    loaded: LoadedSession<OpenSession>,
+    expect: ChunkExpectation,
+    client: string | undefined,
+  ): Budget | undefined {
     const quota = this.sessions.quota;
-    const budget =
-      client !== undefined && quota
-        ? { remaining: quota.admit(client, id, loaded.state.offset, expect.length), client }
-        : undefined;
-    return [await this.sessions.claim(loaded as LoadedSession<OpenSession>, change), budget];
+    return client !== undefined && quota
+      ? { remaining: quota.admit(client, loaded.state.id, loaded.state.offset, expect.length), client }
+      : undefined;
+  }
+
+  /**
+   * Starts the request's hold on the session: claimed at once when it has a multipart upload (its
+   * parts are the session's, one writer at a time) or when `publish` (its tail becomes a blob's
+   * data), otherwise only if the request comes to write a part.
+   */
+  private async attempt(loaded: LoadedSession<OpenSession>, publish = false): Promise<Attempt> {
+    const attempt: Attempt = { loaded, claim: undefined, nonce: randomUUID() };
+    try {
+      if (this.sessions.leased(loaded.state)) throw busy(loaded.state);
+      if (publish || loaded.state.multipartId !== undefined) {
+        attempt.claim = await this.claimFor(
+          loaded,
+          publish ? (state) => ({ ...state, tail: { ...state.tail!, published: true } }) : undefined,
+        );
+      }
+    } catch (err) {
+      throw await this.explain(err, attempt);
+    }
+    return attempt;
+  }
+
+  private claimFor(
+    loaded: LoadedSession<OpenSession>,
+    change?: (state: OpenSession) => OpenSession,
+  ): Promise<Claim<OpenSession>> {
+    return this.sessions.claim(loaded, change);
+  }
+
+  /**
+   * The request's last write to the session: its new state, without a lease. Claimed, through the
+   * claim; otherwise one write conditional on the state the request started from.
+   */
+  private async commitLast(attempt: Attempt, next: OpenSession): Promise<LoadedSession> {
+    try {
+      if (attempt.claim) return await attempt.claim.finish(next);
+      const { lease: _lease, ...rest } = next;
+      return await this.sessions.replace(attempt.loaded, rest as OpenSession);
+    } catch (err) {
+      if (err instanceof PreconditionFailed) throw changedMeanwhile();
+      throw err;
+    }
+  }
+
+  /**
+   * What a failed request tells its client. A request that lost the race for its session (a 416)
+   * says 404 instead when the session is gone: cancelled, expired or completed meanwhile.
+   */
+  private async explain(err: unknown, attempt: Attempt): Promise<unknown> {
+    const translated = translate(err);
+    if (translated instanceof RegistryError && translated.status === 416) {
+      const now = await this.sessions.read(attempt.loaded.state.id).catch(() => undefined);
+      if (now === undefined || now.state.status === 'discarding') {
+        return unknownUpload(attempt.loaded.state.repo as RepositoryName, attempt.loaded.state.id);
+      }
+    }
+    return translated;
   }
 
   /**
@@ -321,12 +502,12 @@ export class Uploads {
    * front of the body's bytes when the first of them arrives; a request without bytes leaves it be.
    */
   private async receive(
-    claim: Claim<OpenSession>,
+    attempt: Attempt,
     body: AsyncIterable<Uint8Array> | null,
     expect: ChunkExpectation,
     budget: Budget | undefined,
   ): Promise<Received> {
-    const state = claim.state;
+    const state = attempt.loaded.state;
     const writer = new PartWriter(
       this.storage,
       keys.data(state.id),
@@ -334,8 +515,16 @@ export class Uploads {
       state.parts,
       state.multipartId,
       async (multipartId) => {
-        // Recorded at once, so that cancelling or expiring the session can abort it.
-        await this.commitOrBusy(claim, { ...claim.state, multipartId });
+        // Recorded at once, so that cancelling or expiring the session can abort it: in the claim
+        // that makes the session this request's, or in the claim it already holds.
+        const claim = attempt.claim;
+        if (claim) return this.commitOrBusy(claim, { ...claim.state, multipartId });
+        try {
+          attempt.claim = await this.claimFor(attempt.loaded, (s) => ({ ...s, multipartId }));
+        } catch (err) {
+          await this.storage.multipart.abort(keys.data(state.id), multipartId).catch(() => undefined);
+          throw err;
+        }
       },
     );
     let unloadedTail = state.tail;
@@ -345,6 +534,9 @@ export class Uploads {
       unloadedTail = undefined;
       const tail = await this.storage.get(key);
       if (!tail || tail.size !== size) {
+        // A state the URL carried may be outdated: its tail replaced since. Then it is a lost race.
+        const now = await this.sessions.read(state.id).catch(() => undefined);
+        if (now && now.etag !== attempt.loaded.etag) throw changedMeanwhile();
         throw new RegistryError(
           'BLOB_UPLOAD_UNKNOWN',
           'the upload session lost its buffered bytes; start the upload again',
@@ -396,16 +588,12 @@ export class Uploads {
   }
 
   /** Checks the digest and completes the data; what is left is storing and linking the blob. */
-  private async finish(
-    claim: Claim<OpenSession>,
-    received: Received,
-    digest: ParsedDigest,
-  ): Promise<BlobSource> {
+  private async finish(attempt: Attempt, received: Received, digest: ParsedDigest): Promise<BlobSource> {
     const { writer, hash, offset } = received;
-    const dataKey = keys.data(claim.state.id);
+    const dataKey = keys.data(attempt.loaded.state.id);
     const running = hash && hash.algorithm === digest.algorithm ? hash : undefined;
-    const tail = received.unloadedTail;
-    if (tail?.published) {
+    const tail = attempt.claim?.state.tail;
+    if (tail?.published && received.unloadedTail) {
       // The claim publishes a tail only when it holds every byte of the upload.
       if (tail.size !== offset) throw new Error(`published tail holds ${tail.size} of ${offset} bytes`);
       if (running) checkDigest(digest, running.hex());
@@ -460,14 +648,15 @@ export class Uploads {
     }
   }
 
-  /** The request's last write to the session: its new state, the claim dropped. */
-  private async finishClaim(claim: Claim<OpenSession>, next: OpenSession): Promise<void> {
-    try {
-      await claim.finish(next);
-    } catch (err) {
-      if (err instanceof PreconditionFailed) throw changedMeanwhile();
-      throw err;
-    }
+  private view(session: LoadedSession): UploadStatus {
+    const { state } = session;
+    const signed = this.signer.sign(session);
+    return {
+      id: state.id,
+      repo: state.repo as RepositoryName,
+      offset: state.offset,
+      ...(signed && { state: signed }),
+    };
   }
 
   private async commitOrBusy(claim: Claim<OpenSession>, next: OpenSession): Promise<void> {
@@ -490,12 +679,12 @@ function changedMeanwhile(): RegistryError {
   );
 }
 
-function view(state: SessionState): UploadStatus {
-  return { id: state.id, repo: state.repo as RepositoryName, offset: state.offset };
+function startsAt(state: { readonly offset: number }, expect: ChunkExpectation): boolean {
+  return expect.start === undefined || expect.start === state.offset;
 }
 
-function checkStart(state: SessionState, expect: ChunkExpectation): void {
-  if (expect.start !== undefined && expect.start !== state.offset) {
+function checkStart(state: { readonly offset: number }, expect: ChunkExpectation): void {
+  if (!startsAt(state, expect)) {
     throw new RegistryError(
       'BLOB_UPLOAD_INVALID',
       `chunk starts at byte ${expect.start} but the upload has ${state.offset} bytes; send the chunk starting at ${state.offset}`,
@@ -525,5 +714,55 @@ function checkDigest(expected: ParsedDigest, actualHex: string): void {
       'DIGEST_INVALID',
       `uploaded content has digest ${expected.algorithm}:${actualHex}, not ${expected.digest}; nothing was stored`,
     );
+  }
+}
+
+/**
+ * A request body that can be read once more: its chunks are kept (not copied) while they add up to at
+ * most `limit` bytes. `replay` is the body again: the original if nothing read it yet, the chunks if
+ * it was read whole within the limit, else undefined.
+ */
+class RecordedBody {
+  readonly body: AsyncIterable<Uint8Array> | null;
+  private chunks: Uint8Array[] = [];
+  private size = 0;
+  private started = false;
+  private whole = false;
+  private over = false;
+
+  constructor(
+    private readonly original: AsyncIterable<Uint8Array> | null,
+    private readonly limit: number,
+  ) {
+    this.body = original && this.record(original);
+  }
+
+  replay(): AsyncIterable<Uint8Array> | null | undefined {
+    if (!this.original || !this.started) return this.original;
+    if (!this.whole || this.over) return undefined;
+    const chunks = this.chunks;
+    return (async function* () {
+      yield* chunks;
+    })();
+  }
+
+  private async *record(source: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
+    this.started = true;
+    for await (const chunk of source) {
+      this.size += chunk.byteLength;
+      if (this.size > this.limit) {
+        this.over = true;
+        this.chunks = [];
+      } else if (!this.over) this.chunks.push(chunk);
+      yield chunk;
+    }
+    this.whole = true;
+  }
+}
+
+/** A state a URL carried turned out not to be the stored one (`stored`, or none: the session is gone). */
+class OutdatedState extends Error {
+  constructor(readonly stored: LoadedSession | undefined) {
+    super('the upload state in the URL is outdated');
   }
 }

@@ -166,9 +166,13 @@ describe.skipIf(!minioInstalled && !process.env.CI)(
     /** POST, then a 6 MiB chunk (a part) and a 1 MiB one (held as a tail): ready for the PUT. */
     async function startPush(r: TestRegistry, repo: string, chunks = [bytes(6 * MiB), bytes(MiB)]) {
       const start = await r.request(`/v2/${repo}/blobs/uploads/`, { method: 'POST' });
-      const location = start.headers.get('Location')!;
-      for (const body of chunks)
-        expect((await r.request(location, { method: 'PATCH', body })).status).toBe(202);
+      // Each request goes to the Location the last answer gave (it carries the session's state).
+      let location = start.headers.get('Location')!;
+      for (const body of chunks) {
+        const res = await r.request(location, { method: 'PATCH', body });
+        expect(res.status).toBe(202);
+        location = res.headers.get('Location')!;
+      }
       const whole = Buffer.concat(chunks);
       const digest = sha256(whole);
       return {

@@ -52,6 +52,11 @@ async function begin(r: TestRegistry, repo = 'foo'): Promise<string> {
   return res.headers.get('Location')!;
 }
 
+/** Every key in the store but the one that signs upload URLs (written once, on the first upload). */
+async function layoutKeys(r: TestRegistry): Promise<string[]> {
+  return (await r.storage.list('')).keys.filter((key) => key !== keys.uploadStateKey);
+}
+
 async function blobBytes(r: TestRegistry, repo: string, digest: string): Promise<Uint8Array> {
   const res = await r.request(`/v2/${repo}/blobs/${digest}`);
   expect(res.status).toBe(200);
@@ -221,7 +226,7 @@ describe.each(STORES)('uploads on the $name store', ({ make }) => {
     expect(await errorCode(put)).toBe('DIGEST_INVALID');
     expect((await r.request(`/v2/foo/blobs/${wrong}`, { method: 'HEAD' })).status).toBe(404);
     expect((await r.request(`/v2/foo/blobs/${sha256(bytes)}`, { method: 'HEAD' })).status).toBe(404);
-    expect((await r.storage.list('')).keys).toEqual([]);
+    expect(await layoutKeys(r)).toEqual([]);
   });
 
   it('a monolithic POST with a wrong digest is DIGEST_INVALID and stores nothing', async () => {
@@ -234,7 +239,7 @@ describe.each(STORES)('uploads on the $name store', ({ make }) => {
     });
     expect(res.status).toBe(400);
     expect(await errorCode(res)).toBe('DIGEST_INVALID');
-    expect((await r.storage.list('')).keys).toEqual([]);
+    expect(await layoutKeys(r)).toEqual([]);
   });
 
   it('a second PUT on a finished upload and unknown upload ids are BLOB_UPLOAD_UNKNOWN', async () => {
@@ -267,7 +272,7 @@ describe.each(STORES)('uploads on the $name store', ({ make }) => {
     const del = await r.request(location, { method: 'DELETE' });
     expect(del.status).toBe(204);
     expect((await r.request(location)).status).toBe(404);
-    expect((await r.storage.list('')).keys).toEqual([]);
+    expect(await layoutKeys(r)).toEqual([]);
   });
 
   it('a body that disagrees with its Content-Range or Content-Length is refused and the upload continues', async () => {
@@ -349,7 +354,11 @@ describe.each(STORES)('uploads on the $name store', ({ make }) => {
     const first = await chunkPatch(r, location, bytes.subarray(0, 2 * MiB), 0);
     expect(first.status).toBe(202);
     faults.failPart = 2;
-    const failed = await r.request(location, { method: 'PATCH', body: bytes.subarray(2 * MiB) });
+    // The spec's way: each request goes to the Location the last answer gave (it carries the state).
+    const failed = await r.request(first.headers.get('Location')!, {
+      method: 'PATCH',
+      body: bytes.subarray(2 * MiB),
+    });
     expect(failed.status).toBe(503);
     expect(await errorCode(failed)).toBe('UNAVAILABLE');
     const status = await r.request(location);
@@ -417,7 +426,7 @@ describe('stale upload sessions', () => {
     expect(await r.registry.uploads.purgeStale(60_000, Date.now() + 120_000)).toBe(1);
     expect((await r.request(stale)).status).toBe(404);
     // Nothing of the session is left; the purge read the store's clock (keys.clock, an empty object).
-    expect((await r.storage.list('')).keys).toEqual([keys.clock]);
+    expect(await layoutKeys(r)).toEqual([keys.clock]);
   });
 });
 

@@ -192,6 +192,8 @@ describe('the default stack (no TTL)', () => {
     const layout = ['blobs/', 'data/', 'repos/', 'catalog/', 'uploads/'].map(objects);
     const usageReport = { 'Fn::Join': ['', [arn, '/gc/usage.json']] };
     const lastGcRun = { 'Fn::Join': ['', [arn, '/gc/last-run.json']] };
+    // The key that signs the state in upload URLs: read, and written once by the first container.
+    const uploadStateKey = { 'Fn::Join': ['', [arn, '/gc/upload-state.key']] };
     // The web UI API's tag summary cache (lib/browse/tags.ts): read and written, never deleted.
     const summaries = objects('summaries/');
     const writes = [
@@ -205,8 +207,12 @@ describe('the default stack (no TTL)', () => {
       { Effect: 'Allow', Action: 's3:ListBucket', Resource: arn },
     ];
     expect(grants(template, 'Registry')).toEqual([
-      { Effect: 'Allow', Action: 's3:GetObject', Resource: [...layout, summaries, usageReport, lastGcRun] },
-      { Effect: 'Allow', Action: 's3:PutObject', Resource: [...layout, summaries] },
+      {
+        Effect: 'Allow',
+        Action: 's3:GetObject',
+        Resource: [...layout, summaries, usageReport, lastGcRun, uploadStateKey],
+      },
+      { Effect: 'Allow', Action: 's3:PutObject', Resource: [...layout, summaries, uploadStateKey] },
       ...writes,
       // No KMS grant: the aws/ssm key's policy lets the account's principals decrypt through SSM.
       { Effect: 'Allow', Action: 'ssm:GetParameter', Resource: ssmArn(AUTH_PARAMETER) },

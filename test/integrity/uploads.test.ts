@@ -3,6 +3,7 @@ import { parseConfig } from '../../lib/config/config.ts';
 import { parseDigest } from '../../lib/oci/digest.ts';
 import type { RepositoryName } from '../../lib/oci/names.ts';
 import { keys } from '../../lib/registry/keys.ts';
+import { MemoryDriver } from '../../lib/storage/memory.ts';
 import { randomBytes, sha256, testRegistry, type TestRegistry } from '../http/harness.ts';
 import { gcDrivers } from '../gc/harness.ts';
 import { ControlledStore, pauseAt, runAs, writes } from '../sim/controlled-store.ts';
@@ -113,18 +114,20 @@ for (const driver of gcDrivers()) {
       const leaseMs = parseConfig({}).uploadLeaseSeconds * 1000;
       const r = testRegistry({ storage: store, leaseMs });
       const first = randomBytes(2000, 14);
-      const rest = randomBytes(1500, 15);
+      // Enough for a multipart part: the request claims the session before it writes one.
+      const rest = randomBytes(6 * 1024 * 1024, 15);
+      const range = `2000-${2000 + rest.byteLength - 1}`;
       const location = await begin(r);
       expect(
         (await r.request(location, { method: 'PATCH', body: first, headers: { 'Content-Range': '0-1999' } }))
           .status,
       ).toBe(202);
-      // The server dies while the second PATCH writes its bytes, after it claimed the session.
+      // The server dies while the second PATCH writes its tail, after it claimed the session for its part.
       store.setGate((c) =>
         c.actor?.name === 'patch' && c.op === 'put' && c.key.startsWith('data/') ? 'crash-before' : 'run',
       );
       void runAs({ container: 'server-1', name: 'patch' }, () =>
-        r.request(location, { method: 'PATCH', body: rest, headers: { 'Content-Range': '2000-3499' } }),
+        r.request(location, { method: 'PATCH', body: rest, headers: { 'Content-Range': range } }),
       );
       await vi.waitFor(() => expect(store.crashed.has('server-1')).toBe(true), { timeout: 30_000 });
       // A new server process on the same store.
@@ -136,7 +139,7 @@ for (const driver of gcDrivers()) {
         restarted.request(location, {
           method: 'PATCH',
           body: rest,
-          headers: { 'Content-Range': '2000-3499' },
+          headers: { 'Content-Range': range },
         });
       if (driver.name !== 'filesystem') {
         // Other processes may still be alive on a shared store: the claim holds until its lease ends,
@@ -157,12 +160,42 @@ for (const driver of gcDrivers()) {
 }
 
 describe('upload session leases', () => {
+  it('a small PATCH holds no lease: one that crashed before its state write blocks nothing, and the session is where it was', async () => {
+    const inner = new MemoryDriver();
+    const store = new ControlledStore(inner);
+    const r = testRegistry({ storage: store });
+    const location = await begin(r);
+    // The server dies after writing the PATCH's tail, before the state that would name it.
+    store.setGate((c) =>
+      c.actor?.name === 'patch' && c.op === 'put' && c.key.startsWith('uploads/') ? 'crash-before' : 'run',
+    );
+    void runAs({ container: 'server-1', name: 'patch' }, () =>
+      r.request(location, { method: 'PATCH', body: randomBytes(3000, 18) }),
+    );
+    await vi.waitFor(() => expect(store.crashed.has('server-1')).toBe(true), { timeout: 30_000 });
+    // Another process (a shared store: S3) takes the session at once, without waiting for a lease.
+    const other = testRegistry({ storage: inner });
+    const status = await other.request(location);
+    expect(status.status).toBe(204);
+    expect(status.headers.get('Range')).toBe('0-0');
+    const bytes = randomBytes(2000, 19);
+    const patched = await other.request(location, { method: 'PATCH', body: bytes });
+    expect(patched.status).toBe(202);
+    expect(patched.headers.get('Range')).toBe('0-1999');
+    expect(
+      (await other.request(`${patched.headers.get('Location')}?digest=${sha256(bytes)}`, { method: 'PUT' }))
+        .status,
+    ).toBe(201);
+    await expectBlob(other, 'app', bytes);
+  });
+
   it('a live request keeps its claim past the lease by renewing it; another request gets 416 meanwhile', async () => {
     const r = testRegistry({ leaseMs: 3_000 });
     const location = await begin(r);
     let release!: () => void;
     const stalled = new Promise<void>((resolve) => (release = resolve));
-    const first = randomBytes(1000, 16);
+    // More than a multipart part: the request claims the session when it writes the part.
+    const first = randomBytes(6 * 1024 * 1024, 16);
     const body = new ReadableStream<Uint8Array>({
       async start(controller) {
         controller.enqueue(first);

@@ -195,7 +195,16 @@ export class Client {
 
   /** One blob, in a style chosen at random. True when the registry acknowledged it (201). */
   private async upload(repo: string, blob: Blob): Promise<boolean> {
-    const styles = ['mono', 'post-put', 'patch-put', 'chunks', 'mount', 'cancel-race', 'direct'] as const;
+    const styles = [
+      'mono',
+      'post-put',
+      'patch-put',
+      'chunks',
+      'mount',
+      'cancel-race',
+      'patch-race',
+      'direct',
+    ] as const;
     const style = this.rng.pick(this.world.store.direct ? styles : styles.slice(0, -1));
     const { bytes, digest } = blob;
     if (style === 'mono') {
@@ -223,6 +232,27 @@ export class Client {
     if (style === 'direct') return this.direct(repo, blob, location);
     if (style === 'post-put') {
       const a = await this.send('put', `${location}?digest=${digest}`, { method: 'PUT', body: bytes });
+      return a !== LOST && a.status === 201;
+    }
+    if (style === 'patch-race' && bytes.byteLength > 0) {
+      // Two PATCHes of other bytes race on one session (a client that sent one again before the first
+      // was answered): at most one may be acknowledged. A PATCH that writes no part takes no claim; its
+      // commit, conditional on the state it started from, is what lets only one win.
+      // Both say where their bytes go (Content-Range): one that runs after the other has committed
+      // is refused too, so two acknowledgements can only mean two commits over one state.
+      const other = new Uint8Array(bytes.byteLength).fill(0x5a);
+      const headers = { 'Content-Range': `0-${bytes.byteLength - 1}` };
+      const [mine, theirs] = await Promise.all([
+        this.send('patch', location, { method: 'PATCH', body: bytes, headers }),
+        this.send('patch', location, { method: 'PATCH', body: other, headers }),
+      ]);
+      const acknowledged = [mine, theirs].filter((a) => typeof a !== 'symbol' && a.status === 202).length;
+      if (acknowledged > 1)
+        throw new Error(
+          `two racing PATCHes on upload ${location.split('/').pop()!.split('.')[0]} were both acknowledged`,
+        );
+      if (mine === LOST || mine.status !== 202) return false;
+      const a = await this.send('put', `${mine.headers.get('Location')}?digest=${digest}`, { method: 'PUT' });
       return a !== LOST && a.status === 201;
     }
     if (style === 'chunks' && bytes.byteLength > 1) {

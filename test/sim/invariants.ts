@@ -144,7 +144,7 @@ export async function nothingUnaccounted(storage: StorageDriver): Promise<string
   };
   for (const key of await all('uploads/')) problems.push(`left behind: ${key}`);
   for (const key of await all('gc/')) {
-    if (![keys.clock, 'gc/last-run.json', 'gc/usage.json'].includes(key))
+    if (![keys.clock, keys.uploadStateKey, 'gc/last-run.json', 'gc/usage.json'].includes(key))
       problems.push(`left behind: ${key}`);
   }
   for await (const upload of storage.multipart.listOpen(''))

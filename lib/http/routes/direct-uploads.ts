@@ -2,6 +2,7 @@ import * as z from 'zod';
 import { RegistryError } from '../../oci/errors.ts';
 import { parseDigest } from '../../oci/digest.ts';
 import type { RepositoryName } from '../../oci/names.ts';
+import { splitUploadRef } from '../../registry/upload-state.ts';
 import { MAX_PARTS_PER_REQUEST } from '../../registry/direct-uploads.ts';
 import { readLimited } from '../../util/read-body.ts';
 import { S3_LIMITS } from '../../storage/port.ts';
@@ -28,9 +29,11 @@ export async function handleDirectUpload(
   c: HttpContext,
   options: HttpOptions,
   repo: RepositoryName,
-  id: string,
+  ref: string,
   action: 'status' | 'parts' | 'complete',
 ): Promise<Response> {
+  // The last segment of the session's Location may carry its signed state: the id is before it.
+  const { id } = splitUploadRef(ref);
   const direct = options.registry.direct;
   const owner = c.get('caller')?.subject;
   const method = action === 'status' ? 'GET' : 'POST';

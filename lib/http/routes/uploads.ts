@@ -3,6 +3,7 @@ import { parseDigest, type ParsedDigest } from '../../oci/digest.ts';
 import { parseName, type RepositoryName } from '../../oci/names.ts';
 import type { BlobInfo } from '../../registry/blobs.ts';
 import type { ChunkExpectation, UploadStatus } from '../../registry/uploads.ts';
+import { splitUploadRef } from '../../registry/upload-state.ts';
 import { contentLength, requestBody } from '../body.ts';
 import { methodOf, type HttpContext, type HttpOptions } from '../context.ts';
 import { may, sourceOf } from '../auth.ts';
@@ -44,13 +45,18 @@ export async function handleUploadStart(
   return accepted(await registry.uploads.start(repo, 'sha256', owner, client), 202);
 }
 
-/** GET, PATCH, PUT and DELETE of `/v2/<name>/blobs/uploads/<id>`. */
+/**
+ * GET, PATCH, PUT and DELETE of `/v2/<name>/blobs/uploads/<id>[.<state>]`: the state, signed, is what
+ * the last answer's `Location` carried (lib/registry/upload-state.ts); PATCH and PUT use it instead of
+ * reading the session, GET and DELETE read the session as stored.
+ */
 export async function handleUpload(
   c: HttpContext,
   options: HttpOptions,
   repo: RepositoryName,
-  id: string,
+  ref: string,
 ): Promise<Response> {
+  const { id, state: carried } = splitUploadRef(ref);
   const uploads = options.registry.uploads;
   const owner = c.get('caller')?.subject;
   const client = clientOf(c);
@@ -59,7 +65,10 @@ export async function handleUpload(
       case 'GET':
         return accepted(await uploads.status(repo, id, owner), 204);
       case 'PATCH':
-        return accepted(await uploads.append(repo, id, requestBody(c), expectation(c), owner, client), 202);
+        return accepted(
+          await uploads.append(repo, id, requestBody(c), expectation(c), owner, client, carried),
+          202,
+        );
       case 'PUT': {
         const digestParam = c.req.query('digest');
         if (!digestParam) {
@@ -71,7 +80,7 @@ export async function handleUpload(
         const digest: ParsedDigest = parseDigest(digestParam);
         return created(
           repo,
-          await uploads.complete(repo, id, digest, requestBody(c), expectation(c), owner, client),
+          await uploads.complete(repo, id, digest, requestBody(c), expectation(c), owner, client, carried),
         );
       }
       default:
@@ -115,7 +124,7 @@ function expectation(c: HttpContext): ChunkExpectation {
 
 function statusHeaders(status: UploadStatus): Record<string, string> {
   return {
-    Location: `/v2/${status.repo}/blobs/uploads/${status.id}`,
+    Location: `/v2/${status.repo}/blobs/uploads/${status.id}${status.state ? `.${status.state}` : ''}`,
     Range: `0-${Math.max(0, status.offset - 1)}`,
     'Docker-Upload-UUID': status.id,
   };

@@ -1,0 +1,183 @@
+import { describe, expect, it } from 'vitest';
+import { MemoryDriver } from '../../lib/storage/memory.ts';
+import type { StorageDriver } from '../../lib/storage/port.ts';
+import { randomBytes, sha256, testRegistry, type TestRegistry } from './harness.ts';
+
+/**
+ * How many storage calls each upload route makes one after another before it answers (issue #21):
+ * on S3 each costs 10-30 ms, so this is what a pusher waits for per layer. Counts, not times: a
+ * change that adds a round trip to one of these routes fails here. The figures, and the targets
+ * they meet or miss, are in docs/architecture.md ("Upload sessions").
+ */
+
+interface Call {
+  readonly op: string;
+  readonly key: string;
+  readonly depth: number;
+}
+
+/**
+ * Wraps a driver and records, for each call, its depth: 1 + the deepest call that had finished
+ * before it started. Calls started together (in parallel) share a depth; a call that waited for
+ * another is one deeper. `take()` returns the calls since the last take.
+ */
+class DepthRecorder {
+  private calls: Call[] = [];
+  private finishedDepth = 0;
+  readonly driver: StorageDriver;
+
+  constructor(inner: StorageDriver) {
+    this.driver = this.wrap(inner, '') as StorageDriver;
+  }
+
+  take(): { depth: number; calls: Call[] } {
+    const calls = this.calls;
+    this.calls = [];
+    this.finishedDepth = 0;
+    return { depth: Math.max(0, ...calls.map((c) => c.depth)), calls };
+  }
+
+  private wrap(target: object, prefix: string): object {
+    return new Proxy(target, {
+      get: (obj, prop, receiver) => {
+        const value: unknown = Reflect.get(obj, prop, receiver);
+        if (prop === 'multipart' && value && typeof value === 'object') return this.wrap(value, 'multipart.');
+        if (typeof value !== 'function' || typeof prop !== 'string') return value;
+        return (...args: unknown[]) => {
+          const result: unknown = (value as (...a: unknown[]) => unknown).apply(obj, args);
+          if (!(result instanceof Promise) || prop === 'openPart' || prop === 'listOpen') return result;
+          const depth = this.finishedDepth + 1;
+          this.calls.push({ op: `${prefix}${prop}`, key: String(args[0]), depth });
+          const done = () => {
+            this.finishedDepth = Math.max(this.finishedDepth, depth);
+          };
+          result.then(done, done);
+          return result;
+        };
+      },
+    });
+  }
+}
+
+function setup(): { r: TestRegistry; recorder: DepthRecorder } {
+  const recorder = new DepthRecorder(new MemoryDriver());
+  const r = testRegistry({ storage: recorder.driver });
+  return { r, recorder };
+}
+
+/** A POST whose answer carries the signed state (the signing key is loaded by the first upload). */
+async function begin(r: TestRegistry, recorder: DepthRecorder): Promise<string> {
+  const res = await r.request('/v2/app/blobs/uploads/', { method: 'POST' });
+  expect(res.status).toBe(202);
+  recorder.take();
+  const location = res.headers.get('Location')!;
+  expect(location).toMatch(/^\/v2\/app\/blobs\/uploads\/[0-9a-f-]{36}\.[\w-]+\.[\w-]+$/);
+  return location;
+}
+
+async function warm(r: TestRegistry, recorder: DepthRecorder): Promise<void> {
+  await r.request('/v2/app/blobs/uploads/', { method: 'POST' });
+  recorder.take();
+}
+
+describe('sequential storage calls per upload route', () => {
+  it('POST (start): 1', async () => {
+    const { r, recorder } = setup();
+    await warm(r, recorder);
+    expect((await r.request('/v2/app/blobs/uploads/', { method: 'POST' })).status).toBe(202);
+    expect(recorder.take().depth).toBe(1);
+  });
+
+  it('monolithic POST ?digest= with the bytes: 2 (blob, then link)', async () => {
+    const { r, recorder } = setup();
+    const bytes = randomBytes(2000, 1);
+    const res = await r.request(`/v2/app/blobs/uploads/?digest=${sha256(bytes)}`, {
+      method: 'POST',
+      body: bytes,
+      headers: { 'Content-Length': String(bytes.byteLength) },
+    });
+    expect(res.status).toBe(201);
+    const { depth, calls } = recorder.take();
+    expect(depth).toBe(2);
+    // The link never comes before the blob it names.
+    expect(calls.find((c) => c.key.includes('/_layers/'))!.depth).toBe(2);
+  });
+
+  it('POST, then PUT ?digest= with the bytes: the PUT makes 2 (claim and blob together, then link)', async () => {
+    const { r, recorder } = setup();
+    await warm(r, recorder);
+    const location = await begin(r, recorder);
+    const bytes = randomBytes(3000, 2);
+    const res = await r.request(`${location}?digest=${sha256(bytes)}`, { method: 'PUT', body: bytes });
+    expect(res.status).toBe(201);
+    const { depth, calls } = recorder.take();
+    expect(depth).toBe(2);
+    expect(calls.find((c) => c.key.startsWith('blobs/'))!.depth).toBe(1);
+    expect(calls.find((c) => c.key.includes('/_layers/'))!.depth).toBe(2);
+    expect((await r.request(`/v2/app/blobs/${sha256(bytes)}`)).status).toBe(200);
+  });
+
+  it('PATCH of a small blob on a new session: 2 (tail, then the state)', async () => {
+    const { r, recorder } = setup();
+    await warm(r, recorder);
+    const location = await begin(r, recorder);
+    const res = await r.request(location, { method: 'PATCH', body: randomBytes(128 * 1024, 3) });
+    expect(res.status).toBe(202);
+    expect(recorder.take().depth).toBe(2);
+  });
+
+  it('PATCH of the next chunk: 4 (old tail read, new tail, state, old tail deleted)', async () => {
+    const { r, recorder } = setup();
+    await warm(r, recorder);
+    const location = await begin(r, recorder);
+    const first = await r.request(location, { method: 'PATCH', body: randomBytes(1000, 4) });
+    recorder.take();
+    const res = await r.request(first.headers.get('Location')!, {
+      method: 'PATCH',
+      body: randomBytes(1000, 5),
+      headers: { 'Content-Range': '1000-1999' },
+    });
+    expect(res.status).toBe(202);
+    expect(recorder.take().depth).toBe(4);
+  });
+
+  it('PUT ?digest= without a body after a PATCH (docker, skopeo): 3 (claim, blob, then link with the session removed)', async () => {
+    const { r, recorder } = setup();
+    await warm(r, recorder);
+    const location = await begin(r, recorder);
+    const bytes = randomBytes(128 * 1024, 6);
+    const patched = await r.request(location, { method: 'PATCH', body: bytes });
+    recorder.take();
+    const res = await r.request(`${patched.headers.get('Location')!}?digest=${sha256(bytes)}`, {
+      method: 'PUT',
+    });
+    expect(res.status).toBe(201);
+    const { depth, calls } = recorder.take();
+    expect(depth).toBe(3);
+    expect(calls.find((c) => c.key.includes('/_layers/'))!.depth).toBe(3);
+    expect((await r.request(`/v2/app/blobs/${sha256(bytes)}`)).status).toBe(200);
+  });
+
+  it('an upload URL without the state (or with a forged one) costs one more read, and still works', async () => {
+    const { r, recorder } = setup();
+    await warm(r, recorder);
+    const location = await begin(r, recorder);
+    const plain = location.slice(0, location.indexOf('.'));
+    const bytes = randomBytes(1000, 7);
+    expect((await r.request(plain, { method: 'PATCH', body: bytes })).status).toBe(202);
+    expect(recorder.take().depth).toBe(3);
+    // A state edited by the client (here: another offset) fails its signature and is not used.
+    const [id, payload, mac] = location.slice(location.lastIndexOf('/') + 1).split('.');
+    const state = JSON.parse(Buffer.from(payload!, 'base64url').toString()) as { s: { offset: number } };
+    state.s.offset = 1000;
+    const forged = `/v2/app/blobs/uploads/${id}.${Buffer.from(JSON.stringify(state)).toString('base64url')}.${mac}`;
+    const more = randomBytes(500, 8);
+    const res = await r.request(forged, { method: 'PATCH', body: more });
+    expect(res.status).toBe(202);
+    expect(res.headers.get('Range')).toBe('0-1499');
+    const whole = new Uint8Array([...bytes, ...more]);
+    expect(
+      (await r.request(`${res.headers.get('Location')}?digest=${sha256(whole)}`, { method: 'PUT' })).status,
+    ).toBe(201);
+  });
+});
