@@ -92,8 +92,11 @@ describe.skipIf(STORE === 's3' && !minioInstalled && process.env.CI !== 'true')(
       }
       // Printed for RELIABILITY.md: how much was explored.
       process.stdout.write(`simulation (${STORE}): ${RUNS} schedules, ${JSON.stringify(totals)}\n`);
-      expect(totals.crashes).toBeGreaterThan(0);
-      expect(totals.gcRuns).toBeGreaterThan(0);
+      // A run of many schedules must have explored crashes and collections (a replay of one need not).
+      if (RUNS >= 20) {
+        expect(totals.crashes).toBeGreaterThan(0);
+        expect(totals.gcRuns).toBeGreaterThan(0);
+      }
     }, 600_000);
 
     // On the filesystem and S3 the store stamps objects with the real clock, so ages (and what a
