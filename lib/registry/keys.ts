@@ -27,6 +27,11 @@ export const keys = {
   clock: 'gc/clock',
   /** The key that signs upload state carried in upload URLs (upload-state.ts): 32 random bytes. */
   uploadStateKey: 'gc/upload-state.key',
+  /**
+   * Where a collection sets items aside: `gc/quarantine/<run>/<original key>` (lib/gc/state.ts writes
+   * them; the upload path only looks, before deleting data a set-aside blob may name).
+   */
+  quarantinePrefix: 'gc/quarantine/',
   /** Under `data/`, like a multipart upload's object: a small blob's tail becomes its data as it is. */
   tail: (id: string, seq: number, nonce?: string) =>
     `data/${id}.tail-${seq}${nonce ? `-${nonce.replace(/[^0-9a-f]/g, '').slice(0, 8)}` : ''}`,

@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import * as z from 'zod';
 import { RegistryError } from '../oci/errors.ts';
-import { tryParseDigest, type DigestAlgorithm } from '../oci/digest.ts';
+import { tryParseDigest, type DigestAlgorithm, type ParsedDigest } from '../oci/digest.ts';
 import type { RepositoryName } from '../oci/names.ts';
 import { PreconditionFailed, type StorageDriver } from '../storage/port.ts';
 import { parseStoredJson } from '../util/json.ts';
 import { keys, meta } from './keys.ts';
+import { listKeys } from './layout.ts';
 import type { UploadQuota } from './upload-quota.ts';
 
 /*
@@ -353,10 +354,27 @@ export class SessionStore {
       const digest = tryParseDigest(state.unverified.digest);
       // A verification that published the blob and crashed before deleting its session: the data
       // is that blob's now.
-      const blob = digest && (await this.storage.head(keys.blob(digest)));
-      if (blob?.metadata[meta.dataKey] !== dataKey) await this.storage.delete(dataKey);
+      if (!digest || !(await this.mayName(digest, dataKey))) await this.storage.delete(dataKey);
       if (digest) await this.storage.delete(keys.verifying(state.repo as RepositoryName, digest));
     }
+  }
+
+  /**
+   * Whether the blob `digest` names `dataKey`, or may: a collection may hold the blob set aside at
+   * this moment (copied under gc/quarantine/, then deleted; put back before the copy goes), and a
+   * blob it puts back must find its data. So: the blob, then any set-aside copy of it, then the blob
+   * again. A copy, or the blob back after one, keeps the data: whether it is garbage is then the
+   * collection's to judge (it deletes the data of a blob it does not put back, and orphans).
+   */
+  private async mayName(digest: ParsedDigest, dataKey: string): Promise<boolean> {
+    const names = async () =>
+      (await this.storage.head(keys.blob(digest)))?.metadata[meta.dataKey] === dataKey;
+    if (await names()) return true;
+    const copy = `/${keys.blob(digest)}`;
+    for await (const page of listKeys(this.storage, keys.quarantinePrefix)) {
+      if (page.some((key) => key.endsWith(copy))) return true;
+    }
+    return names();
   }
 
   async delete(id: string): Promise<void> {

@@ -76,6 +76,17 @@ describe.skipIf(STORE === 's3' && !minioInstalled && process.env.CI !== 'true')(
       await s3?.stop();
     });
 
+    // Schedules outside the seeds above that once broke an invariant, kept as they were found (a
+    // change to the simulation's choices gives a seed another schedule, so each names what it found
+    // then; RELIABILITY.md lists them). 5321: a stale direct-upload session's sweep deleted data a
+    // collection had set the blob aside with (HEAD 200, GET 404 once the blob was put back).
+    it.skipIf(STORE !== 'memory')('holds every invariant over the schedules that found bugs', async () => {
+      for (const seed of [5321]) {
+        const result = await simulate(seed, config());
+        if (result.problems.length > 0) expect.fail(replay(result));
+      }
+    });
+
     it(`holds every invariant over ${RUNS} seeded schedules (from seed ${FIRST})`, async () => {
       const totals = { steps: 0, calls: 0, crashes: 0, faults: 0, gcRuns: 0, ops: 0 };
       for (let seed = FIRST; seed < FIRST + RUNS; seed++) {
