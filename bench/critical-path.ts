@@ -39,6 +39,7 @@ import {
   type CriticalPathSummary,
   type StepFigures,
 } from './lib/critical-path-table.ts';
+import { distributionConfig, distributionEnv } from './lib/registries.ts';
 import { AWS_LIKE, CountingProxy, criticalPath, type S3Request } from './s3-counting-proxy.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -151,41 +152,11 @@ async function startDistribution(s3: S3TestServer, dir: string): Promise<Target>
   const proxy = await CountingProxy.start(s3.endpoint, { latency: LATENCY });
   started.proxies.push(proxy);
   const port = await freePort();
-  const q = (s: string | undefined) => JSON.stringify(s ?? '');
-  const config = [
-    'version: 0.1',
-    'log:',
-    '  level: warn',
-    '  accesslog:',
-    '    disabled: true',
-    'storage:',
-    '  s3:',
-    `    region: ${q(s3.region)}`,
-    `    regionendpoint: ${q(proxy.endpoint)}`,
-    `    bucket: ${q(bucket)}`,
-    `    accesskey: ${q(process.env.AWS_ACCESS_KEY_ID)}`,
-    `    secretkey: ${q(process.env.AWS_SECRET_ACCESS_KEY)}`,
-    '    secure: false',
-    '    v4auth: true',
-    '  delete:',
-    '    enabled: true',
-    '  redirect:',
-    '    disable: false',
-    '  maintenance:',
-    '    uploadpurging:',
-    '      enabled: false',
-    '  cache:',
-    '    blobdescriptor: inmemory',
-    'http:',
-    `  addr: 127.0.0.1:${port}`,
-    `  secret: ${q(randomBytes(16).toString('hex'))}`,
-    '',
-  ].join('\n');
   const file = join(dir, 'distribution.yml');
-  await writeFile(file, config, { mode: 0o600 });
-  const env = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith('REGISTRY_') && k !== 'AWS_CA_BUNDLE'),
-  );
+  await writeFile(file, distributionConfig({ region: s3.region, endpoint: proxy.endpoint, bucket }, port), {
+    mode: 0o600,
+  });
+  const env = distributionEnv();
   const url = `http://127.0.0.1:${port}`;
   proxy.label = 'startup';
   await launch('Distribution', DISTRIBUTION, ['serve', file], env, url);

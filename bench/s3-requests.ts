@@ -24,6 +24,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, startS3Server, MINIO_PATH, type S3TestServer } from '../test/storage/s3-server.ts';
+import { distributionConfig, distributionEnv } from './lib/registries.ts';
 import { table } from './lib/report.ts';
 import { CountingProxy, type S3Request } from './s3-counting-proxy.ts';
 
@@ -148,42 +149,13 @@ async function startDistribution(
   const proxy = await CountingProxy.start(s3.endpoint);
   started.proxies.push(proxy);
   const port = await freePort();
-  const q = (s: string | undefined) => JSON.stringify(s ?? '');
-  const config = [
-    'version: 0.1',
-    'log:',
-    '  level: warn',
-    '  accesslog:',
-    '    disabled: true',
-    'storage:',
-    '  s3:',
-    `    region: ${q(s3.region)}`,
-    `    regionendpoint: ${q(proxy.endpoint)}`,
-    `    bucket: ${q(bucket)}`,
-    `    accesskey: ${q(process.env.AWS_ACCESS_KEY_ID)}`,
-    `    secretkey: ${q(process.env.AWS_SECRET_ACCESS_KEY)}`,
-    '    secure: false',
-    '    v4auth: true',
-    '  delete:',
-    '    enabled: true',
-    '  redirect:',
-    '    disable: false',
-    // Off so that no background walk of _uploads lands in the counts (it starts 0-59 min after boot).
-    '  maintenance:',
-    '    uploadpurging:',
-    '      enabled: false',
-    ...(cache ? ['  cache:', '    blobdescriptor: inmemory'] : []),
-    'http:',
-    `  addr: 127.0.0.1:${port}`,
-    `  secret: ${q(randomBytes(16).toString('hex'))}`,
-    '',
-  ].join('\n');
   const file = join(dir, `${bucket}.yml`);
-  await writeFile(file, config, { mode: 0o600 });
-  // aws-sdk-go v1 panics on AWS_CA_BUNDLE with Distribution's own transport; MinIO is plain HTTP anyway.
-  const env = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith('REGISTRY_') && k !== 'AWS_CA_BUNDLE'),
+  await writeFile(
+    file,
+    distributionConfig({ region: s3.region, endpoint: proxy.endpoint, bucket }, port, cache),
+    { mode: 0o600 },
   );
+  const env = distributionEnv();
   proxy.label = 'startup';
   const proc = launch(DISTRIBUTION, ['serve', file], env);
   const url = `http://127.0.0.1:${port}`;

@@ -163,12 +163,12 @@ function portOf(url: string): number {
 
 /**
  * The registry function's bundle: `dist/registry/index.mjs` from bin/serve.ts (tsx), or from the
- * bundled command in dist/cli/ that `npm start` runs. The first that exists; the gateway says what
- * to do when none does.
+ * bundled command that `npm start` runs, whose code is in dist/cli/ or (split) in dist/cli/chunks/.
+ * The first that exists; the gateway says what to do when none does.
  */
 function registryBundle(): string {
-  const candidates = ['../dist/registry/index.mjs', '../registry/index.mjs'].map((path) =>
-    fileURLToPath(new URL(path, import.meta.url)),
+  const candidates = ['../dist/registry/index.mjs', '../registry/index.mjs', '../../registry/index.mjs'].map(
+    (path) => fileURLToPath(new URL(path, import.meta.url)),
   );
   return candidates.find((path) => existsSync(path)) ?? candidates[0]!;
 }

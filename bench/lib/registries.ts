@@ -116,38 +116,66 @@ export async function startBerth(
  */
 export async function startDistribution(store: Store, ctx: Context): Promise<Registry> {
   const port = await freePort();
-  const q = (s: string | undefined) => JSON.stringify(s ?? '');
   const dir = join(ctx.workDir, `distribution-${++seq}`);
   mkdirSync(dir, { recursive: true });
-  let storage: string[];
+  let storage: DistributionStorage;
   let proxy: CountingProxy | undefined;
   if (store === 'fs') {
-    storage = ['  filesystem:', `    rootdirectory: ${q(join(dir, 'data'))}`];
+    storage = { rootDirectory: join(dir, 'data') };
   } else {
     if (!ctx.s3) throw new Error('no S3 server started');
     const s3 = await s3Endpoint(ctx, store);
     proxy = s3.proxy;
-    storage = [
-      '  s3:',
-      `    region: ${q(ctx.s3.region)}`,
-      `    regionendpoint: ${q(s3.endpoint)}`,
-      `    bucket: ${q(await newBucket(ctx.s3))}`,
-      `    accesskey: ${q(process.env.AWS_ACCESS_KEY_ID)}`,
-      `    secretkey: ${q(process.env.AWS_SECRET_ACCESS_KEY)}`,
-      '    secure: false',
-      '    v4auth: true',
-    ];
+    storage = { region: ctx.s3.region, endpoint: s3.endpoint, bucket: await newBucket(ctx.s3) };
   }
-  const config = [
+  const file = join(dir, 'config.yml');
+  writeFileSync(file, distributionConfig(storage, port), { mode: 0o600 });
+  const env = distributionEnv();
+  const server = Server.start(label('distribution', store), DISTRIBUTION_BIN, ['serve', file], env);
+  const url = `http://127.0.0.1:${port}`;
+  await server.waitHttp(`${url}/v2/`, 30_000);
+  return { kind: 'distribution', store, url, host: `127.0.0.1:${port}`, server, dataDir: dir, proxy };
+}
+
+export function startRegistry(kind: Kind, store: Store, ctx: Context): Promise<Registry> {
+  return kind === 'berth' ? startBerth(store, ctx) : startDistribution(store, ctx);
+}
+
+/** Where a Distribution 2.8 keeps its data: a directory, or an S3 bucket at an endpoint. */
+export type DistributionStorage =
+  | { readonly rootDirectory: string }
+  | { readonly region: string; readonly endpoint: string; readonly bucket: string };
+
+/**
+ * The one config.yml every bench runs Distribution with: warnings only, no access log, deletes on,
+ * redirects to S3 on (its default), the in-memory blob descriptor cache (on unless `cache` is false),
+ * and upload purging off so that no background walk of _uploads lands in a measurement (it starts
+ * 0-59 min after boot).
+ */
+export function distributionConfig(storage: DistributionStorage, port: number, cache = true): string {
+  const q = (s: string | undefined) => JSON.stringify(s ?? '');
+  const store =
+    'rootDirectory' in storage
+      ? ['  filesystem:', `    rootdirectory: ${q(storage.rootDirectory)}`]
+      : [
+          '  s3:',
+          `    region: ${q(storage.region)}`,
+          `    regionendpoint: ${q(storage.endpoint)}`,
+          `    bucket: ${q(storage.bucket)}`,
+          `    accesskey: ${q(process.env.AWS_ACCESS_KEY_ID)}`,
+          `    secretkey: ${q(process.env.AWS_SECRET_ACCESS_KEY)}`,
+          '    secure: false',
+          '    v4auth: true',
+        ];
+  return [
     'version: 0.1',
     'log:',
     '  level: warn',
     '  accesslog:',
     '    disabled: true',
     'storage:',
-    ...storage,
-    '  cache:',
-    '    blobdescriptor: inmemory',
+    ...store,
+    ...(cache ? ['  cache:', '    blobdescriptor: inmemory'] : []),
     '  delete:',
     '    enabled: true',
     '  maintenance:',
@@ -158,18 +186,11 @@ export async function startDistribution(store: Store, ctx: Context): Promise<Reg
     `  secret: ${q(randomBytes(16).toString('hex'))}`,
     '',
   ].join('\n');
-  const file = join(dir, 'config.yml');
-  writeFileSync(file, config, { mode: 0o600 });
-  // REGISTRY_* variables would override the config; aws-sdk-go v1 panics on AWS_CA_BUNDLE here.
-  const env = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith('REGISTRY_') && k !== 'AWS_CA_BUNDLE'),
-  );
-  const server = Server.start(label('distribution', store), DISTRIBUTION_BIN, ['serve', file], env);
-  const url = `http://127.0.0.1:${port}`;
-  await server.waitHttp(`${url}/v2/`, 30_000);
-  return { kind: 'distribution', store, url, host: `127.0.0.1:${port}`, server, dataDir: dir, proxy };
 }
 
-export function startRegistry(kind: Kind, store: Store, ctx: Context): Promise<Registry> {
-  return kind === 'berth' ? startBerth(store, ctx) : startDistribution(store, ctx);
+/** Distribution's environment: REGISTRY_* variables would override its config; aws-sdk-go v1 panics on AWS_CA_BUNDLE. */
+export function distributionEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith('REGISTRY_') && k !== 'AWS_CA_BUNDLE'),
+  );
 }
