@@ -25,7 +25,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, startS3Server, MINIO_PATH, type S3TestServer } from '../test/storage/s3-server.ts';
 import { distributionConfig, distributionEnv } from './lib/registries.ts';
-import { table } from './lib/report.ts';
+import { table } from './lib/markdown.ts';
 import { CountingProxy, type S3Request } from './s3-counting-proxy.ts';
 
 const LAYERS = Number(process.env.BENCH_LAYERS ?? 10);

@@ -4,7 +4,7 @@
  * them. Pure (no processes), so bench/run.ts can render what critical-path.ts wrote as JSON.
  */
 import type { LatencyModel } from '../s3-counting-proxy.ts';
-import { table } from './report.ts';
+import { table } from './markdown.ts';
 
 export interface StepFigures {
   /** Median S3 requests on the critical path (before the answer), and their range. */

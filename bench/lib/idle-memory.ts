@@ -16,7 +16,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { freePort, MiB, ROOT, run, Server, sleep } from './proc.ts';
-import { table } from './report.ts';
+import { table } from './markdown.ts';
 
 export interface ProcMemory {
   /** VmRSS, RssAnon, RssFile (+ RssShmem) from /proc/<pid>/status, MiB. */
