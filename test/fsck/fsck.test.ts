@@ -327,6 +327,10 @@ for (const driver of gcDrivers()) {
       });
       const pushing = pushImage(r, 'late', 'v1');
       await holding;
+      // The manifest is written alongside the held catalog entry: wait until it has landed.
+      while ((await store.list('repos/late/_manifests/')).keys.length === 0) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
       let paused = 0;
       const report = await check(r, {
         recheckDelayMs: 1000,
