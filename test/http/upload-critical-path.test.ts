@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryDriver } from '../../lib/storage/memory.ts';
-import type { StorageDriver } from '../../lib/storage/port.ts';
+import { DepthRecorder } from '../support/storage-depth.ts';
 import { randomBytes, sha256, testRegistry, type TestRegistry } from './harness.ts';
 
 /**
@@ -10,58 +10,10 @@ import { randomBytes, sha256, testRegistry, type TestRegistry } from './harness.
  * they meet or miss, are in docs/architecture.md ("Upload sessions").
  */
 
-interface Call {
-  readonly op: string;
-  readonly key: string;
-  readonly depth: number;
-}
-
-/**
- * Wraps a driver and records, for each call, its depth: 1 + the deepest call that had finished
- * before it started. Calls started together (in parallel) share a depth; a call that waited for
- * another is one deeper. `take()` returns the calls since the last take.
- */
-class DepthRecorder {
-  private calls: Call[] = [];
-  private finishedDepth = 0;
-  readonly driver: StorageDriver;
-
-  constructor(inner: StorageDriver) {
-    this.driver = this.wrap(inner, '') as StorageDriver;
-  }
-
-  take(): { depth: number; calls: Call[] } {
-    const calls = this.calls;
-    this.calls = [];
-    this.finishedDepth = 0;
-    return { depth: Math.max(0, ...calls.map((c) => c.depth)), calls };
-  }
-
-  private wrap(target: object, prefix: string): object {
-    return new Proxy(target, {
-      get: (obj, prop, receiver) => {
-        const value: unknown = Reflect.get(obj, prop, receiver);
-        if (prop === 'multipart' && value && typeof value === 'object') return this.wrap(value, 'multipart.');
-        if (typeof value !== 'function' || typeof prop !== 'string') return value;
-        return (...args: unknown[]) => {
-          const result: unknown = (value as (...a: unknown[]) => unknown).apply(obj, args);
-          if (!(result instanceof Promise) || prop === 'openPart' || prop === 'listOpen') return result;
-          const depth = this.finishedDepth + 1;
-          this.calls.push({ op: `${prefix}${prop}`, key: String(args[0]), depth });
-          const done = () => {
-            this.finishedDepth = Math.max(this.finishedDepth, depth);
-          };
-          result.then(done, done);
-          return result;
-        };
-      },
-    });
-  }
-}
-
 function setup(): { r: TestRegistry; recorder: DepthRecorder } {
   const recorder = new DepthRecorder(new MemoryDriver());
-  const r = testRegistry({ storage: recorder.driver });
+  recorder.start();
+  const r = testRegistry({ storage: recorder.storage });
   return { r, recorder };
 }
 
@@ -85,7 +37,7 @@ describe('sequential storage calls per upload route', () => {
     const { r, recorder } = setup();
     await warm(r, recorder);
     expect((await r.request('/v2/app/blobs/uploads/', { method: 'POST' })).status).toBe(202);
-    expect(recorder.take().depth).toBe(1);
+    expect(recorder.take().sequential).toBe(1);
   });
 
   it('monolithic POST ?digest= with the bytes: 2 (blob, then link)', async () => {
@@ -97,7 +49,7 @@ describe('sequential storage calls per upload route', () => {
       headers: { 'Content-Length': String(bytes.byteLength) },
     });
     expect(res.status).toBe(201);
-    const { depth, calls } = recorder.take();
+    const { sequential: depth, calls } = recorder.take();
     expect(depth).toBe(2);
     // The link never comes before the blob it names.
     expect(calls.find((c) => c.key.includes('/_layers/'))!.depth).toBe(2);
@@ -110,7 +62,7 @@ describe('sequential storage calls per upload route', () => {
     const bytes = randomBytes(3000, 2);
     const res = await r.request(`${location}?digest=${sha256(bytes)}`, { method: 'PUT', body: bytes });
     expect(res.status).toBe(201);
-    const { depth, calls } = recorder.take();
+    const { sequential: depth, calls } = recorder.take();
     expect(depth).toBe(2);
     expect(calls.find((c) => c.key.startsWith('blobs/'))!.depth).toBe(1);
     expect(calls.find((c) => c.key.includes('/_layers/'))!.depth).toBe(2);
@@ -123,7 +75,7 @@ describe('sequential storage calls per upload route', () => {
     const location = await begin(r, recorder);
     const res = await r.request(location, { method: 'PATCH', body: randomBytes(128 * 1024, 3) });
     expect(res.status).toBe(202);
-    expect(recorder.take().depth).toBe(2);
+    expect(recorder.take().sequential).toBe(2);
   });
 
   it('PATCH of the next chunk: 4 (old tail read, new tail, state, old tail deleted)', async () => {
@@ -138,7 +90,7 @@ describe('sequential storage calls per upload route', () => {
       headers: { 'Content-Range': '1000-1999' },
     });
     expect(res.status).toBe(202);
-    expect(recorder.take().depth).toBe(4);
+    expect(recorder.take().sequential).toBe(4);
   });
 
   it('PUT ?digest= without a body after a PATCH (docker, skopeo): 3 (claim, blob, then link with the session removed)', async () => {
@@ -152,7 +104,7 @@ describe('sequential storage calls per upload route', () => {
       method: 'PUT',
     });
     expect(res.status).toBe(201);
-    const { depth, calls } = recorder.take();
+    const { sequential: depth, calls } = recorder.take();
     expect(depth).toBe(3);
     expect(calls.find((c) => c.key.includes('/_layers/'))!.depth).toBe(3);
     expect((await r.request(`/v2/app/blobs/${sha256(bytes)}`)).status).toBe(200);
@@ -165,7 +117,7 @@ describe('sequential storage calls per upload route', () => {
     const plain = location.slice(0, location.indexOf('.'));
     const bytes = randomBytes(1000, 7);
     expect((await r.request(plain, { method: 'PATCH', body: bytes })).status).toBe(202);
-    expect(recorder.take().depth).toBe(3);
+    expect(recorder.take().sequential).toBe(3);
     // A state edited by the client (here: another offset) fails its signature and is not used.
     const [id, payload, mac] = location.slice(location.lastIndexOf('/') + 1).split('.');
     const state = JSON.parse(Buffer.from(payload!, 'base64url').toString()) as { s: { offset: number } };

@@ -24,7 +24,8 @@ export interface DepthReport {
  * so two calls a request starts without waiting for each other always overlap, however fast the
  * store underneath is.
  *
- * The manifest path's regression test (test/http/critical-path.test.ts) uses it.
+ * The regression tests of the manifest and upload paths (test/http/critical-path.test.ts,
+ * test/http/upload-critical-path.test.ts) use it.
  */
 export class DepthRecorder {
   readonly storage: StorageDriver;
@@ -34,6 +35,24 @@ export class DepthRecorder {
 
   constructor(inner: StorageDriver) {
     this.storage = this.wrap(inner, '') as StorageDriver;
+  }
+
+  /**
+   * Records from now on; each `take()` reports the calls since the one before (the upload routes'
+   * test, which makes each request and then takes its calls).
+   */
+  start(): void {
+    this.calls = [];
+    this.finishedDepth = 0;
+    this.recording = true;
+  }
+
+  /** The calls since `start()` or the last `take()`, and how deep the deepest sat; then starts afresh. */
+  take(): DepthReport {
+    const calls = this.calls;
+    this.calls = [];
+    this.finishedDepth = 0;
+    return { calls, sequential: calls.reduce((max, c) => Math.max(max, c.depth), 0) };
   }
 
   /** Runs `fn` and reports the storage calls made until it returned. */
