@@ -157,8 +157,9 @@ export class Manifests {
     // the manifest, then the tags naming it, and may have swept before our tags landed. Looking
     // after the tags closes that: the manifest is written again if it is gone (this push then counts
     // as after the delete), so a tag never names a manifest that is not there. When every link the
-    // manifest names is a recent fact of this process (a push through this process, `ImmutableFacts`),
-    // round 1 makes no request and the PUT takes three round trips; otherwise four.
+    // manifest names is a fact this process read in the last 20 s (`ImmutableFacts`: a PUT of the same
+    // image again, or of another naming the same blobs), round 1 makes no request and the PUT takes
+    // three round trips; otherwise four.
     await this.lookAgain(repo, digest, writeManifest, writeReferrer);
     return { digest, subject };
   }
