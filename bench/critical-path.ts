@@ -39,6 +39,7 @@ import {
   type CriticalPathSummary,
   type StepFigures,
 } from './lib/critical-path-table.ts';
+import { runScript } from './lib/proc.ts';
 import { distributionConfig, distributionEnv } from './lib/registries.ts';
 import { AWS_LIKE, CountingProxy, criticalPath, type S3Request } from './s3-counting-proxy.ts';
 
@@ -428,19 +429,4 @@ async function main(): Promise<void> {
   if (process.env.BENCH_CP_JSON) await writeFile(process.env.BENCH_CP_JSON, JSON.stringify(summary));
 }
 
-const timer = setTimeout(() => {
-  process.stderr.write(`bench: gave up after ${RUN_TIMEOUT_MS} ms\n`);
-  void cleanup().finally(() => process.exit(1));
-}, RUN_TIMEOUT_MS);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => void cleanup().finally(() => process.exit(130)));
-}
-try {
-  await main();
-} catch (err) {
-  process.exitCode = 1;
-  process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-} finally {
-  await cleanup();
-  clearTimeout(timer);
-}
+await runScript(main, cleanup, RUN_TIMEOUT_MS);

@@ -24,6 +24,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, startS3Server, MINIO_PATH, type S3TestServer } from '../test/storage/s3-server.ts';
+import { runScript } from './lib/proc.ts';
 import { distributionConfig, distributionEnv } from './lib/registries.ts';
 import { table } from './lib/markdown.ts';
 import { CountingProxy, type S3Request } from './s3-counting-proxy.ts';
@@ -515,19 +516,4 @@ function summary(targets: Target[]) {
   };
 }
 
-const timer = setTimeout(() => {
-  process.stderr.write(`bench: gave up after ${RUN_TIMEOUT_MS} ms\n`);
-  void cleanup().finally(() => process.exit(1));
-}, RUN_TIMEOUT_MS);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => void cleanup().finally(() => process.exit(130)));
-}
-try {
-  await main();
-} catch (err) {
-  process.exitCode = 1;
-  process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-} finally {
-  await cleanup();
-  clearTimeout(timer);
-}
+await runScript(main, cleanup, RUN_TIMEOUT_MS);

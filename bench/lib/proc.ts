@@ -189,3 +189,31 @@ export async function ensureApt(wanted: { command: string; pkg: string }[], log:
   if (still.length) throw new Error(`still missing after apt: ${still.map((s) => s.command).join(' ')}`);
 }
 export { freePort } from '../../test/storage/s3-server.ts';
+
+/**
+ * Runs a bench script's `main`, then `cleanup` whatever happened: on success, on an error (printed,
+ * exit code 1), on SIGINT/SIGTERM (exit 130), and when it runs longer than `timeoutMs` (exit 1), so
+ * no registry, proxy or MinIO it started outlives it.
+ */
+export async function runScript(
+  main: () => Promise<void>,
+  cleanup: () => Promise<void>,
+  timeoutMs: number,
+): Promise<void> {
+  const timer = setTimeout(() => {
+    process.stderr.write(`bench: gave up after ${timeoutMs} ms\n`);
+    void cleanup().finally(() => process.exit(1));
+  }, timeoutMs);
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => void cleanup().finally(() => process.exit(130)));
+  }
+  try {
+    await main();
+  } catch (err) {
+    process.exitCode = 1;
+    process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  } finally {
+    await cleanup();
+    clearTimeout(timer);
+  }
+}
