@@ -138,8 +138,7 @@ export class Manifests {
       await this.storage.put(keys.manifest(repo, digest), bytes, { contentType: manifest.mediaType });
       this.facts.remember(keys.manifest(repo, digest), true, read);
     };
-    const writeReferrer = () =>
-      subject ? this.referrers.add(repo, subject, digest, referrerDescriptor(manifest)) : Promise.resolve();
+    const writeReferrer = () => this.addReferrer(repo, digest, manifest);
     const [config] = await Promise.all([
       configLink ? this.readConfig(configLink) : Promise.resolve(cachedConfig),
       writeManifest(),
@@ -251,13 +250,23 @@ export class Manifests {
       return false;
     }
     if (!manifest.subject) return false;
+    await this.addReferrer(repo, digest, manifest);
+    return true;
+  }
+
+  /** The entry of `manifest` under its subject (the referrers API), when it has one. */
+  private async addReferrer(
+    repo: RepositoryName,
+    digest: ParsedDigest,
+    manifest: ParsedManifest,
+  ): Promise<void> {
+    if (!manifest.subject) return;
     await this.referrers.add(
       repo,
       parseDigest(manifest.subject.digest),
       digest,
       referrerDescriptor(manifest),
     );
-    return true;
   }
 
   /**
@@ -285,14 +294,7 @@ export class Manifests {
       if (err instanceof PreconditionFailed) return false;
       throw err;
     }
-    if (manifest.subject) {
-      await this.referrers.add(
-        repo,
-        parseDigest(manifest.subject.digest),
-        digest,
-        referrerDescriptor(manifest),
-      );
-    }
+    await this.addReferrer(repo, digest, manifest);
     return true;
   }
 
