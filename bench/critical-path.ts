@@ -23,11 +23,9 @@
  * The client is this script, one request at a time; figures are medians over the repetitions. Blob
  * GETs and HEADs are not followed to S3 (that request is the client's, the same for every registry).
  */
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,8 +37,8 @@ import {
   type CriticalPathSummary,
   type StepFigures,
 } from './lib/critical-path-table.ts';
-import { runScript } from './lib/proc.ts';
-import { distributionConfig, distributionEnv } from './lib/registries.ts';
+import { runScript, sleep, Started } from './lib/proc.ts';
+import { createBucket, distributionConfig, distributionEnv } from './lib/registries.ts';
 import { AWS_LIKE, CountingProxy, criticalPath, type S3Request } from './s3-counting-proxy.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -63,62 +61,17 @@ interface Target {
   readonly samples: Map<string, { requests: S3Request[]; answeredAt: number; ms: number }[]>;
 }
 
-const started: { children: ChildProcess[]; proxies: CountingProxy[]; dirs: string[]; s3?: S3TestServer } = {
-  children: [],
-  proxies: [],
-  dirs: [],
-};
+const started = new Started();
+const cleanup = () => started.cleanup();
 
-async function cleanup(): Promise<void> {
-  await Promise.all(started.children.map(stopProcess));
-  await Promise.all(started.proxies.map((p) => p.close()));
-  await started.s3?.stop();
-  await Promise.all(started.dirs.map((d) => rm(d, { recursive: true, force: true })));
-}
-
-async function stopProcess(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((done) => child.once('exit', done));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-  await exited;
-  clearTimeout(timer);
-}
-
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
-
+/** Starts a registry and waits until it answers. */
 async function launch(name: string, command: string, args: string[], env: NodeJS.ProcessEnv, url: string) {
-  const child = spawn(command, args, { env, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  started.children.push(child);
-  let output = '';
-  const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-4000));
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`${name} exited:\n${output}`);
-    const status = await fetch(`${url}/v2/`).then(
-      (r) => r.status,
-      () => 0,
-    );
-    if (status === 200) return;
-    await sleep(100);
-  }
-  throw new Error(`${name} did not answer /v2/ within 30 s:\n${output}`);
-}
-
-async function newBucket(s3: S3TestServer, bucket: string): Promise<void> {
-  const client = new S3Client({ endpoint: s3.endpoint, region: s3.region, forcePathStyle: true });
-  try {
-    await client.send(new CreateBucketCommand({ Bucket: bucket }));
-  } finally {
-    client.destroy();
-  }
+  await started.waitReady(url, started.launch(command, args, env), name);
 }
 
 async function startBerth(s3: S3TestServer, lambda: boolean): Promise<Target> {
   const bucket = lambda ? 'cp-berth-lambda' : 'cp-berth';
-  await newBucket(s3, bucket);
+  await createBucket(s3, bucket);
   const proxy = await CountingProxy.start(s3.endpoint, { latency: LATENCY });
   started.proxies.push(proxy);
   const port = await freePort();
@@ -149,7 +102,7 @@ async function startBerth(s3: S3TestServer, lambda: boolean): Promise<Target> {
 
 async function startDistribution(s3: S3TestServer, dir: string): Promise<Target> {
   const bucket = 'cp-distribution';
-  await newBucket(s3, bucket);
+  await createBucket(s3, bucket);
   const proxy = await CountingProxy.start(s3.endpoint, { latency: LATENCY });
   started.proxies.push(proxy);
   const port = await freePort();
@@ -409,8 +362,8 @@ async function main(): Promise<void> {
     throw new Error('run `npm run build` first (dist/cli and dist/registry)');
   const dir = await mkdtemp(join(tmpdir(), 'berth-bench-cp-'));
   started.dirs.push(dir);
-  started.s3 = await startS3Server();
-  const s3 = started.s3;
+  const s3 = await startS3Server();
+  started.s3 = s3;
   const targets = [await startBerth(s3, false), await startBerth(s3, true), await startDistribution(s3, dir)];
   for (let round = 0; round < REPEAT; round++) for (const t of targets) await workload(t, round);
   const summary: CriticalPathSummary = {

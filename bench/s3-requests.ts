@@ -16,16 +16,15 @@
  * is attributed to the client request in flight (plus a short settle time after its answer).
  * Prints markdown tables; everything started is stopped and temp dirs removed, also on failure.
  */
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, startS3Server, MINIO_PATH, type S3TestServer } from '../test/storage/s3-server.ts';
-import { runScript } from './lib/proc.ts';
-import { distributionConfig, distributionEnv } from './lib/registries.ts';
+import { runScript, sleep, Started } from './lib/proc.ts';
+import { createBucket, distributionConfig, distributionEnv } from './lib/registries.ts';
 import { table } from './lib/markdown.ts';
 import { CountingProxy, type S3Request } from './s3-counting-proxy.ts';
 
@@ -58,65 +57,15 @@ interface Blob {
 
 // ---------- processes ----------
 
-const started: { children: ChildProcess[]; proxies: CountingProxy[]; dirs: string[]; s3?: S3TestServer } = {
-  children: [],
-  proxies: [],
-  dirs: [],
-};
-
-async function cleanup(): Promise<void> {
-  await Promise.all(started.children.map(stopProcess));
-  await Promise.all(started.proxies.map((p) => p.close()));
-  await started.s3?.stop();
-  await Promise.all(started.dirs.map((d) => rm(d, { recursive: true, force: true })));
-  started.children = [];
-  started.proxies = [];
-  started.dirs = [];
-  started.s3 = undefined;
-}
-
-function launch(command: string, args: string[], env: NodeJS.ProcessEnv) {
-  const child = spawn(command, args, { env, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  started.children.push(child);
-  let output = '';
-  const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-4000));
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  return { child, output: () => output };
-}
-
-/** SIGTERM by pid, SIGKILL after 5 s. */
-async function stopProcess(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((done) => child.once('exit', done));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-  await exited;
-  clearTimeout(timer);
-}
-
-async function waitReady(url: string, proc: ReturnType<typeof launch>, name: string): Promise<void> {
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    if (proc.child.exitCode !== null) throw new Error(`${name} exited:\n${proc.output()}`);
-    const status = await fetch(`${url}/v2/`).then(
-      (r) => r.status,
-      () => 0,
-    );
-    if (status === 200) return;
-    await sleep(100);
-  }
-  throw new Error(`${name} did not answer /v2/ within ${START_TIMEOUT_MS} ms:\n${proc.output()}`);
-}
-
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
+const started = new Started();
+const cleanup = () => started.cleanup();
 
 async function startBerth(s3: S3TestServer): Promise<Target> {
   const proxy = await CountingProxy.start(s3.endpoint);
   started.proxies.push(proxy);
   const port = await freePort();
   proxy.label = 'startup';
-  const proc = launch(
+  const proc = started.launch(
     join(ROOT, 'node_modules', '.bin', 'tsx'),
     ['bin/berth.ts', 'serve', '--port', String(port), '--storage', 's3'],
     {
@@ -129,7 +78,7 @@ async function startBerth(s3: S3TestServer): Promise<Target> {
     },
   );
   const url = `http://127.0.0.1:${port}`;
-  await waitReady(url, proc, 'Berth');
+  await started.waitReady(url, proc, 'Berth', START_TIMEOUT_MS);
   await sleep(SETTLE_MS);
   proxy.label = undefined;
   return { name: 'Berth', url, proxy, child: proc.child, calls: new Map() };
@@ -141,12 +90,7 @@ async function startDistribution(
   bucket: string,
   cache: boolean,
 ): Promise<Target> {
-  const client = new S3Client({ endpoint: s3.endpoint, region: s3.region, forcePathStyle: true });
-  try {
-    await client.send(new CreateBucketCommand({ Bucket: bucket }));
-  } finally {
-    client.destroy();
-  }
+  await createBucket(s3, bucket);
   const proxy = await CountingProxy.start(s3.endpoint);
   started.proxies.push(proxy);
   const port = await freePort();
@@ -158,10 +102,10 @@ async function startDistribution(
   );
   const env = distributionEnv();
   proxy.label = 'startup';
-  const proc = launch(DISTRIBUTION, ['serve', file], env);
+  const proc = started.launch(DISTRIBUTION, ['serve', file], env);
   const url = `http://127.0.0.1:${port}`;
   const name = cache ? 'Distribution + cache' : 'Distribution';
-  await waitReady(url, proc, name);
+  await started.waitReady(url, proc, name, START_TIMEOUT_MS);
   await sleep(SETTLE_MS);
   proxy.label = undefined;
   return { name, url, proxy, child: proc.child, calls: new Map() };
@@ -413,8 +357,8 @@ function version(command: string, args: string[]): string {
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-bench-s3-'));
   started.dirs.push(dir);
-  started.s3 = await startS3Server();
-  const s3 = started.s3;
+  const s3 = await startS3Server();
+  started.s3 = s3;
   const targets = [
     await startBerth(s3),
     await startDistribution(s3, dir, 'distribution', false),

@@ -5,6 +5,7 @@
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -216,4 +217,69 @@ export async function runScript(
     await cleanup();
     clearTimeout(timer);
   }
+}
+
+/** A process a bench script started, with the tail of its output. */
+export interface Launched {
+  readonly child: ChildProcess;
+  output(): string;
+}
+
+/**
+ * What a bench script started (registries, proxies, MinIO, temporary directories), so that its
+ * cleanup (`runScript`) stops and removes all of it whatever happened.
+ */
+export class Started {
+  children: ChildProcess[] = [];
+  proxies: { close(): Promise<void> }[] = [];
+  dirs: string[] = [];
+  s3: { stop(): Promise<void> } | undefined;
+
+  /** Spawns `command` in the project root, keeping the last 4,000 characters of its output. */
+  launch(command: string, args: string[], env: NodeJS.ProcessEnv): Launched {
+    const child = spawn(command, args, { env, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.children.push(child);
+    let output = '';
+    const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-4000));
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    return { child, output: () => output };
+  }
+
+  /** Waits until `url`/v2/ answers 200; fails with the process's output if it exits or `timeoutMs` passes. */
+  async waitReady(url: string, proc: Launched, name: string, timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (proc.child.exitCode !== null) throw new Error(`${name} exited:\n${proc.output()}`);
+      const status = await fetch(`${url}/v2/`).then(
+        (r) => r.status,
+        () => 0,
+      );
+      if (status === 200) return;
+      await sleep(100);
+    }
+    throw new Error(`${name} did not answer /v2/ within ${timeoutMs} ms:\n${proc.output()}`);
+  }
+
+  /** Stops every process (SIGTERM, SIGKILL after 5 s), proxy and MinIO, and removes the directories. */
+  async cleanup(): Promise<void> {
+    await Promise.all(this.children.map(stopProcess));
+    await Promise.all(this.proxies.map((p) => p.close()));
+    await this.s3?.stop();
+    await Promise.all(this.dirs.map((d) => rm(d, { recursive: true, force: true })));
+    this.children = [];
+    this.proxies = [];
+    this.dirs = [];
+    this.s3 = undefined;
+  }
+}
+
+/** SIGTERM, then SIGKILL if the process has not exited after 5 s. */
+export async function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((done) => child.once('exit', done));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+  await exited;
+  clearTimeout(timer);
 }

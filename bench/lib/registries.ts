@@ -54,14 +54,19 @@ async function s3Endpoint(ctx: Context, store: Store): Promise<{ endpoint: strin
   return { endpoint: proxy.endpoint, proxy };
 }
 
-async function newBucket(s3: S3TestServer): Promise<string> {
-  const bucket = `bench-${process.pid}-${++seq}`;
+/** Creates `bucket` on the MinIO. */
+export async function createBucket(s3: S3TestServer, bucket: string): Promise<void> {
   const client = new S3Client({ endpoint: s3.endpoint, region: s3.region, forcePathStyle: true });
   try {
     await client.send(new CreateBucketCommand({ Bucket: bucket }));
   } finally {
     client.destroy();
   }
+}
+
+async function newBucket(s3: S3TestServer): Promise<string> {
+  const bucket = `bench-${process.pid}-${++seq}`;
+  await createBucket(s3, bucket);
   return bucket;
 }
 
