@@ -40,15 +40,18 @@ export async function quarantine(run: Run): Promise<boolean> {
 }
 
 async function setAside(run: Run, item: Deletion): Promise<void> {
-  if (item.kind === 'blob' && run.keep.has(item.digest ?? '')) return;
   const copyKey = GC_KEYS.quarantine(run.state.runId, item.key);
+  if (item.kind === 'blob' && run.keep.has(item.digest ?? '')) {
+    // Needed after all (a push linked it since the mark), so not set aside now. But this run may have
+    // moved it before a crash, before the push's link was seen: then it is recorded as moved, and the
+    // verify phase puts it back for the link (schedules 4045 and 5889 of the simulation).
+    if (!(await run.storage.head(item.key))) await recordMoved(run, item, copyKey);
+    return;
+  }
   const object = await run.storage.get(item.key);
   if (!object) {
     // Gone: deleted meanwhile by someone else, or moved by this run before a crash. The copy tells.
-    if (item.kind !== 'tag') {
-      const copy = await run.storage.head(copyKey);
-      if (copy) record(run, item, copy.metadata[meta.dataKey]);
-    }
+    if (item.kind !== 'tag') await recordMoved(run, item, copyKey);
     return;
   }
   if (item.kind === 'tag') {
@@ -73,6 +76,12 @@ async function setAside(run: Run, item: Deletion): Promise<void> {
   await run.storage.delete(item.key);
   run.registry.facts.forget(item.key);
   record(run, item, object.metadata[meta.dataKey]);
+}
+
+/** Records an item this run moved before a crash, if its copy says so. */
+async function recordMoved(run: Run, item: Deletion, copyKey: string): Promise<void> {
+  const copy = await run.storage.head(copyKey);
+  if (copy) record(run, item, copy.metadata[meta.dataKey]);
 }
 
 function record(run: Run, item: Deletion, dataKey: string | undefined): void {

@@ -82,6 +82,51 @@ for (const driver of gcDrivers()) {
       await pullAndVerify(r, 'app', 'new');
     });
 
+    it('a run killed after setting aside a blob whose link a push wrote again restores it when resumed', async () => {
+      // Found by the simulation (schedules 4045 and 5889): the resumed run saw the link written
+      // again, counted the blob as needed, and so skipped it without noticing the crashed run had
+      // already moved it; the blob's copy went with the run's leftovers.
+      const store = new ControlledStore(await driver.make());
+      const r = testRegistry({ storage: store });
+      const old = imageOf(82);
+      await push(r, 'app', 'old', old);
+      await deleteManifest(r, 'app', old.digest);
+      const [config] = old.blobs as [Uint8Array<ArrayBuffer>];
+      const layer = imageOf(83).blobs[1]!;
+      const image = { blobs: [config, layer], manifest: imageManifest(config, [layer]), digest: '' };
+      image.digest = sha256(image.manifest);
+      const d = parseDigest(sha256(config));
+      let pushed = false;
+      store.setGate(async (c) => {
+        if (c.actor?.name !== 'gc') return 'run';
+        if (c.op === 'get' && c.key === keys.blob(d) && !pushed) {
+          // The link of D in app is set aside already; a push uploads D again (the blob is still
+          // there, so only its link is written) and a manifest that uses it.
+          pushed = true;
+          await runAs({ container: 'client', name: 'push' }, async () => {
+            for (const blob of [config, layer])
+              await r.request(`/v2/app/blobs/uploads/?digest=${sha256(blob)}`, {
+                method: 'POST',
+                body: blob,
+              });
+            expect((await putManifest(r, 'app', 'new', image)).status).toBe(201);
+          });
+        }
+        // The collector dies right after it deleted blob D.
+        return c.op === 'delete' && c.key === keys.blob(d) ? 'crash-after' : 'run';
+      });
+      void runAs({ container: 'gc-1', name: 'gc' }, () => gc(r));
+      await expect.poll(() => store.crashed.has('gc-1'), { timeout: 30_000 }).toBe(true);
+      expect(pushed).toBe(true);
+      const later = Date.now() + 6 * MINUTE;
+      const resumed = await gc(r, { now: () => later });
+      expect(resumed.status).toBe('done');
+      await pullAndVerify(r, 'app', 'new');
+      expect(await storedKeys(r.storage, 'gc/quarantine/')).toEqual([]);
+      expect(await gc(r, { now: () => later })).toMatchObject({ status: 'done' });
+      await pullAndVerify(r, 'app', 'new');
+    });
+
     it('a lock left by a collector process that no longer exists on this host is taken over at once', async () => {
       const r = testRegistry({ storage: await driver.make() });
       const image = imageOf(82);

@@ -3,6 +3,7 @@ import { collectGarbage } from '../../lib/gc/collector.ts';
 import { storeTime } from '../../lib/registry/store-clock.ts';
 import type { StorageDriver } from '../../lib/storage/port.ts';
 import { Client, makePool } from './clients.ts';
+import { ControlledStore } from './controlled-store.ts';
 import {
   acknowledgedTags,
   fsckAgrees,
@@ -115,7 +116,9 @@ export async function simulate(seed: number, config: SimConfig): Promise<SimResu
   // The store's clock is its own: the memory store's follows the simulated one, the filesystem's and
   // S3's are real and have moved milliseconds, so everything is judged stale with a TTL of zero, once
   // the store's clock has passed the whole second the last write was stamped in (S3 keeps seconds).
-  const quiet = new Container('final', inner);
+  // Through a store that runs every call as it comes, only to keep the calls in the replay trace.
+  const quietStore = new ControlledStore(inner);
+  const quiet = new Container('final', quietStore);
   clock.set(clock.now + UPLOAD_TTL_MS + LEASE_MS + 1);
   await nextStoreSecond(inner);
   await quiet.registry.uploads.purgeStale(0);
@@ -156,7 +159,7 @@ export async function simulate(seed: number, config: SimConfig): Promise<SimResu
   return {
     seed,
     problems,
-    trace: world.store.trace,
+    trace: [...world.store.trace, ...quietStore.trace.map((line) => `quiet: ${line}`)],
     stats: {
       steps: world.scheduler.steps,
       calls: world.store.trace.length,

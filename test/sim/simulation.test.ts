@@ -54,7 +54,8 @@ function config(): SimConfig {
 }
 
 function replay(result: SimResult): string {
-  // BERTH_SIM_TRACE=<text>: also print every storage call whose line contains it.
+  // BERTH_SIM_TRACE=<text>: also print every storage call whose line contains it (the quiet phase's
+  // calls, the janitor and final collection after the schedule, start with `quiet:`).
   const grep = process.env.BERTH_SIM_TRACE;
   const matching = grep
     ? `\nstorage calls matching ${grep}:\n  ${result.trace.filter((l) => l.includes(grep)).join('\n  ')}`
@@ -62,7 +63,10 @@ function replay(result: SimResult): string {
   return (
     `schedule ${result.seed} broke an invariant on the ${STORE} store:\n  ${result.problems.join('\n  ')}\n` +
     `replay: BERTH_SIM_STORE=${STORE} BERTH_SIM_SEED=${result.seed} BERTH_SIM_RUNS=1 npx vitest run test/sim\n` +
-    `last storage calls:\n  ${result.trace.slice(-25).join('\n  ')}${matching}`
+    `last storage calls of the schedule:\n  ${result.trace
+      .filter((l) => !l.startsWith('quiet: '))
+      .slice(-25)
+      .join('\n  ')}${matching}`
   );
 }
 
@@ -79,9 +83,12 @@ describe.skipIf(STORE === 's3' && !minioInstalled && process.env.CI !== 'true')(
     // Schedules outside the seeds above that once broke an invariant, kept as they were found (a
     // change to the simulation's choices gives a seed another schedule, so each names what it found
     // then; RELIABILITY.md lists them). 5321: a stale direct-upload session's sweep deleted data a
-    // collection had set the blob aside with (HEAD 200, GET 404 once the blob was put back).
+    // collection had set the blob aside with (HEAD 200, GET 404 once the blob was put back). 5889: a
+    // collection that crashed after setting a blob aside was resumed, saw a link a push had written
+    // again meanwhile, and skipped the blob without recording its move; the blob's copy went with the
+    // run's leftovers (tags 404, links naming data that was gone).
     it.skipIf(STORE !== 'memory')('holds every invariant over the schedules that found bugs', async () => {
-      for (const seed of [5321]) {
+      for (const seed of [5321, 5889]) {
         const result = await simulate(seed, config());
         if (result.problems.length > 0) expect.fail(replay(result));
       }
