@@ -8,6 +8,7 @@ import {
   type ObjectStream,
   type StorageDriver,
 } from '../storage/port.ts';
+import type { ImmutableFacts } from './immutable-facts.ts';
 import { keys, meta } from './keys.ts';
 
 /** Where a blob's bytes are and how many there are. */
@@ -24,7 +25,14 @@ export interface BlobInfo {
  * costs one storage read.
  */
 export class Blobs {
-  constructor(private readonly storage: StorageDriver) {}
+  /**
+   * `facts`: this process's cache of what it saw (immutable-facts.ts); a link written here is a fact
+   * as good as one read, so a manifest PUT after a push through this process need not read it again.
+   */
+  constructor(
+    private readonly storage: StorageDriver,
+    private readonly facts?: ImmutableFacts,
+  ) {}
 
   async stat(repo: RepositoryName, digest: ParsedDigest): Promise<BlobInfo | undefined> {
     const link = await this.storage.head(keys.layerLink(repo, digest));
@@ -73,9 +81,12 @@ export class Blobs {
   }
 
   async link(repo: RepositoryName, info: BlobInfo): Promise<void> {
-    await this.storage.put(keys.layerLink(repo, info.digest), new Uint8Array(0), {
+    const key = keys.layerLink(repo, info.digest);
+    const written = this.facts?.begin();
+    await this.storage.put(key, new Uint8Array(0), {
       metadata: { [meta.size]: String(info.size), [meta.dataKey]: info.dataKey },
     });
+    if (written) this.facts?.remember(key, info, written);
   }
 
   /** Removes the repository's link; the bytes stay for garbage collection. */

@@ -60,7 +60,7 @@ export class Registry {
 
   constructor(options: RegistryOptions) {
     this.storage = options.storage;
-    this.blobs = new Blobs(options.storage);
+    this.blobs = new Blobs(options.storage, this.facts);
     this.sessions = new SessionStore(options.storage, {
       leaseMs: options.limits.leaseMs,
       exclusive: options.storage.exclusive ?? false,
