@@ -43,9 +43,10 @@ async function setAside(run: Run, item: Deletion): Promise<void> {
   const copyKey = GC_KEYS.quarantine(run.state.runId, item.key);
   if (item.kind === 'blob' && run.keep.has(item.digest ?? '')) {
     // Needed after all (a push linked it since the mark), so not set aside now. But this run may have
-    // moved it before a crash, before the push's link was seen: then it is recorded as moved, and the
-    // verify phase puts it back for the link (schedules 4045 and 5889 of the simulation).
-    if (!(await run.storage.head(item.key))) await recordMoved(run, item, copyKey);
+    // moved it before a crash, before the push's link was seen: its copy says so, and it is recorded
+    // as moved, so that verify puts it back for the link, or, if it was uploaded again meanwhile, the
+    // finish re-points the links naming its old data (schedules 4045 and 5889 of the simulation).
+    await recordMoved(run, item, copyKey, true);
     return;
   }
   const object = await run.storage.get(item.key);
@@ -65,6 +66,9 @@ async function setAside(run: Run, item: Deletion): Promise<void> {
   if (object.lastModified.getTime() > run.cutoff) {
     // Written again since the mark (a push): needed after all, and so is what a link names.
     if (item.kind === 'link' && item.digest) run.keep.add(item.digest);
+    // A blob this run moved before a crash and a push uploaded again: links written before the move
+    // name its old data, which the finish deletes once it has re-pointed them.
+    if (item.kind === 'blob') await recordMoved(run, item, copyKey, true);
     return;
   }
   await run.storage.put(copyKey, object.body, {
@@ -78,10 +82,18 @@ async function setAside(run: Run, item: Deletion): Promise<void> {
   record(run, item, object.metadata[meta.dataKey]);
 }
 
-/** Records an item this run moved before a crash, if its copy says so. */
-async function recordMoved(run: Run, item: Deletion, copyKey: string): Promise<void> {
+/**
+ * Records an item this run moved before a crash, if its copy says so. `back`: the original is there
+ * again (a push stored it anew), or may be. Then only a blob whose bytes were in a data object of its
+ * own counts: links written before the move name that data. A blob stored whole was its own data,
+ * and its key is valid again.
+ */
+async function recordMoved(run: Run, item: Deletion, copyKey: string, back = false): Promise<void> {
   const copy = await run.storage.head(copyKey);
-  if (copy) record(run, item, copy.metadata[meta.dataKey]);
+  if (!copy) return;
+  const dataKey = copy.metadata[meta.dataKey];
+  if (back && !dataKey && (await run.storage.head(item.key))) return;
+  record(run, item, dataKey);
 }
 
 function record(run: Run, item: Deletion, dataKey: string | undefined): void {

@@ -2,7 +2,8 @@ import { spawnSync } from 'node:child_process';
 import { hostname } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GC_KEYS } from '../../lib/gc/state.ts';
-import { keys } from '../../lib/registry/keys.ts';
+import { keys, meta } from '../../lib/registry/keys.ts';
+import type { RepositoryName } from '../../lib/oci/names.ts';
 import { parseDigest } from '../../lib/oci/digest.ts';
 import { sha256, testRegistry } from '../http/harness.ts';
 import {
@@ -25,6 +26,27 @@ import { imageManifest } from '../http/harness.ts';
  */
 
 const MINUTE = 60_000;
+
+/** docker's upload: POST, PATCH with the whole blob, PUT ?digest without bytes. */
+async function uploadChunked(
+  r: ReturnType<typeof testRegistry>,
+  repo: string,
+  blob: Uint8Array,
+): Promise<void> {
+  const started = await r.request(`/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+  expect(started.status).toBe(202);
+  const patched = await r.request(started.headers.get('Location')!, {
+    method: 'PATCH',
+    headers: { 'Content-Type': 'application/octet-stream' },
+    body: blob as Uint8Array<ArrayBuffer>,
+  });
+  expect(patched.status).toBe(202);
+  const location = patched.headers.get('Location')!;
+  const done = await r.request(`${location}${location.includes('?') ? '&' : '?'}digest=${sha256(blob)}`, {
+    method: 'PUT',
+  });
+  expect(done.status).toBe(201);
+}
 
 for (const driver of gcDrivers()) {
   describe.skipIf(!driver.available)(`garbage collection crash and resume on ${driver.name}`, () => {
@@ -125,6 +147,52 @@ for (const driver of gcDrivers()) {
       expect(await storedKeys(r.storage, 'gc/quarantine/')).toEqual([]);
       expect(await gc(r, { now: () => later })).toMatchObject({ status: 'done' });
       await pullAndVerify(r, 'app', 'new');
+    });
+
+    it('a run killed after setting aside a blob that was then uploaded again re-points the links that name its old data', async () => {
+      // docker's way (POST, PATCH, PUT): the blob's bytes are in a data object the blob points at, so
+      // a blob uploaded again names new data, and a link written before names the old.
+      const store = new ControlledStore(await driver.make());
+      const r = testRegistry({ storage: store });
+      const old = imageOf(84);
+      const [config] = old.blobs as [Uint8Array<ArrayBuffer>];
+      await uploadChunked(r, 'app', config);
+      await push(r, 'app', 'old', old);
+      await deleteManifest(r, 'app', old.digest);
+      const layer = imageOf(85).blobs[1]!;
+      const image = { blobs: [config, layer], manifest: imageManifest(config, [layer]), digest: '' };
+      image.digest = sha256(image.manifest);
+      const d = parseDigest(sha256(config));
+      let pushed = false;
+      store.setGate(async (c) => {
+        if (c.actor?.name !== 'gc') return 'run';
+        if (c.op === 'get' && c.key === keys.blob(d) && !pushed) {
+          // The blob is still there: the push only links it (naming its data) and tags an image.
+          pushed = true;
+          await runAs({ container: 'client', name: 'push' }, async () => {
+            await uploadChunked(r, 'app', config);
+            await uploadChunked(r, 'app', layer);
+            expect((await putManifest(r, 'app', 'new', image)).status).toBe(201);
+          });
+        }
+        return c.op === 'delete' && c.key === keys.blob(d) ? 'crash-after' : 'run';
+      });
+      void runAs({ container: 'gc-1', name: 'gc' }, () => gc(r));
+      await expect.poll(() => store.crashed.has('gc-1'), { timeout: 30_000 }).toBe(true);
+      // Before the collection resumes, another repository uploads the same bytes: the blob is gone,
+      // so it is stored anew, with new data.
+      await runAs({ container: 'client', name: 'other' }, () => uploadChunked(r, 'other', config));
+      const later = Date.now() + 6 * MINUTE;
+      expect((await gc(r, { now: () => later, uploadTtlMs: 0 })).status).toBe('done');
+      expect((await gc(r, { now: () => later, uploadTtlMs: 0 })).status).toBe('done');
+      // The link names the blob's data now: a redirected GET (S3) presigns the link's data key, and
+      // the old data went with the collection (a streamed GET would repair a stale link, but a
+      // redirect cannot).
+      const link = await r.storage.head(keys.layerLink('app' as RepositoryName, d));
+      const blob = await r.storage.head(keys.blob(d));
+      expect(link?.metadata[meta.dataKey]).toBe(blob?.metadata[meta.dataKey]);
+      await pullAndVerify(r, 'app', 'new');
+      expect(await storedKeys(r.storage, 'gc/quarantine/')).toEqual([]);
     });
 
     it('a lock left by a collector process that no longer exists on this host is taken over at once', async () => {
