@@ -21,13 +21,32 @@ vi.mock('node:crypto', async (importOriginal) => {
  *   BERTH_SIM_RUNS   schedules to run (default 1500 on the memory store, 40 on the others)
  *   BERTH_SIM_SEED   the first seed (default 1); a failure prints the seed that replays it
  *   BERTH_SIM_STORE  memory (default), filesystem, s3
+ *   BERTH_SIM_FAULTS fault rates for a stress sweep, e.g. crash=0.05,fail=0.02 (defaults below)
  * Replay one schedule: BERTH_SIM_SEED=<seed> BERTH_SIM_RUNS=1 npx vitest run test/sim
  */
 
 const STORE = (process.env.BERTH_SIM_STORE ?? 'memory') as 'memory' | 'filesystem' | 's3';
 const RUNS = Number(process.env.BERTH_SIM_RUNS ?? (STORE === 'memory' ? 1500 : 40));
 const FIRST = Number(process.env.BERTH_SIM_SEED ?? 1);
-const FAULTS = { fail: 0.01, lose: 0.01, short: 0.1, crash: 0.01 };
+// BERTH_SIM_FAULTS=crash=0.05,fail=0.02 changes rates for a stress sweep (the same seed is then
+// another schedule; a failure's replay line names the rates).
+const FAULTS = {
+  fail: 0.01,
+  lose: 0.01,
+  short: 0.1,
+  crash: 0.01,
+  ...Object.fromEntries(
+    (process.env.BERTH_SIM_FAULTS ?? '')
+      .split(',')
+      .filter((pair) => pair.includes('='))
+      .map((pair) => {
+        const [name, value] = pair.split('=') as [string, string];
+        if (!['fail', 'lose', 'short', 'crash'].includes(name) || !(Number(value) >= 0))
+          throw new Error(`BERTH_SIM_FAULTS: ${pair}: expected fail|lose|short|crash=<probability>`);
+        return [name, Number(value)];
+      }),
+  ),
+};
 
 const dirs: string[] = [];
 let s3: S3TestServer | undefined;
@@ -62,7 +81,7 @@ function replay(result: SimResult): string {
     : '';
   return (
     `schedule ${result.seed} broke an invariant on the ${STORE} store:\n  ${result.problems.join('\n  ')}\n` +
-    `replay: BERTH_SIM_STORE=${STORE} BERTH_SIM_SEED=${result.seed} BERTH_SIM_RUNS=1 npx vitest run test/sim\n` +
+    `replay: BERTH_SIM_STORE=${STORE}${process.env.BERTH_SIM_FAULTS ? ` BERTH_SIM_FAULTS=${process.env.BERTH_SIM_FAULTS}` : ''} BERTH_SIM_SEED=${result.seed} BERTH_SIM_RUNS=1 npx vitest run test/sim\n` +
     `last storage calls of the schedule:\n  ${result.trace
       .filter((l) => !l.startsWith('quiet: '))
       .slice(-25)
