@@ -91,4 +91,6 @@ export const meta = {
   digest: 'digest',
   dataKey: 'data-key',
   size: 'blob-size',
+  /** On a tag of a mirrored repository: when the upstream last confirmed it (ms since the epoch). */
+  checked: 'mirror-checked',
 } as const;
