@@ -41,6 +41,14 @@ export const DIRECT_UPLOAD_DEFAULTS = {
   verifyLeaseMs: 15 * 60 * 1000,
 } as const;
 
+/** The part sizes of the store's multipart uploads, which a direct upload's client must keep to. */
+export interface PartLimits {
+  /** Every part but the last has at least this many bytes. */
+  readonly minPartSize: number;
+  readonly maxPartSize: number;
+  readonly maxParts: number;
+}
+
 /** The registry operations, free of HTTP: what lib/http calls. */
 export class Registry {
   readonly storage: StorageDriver;
@@ -56,6 +64,8 @@ export class Registry {
    * Whatever deletes a link or manifest through this process forgets it here first and after.
    */
   readonly facts = new ImmutableFacts();
+  /** What the store's multipart uploads accept (the direct-upload extension tells its clients). */
+  readonly partLimits: PartLimits;
   private readonly mountWithoutFrom: boolean;
 
   constructor(options: RegistryOptions) {
@@ -90,6 +100,8 @@ export class Registry {
       options.immutableTags,
       this.facts,
     );
+    const { minPartSize, maxPartSize, maxParts } = options.storage.multipart;
+    this.partLimits = { minPartSize, maxPartSize, maxParts };
     this.mountWithoutFrom = options.mountWithoutFrom;
   }
 

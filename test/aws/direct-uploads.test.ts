@@ -128,6 +128,8 @@ describe.skipIf(!minioInstalled && !process.env.CI)('direct uploads on S3 (MinIO
     });
     expect(res.status, await res.clone().text()).toBe(200);
     const body = (await res.json()) as { parts: { partNumber: number; url: string }[] };
+    // The part rules the client must keep to are S3's, as the store reports them.
+    expect(body).toMatchObject({ minPartSize: 5 * MiB, maxPartSize: 5 * 1024 * MiB, maxParts: 10_000 });
     return body.parts.map((p) => p.url);
   }
 
