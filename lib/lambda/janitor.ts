@@ -3,7 +3,6 @@ import { fsck } from '../fsck/fsck.ts';
 import { FSCK_REPORT_KEY, type FsckReport } from '../fsck/report.ts';
 import { collectGarbage, countByKind, type GcOptions } from '../gc/collector.ts';
 import { GC_KEYS } from '../gc/state.ts';
-import { computeUsage, saveUsage } from '../gc/usage.ts';
 import { parseStoredJson } from '../util/json.ts';
 import { describeError, type Logger } from '../logging/logger.ts';
 import type { Registry } from '../registry/registry.ts';
@@ -135,7 +134,7 @@ export function createJanitorHandler(
             restored: result.restored,
           };
           if (result.status === 'done' && context.getRemainingTimeInMillis() > USAGE_MIN_REMAINING_MS) {
-            await saveUsage(registry.storage, await computeUsage(registry.storage));
+            await registry.usage.save(await registry.usage.compute());
           }
         }
         let checked: JanitorSummary['fsck'];

@@ -14,6 +14,7 @@ import { Uploads, type UploadLimits } from './uploads.ts';
 import { SessionStore } from './upload-session.ts';
 import { UploadStateSigner } from './upload-state.ts';
 import { UploadQuota, type UploadQuotaLimits } from './upload-quota.ts';
+import { Usage } from './usage.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { ImmutableRule } from './tag-policy.ts';
 
@@ -59,6 +60,8 @@ export class Registry {
   readonly sessions: SessionStore;
   readonly referrers: Referrers;
   readonly manifests: Manifests;
+  /** The usage report: computed by garbage collection and `berth usage`, read by the admin API. */
+  readonly usage: Usage;
   /**
    * What this process recently saw of the store, for manifest PUTs (lib/registry/immutable-facts.ts).
    * Whatever deletes a link or manifest through this process forgets it here first and after.
@@ -100,6 +103,7 @@ export class Registry {
       options.immutableTags,
       this.facts,
     );
+    this.usage = new Usage(options.storage);
     const { minPartSize, maxPartSize, maxParts } = options.storage.multipart;
     this.partLimits = { minPartSize, maxPartSize, maxParts };
     this.mountWithoutFrom = options.mountWithoutFrom;

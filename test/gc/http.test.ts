@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addUser } from '../../lib/auth/admin.ts';
 import { FileAuthStore } from '../../lib/auth/auth-store.ts';
 import { parseImmutableTags, parseRetention } from '../../lib/registry/tag-policy.ts';
-import { computeUsage, saveUsage } from '../../lib/gc/usage.ts';
+import { Usage } from '../../lib/registry/usage.ts';
 import { createJanitorHandler } from '../../lib/lambda/janitor.ts';
 import { createLambdaLogger } from '../../lib/lambda/logging.ts';
 import { createLogger } from '../../lib/logging/logger.ts';
@@ -83,7 +83,8 @@ describe('usage API', () => {
     const none = await r.request('/v2/_berth/v1/usage', { headers: { Authorization: admin } });
     expect(none.status).toBe(404);
     expect(await none.text()).toContain('berth usage --save');
-    await saveUsage(storage, await computeUsage(storage));
+    const usage = new Usage(storage);
+    await usage.save(await usage.compute());
     const ok = await r.request('/v2/_berth/v1/usage', { headers: { Authorization: admin } });
     expect(ok.status).toBe(200);
     expect(await ok.json()).toMatchObject({ totalBlobs: 0, repositories: [] });
