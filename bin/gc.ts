@@ -9,7 +9,7 @@ import { formatUsage, Usage } from '../lib/registry/usage.ts';
 import { formatBytes } from '../lib/logging/format.ts';
 import { MANIFEST_CHECK_WINDOW_MS } from '../lib/registry/manifests.ts';
 import { InMemoryHashStates } from '../lib/registry/hashing.ts';
-import { createRegistry, createStorage } from '../lib/setup/registry.ts';
+import { createStorage, openStore } from '../lib/setup/registry.ts';
 import type { Config } from '../lib/config/config.ts';
 import { STORE_FLAGS, storeConfigInput } from './serve.ts';
 import { UsageError } from './accounts.ts';
@@ -66,8 +66,8 @@ export async function gc(argv: string[]): Promise<number> {
     );
   }
   const dryRun = values['dry-run'] === true;
-  const registry = await createRegistry(config, { hashes: new InMemoryHashStates() });
-  const result = await collectGarbage(registry, {
+  const store = await openStore(config, { hashes: new InMemoryHashStates() });
+  const result = await collectGarbage(store, {
     ...gcOptionsOf(config),
     settleMs,
     dryRun,
@@ -95,7 +95,7 @@ export async function gc(argv: string[]): Promise<number> {
       `${counts ? `: ${counts}` : ': nothing to collect'}` +
       `${result.restored > 0 ? `; ${result.restored} set-aside objects were needed again and put back` : ''}\n`,
   );
-  if (!dryRun) await registry.usage.save(await registry.usage.compute());
+  if (!dryRun) await store.registry.usage.save(await store.registry.usage.compute());
   return 0;
 }
 

@@ -50,9 +50,22 @@ export interface PartLimits {
   readonly maxParts: number;
 }
 
+/**
+ * A registry and the store it runs on, as lib/setup hands them to the modules that work on the
+ * store's layout directly: garbage collection, fsck, the web UI's read model (lib/browse) and the
+ * maintenance loops (the janitor, the local server's purge). Nothing else gets the storage port: the
+ * routes and the mirror go through the registry's operations (docs/architecture.md, "Who touches
+ * storage").
+ */
+export interface RegistryStore {
+  readonly registry: Registry;
+  readonly storage: StorageDriver;
+}
+
 /** The registry operations, free of HTTP: what lib/http calls. */
 export class Registry {
-  readonly storage: StorageDriver;
+  /** Private: whoever needs the raw store gets it from lib/setup beside the registry (RegistryStore). */
+  readonly #storage: StorageDriver;
   readonly blobs: Blobs;
   readonly uploads: Uploads;
   readonly direct: DirectUploads;
@@ -72,7 +85,7 @@ export class Registry {
   private readonly mountWithoutFrom: boolean;
 
   constructor(options: RegistryOptions) {
-    this.storage = options.storage;
+    this.#storage = options.storage;
     this.blobs = new Blobs(options.storage);
     this.sessions = new SessionStore(options.storage, {
       leaseMs: options.limits.leaseMs,
@@ -130,7 +143,7 @@ export class Registry {
     const still = await this.blobs.statGlobal(digest);
     if (still?.dataKey === source.dataKey) return source;
     this.facts.forget(keys.layerLink(repo, digest));
-    await this.storage.delete(keys.layerLink(repo, digest));
+    await this.#storage.delete(keys.layerLink(repo, digest));
     this.facts.forget(keys.layerLink(repo, digest));
     return undefined;
   }
@@ -156,8 +169,8 @@ export class Registry {
    */
   async listTags(repo: RepositoryName, options: { n?: number; last?: string }): Promise<NamePage> {
     const [page, entry] = await Promise.all([
-      listNames(this.storage, keys.tagsPrefix(repo), options),
-      this.storage.head(keys.catalog(repo)),
+      listNames(this.#storage, keys.tagsPrefix(repo), options),
+      this.#storage.head(keys.catalog(repo)),
     ]);
     if (page.names.length === 0 && !entry) {
       throw new RegistryError('NAME_UNKNOWN', `repository ${repo} is not known to this registry`);
@@ -166,6 +179,6 @@ export class Registry {
   }
 
   async catalog(options: { n?: number; last?: string }): Promise<NamePage> {
-    return listNames(this.storage, keys.catalogPrefix, options);
+    return listNames(this.#storage, keys.catalogPrefix, options);
   }
 }

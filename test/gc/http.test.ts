@@ -109,7 +109,7 @@ describe('janitor', () => {
     const lines: string[] = [];
     const { remainingMs: _r, sleep: _s, ...options } = gcDefaults;
     const janitor = createJanitorHandler(
-      r.registry,
+      r,
       3600,
       createLambdaLogger('info', (l) => lines.push(l)),
       options,
@@ -141,7 +141,7 @@ describe('janitor', () => {
     const storage = new MemoryDriver({ clock: () => clock });
     const r = testRegistry({ storage });
     const { remainingMs: _r, sleep: _s, ...options } = gcDefaults;
-    const janitor = createJanitorHandler(r.registry, 3600, createLambdaLogger('silent'), {
+    const janitor = createJanitorHandler(r, 3600, createLambdaLogger('silent'), {
       ...options,
       now: () => clock,
       intervalMs: 24 * 3600_000,
