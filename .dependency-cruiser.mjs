@@ -59,6 +59,15 @@ export default {
       },
     },
     {
+      name: 'routes-and-mirror-go-through-the-registry',
+      comment:
+        'lib/http and lib/mirror reach the store only through the registry (docs/architecture.md, "Who touches ' +
+        'storage"): they build no storage keys, list no layout and use no driver; the port\'s types and errors are fine',
+      severity: 'error',
+      from: { path: '^lib/(http|mirror)/' },
+      to: { path: '^lib/(registry/(keys|layout)[.]ts$|storage/)', pathNot: '^lib/storage/port[.]ts$' },
+    },
+    {
       name: 'no-circular',
       comment: 'files that import each other (types included) cannot be read or moved one at a time',
       severity: 'error',

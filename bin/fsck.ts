@@ -6,7 +6,7 @@ import { fsck as check } from '../lib/fsck/fsck.ts';
 import { formatReport } from '../lib/fsck/format.ts';
 import { exitCodeOf } from '../lib/fsck/report.ts';
 import { InMemoryHashStates } from '../lib/registry/hashing.ts';
-import { createRegistry } from '../lib/setup/registry.ts';
+import { openStore } from '../lib/setup/registry.ts';
 import { describeError } from '../lib/logging/logger.ts';
 import { STORE_FLAGS, storeConfigInput } from './serve.ts';
 
@@ -45,8 +45,8 @@ export async function fsck(argv: string[]): Promise<number> {
           : {}),
       }),
     );
-    const registry = await createRegistry(config, { hashes: new InMemoryHashStates() });
-    const report = await check(registry, {
+    const store = await openStore(config, { hashes: new InMemoryHashStates() });
+    const report = await check(store, {
       uploadTtlMs: config.uploadTtlSeconds * 1000,
       graceMs: config.gcGraceSeconds * 1000,
       verifyDigests: values['verify-digests'] === true,

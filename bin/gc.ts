@@ -5,11 +5,11 @@ import { collectGarbage, countByKind, MIN_SETTLE_MS } from '../lib/gc/collector.
 import { gcOptionsOf } from '../lib/setup/gc.ts';
 import type { LockInfo } from '../lib/gc/state.ts';
 import { formatDuration, parseDuration } from '../lib/gc/duration.ts';
-import { computeUsage, formatUsage, saveUsage } from '../lib/gc/usage.ts';
+import { formatUsage, Usage } from '../lib/registry/usage.ts';
 import { formatBytes } from '../lib/logging/format.ts';
 import { MANIFEST_CHECK_WINDOW_MS } from '../lib/registry/manifests.ts';
 import { InMemoryHashStates } from '../lib/registry/hashing.ts';
-import { createRegistry, createStorage } from '../lib/setup/registry.ts';
+import { createStorage, openStore } from '../lib/setup/registry.ts';
 import type { Config } from '../lib/config/config.ts';
 import { STORE_FLAGS, storeConfigInput } from './serve.ts';
 import { UsageError } from './accounts.ts';
@@ -66,8 +66,8 @@ export async function gc(argv: string[]): Promise<number> {
     );
   }
   const dryRun = values['dry-run'] === true;
-  const registry = await createRegistry(config, { hashes: new InMemoryHashStates() });
-  const result = await collectGarbage(registry, {
+  const store = await openStore(config, { hashes: new InMemoryHashStates() });
+  const result = await collectGarbage(store, {
     ...gcOptionsOf(config),
     settleMs,
     dryRun,
@@ -95,7 +95,7 @@ export async function gc(argv: string[]): Promise<number> {
       `${counts ? `: ${counts}` : ': nothing to collect'}` +
       `${result.restored > 0 ? `; ${result.restored} set-aside objects were needed again and put back` : ''}\n`,
   );
-  if (!dryRun) await saveUsage(registry.storage, await computeUsage(registry.storage));
+  if (!dryRun) await store.registry.usage.save(await store.registry.usage.compute());
   return 0;
 }
 
@@ -106,9 +106,9 @@ export async function usage(argv: string[]): Promise<number> {
     options: { ...STORE_FLAGS, json: { type: 'boolean' }, save: { type: 'boolean' } },
   });
   const config = storeConfig(values);
-  const storage = await createStorage(config);
-  const report = await computeUsage(storage);
-  if (values.save) await saveUsage(storage, report);
+  const usage = new Usage(await createStorage(config));
+  const report = await usage.compute();
+  if (values.save) await usage.save(report);
   process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatUsage(report));
   return 0;
 }

@@ -8,7 +8,7 @@ import { gcOptionsOf } from '../lib/setup/gc.ts';
 import { lambdaConfig } from '../lib/lambda/config.ts';
 import { createJanitorHandler } from '../lib/lambda/janitor.ts';
 import { createLambdaLogger } from '../lib/lambda/logging.ts';
-import { createLambdaRegistry } from '../lib/lambda/registry.ts';
+import { createLambdaStore } from '../lib/lambda/registry.ts';
 import { awsRegionOf } from '../lib/config/config.ts';
 
 /**
@@ -24,7 +24,7 @@ const logger = createLambdaLogger(config.logLevel);
 let lambda: LambdaClient | undefined;
 
 export const handler = createJanitorHandler(
-  await createLambdaRegistry(config),
+  await createLambdaStore(config),
   config.uploadTtlSeconds,
   logger,
   {

@@ -2,12 +2,12 @@
 import { lambdaConfig } from '../lib/lambda/config.ts';
 import { createHttpHandler } from '../lib/lambda/handler.ts';
 import { createLambdaLogger } from '../lib/lambda/logging.ts';
-import { createLambdaApp, createLambdaRegistry } from '../lib/lambda/registry.ts';
+import { createLambdaApp, createLambdaStore } from '../lib/lambda/registry.ts';
 
 // Built once per container, at init, so warm invocations only route and run.
 const config = lambdaConfig(process.env);
 const logger = createLambdaLogger(config.logLevel);
-const app = await createLambdaApp(config, await createLambdaRegistry(config, logger), logger);
+const app = await createLambdaApp(config, await createLambdaStore(config, logger), logger);
 
 // Metrics are log lines too: a silent log level silences them (tests).
 export const handler = createHttpHandler(app, {

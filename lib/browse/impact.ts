@@ -4,7 +4,7 @@ import { tryParseDigest } from '../oci/digest.ts';
 import { mapLimit } from '../util/concurrency.ts';
 import { parseStoredJson } from '../util/json.ts';
 import { keys } from '../registry/keys.ts';
-import type { Registry } from '../registry/registry.ts';
+import type { RegistryStore } from '../registry/registry.ts';
 import type { TagSummaries } from './tags.ts';
 
 /** Tags examined for a delete's consequences, at most (ten listings). */
@@ -39,16 +39,16 @@ export interface DeleteImpact {
  * tag names them.
  */
 export async function deleteImpact(
-  registry: Registry,
+  store: RegistryStore,
   summaries: TagSummaries,
   repo: RepositoryName,
   ref: Reference,
 ): Promise<DeleteImpact> {
-  const stored = await registry.manifests.get(repo, ref);
+  const stored = await store.registry.manifests.get(repo, ref);
   const digest = stored.digest.digest;
   const [all, referrers] = await Promise.all([
     summaries.all(repo, IMPACT_TAG_LIMIT),
-    registry.referrers.list(repo, stored.digest, {}),
+    store.registry.referrers.list(repo, stored.digest, {}),
   ]);
   const naming = all.tags.filter((t) => t.digest === digest).map((t) => t.name);
   const removesTags = ref.kind === 'tag' ? [ref.tag as string] : naming;
@@ -62,7 +62,7 @@ export async function deleteImpact(
     ...new Set([...itself, ...children, ...referrerDigests].filter((d) => !remaining.has(d))),
   ];
   const listed = await childrenOfTaggedIndexes(
-    registry,
+    store,
     repo,
     all.tags
       .filter((t) => !removed.has(t.name) && t.summary?.children !== undefined)
@@ -88,14 +88,14 @@ export async function deleteImpact(
 export const IMPACT_INDEX_LIMIT = 100;
 
 async function childrenOfTaggedIndexes(
-  registry: Registry,
+  store: RegistryStore,
   repo: RepositoryName,
   indexes: string[],
 ): Promise<Set<string>> {
   const distinct = [...new Set(indexes)].slice(0, IMPACT_INDEX_LIMIT);
   const lists = await mapLimit(distinct, 8, async (d) => {
     const digest = tryParseDigest(d);
-    const stored = digest ? await registry.storage.get(keys.manifest(repo, digest)) : undefined;
+    const stored = digest ? await store.storage.get(keys.manifest(repo, digest)) : undefined;
     return stored ? childDigests(stored.body) : [];
   });
   return new Set(lists.flat());

@@ -4,7 +4,7 @@ import type { Reference, RepositoryName, Tag } from '../oci/names.ts';
 import { mapLimit } from '../util/concurrency.ts';
 import { parseStoredJson } from '../util/json.ts';
 import { keys, meta } from '../registry/keys.ts';
-import type { Registry } from '../registry/registry.ts';
+import type { RegistryStore } from '../registry/registry.ts';
 import {
   SUMMARY_META,
   decodeSummary,
@@ -94,17 +94,17 @@ export interface ManifestDetails {
  * itself on S3 (blob GETs redirect to presigned S3 URLs, which answer no CORS).
  */
 export async function manifestDetails(
-  registry: Registry,
+  store: RegistryStore,
   repo: RepositoryName,
   ref: Reference,
 ): Promise<ManifestDetails> {
-  const stored = await registry.manifests.get(repo, ref);
+  const stored = await store.registry.manifests.get(repo, ref);
   const json = (parseStoredJson(stored.bytes) ?? {}) as RawManifest;
   const digest = stored.digest;
   const [config, platforms, referrers] = await Promise.all([
-    isIndexMediaType(stored.mediaType) ? undefined : configView(registry, repo, stored.bytes, json),
-    isIndexMediaType(stored.mediaType) ? platformRows(registry, repo, json) : undefined,
-    referrerRows(registry, repo, digest),
+    isIndexMediaType(stored.mediaType) ? undefined : configView(store, repo, stored.bytes, json),
+    isIndexMediaType(stored.mediaType) ? platformRows(store, repo, json) : undefined,
+    referrerRows(store, repo, digest),
   ]);
   // The config was read once for the view; the summary takes its time and platform from there.
   const summary = summarizeManifest(stored.bytes, stored.mediaType);
@@ -165,7 +165,7 @@ function layerRow(d: RawDescriptor): LayerRow {
 }
 
 async function configView(
-  registry: Registry,
+  store: RegistryStore,
   repo: RepositoryName,
   bytes: Uint8Array,
   manifest: RawManifest,
@@ -177,7 +177,7 @@ async function configView(
     mediaType: String(descriptor.mediaType),
     size: typeof descriptor.size === 'number' ? descriptor.size : 0,
   };
-  const raw = await readImageConfig(registry.storage, repo, bytes, CONFIG_DISPLAY_LIMIT);
+  const raw = await readImageConfig(store.storage, repo, bytes, CONFIG_DISPLAY_LIMIT);
   if (!raw) {
     return {
       ...base,
@@ -225,7 +225,7 @@ async function configView(
 }
 
 async function platformRows(
-  registry: Registry,
+  store: RegistryStore,
   repo: RepositoryName,
   index: RawManifest,
 ): Promise<PlatformRow[]> {
@@ -239,7 +239,7 @@ async function platformRows(
     const digest = typeof child.digest === 'string' ? tryParseDigest(child.digest) : undefined;
     const stored =
       digest && !attestation && position < INDEX_CHILDREN_LIMIT
-        ? await registry.storage.get(keys.manifest(repo, digest))
+        ? await store.storage.get(keys.manifest(repo, digest))
         : undefined;
     const size = stored ? summarizeManifest(stored.body, stored.contentType ?? '').size : undefined;
     return {
@@ -253,13 +253,13 @@ async function platformRows(
 }
 
 async function referrerRows(
-  registry: Registry,
+  store: RegistryStore,
   repo: RepositoryName,
   digest: ParsedDigest,
 ): Promise<{ rows: ReferrerRow[]; more: boolean }> {
   const [page, tagged] = await Promise.all([
-    registry.referrers.list(repo, digest, {}),
-    tagSchemeReferrers(registry, repo, digest),
+    store.registry.referrers.list(repo, digest, {}),
+    tagSchemeReferrers(store, repo, digest),
   ]);
   const rows: ReferrerRow[] = page.descriptors.slice(0, REFERRERS_SHOWN).map((d) => ({
     digest: d.digest,
@@ -279,7 +279,7 @@ async function referrerRows(
 
 /** Cosign's (and others') tag scheme for registries without a referrers API: `sha256-<hex>.sig`. */
 async function tagSchemeReferrers(
-  registry: Registry,
+  store: RegistryStore,
   repo: RepositoryName,
   digest: ParsedDigest,
 ): Promise<ReferrerRow[]> {
@@ -287,7 +287,7 @@ async function tagSchemeReferrers(
   const found = await Promise.all(
     suffixes.map(async (suffix) => {
       const tag = `${digest.algorithm}-${digest.hex}.${suffix}` as Tag;
-      const head = await registry.storage.head(keys.tag(repo, tag));
+      const head = await store.storage.head(keys.tag(repo, tag));
       if (!head) return undefined;
       const summary = decodeSummary(head.metadata[SUMMARY_META]);
       const kind: ArtifactKind =

@@ -1,6 +1,5 @@
 import * as z from 'zod';
 import type { RepositoryName } from '../oci/names.ts';
-import { GC_KEYS } from '../gc/state.ts';
 import { mapLimit } from '../util/concurrency.ts';
 import { parseStoredJson } from '../util/json.ts';
 import { keys } from '../registry/keys.ts';
@@ -80,7 +79,7 @@ export async function repositoryPage(
       break;
     }
   }
-  const sizes = await usage.get(storage);
+  const sizes = await usage.get();
   const repositories = await mapLimit(names, CONCURRENCY, (name) =>
     repositorySummary(storage, name as RepositoryName, sizes),
   );
@@ -125,14 +124,16 @@ export class UsageSizes {
   private cached?: { at: number; value: UsageIndex | undefined };
 
   constructor(
+    /** The saved report's bytes (`Registry.usage.load`). */
+    private readonly load: () => Promise<Uint8Array | undefined>,
     private readonly ttlMs = 60_000,
     private readonly now: () => number = Date.now,
   ) {}
 
-  async get(storage: StorageDriver): Promise<UsageIndex | undefined> {
+  async get(): Promise<UsageIndex | undefined> {
     if (this.cached && this.now() - this.cached.at < this.ttlMs) return this.cached.value;
-    const stored = await storage.get(GC_KEYS.usage);
-    const parsed = stored ? usageSchema.safeParse(parseStoredJson(stored.body)) : undefined;
+    const stored = await this.load();
+    const parsed = stored ? usageSchema.safeParse(parseStoredJson(stored)) : undefined;
     const value = parsed?.success
       ? {
           generatedAt: parsed.data.generatedAt,

@@ -1,5 +1,5 @@
 import { GC_KEYS, loadState } from '../gc/state.ts';
-import type { Registry } from '../registry/registry.ts';
+import type { Registry, RegistryStore } from '../registry/registry.ts';
 import type { StorageDriver } from '../storage/port.ts';
 import type { RepositoryName } from '../oci/names.ts';
 import type { Affected, Candidate, Finding } from './findings.ts';
@@ -65,6 +65,8 @@ export interface CollectionInProgress {
 
 /** One fsck run's working state, shared by the checks (one file per group of them). */
 export class FsckContext {
+  readonly registry: Registry;
+  /** The raw store: fsck reads the layout itself, handed the store by lib/setup. */
   readonly storage: StorageDriver;
   readonly cheap: boolean;
   readonly candidates: Candidate[] = [];
@@ -109,12 +111,13 @@ export class FsckContext {
   private reads = 0;
 
   constructor(
-    readonly registry: Registry,
+    store: RegistryStore,
     readonly options: FsckOptions,
     /** Now, by the store's clock (storeTime): every age is measured against it. */
     readonly now: number,
   ) {
-    this.storage = registry.storage;
+    this.registry = store.registry;
+    this.storage = store.storage;
     this.cheap = options.mode === 'cheap';
   }
 

@@ -1,5 +1,5 @@
 import { mapLimit } from '../util/concurrency.ts';
-import type { Registry } from '../registry/registry.ts';
+import type { RegistryStore } from '../registry/registry.ts';
 import { storeTime } from '../registry/store-clock.ts';
 import { checkBlobs } from './blobs.ts';
 import { checkCatalog } from './catalog.ts';
@@ -23,9 +23,9 @@ const RECHECK_CONCURRENCY = 8;
  * its business, and leftovers are judged with the upload TTL and the grace period. With `repair`, it
  * mends what is safe to mend and never deletes a blob, a manifest or a tag.
  */
-export async function fsck(registry: Registry, options: FsckOptions): Promise<FsckReport> {
+export async function fsck(store: RegistryStore, options: FsckOptions): Promise<FsckReport> {
   const started = performance.now();
-  const ctx = new FsckContext(registry, options, await storeTime(registry.storage));
+  const ctx = new FsckContext(store, options, await storeTime(store.storage));
   await ctx.readCollection();
   // The order matters for leftovers, as in garbage collection: sessions first, then what names data.
   await snapshotSessions(ctx);
@@ -53,7 +53,7 @@ export async function fsck(registry: Registry, options: FsckOptions): Promise<Fs
     complete: ctx.skipped.size === 0,
     skipped: [...ctx.skipped].sort(),
     mode: ctx.cheap ? 'cheap' : 'full',
-    storage: registry.storage.name,
+    storage: store.storage.name,
     startedAt: new Date(ctx.now).toISOString(),
     durationMs: Math.round(performance.now() - started),
     options: {

@@ -1,4 +1,4 @@
-import type { Registry } from '../registry/registry.ts';
+import type { RegistryStore } from '../registry/registry.ts';
 import { storeTime } from '../registry/store-clock.ts';
 import { catalog, mark } from './mark.ts';
 import type { GcOptions } from './options.ts';
@@ -42,11 +42,11 @@ export const MIN_SETTLE_MS = 5 * 60_000;
  * nothing needs, wait until no push that saw it can still reference it, look again, put back what
  * turned out to be needed, and only then delete for good. Resumable: progress is saved under `gc/`.
  */
-export async function collectGarbage(registry: Registry, options: GcOptions): Promise<GcResult> {
-  const storage = registry.storage;
+export async function collectGarbage(store: RegistryStore, options: GcOptions): Promise<GcResult> {
+  const { storage } = store;
   const now = options.now ?? Date.now;
   if (options.dryRun) {
-    const run = new Run(registry, options, newState(await storeTime(storage)), undefined, undefined);
+    const run = new Run(store, options, newState(await storeTime(storage)), undefined, undefined);
     await mark(run);
     run.state.cursor = undefined;
     await catalog(run);
@@ -62,7 +62,7 @@ export async function collectGarbage(registry: Registry, options: GcOptions): Pr
   try {
     const saved = await loadState(storage);
     const run = new Run(
-      registry,
+      store,
       options,
       saved?.state ?? newState(await storeTime(storage)),
       saved?.etag,

@@ -1,4 +1,4 @@
-import type { Registry } from '../registry/registry.ts';
+import type { Registry, RegistryStore } from '../registry/registry.ts';
 import type { StorageDriver } from '../storage/port.ts';
 import type { GcOptions } from './options.ts';
 import { renewLock, saveState, type GcState, type HeldLock } from './state.ts';
@@ -18,6 +18,8 @@ export const CONCURRENCY = 16;
  * (time left, the lock, saving progress).
  */
 export class Run {
+  readonly registry: Registry;
+  /** The raw store: a collection works on the layout itself, handed the store by lib/setup. */
   readonly storage: StorageDriver;
   /** Digests of blobs something still needs. */
   readonly keep: Set<string>;
@@ -30,7 +32,7 @@ export class Run {
   private lastRenew: number;
 
   constructor(
-    readonly registry: Registry,
+    store: RegistryStore,
     readonly options: GcOptions,
     readonly state: GcState,
     /** The etag of the last saved state (undefined: none saved yet); saves are conditional on it. */
@@ -38,7 +40,8 @@ export class Run {
     /** The lock this run holds (a dry run holds none). */
     private readonly lock: HeldLock | undefined,
   ) {
-    this.storage = registry.storage;
+    this.registry = store.registry;
+    this.storage = store.storage;
     this.keep = new Set(state.keepBlobs);
     this.named = new Set(state.namedData);
     this.sessions = new Set(state.sessions);

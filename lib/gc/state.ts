@@ -3,13 +3,15 @@ import { hostname } from 'node:os';
 import * as z from 'zod';
 import { parseStoredJson } from '../util/json.ts';
 import { PreconditionFailed, type StorageDriver } from '../storage/port.ts';
+import { keys } from '../registry/keys.ts';
 
 /** Where garbage collection keeps its progress, its lock and what it set aside (agreed with infra: `gc/`). */
 export const GC_KEYS = {
   state: 'gc/state.json',
   lock: 'gc/lock.json',
   lastRun: 'gc/last-run.json',
-  usage: 'gc/usage.json',
+  /** The usage report is the registry's (lib/registry/usage.ts), kept under `gc/` with the rest. */
+  usage: keys.usage,
   quarantine: (runId: string, key: string) => `gc/quarantine/${runId}/${key}`,
   quarantinePrefix: (runId: string) => `gc/quarantine/${runId}/`,
 } as const;

@@ -6,7 +6,7 @@ import type { Logger } from '../logging/logger.ts';
 import type { Mirror } from '../mirror/mirror.ts';
 import type { Registry } from '../registry/registry.ts';
 import type { CorsPolicy } from './cors.ts';
-import type { BrowseSettings } from '../browse/info.ts';
+import type { Browse } from '../browse/browse.ts';
 import type { WebAssets } from '../web/assets.ts';
 
 /** Token authentication (the Docker token spec): the token service and the accounts it serves. */
@@ -32,8 +32,11 @@ export interface HttpOptions {
   readonly mirror?: Mirror;
   /** Which browser origins may call the API (CORS); absent, none (preflights get 405). */
   readonly cors?: CorsPolicy;
-  /** What the web UI's API tells about this registry; defaults describe an unnamed registry without rules. */
-  readonly browse?: Partial<BrowseSettings>;
+  /**
+   * The web UI's read model and what it tells about this registry (lib/browse), built by the caller
+   * with the registry's store: the routes themselves never touch storage.
+   */
+  readonly browse: Browse;
   /** The web UI's files, served at `/` and `/ui/` (the local server; on AWS a function of its own serves them). */
   readonly web?: WebAssets;
 }

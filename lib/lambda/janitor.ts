@@ -3,11 +3,11 @@ import { fsck } from '../fsck/fsck.ts';
 import { FSCK_REPORT_KEY, type FsckReport } from '../fsck/report.ts';
 import { collectGarbage, countByKind, type GcOptions } from '../gc/collector.ts';
 import { GC_KEYS } from '../gc/state.ts';
-import { computeUsage, saveUsage } from '../gc/usage.ts';
 import { parseStoredJson } from '../util/json.ts';
 import { describeError, type Logger } from '../logging/logger.ts';
-import type { Registry } from '../registry/registry.ts';
+import type { RegistryStore } from '../registry/registry.ts';
 import { keys } from '../registry/keys.ts';
+import type { StorageDriver } from '../storage/port.ts';
 import { invocationFields, withInvocation } from './logging.ts';
 import { fsckMetricLines } from './metrics.ts';
 
@@ -104,7 +104,8 @@ const USAGE_MIN_REMAINING_MS = 3 * 60_000;
  * saved under `gc/`, and the next one continues from there (docs/gc.md).
  */
 export function createJanitorHandler(
-  registry: Registry,
+  /** The registry and its store (lib/setup): the janitor collects and checks the store's layout. */
+  store: RegistryStore,
   uploadTtlSeconds: number,
   logger: Logger,
   gc?: JanitorGcOptions,
@@ -115,13 +116,13 @@ export function createJanitorHandler(
     withInvocation(invocationIds(event, context), async () => {
       const started = performance.now();
       try {
-        const purged = await registry.uploads.purgeStale(uploadTtlSeconds * 1000);
+        const purged = await store.registry.uploads.purgeStale(uploadTtlSeconds * 1000);
         let collected: JanitorSummary['gc'];
-        const due = gc ? await collectionDue(registry, gc, (gc.now ?? Date.now)()) : 'due';
+        const due = gc ? await collectionDue(store, gc, (gc.now ?? Date.now)()) : 'due';
         if (due !== 'due') {
           collected = { status: due, deleted: {}, bytesFreed: 0, restored: 0 };
         } else if (gc) {
-          const result = await collectGarbage(registry, {
+          const result = await collectGarbage(store, {
             ...gc,
             remainingMs: () => context.getRemainingTimeInMillis(),
             onProgress: (message, fields) => logger.debug(message, fields),
@@ -135,16 +136,14 @@ export function createJanitorHandler(
             restored: result.restored,
           };
           if (result.status === 'done' && context.getRemainingTimeInMillis() > USAGE_MIN_REMAINING_MS) {
-            await saveUsage(registry.storage, await computeUsage(registry.storage));
+            await store.registry.usage.save(await store.registry.usage.compute());
           }
         }
         let checked: JanitorSummary['fsck'];
         if (check) {
           // Not while a collection is under way: what it set aside would only be skipped over.
           const collecting = collected && !['done', 'not due', 'idle'].includes(collected.status);
-          checked = collecting
-            ? { status: 'collecting' }
-            : await checkStore(registry, check, context, logger);
+          checked = collecting ? { status: 'collecting' } : await checkStore(store, check, context, logger);
         }
         let continued: number | undefined;
         if (collected?.status === 'paused' && run.continueWith) {
@@ -202,13 +201,13 @@ function invocationIds(
  * LIST per 1,000 repositories.
  */
 async function collectionDue(
-  registry: Registry,
+  { storage }: RegistryStore,
   gc: JanitorGcOptions,
   now: number,
 ): Promise<'due' | 'not due' | 'idle'> {
   const intervalMs = gc.intervalMs ?? 0;
-  if (intervalMs <= 0 || (await registry.storage.head(GC_KEYS.state))) return 'due';
-  const last = await registry.storage.get(GC_KEYS.lastRun);
+  if (intervalMs <= 0 || (await storage.head(GC_KEYS.state))) return 'due';
+  const last = await storage.get(GC_KEYS.lastRun);
   const run = last ? (parseStoredJson(last.body) as { finishedAt?: unknown; startedAt?: unknown }) : {};
   const finishedAt = Date.parse(String(run?.finishedAt));
   if (Number.isNaN(finishedAt)) return 'due';
@@ -216,7 +215,7 @@ async function collectionDue(
   if (gc.idleIntervalMs === undefined || now - finishedAt >= gc.idleIntervalMs) return 'due';
   const startedAt = Date.parse(String(run?.startedAt));
   if (Number.isNaN(startedAt)) return 'due';
-  return (await pushedSince(registry, startedAt - gc.graceMs)) ? 'due' : 'idle';
+  return (await pushedSince(storage, startedAt - gc.graceMs)) ? 'due' : 'idle';
 }
 
 /**
@@ -224,8 +223,7 @@ async function collectionDue(
  * catalog marker, so the markers' modification times say when each repository last got one. A store
  * that cannot list with times answers yes.
  */
-async function pushedSince(registry: Registry, since: number): Promise<boolean> {
-  const storage = registry.storage;
+async function pushedSince(storage: StorageDriver, since: number): Promise<boolean> {
   if (!storage.listObjects) return true;
   let startAfter: string | undefined;
   for (;;) {
@@ -245,15 +243,15 @@ async function pushedSince(registry: Registry, since: number): Promise<boolean> 
  * and inconsistent ones also as a warning naming them, and the report is kept in gc/fsck.json.
  */
 async function checkStore(
-  registry: Registry,
+  store: RegistryStore,
   options: JanitorFsckOptions,
   context: Context,
   logger: Logger,
 ): Promise<NonNullable<JanitorSummary['fsck']>> {
   const now = options.now ?? Date.now;
   if (context.getRemainingTimeInMillis() < FSCK_MIN_REMAINING_MS) return { status: 'no time' };
-  if (!(await fsckDue(registry, options.intervalMs, now()))) return { status: 'not due' };
-  const report = await fsck(registry, {
+  if (!(await fsckDue(store.storage, options.intervalMs, now()))) return { status: 'not due' };
+  const report = await fsck(store, {
     mode: 'cheap',
     uploadTtlMs: options.uploadTtlMs,
     graceMs: options.graceMs,
@@ -280,7 +278,7 @@ async function checkStore(
     findings: report.findings.slice(0, FSCK_SAVED_FINDINGS),
     finishedAt: new Date(now()).toISOString(),
   };
-  await registry.storage.put(FSCK_REPORT_KEY, new TextEncoder().encode(JSON.stringify(saved)), {
+  await store.storage.put(FSCK_REPORT_KEY, new TextEncoder().encode(JSON.stringify(saved)), {
     contentType: 'application/json',
   });
   return {
@@ -292,9 +290,9 @@ async function checkStore(
 }
 
 /** Whether the last check (gc/fsck.json) finished `intervalMs` ago or more, or none ever ran. One read. */
-async function fsckDue(registry: Registry, intervalMs: number, now: number): Promise<boolean> {
+async function fsckDue(storage: StorageDriver, intervalMs: number, now: number): Promise<boolean> {
   if (intervalMs <= 0) return true;
-  const last = await registry.storage.get(FSCK_REPORT_KEY);
+  const last = await storage.get(FSCK_REPORT_KEY);
   const finishedAt = last
     ? Date.parse(String((parseStoredJson(last.body) as { finishedAt?: unknown })?.finishedAt))
     : NaN;

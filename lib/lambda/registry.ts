@@ -4,23 +4,25 @@ import { createApp } from '../http/app.ts';
 import type { HttpEnv } from '../http/context.ts';
 import type { Logger } from '../logging/logger.ts';
 import { SerializedHashStates } from '../registry/hashing.ts';
-import type { Registry } from '../registry/registry.ts';
+import type { RegistryStore } from '../registry/registry.ts';
 import { openAuthStore } from '../auth/auth-store.ts';
 import { loadAuth } from '../setup/auth.ts';
 import { createMirror } from '../setup/mirror.ts';
 import { lambdaVerificationDispatch } from './verification-dispatch.ts';
-import { createRegistry } from '../setup/registry.ts';
+import { openStore } from '../setup/registry.ts';
 import { invocationFields } from './logging.ts';
 import { loginMetricLine } from './metrics.ts';
+import { Browse } from '../browse/browse.ts';
 import { browseSettingsOf } from '../setup/browse.ts';
 import { immutableTagsOf, retentionOf } from '../setup/gc.ts';
 
 /**
- * The registry as a Lambda runs it. The next request of an upload may land in another container,
- * so the running digest is serialized into the session instead of kept in memory.
+ * The registry as a Lambda runs it, and its store (for the web UI's read model and the janitor). The
+ * next request of an upload may land in another container, so the running digest is serialized into
+ * the session instead of kept in memory.
  */
-export function createLambdaRegistry(config: Config, logger?: Logger): Promise<Registry> {
-  return createRegistry(config, {
+export function createLambdaStore(config: Config, logger?: Logger): Promise<RegistryStore> {
+  return openStore(config, {
     hashes: new SerializedHashStates(),
     // Large direct uploads are verified by the verifier function when there is one (on AWS); without
     // it (the local gateway), in the background of this process.
@@ -38,7 +40,7 @@ export function createLambdaRegistry(config: Config, logger?: Logger): Promise<R
  */
 export async function createLambdaApp(
   config: Config,
-  registry: Registry,
+  registryStore: RegistryStore,
   logger: Logger,
   writeMetric: false | ((line: string) => void) = config.logLevel === 'silent'
     ? false
@@ -50,6 +52,7 @@ export async function createLambdaApp(
       'the registry function needs BERTH_AUTH_PARAMETER or BERTH_AUTH_FILE (accounts and signing key); BERTH_INSECURE_NO_AUTH=true runs it open, for tests only',
     );
   }
+  const { registry } = registryStore;
   return createApp({
     registry,
     logger,
@@ -66,6 +69,9 @@ export async function createLambdaApp(
     redirect: { enabled: config.redirect, ttlSeconds: config.presignTtlSeconds },
     cors: corsPolicyOf(config),
     // The web UI's pages are served by a function of their own (functions/ui.ts); its API is here.
-    browse: browseSettingsOf(config, { retention: retentionOf(config), immutable: immutableTagsOf(config) }),
+    browse: new Browse(
+      registryStore,
+      browseSettingsOf(config, { retention: retentionOf(config), immutable: immutableTagsOf(config) }),
+    ),
   });
 }

@@ -2,19 +2,14 @@ import type { Logger } from '../logging/logger.ts';
 import { describeError } from '../logging/logger.ts';
 import { tryParseDigest, type ParsedDigest } from '../oci/digest.ts';
 import { RegistryError } from '../oci/errors.ts';
-import { computeDigest, MAX_MANIFEST_BYTES, parseManifest } from '../oci/manifest.ts';
+import { computeDigest, MAX_MANIFEST_BYTES, parseManifest, type ParsedManifest } from '../oci/manifest.ts';
 import type { Reference, RepositoryName, Tag } from '../oci/names.ts';
 import type { BlobInfo } from '../registry/blobs.ts';
-import { keys, meta } from '../registry/keys.ts';
 import type { ManifestHead, StoredManifest } from '../registry/manifests.ts';
 import { readLimited } from '../util/read-body.ts';
 import type { Registry } from '../registry/registry.ts';
-import type { ObjectInfo, StoredObject } from '../storage/port.ts';
 import { UpstreamUnavailable, type UpstreamClient } from './upstream.ts';
 import { UpstreamContentInvalid, verifiedCopy } from './verified-copy.ts';
-
-/** Tag object metadata: when the tag was last confirmed against the upstream (ms since the epoch). */
-const CHECKED = 'mirror-checked';
 
 export interface MirrorOptions {
   readonly registry: Registry;
@@ -104,17 +99,14 @@ export class Mirror {
   ): Promise<ManifestHead | StoredManifest> {
     const upstream = this.requireUpstream(repo);
     const name = this.upstreamName(upstream, repo);
-    const storage = this.options.registry.storage;
-    const key = ref.kind === 'tag' ? keys.tag(repo, ref.tag) : keys.manifest(repo, ref.digest);
-    const local = withBody ? await storage.get(key) : await storage.head(key);
+    const local = await this.options.registry.manifests.cached(repo, ref, withBody);
     if (ref.kind === 'digest') {
-      if (local) return fromObject(ref.digest, local);
+      if (local) return local.manifest;
       return this.fetchManifest(upstream, repo, name, ref.digest.digest, ref.digest);
     }
-    const checked = Number(local?.metadata[CHECKED] ?? 0);
-    if (local && this.now() - checked < this.options.tagTtlMs) return fromTag(local);
+    if (local && this.now() - local.checkedAt < this.options.tagTtlMs) return local.manifest;
     try {
-      return await this.revalidate(upstream, repo, name, ref.tag, local, withBody);
+      return await this.revalidate(upstream, repo, name, ref.tag, local?.manifest, withBody);
     } catch (err) {
       if (!(err instanceof UpstreamUnavailable) || !local) throw this.explain(err, upstream, repo);
       this.options.logger.warn('mirror serving a cached tag: upstream unavailable', {
@@ -122,7 +114,7 @@ export class Mirror {
         tag: ref.tag,
         ...describeError(err),
       });
-      return fromTag(local);
+      return local.manifest;
     }
   }
 
@@ -132,27 +124,21 @@ export class Mirror {
     repo: RepositoryName,
     name: string,
     tag: Tag,
-    local: ObjectInfo | undefined,
+    local: ManifestHead | undefined,
     withBody: boolean,
   ): Promise<ManifestHead | StoredManifest> {
+    const manifests = this.options.registry.manifests;
     const { response } = await upstream.headManifest(name, tag);
     if (response.status === 404) {
       // Gone upstream: the mirror forgets the tag too (its manifest stays, by digest).
-      if (local) await this.options.registry.storage.delete(keys.tag(repo, tag));
+      if (local) await manifests.untag(repo, tag);
       throw notFoundUpstream(upstream, `tag ${tag} of ${name}`);
     }
     if (response.status === 401 || response.status === 403) throw refused(upstream, name, response.status);
     const current = response.ok ? response.headers.get('Docker-Content-Digest') : null;
-    const storage = this.options.registry.storage;
-    if (local && current && current === local.metadata[meta.digest]) {
-      const object = 'body' in local ? (local as StoredObject) : await storage.get(keys.tag(repo, tag));
-      if (object) {
-        await storage.put(keys.tag(repo, tag), object.body, {
-          contentType: object.contentType,
-          metadata: { ...object.metadata, [CHECKED]: String(this.now()) },
-        });
-        return withBody ? fromTag(object) : fromTag(local);
-      }
+    if (local && current && current === local.digest.digest) {
+      const confirmed = await manifests.confirmTag(repo, tag, current, this.now());
+      if (confirmed) return withBody ? confirmed : local;
     }
     const expected = current ? tryParseDigest(current) : undefined;
     return this.fetchManifest(upstream, repo, name, expected?.digest ?? tag, expected, tag);
@@ -209,29 +195,22 @@ export class Mirror {
         `it sent content with digest ${digest.digest} for manifest ${expected.digest}`,
       );
     }
-    let mediaType: string;
+    let manifest: ParsedManifest;
     try {
-      mediaType = parseManifest(bytes, response.headers.get('Content-Type'), digest.algorithm).mediaType;
+      manifest = parseManifest(bytes, response.headers.get('Content-Type'), digest.algorithm);
     } catch (err) {
       const why = err instanceof RegistryError ? err.message : 'unreadable';
       throw invalidUpstream(upstream, `its manifest ${reference} of ${name} cannot be served: ${why}`);
     }
-    const storage = this.options.registry.storage;
-    await storage.put(keys.manifest(repo, digest), bytes, { contentType: mediaType });
-    if (tag) {
-      await storage.put(keys.tag(repo, tag), bytes, {
-        contentType: mediaType,
-        metadata: { [meta.digest]: digest.digest, [CHECKED]: String(this.now()) },
-      });
-      await storage.put(keys.catalog(repo), new Uint8Array(0));
-    }
+    // As a push stores it: the manifest, its catalog and referrer entries, then the tag.
+    await this.options.registry.manifests.putFetched(repo, manifest, tag, this.now());
     this.options.logger.info('mirror cached a manifest', {
       repository: repo,
       upstream: upstream.url,
       reference: tag ?? digest.digest,
       digest: digest.digest,
     });
-    return { digest, mediaType, size: bytes.byteLength, bytes };
+    return { digest, mediaType: manifest.mediaType, size: bytes.byteLength, bytes };
   }
 
   /**
@@ -498,26 +477,6 @@ class FillTimeout extends Error {
     super('the blob copy took longer than the request may');
     this.name = 'FillTimeout';
   }
-}
-
-function fromObject(
-  digest: ParsedDigest,
-  object: ObjectInfo & { body?: Uint8Array },
-): ManifestHead | StoredManifest {
-  const head = { digest, mediaType: object.contentType ?? 'application/octet-stream', size: object.size };
-  return object.body ? { ...head, bytes: object.body } : head;
-}
-
-function fromTag(object: ObjectInfo & { body?: Uint8Array }): ManifestHead | StoredManifest {
-  const digest = computeDigestOrMeta(object);
-  return fromObject(digest, object);
-}
-
-function computeDigestOrMeta(object: ObjectInfo & { body?: Uint8Array }): ParsedDigest {
-  const stored = tryParseDigest(object.metadata[meta.digest] ?? '');
-  if (stored) return stored;
-  if (object.body) return computeDigest(object.body);
-  throw new RegistryError('MANIFEST_UNKNOWN', 'the cached tag has no digest; pull it again');
 }
 
 function lengthOf(response: Response): number | undefined {

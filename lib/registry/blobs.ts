@@ -74,6 +74,19 @@ export class Blobs {
     return stream;
   }
 
+  /**
+   * Where the client may fetch a blob's bytes itself for `ttlSeconds` (a presigned storage URL), or
+   * undefined when the store cannot give one and the bytes go through the registry (`open`).
+   */
+  async redirect(info: BlobInfo, ttlSeconds: number): Promise<string | undefined> {
+    if (!this.storage.presign) return undefined;
+    return this.storage.presign(info.dataKey, {
+      method: 'GET',
+      expiresInSeconds: ttlSeconds,
+      contentType: 'application/octet-stream',
+    });
+  }
+
   /** The global blob, whoever pushed it. */
   async statGlobal(digest: ParsedDigest): Promise<BlobInfo | undefined> {
     const object = await this.storage.head(keys.blob(digest));

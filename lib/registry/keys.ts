@@ -25,6 +25,8 @@ export const keys = {
   session: (id: string) => `uploads/${id}.json`,
   /** Written to read the store's clock (store-clock.ts); holds nothing. Under gc/, which the janitor may write. */
   clock: 'gc/clock',
+  /** The last usage report (usage.ts): written by garbage collection and `berth usage --save`. */
+  usage: 'gc/usage.json',
   /** The key that signs upload state carried in upload URLs (upload-state.ts): 32 random bytes. */
   uploadStateKey: 'gc/upload-state.key',
   /**
@@ -91,4 +93,6 @@ export const meta = {
   digest: 'digest',
   dataKey: 'data-key',
   size: 'blob-size',
+  /** On a tag of a mirrored repository: when the upstream last confirmed it (ms since the epoch). */
+  checked: 'mirror-checked',
 } as const;

@@ -1,6 +1,6 @@
 import { RegistryError } from '../oci/errors.ts';
 import { parseDigest, tryParseDigest, type ParsedDigest } from '../oci/digest.ts';
-import { parseManifest, type Descriptor, type ParsedManifest } from '../oci/manifest.ts';
+import { computeDigest, parseManifest, type Descriptor, type ParsedManifest } from '../oci/manifest.ts';
 import type { Reference, RepositoryName, Tag } from '../oci/names.ts';
 import { PreconditionFailed, type ObjectInfo, type StorageDriver } from '../storage/port.ts';
 import { describeImmutableRule, immutableRuleFor, type ImmutableRule } from './tag-policy.ts';
@@ -74,6 +74,74 @@ export class Manifests {
   }
 
   /**
+   * A stored manifest as the pull-through cache reads it, or undefined: by digest, or by tag with
+   * when the upstream last confirmed the tag (`checkedAt`, 0 when never).
+   */
+  async cached(
+    repo: RepositoryName,
+    ref: Reference,
+    withBody: boolean,
+  ): Promise<{ readonly manifest: ManifestHead | StoredManifest; readonly checkedAt: number } | undefined> {
+    const key = this.keyOf(repo, ref);
+    const object: (ObjectInfo & { body?: Uint8Array }) | undefined = withBody
+      ? await this.storage.get(key)
+      : await this.storage.head(key);
+    if (!object) return undefined;
+    const digest =
+      ref.kind === 'digest'
+        ? ref.digest
+        : (tryParseDigest(object.metadata[meta.digest] ?? '') ??
+          (object.body ? computeDigest(object.body) : undefined));
+    // A tag object without its digest was not written by this registry: fetched again, not served.
+    if (!digest) return undefined;
+    const head = { digest, mediaType: object.contentType ?? 'application/octet-stream', size: object.size };
+    return {
+      manifest: object.body ? { ...head, bytes: object.body } : head,
+      checkedAt: Number(object.metadata[meta.checked] ?? 0) || 0,
+    };
+  }
+
+  /**
+   * Records that the upstream confirmed a mirrored tag at `checkedAt`, when the tag still names
+   * `digest`: returns its manifest, or undefined when the tag is gone, names another manifest, or
+   * was rewritten meanwhile (the caller then fetches it again).
+   */
+  async confirmTag(
+    repo: RepositoryName,
+    tag: Tag,
+    digest: string,
+    checkedAt: number,
+  ): Promise<StoredManifest | undefined> {
+    const key = keys.tag(repo, tag);
+    const object = await this.storage.get(key);
+    const stored = object && tryParseDigest(object.metadata[meta.digest] ?? '');
+    if (!object || stored?.digest !== digest) return undefined;
+    try {
+      await this.storage.put(key, object.body, {
+        ...(object.contentType !== undefined && { contentType: object.contentType }),
+        metadata: { ...object.metadata, [meta.checked]: String(checkedAt) },
+        ifMatch: object.etag,
+      });
+    } catch (err) {
+      if (err instanceof PreconditionFailed) return undefined;
+      throw err;
+    }
+    return {
+      digest: stored,
+      mediaType: object.contentType ?? 'application/octet-stream',
+      size: object.size,
+      bytes: object.body,
+    };
+  }
+
+  /** Deletes a tag (the manifest stays), if it is there: what a mirror does when its upstream lost it. */
+  async untag(repo: RepositoryName, tag: Tag): Promise<boolean> {
+    if (!(await this.storage.head(keys.tag(repo, tag)))) return false;
+    await this.storage.delete(keys.tag(repo, tag));
+    return true;
+  }
+
+  /**
    * Validates and stores a manifest, then points the tags at it. Nothing is written until every
    * referenced blob and child manifest is known to exist in the repository.
    *
@@ -121,13 +189,67 @@ export class Manifests {
       );
     }
 
+    return this.write(repo, manifest, tags, pinned, { linkOf: (d) => seen.links.get(d.digest) });
+  }
+
+  /**
+   * Stores a manifest the pull-through cache fetched from its upstream and checked (lib/mirror),
+   * through the same writes as a push (`write`): the manifest, its catalog entry and its referrer
+   * entry, then the tag, then the look again. What a push checks first does not apply: the blobs of
+   * a mirrored manifest are fetched when they are pulled, and a mirrored tag follows its upstream
+   * whatever the immutable-tag rules say (they govern pushes, which mirrored repositories refuse).
+   * The tag records when it was confirmed upstream (`meta.checked`, `checkedAt` ms since the epoch).
+   */
+  async putFetched(
+    repo: RepositoryName,
+    manifest: ParsedManifest,
+    tag: Tag | undefined,
+    checkedAt: number,
+  ): Promise<PutManifestResult> {
+    return this.write(repo, manifest, tag ? [tag] : [], new Map(), {
+      linkOf: (d) => this.blobs.stat(repo, d),
+      tagMetadata: { [meta.checked]: String(checkedAt) },
+      // The config of a mirrored image is often not fetched yet: a summary without it would lack
+      // the image's time and platform for good, so the tag gets none and readers fall back.
+      summaryNeedsConfig: true,
+    });
+  }
+
+  /**
+   * Rounds 2 to 4 of a PUT, shared by pushes and the pull-through cache: the manifest, its catalog
+   * entry and its referrer entry; then the tags, each with its summary; then the look at the manifest
+   * after the tags landed.
+   */
+  private async write(
+    repo: RepositoryName,
+    manifest: ParsedManifest,
+    tags: readonly Tag[],
+    pinned: ReadonlyMap<Tag, ImmutableRule | 'same'>,
+    options: {
+      /** The link of the image config in `repo`, to read it for the tags' summary. */
+      readonly linkOf: (digest: ParsedDigest) => BlobInfo | undefined | Promise<BlobInfo | undefined>;
+      /** More metadata for each tag object. */
+      readonly tagMetadata?: Record<string, string>;
+      /** An image whose config cannot be read gets no summary (instead of one without the config). */
+      readonly summaryNeedsConfig?: boolean;
+    },
+  ): Promise<PutManifestResult> {
+    const { digest, bytes } = manifest;
     // The web UI's tag listings read a summary kept with each tag instead of each manifest and
     // config (docs/web-ui.md). An image's summary needs its config: from this process's cache, or
     // read in round 2, alongside the writes that do not need it.
     const written = tags.filter((tag) => pinned.get(tag) !== 'same');
     const wanted = written.length > 0 ? summaryConfigOf(bytes) : undefined;
     const cachedConfig = wanted && this.facts.bytes(wanted.digest);
-    const configLink = wanted && !cachedConfig ? seen.links.get(wanted.digest.digest) : undefined;
+    const readConfig = async (): Promise<Uint8Array | undefined> => {
+      if (!wanted || cachedConfig) return cachedConfig;
+      try {
+        const link = await options.linkOf(wanted.digest);
+        return link ? await this.readConfig(link) : undefined;
+      } catch {
+        return undefined; // a summary is never a reason to fail a push
+      }
+    };
 
     // Round 2: the manifest, its catalog entry and its referrer entry, at once. Nothing names the
     // manifest yet, so a failure here (told 503, or a crash) leaves at most an untagged manifest,
@@ -140,7 +262,7 @@ export class Manifests {
     };
     const writeReferrer = () => this.addReferrer(repo, digest, manifest);
     const [config] = await Promise.all([
-      configLink ? this.readConfig(configLink) : Promise.resolve(cachedConfig),
+      readConfig(),
       writeManifest(),
       this.storage.put(keys.catalog(repo), new Uint8Array(0)),
       writeReferrer(),
@@ -149,8 +271,10 @@ export class Manifests {
 
     // Round 3: the tags, each with its whole summary. A pull by tag then by digest (containerd's
     // way) never meets a tag whose manifest is not stored yet, even while this request runs.
-    const summary = tagSummaryMetadata(manifest, config);
-    await Promise.all(written.map((tag) => this.writeTag(repo, tag, manifest, pinned.get(tag), summary)));
+    const summary =
+      wanted && !config && options.summaryNeedsConfig ? {} : tagSummaryMetadata(manifest, config);
+    const metadata = { ...summary, ...options.tagMetadata };
+    await Promise.all(written.map((tag) => this.writeTag(repo, tag, manifest, pinned.get(tag), metadata)));
 
     // Round 4: a DELETE of this manifest may have run while our writes were in flight: it deletes
     // the manifest, then the tags naming it, and may have swept before our tags landed. Looking

@@ -14,6 +14,7 @@ import { Uploads, type UploadLimits } from './uploads.ts';
 import { SessionStore } from './upload-session.ts';
 import { UploadStateSigner } from './upload-state.ts';
 import { UploadQuota, type UploadQuotaLimits } from './upload-quota.ts';
+import { Usage } from './usage.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { ImmutableRule } from './tag-policy.ts';
 
@@ -41,9 +42,30 @@ export const DIRECT_UPLOAD_DEFAULTS = {
   verifyLeaseMs: 15 * 60 * 1000,
 } as const;
 
+/** The part sizes of the store's multipart uploads, which a direct upload's client must keep to. */
+export interface PartLimits {
+  /** Every part but the last has at least this many bytes. */
+  readonly minPartSize: number;
+  readonly maxPartSize: number;
+  readonly maxParts: number;
+}
+
+/**
+ * A registry and the store it runs on, as lib/setup hands them to the modules that work on the
+ * store's layout directly: garbage collection, fsck, the web UI's read model (lib/browse) and the
+ * maintenance loops (the janitor, the local server's purge). Nothing else gets the storage port: the
+ * routes and the mirror go through the registry's operations (docs/architecture.md, "Who touches
+ * storage").
+ */
+export interface RegistryStore {
+  readonly registry: Registry;
+  readonly storage: StorageDriver;
+}
+
 /** The registry operations, free of HTTP: what lib/http calls. */
 export class Registry {
-  readonly storage: StorageDriver;
+  /** Private: whoever needs the raw store gets it from lib/setup beside the registry (RegistryStore). */
+  readonly #storage: StorageDriver;
   readonly blobs: Blobs;
   readonly uploads: Uploads;
   readonly direct: DirectUploads;
@@ -51,15 +73,19 @@ export class Registry {
   readonly sessions: SessionStore;
   readonly referrers: Referrers;
   readonly manifests: Manifests;
+  /** The usage report: computed by garbage collection and `berth usage`, read by the admin API. */
+  readonly usage: Usage;
   /**
    * What this process recently saw of the store, for manifest PUTs (lib/registry/immutable-facts.ts).
    * Whatever deletes a link or manifest through this process forgets it here first and after.
    */
   readonly facts = new ImmutableFacts();
+  /** What the store's multipart uploads accept (the direct-upload extension tells its clients). */
+  readonly partLimits: PartLimits;
   private readonly mountWithoutFrom: boolean;
 
   constructor(options: RegistryOptions) {
-    this.storage = options.storage;
+    this.#storage = options.storage;
     this.blobs = new Blobs(options.storage, this.facts);
     this.sessions = new SessionStore(options.storage, {
       leaseMs: options.limits.leaseMs,
@@ -90,6 +116,9 @@ export class Registry {
       options.immutableTags,
       this.facts,
     );
+    this.usage = new Usage(options.storage);
+    const { minPartSize, maxPartSize, maxParts } = options.storage.multipart;
+    this.partLimits = { minPartSize, maxPartSize, maxParts };
     this.mountWithoutFrom = options.mountWithoutFrom;
   }
 
@@ -114,7 +143,7 @@ export class Registry {
     const still = await this.blobs.statGlobal(digest);
     if (still?.dataKey === source.dataKey) return source;
     this.facts.forget(keys.layerLink(repo, digest));
-    await this.storage.delete(keys.layerLink(repo, digest));
+    await this.#storage.delete(keys.layerLink(repo, digest));
     this.facts.forget(keys.layerLink(repo, digest));
     return undefined;
   }
@@ -140,8 +169,8 @@ export class Registry {
    */
   async listTags(repo: RepositoryName, options: { n?: number; last?: string }): Promise<NamePage> {
     const [page, entry] = await Promise.all([
-      listNames(this.storage, keys.tagsPrefix(repo), options),
-      this.storage.head(keys.catalog(repo)),
+      listNames(this.#storage, keys.tagsPrefix(repo), options),
+      this.#storage.head(keys.catalog(repo)),
     ]);
     if (page.names.length === 0 && !entry) {
       throw new RegistryError('NAME_UNKNOWN', `repository ${repo} is not known to this registry`);
@@ -150,6 +179,6 @@ export class Registry {
   }
 
   async catalog(options: { n?: number; last?: string }): Promise<NamePage> {
-    return listNames(this.storage, keys.catalogPrefix, options);
+    return listNames(this.#storage, keys.catalogPrefix, options);
   }
 }

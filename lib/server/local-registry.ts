@@ -15,7 +15,7 @@ import { RegistryError } from '../oci/errors.ts';
 import { describeError, type Logger } from '../logging/logger.ts';
 import { InMemoryHashStates } from '../registry/hashing.ts';
 import type { Registry } from '../registry/registry.ts';
-import { createRegistry } from '../setup/registry.ts';
+import { openStore } from '../setup/registry.ts';
 import { openAuthStore } from '../auth/auth-store.ts';
 import { loadAuth } from '../setup/auth.ts';
 import { createMirror } from '../setup/mirror.ts';
@@ -29,6 +29,7 @@ import {
   type GuardStats,
   type Refusal,
 } from './connections.ts';
+import { Browse } from '../browse/browse.ts';
 import { browseSettingsOf } from '../setup/browse.ts';
 import { immutableTagsOf, retentionOf } from '../setup/gc.ts';
 import { WebAssets } from '../web/assets.ts';
@@ -52,7 +53,8 @@ const TEMPORARY_MAX_AGE_MS = 3600_000;
 
 /** The local registry: the HTTP app on Node's http server, on the embedded filesystem store. */
 export async function startLocalServer(config: Config, logger: Logger): Promise<RunningServer> {
-  const registry = await createRegistry(config, { hashes: new InMemoryHashStates(), logger });
+  // The store, beside the registry, for the web UI's read model and the purge of temporary files.
+  const { registry, storage } = await openStore(config, { hashes: new InMemoryHashStates(), logger });
   const store = openAuthStore(config, awsRegionOf(config));
   const auth = store ? await loadAuth(store, config.tokenTtlSeconds, logger) : undefined;
   const web = await loadWeb(config, logger);
@@ -60,7 +62,10 @@ export async function startLocalServer(config: Config, logger: Logger): Promise<
     auth,
     registry,
     logger,
-    browse: browseSettingsOf(config, { retention: retentionOf(config), immutable: immutableTagsOf(config) }),
+    browse: new Browse(
+      { registry, storage },
+      browseSettingsOf(config, { retention: retentionOf(config), immutable: immutableTagsOf(config) }),
+    ),
     ...(web && { web }),
     mirror: createMirror(config, registry, logger, 'stream'),
     redirect: { enabled: config.redirect, ttlSeconds: config.presignTtlSeconds },
@@ -109,7 +114,7 @@ export async function startLocalServer(config: Config, logger: Logger): Promise<
       const purged = await registry.uploads.purgeStale(config.uploadTtlSeconds * 1000);
       if (purged > 0) logger.info('purged stale upload sessions', { purged });
       // What a crash mid-write left (a temp file lives for one write: seconds).
-      const cleaned = await registry.storage.cleanTemporary?.(temporaryAgeMs);
+      const cleaned = await storage.cleanTemporary?.(temporaryAgeMs);
       if (cleaned && cleaned.removed > 0) logger.info('removed leftover temporary files', { ...cleaned });
     } catch (err) {
       logger.warn('purging stale upload sessions failed', describeError(err));

@@ -3,7 +3,7 @@ import { immutableTagsOf } from './gc.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { DirectUploadOptions } from '../registry/direct-uploads.ts';
 import type { HashStates } from '../registry/hashing.ts';
-import { Registry } from '../registry/registry.ts';
+import { Registry, type RegistryStore } from '../registry/registry.ts';
 import { FilesystemDriver } from '../storage/filesystem/index.ts';
 import { LocalStorageUrls, withLocalUrls } from '../storage/local-urls.ts';
 import type { StorageDriver } from '../storage/port.ts';
@@ -43,10 +43,24 @@ export interface RegistryRuntime {
   readonly logger?: Logger;
 }
 
-/** The registry the configuration describes, on the store it names. */
+/**
+ * The registry the configuration describes, and the store it names. The store is handed out here,
+ * beside the registry, for the modules that work on its layout (gc, fsck, the web UI's read model,
+ * the janitor and the local server's purge); the routes and the mirror get only the registry.
+ */
+export async function openStore(config: Config, runtime: RegistryRuntime): Promise<RegistryStore> {
+  const storage = await createStorage(config);
+  return { registry: registryOn(storage, config, runtime), storage };
+}
+
+/** The registry alone, for a process that needs nothing of the store beside it (the verifier). */
 export async function createRegistry(config: Config, runtime: RegistryRuntime): Promise<Registry> {
+  return (await openStore(config, runtime)).registry;
+}
+
+function registryOn(storage: StorageDriver, config: Config, runtime: RegistryRuntime): Registry {
   return new Registry({
-    storage: await createStorage(config),
+    storage,
     hashes: runtime.hashes,
     limits: {
       maxBlobSize: config.maxBlobSize,

@@ -28,7 +28,7 @@ import { verifyPassword } from '../../lib/auth/passwords.ts';
 import { lambdaConfig } from '../../lib/lambda/config.ts';
 import { createHttpHandler } from '../../lib/lambda/handler.ts';
 import { createLambdaLogger } from '../../lib/lambda/logging.ts';
-import { createLambdaApp, createLambdaRegistry } from '../../lib/lambda/registry.ts';
+import { createLambdaApp, createLambdaStore } from '../../lib/lambda/registry.ts';
 import { apiEvent, context } from '../lambda/events.ts';
 
 const AUTH = '/berth/berth-team/auth';
@@ -361,7 +361,7 @@ describe('the registry function with BERTH_AUTH_PARAMETER', () => {
       BERTH_AUTH_CACHE_SECONDS: String(cacheSeconds),
       AWS_REGION: 'eu-west-1',
     });
-    return createHttpHandler(await createLambdaApp(config, await createLambdaRegistry(config), quiet), {
+    return createHttpHandler(await createLambdaApp(config, await createLambdaStore(config), quiet), {
       logger: quiet,
       writeMetric: false,
     });

@@ -6,6 +6,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileAuthStore } from '../../lib/auth/auth-store.ts';
 import { addUser } from '../../lib/auth/admin.ts';
+import { Browse } from '../../lib/browse/browse.ts';
 import { createApp } from '../../lib/http/app.ts';
 import type { HttpAuth } from '../../lib/http/context.ts';
 import { createLogger } from '../../lib/logging/logger.ts';
@@ -97,6 +98,7 @@ describe.skipIf(!minioInstalled && !process.env.CI)('direct uploads on S3 (MinIO
       registry,
       logger: createLogger('silent'),
       redirect: { enabled: false, ttlSeconds: 900 },
+      browse: new Browse({ registry, storage }),
       ...(options.auth && { auth }),
     });
     return {
@@ -128,6 +130,8 @@ describe.skipIf(!minioInstalled && !process.env.CI)('direct uploads on S3 (MinIO
     });
     expect(res.status, await res.clone().text()).toBe(200);
     const body = (await res.json()) as { parts: { partNumber: number; url: string }[] };
+    // The part rules the client must keep to are S3's, as the store reports them.
+    expect(body).toMatchObject({ minPartSize: 5 * MiB, maxPartSize: 5 * 1024 * MiB, maxParts: 10_000 });
     return body.parts.map((p) => p.url);
   }
 

@@ -5,6 +5,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { parseConfig } from '../../lib/config/config.ts';
+import { Browse } from '../../lib/browse/browse.ts';
 import { createApp } from '../../lib/http/app.ts';
 import { createLogger } from '../../lib/logging/logger.ts';
 import { InMemoryHashStates, SerializedHashStates, type HashStates } from '../../lib/registry/hashing.ts';
@@ -47,6 +48,7 @@ export function awsRegistry(options: AwsTestOptions): TestRegistry {
     registry,
     logger: options.log ? createLogger('info', {}, options.log) : createLogger('silent'),
     redirect: { enabled: options.redirect ?? false, ttlSeconds: defaults.presignTtlSeconds },
+    browse: new Browse({ registry, storage: options.storage }),
   });
   return {
     storage: options.storage,

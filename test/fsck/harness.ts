@@ -20,7 +20,7 @@ const MiB = 1024 * 1024;
 
 /** fsck as the tests run it: no pause before rechecking (nothing runs meanwhile unless a test says so). */
 export function check(r: TestRegistry, options: Partial<FsckOptions> = {}): Promise<FsckReport> {
-  return fsck(r.registry, {
+  return fsck(r, {
     uploadTtlMs: 24 * 3600_000,
     graceMs: 24 * 3600_000,
     recheckDelayMs: 0,

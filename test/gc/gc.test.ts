@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { computeUsage } from '../../lib/gc/usage.ts';
+import { Usage } from '../../lib/registry/usage.ts';
 import { loadState } from '../../lib/gc/state.ts';
 import { parseImmutableTags } from '../../lib/registry/tag-policy.ts';
 import { keys } from '../../lib/registry/keys.ts';
@@ -272,7 +272,7 @@ for (const driver of gcDrivers()) {
       await push(r, 'a', 'v1', a);
       await push(r, 'b', 'v1', a);
       await push(r, 'b', 'v2', imageOf(81, 1));
-      const usage = await computeUsage(r.storage);
+      const usage = await new Usage(r.storage).compute();
       const bytes = (img: Image) => img.blobs.reduce((t, b) => t + b.byteLength, 0);
       expect(usage.totalBlobs).toBe(a.blobs.length + 2);
       expect(usage.totalBytes).toBe(bytes(a) + bytes(imageOf(81, 1)));

@@ -110,7 +110,7 @@ export const gcDefaults: GcOptions = {
 };
 
 export async function gc(r: TestRegistry, options: Partial<GcOptions> = {}): Promise<GcResult> {
-  return collectGarbage(r.registry, { ...gcDefaults, ...options });
+  return collectGarbage(r, { ...gcDefaults, ...options });
 }
 
 export function registryOn(storage: StorageDriver): TestRegistry {

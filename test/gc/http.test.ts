@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addUser } from '../../lib/auth/admin.ts';
 import { FileAuthStore } from '../../lib/auth/auth-store.ts';
 import { parseImmutableTags, parseRetention } from '../../lib/registry/tag-policy.ts';
-import { computeUsage, saveUsage } from '../../lib/gc/usage.ts';
+import { Usage } from '../../lib/registry/usage.ts';
 import { createJanitorHandler } from '../../lib/lambda/janitor.ts';
 import { createLambdaLogger } from '../../lib/lambda/logging.ts';
 import { createLogger } from '../../lib/logging/logger.ts';
@@ -83,7 +83,8 @@ describe('usage API', () => {
     const none = await r.request('/v2/_berth/v1/usage', { headers: { Authorization: admin } });
     expect(none.status).toBe(404);
     expect(await none.text()).toContain('berth usage --save');
-    await saveUsage(storage, await computeUsage(storage));
+    const usage = new Usage(storage);
+    await usage.save(await usage.compute());
     const ok = await r.request('/v2/_berth/v1/usage', { headers: { Authorization: admin } });
     expect(ok.status).toBe(200);
     expect(await ok.json()).toMatchObject({ totalBlobs: 0, repositories: [] });
@@ -108,7 +109,7 @@ describe('janitor', () => {
     const lines: string[] = [];
     const { remainingMs: _r, sleep: _s, ...options } = gcDefaults;
     const janitor = createJanitorHandler(
-      r.registry,
+      r,
       3600,
       createLambdaLogger('info', (l) => lines.push(l)),
       options,
@@ -140,7 +141,7 @@ describe('janitor', () => {
     const storage = new MemoryDriver({ clock: () => clock });
     const r = testRegistry({ storage });
     const { remainingMs: _r, sleep: _s, ...options } = gcDefaults;
-    const janitor = createJanitorHandler(r.registry, 3600, createLambdaLogger('silent'), {
+    const janitor = createJanitorHandler(r, 3600, createLambdaLogger('silent'), {
       ...options,
       now: () => clock,
       intervalMs: 24 * 3600_000,

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { Browse } from '../../lib/browse/browse.ts';
 import { createApp } from '../../lib/http/app.ts';
 import type { HttpAuth } from '../../lib/http/context.ts';
 import type { CorsPolicy } from '../../lib/http/cors.ts';
@@ -61,7 +62,7 @@ export function testRegistry(options: TestOptions = {}): TestRegistry {
     redirect: { enabled: false, ttlSeconds: 0 },
     auth: options.auth,
     cors: options.cors,
-    browse: { immutable: options.immutableTags ?? [], ...options.browse },
+    browse: new Browse({ registry, storage }, { immutable: options.immutableTags ?? [], ...options.browse }),
     ...(options.web && { web: options.web }),
   });
   return {

@@ -6,7 +6,7 @@ import { addUser } from '../../lib/auth/admin.ts';
 import { lambdaConfig } from '../../lib/lambda/config.ts';
 import { createHttpHandler } from '../../lib/lambda/handler.ts';
 import { createLambdaLogger } from '../../lib/lambda/logging.ts';
-import { createLambdaApp, createLambdaRegistry } from '../../lib/lambda/registry.ts';
+import { createLambdaApp, createLambdaStore } from '../../lib/lambda/registry.ts';
 import { apiEvent, context } from './events.ts';
 
 let dir: string;
@@ -22,7 +22,7 @@ describe('Lambda with an auth file', () => {
   it('refuses to start without one unless told it is a test', async () => {
     const config = lambdaConfig({ BERTH_STORAGE: 'filesystem', BERTH_DATA_DIR: join(dir, 'open') });
     await expect(
-      createLambdaApp(config, await createLambdaRegistry(config), createLambdaLogger('silent')),
+      createLambdaApp(config, await createLambdaStore(config), createLambdaLogger('silent')),
     ).rejects.toThrow(/needs BERTH_AUTH_PARAMETER or BERTH_AUTH_FILE/);
   });
 
@@ -34,7 +34,7 @@ describe('Lambda with an auth file', () => {
     });
     const logger = createLambdaLogger('silent');
     const handler = createHttpHandler(
-      await createLambdaApp(config, await createLambdaRegistry(config), logger),
+      await createLambdaApp(config, await createLambdaStore(config), logger),
       {
         logger,
         writeMetric: false,
@@ -65,7 +65,7 @@ describe('Lambda with an auth file', () => {
     const logger = createLambdaLogger('silent');
     const metrics: Record<string, unknown>[] = [];
     const write = (line: string) => metrics.push(JSON.parse(line) as Record<string, unknown>);
-    const app = await createLambdaApp(config, await createLambdaRegistry(config), logger, write);
+    const app = await createLambdaApp(config, await createLambdaStore(config), logger, write);
     const handler = createHttpHandler(app, { logger, writeMetric: false });
     const wrong = `Basic ${Buffer.from('ci:not-the-password').toString('base64')}`;
     for (let i = 0; i < 6; i++) {

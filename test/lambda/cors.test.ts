@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { lambdaConfig } from '../../lib/lambda/config.ts';
 import { createHttpHandler } from '../../lib/lambda/handler.ts';
 import { createLambdaLogger } from '../../lib/lambda/logging.ts';
-import { createLambdaApp, createLambdaRegistry } from '../../lib/lambda/registry.ts';
+import { createLambdaApp, createLambdaStore } from '../../lib/lambda/registry.ts';
 import { apiEvent, context } from './events.ts';
 
 describe('CORS on Lambda (BERTH_CORS_ORIGINS, set by the stack from its corsOrigins prop)', () => {
@@ -19,7 +19,7 @@ describe('CORS on Lambda (BERTH_CORS_ORIGINS, set by the stack from its corsOrig
         BERTH_CORS_ORIGINS: 'https://ui.example.com',
       });
       const logger = createLambdaLogger('silent', () => {});
-      const app = await createLambdaApp(config, await createLambdaRegistry(config), logger);
+      const app = await createLambdaApp(config, await createLambdaStore(config), logger);
       const handler = createHttpHandler(app, { logger, writeMetric: false });
       const origin = { origin: 'https://ui.example.com' };
       const pre = await handler(

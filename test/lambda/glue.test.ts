@@ -8,7 +8,7 @@ import { lambdaConfig } from '../../lib/lambda/config.ts';
 import { createHttpHandler } from '../../lib/lambda/handler.ts';
 import { createJanitorHandler } from '../../lib/lambda/janitor.ts';
 import { createLambdaLogger } from '../../lib/lambda/logging.ts';
-import { createLambdaApp, createLambdaRegistry } from '../../lib/lambda/registry.ts';
+import { createLambdaApp, createLambdaStore } from '../../lib/lambda/registry.ts';
 import { SerializedHashStates } from '../../lib/registry/hashing.ts';
 import { Registry } from '../../lib/registry/registry.ts';
 import { MemoryDriver } from '../../lib/storage/memory.ts';
@@ -67,7 +67,7 @@ describe('Lambda logs and metrics', () => {
         BERTH_INSECURE_NO_AUTH: 'true',
       });
       const logger = createLambdaLogger('info', (line) => lines.push(line));
-      const app = await createLambdaApp(config, await createLambdaRegistry(config), logger);
+      const app = await createLambdaApp(config, await createLambdaStore(config), logger);
       const handler = createHttpHandler(app, { logger, writeMetric: (line) => lines.push(line) });
       const event = apiEvent('GET', '/v2/nope/manifests/latest');
       const ctx = context();
@@ -91,24 +91,28 @@ describe('Lambda logs and metrics', () => {
 
 describe('janitor', () => {
   it('purges upload sessions older than the TTL and logs a summary', async () => {
+    const storage = new MemoryDriver();
     const registry = new Registry({
-      storage: new MemoryDriver(),
+      storage,
       hashes: new SerializedHashStates(),
       limits: { maxBlobSize: 1 << 30, partSize: 5 * 1024 * 1024, leaseMs: 60_000 },
       mountWithoutFrom: false,
     });
     const config = lambdaConfig({ BERTH_STORAGE: 'filesystem', BERTH_INSECURE_NO_AUTH: 'true' });
-    const handler = createHttpHandler(await createLambdaApp(config, registry, createLambdaLogger('silent')), {
-      logger: createLambdaLogger('silent'),
-      writeMetric: false,
-    });
+    const handler = createHttpHandler(
+      await createLambdaApp(config, { registry, storage }, createLambdaLogger('silent')),
+      {
+        logger: createLambdaLogger('silent'),
+        writeMetric: false,
+      },
+    );
     const started = await handler(apiEvent('POST', '/v2/team/app/blobs/uploads/'), context());
     expect(started.statusCode).toBe(202);
     await new Promise((resolve) => setTimeout(resolve, 20));
 
     const lines: string[] = [];
     const janitor = createJanitorHandler(
-      registry,
+      { registry, storage },
       0.01,
       createLambdaLogger('info', (line) => lines.push(line)),
     );

@@ -46,7 +46,7 @@ function janitor(
   options: Partial<JanitorFsckOptions> = {},
 ) {
   return createJanitorHandler(
-    r.registry,
+    r,
     3600,
     createLambdaLogger('info', (l) => lines.push(l)),
     gcOptions,

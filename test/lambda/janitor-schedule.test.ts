@@ -39,18 +39,11 @@ describe('the janitor carrying an unfinished collection on', () => {
   it('invokes itself again until the collection is done, then stops', async () => {
     const r = await garbage();
     const sent: JanitorContinuation[] = [];
-    const janitor = createJanitorHandler(
-      r.registry,
-      3600,
-      createLambdaLogger('silent'),
-      gcOptions,
-      undefined,
-      {
-        continueWith: async (event) => {
-          sent.push(event);
-        },
+    const janitor = createJanitorHandler(r, 3600, createLambdaLogger('silent'), gcOptions, undefined, {
+      continueWith: async (event) => {
+        sent.push(event);
       },
-    );
+    });
     // The scheduled run, then each continuation as Lambda would deliver it.
     let event: ScheduledEvent | JanitorContinuation = { id: 'schedule-1' } as ScheduledEvent;
     const statuses: string[] = [];
@@ -74,7 +67,7 @@ describe('the janitor carrying an unfinished collection on', () => {
     const sent: JanitorContinuation[] = [];
     const lines: string[] = [];
     const janitor = createJanitorHandler(
-      r.registry,
+      r,
       3600,
       createLambdaLogger('info', (l) => lines.push(l)),
       gcOptions,
@@ -112,7 +105,7 @@ describe('the janitor on an idle registry', () => {
     const r = testRegistry({ storage });
     const day = 24 * 3600_000;
     const janitor = createJanitorHandler(
-      r.registry,
+      r,
       3600,
       createLambdaLogger('silent'),
       { ...gcOptions, now: () => clock, intervalMs: day, idleIntervalMs: 7 * day },

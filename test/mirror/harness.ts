@@ -1,3 +1,4 @@
+import { Browse } from '../../lib/browse/browse.ts';
 import { createApp } from '../../lib/http/app.ts';
 import { createLogger, type Logger } from '../../lib/logging/logger.ts';
 import { Mirror } from '../../lib/mirror/mirror.ts';
@@ -153,6 +154,7 @@ export function mirrorRegistry(options: MirrorTestOptions): TestRegistry & { mir
     logger,
     mirror,
     redirect: { enabled: options.redirect ?? false, ttlSeconds: 900 },
+    browse: new Browse({ registry, storage: options.storage }),
   });
   return {
     storage: options.storage,

@@ -268,6 +268,39 @@ export function mirrorSuite(
     });
   });
 
+  it('lists a pulled referrer under its subject, and the repository in the catalog, as a push would', async () => {
+    const { upstream, mirror } = await setup();
+    const image = await pushImage(upstream.registry, 'team/app', 'v1');
+    const signature = await pushImage(upstream.registry, 'team/app', 'sig', {
+      artifactType: 'application/vnd.example.signature',
+      subject: { mediaType: OCI_MANIFEST, digest: image.digest, size: image.bytes.byteLength },
+      annotations: { 'org.example.signed-by': 'ci' },
+    });
+
+    // A client pulls the image by tag, then its signature by digest (what cosign or oras do).
+    expect((await mirror.request('/v2/team/app/manifests/v1')).status).toBe(200);
+    const pulled = await mirror.request(`/v2/team/app/manifests/${signature.digest}`);
+    expect(pulled.status).toBe(200);
+    expect(new Uint8Array(await pulled.arrayBuffer())).toEqual(signature.bytes);
+
+    const asked = upstream.requests.length;
+    const referrers = await mirror.request(`/v2/team/app/referrers/${image.digest}`);
+    expect(referrers.status).toBe(200);
+    const index = (await referrers.json()) as { manifests: Record<string, unknown>[] };
+    expect(index.manifests).toEqual([
+      {
+        mediaType: OCI_MANIFEST,
+        digest: signature.digest,
+        size: signature.bytes.byteLength,
+        artifactType: 'application/vnd.example.signature',
+        annotations: { 'org.example.signed-by': 'ci' },
+      },
+    ]);
+    expect(upstream.requests.slice(asked)).toEqual([]);
+    const catalog = (await (await mirror.request('/v2/_catalog')).json()) as { repositories: string[] };
+    expect(catalog.repositories).toEqual(['team/app']);
+  });
+
   it('refuses pushes and deletes in mirrored repositories, and takes them outside the prefix', async () => {
     const { mirror } = await setup({ prefix: 'hub=' });
     const push = await mirror.request('/v2/hub/library/alpine/blobs/uploads/', { method: 'POST' });

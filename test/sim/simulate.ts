@@ -126,7 +126,7 @@ export async function simulate(seed: number, config: SimConfig): Promise<SimResu
   // of its own mark; the run after it marks the quiet store.
   let finished = 0;
   for (let attempt = 0; finished < 2; attempt++) {
-    const result = await collectGarbage(quiet.registry, {
+    const result = await collectGarbage(quiet, {
       graceMs: 0,
       deleteUntagged: false,
       retention: [],
@@ -154,7 +154,7 @@ export async function simulate(seed: number, config: SimConfig): Promise<SimResu
   problems.push(...(await nothingUnaccounted(inner)));
   problems.push(...(await repushes(quiet, pool.blobs)));
   // berth fsck must agree: nothing broken or inconsistent (leftovers are the collection's business).
-  const report = await fsck(quiet.registry, { uploadTtlMs: 0, graceMs: 0, recheckDelayMs: 0 });
+  const report = await fsck(quiet, { uploadTtlMs: 0, graceMs: 0, recheckDelayMs: 0 });
   problems.push(...fsckAgrees(report, world.history));
   return {
     seed,

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { collectGarbage, type GcOptions } from '../../lib/gc/collector.ts';
+import { Browse } from '../../lib/browse/browse.ts';
 import { createApp } from '../../lib/http/app.ts';
 import { createLogger } from '../../lib/logging/logger.ts';
 import { InMemoryHashStates } from '../../lib/registry/hashing.ts';
@@ -32,6 +33,8 @@ export type Answer = { status: number; headers: Headers; body: Uint8Array } | ty
 
 export class Container {
   readonly registry: Registry;
+  /** The store as this container sees it (what lib/setup hands gc and fsck beside the registry). */
+  readonly storage: StorageDriver;
   private readonly app: ReturnType<typeof createApp>;
   dead = false;
   readonly died: Promise<typeof LOST>;
@@ -44,6 +47,7 @@ export class Container {
     syncVerifyLimit = 1024 * 1024 * 1024,
   ) {
     const storage = store instanceof ControlledStore ? store.view({ container: id, name: id }) : store;
+    this.storage = storage;
     this.registry = new Registry({
       storage,
       hashes: new InMemoryHashStates(),
@@ -55,6 +59,7 @@ export class Container {
       registry: this.registry,
       logger: createLogger('silent'),
       redirect: { enabled: false, ttlSeconds: 0 },
+      browse: new Browse({ registry: this.registry, storage }),
     });
     this.died = new Promise((resolve) => (this.markDead = () => resolve(LOST)));
   }
@@ -176,7 +181,7 @@ export class World {
     const container = this.spawn('gc');
     let budget = this.rng.int(20, 400);
     const run = (() =>
-      collectGarbage(container.registry, {
+      collectGarbage(container, {
         graceMs: 0,
         deleteUntagged: false,
         retention: [],

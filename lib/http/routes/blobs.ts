@@ -45,17 +45,14 @@ export async function handleBlob(
   if (method === 'HEAD') {
     return new Response(null, { status: 200, headers: { ...headers, 'Content-Length': String(info.size) } });
   }
-  if (options.redirect.enabled && registry.storage.presign) {
-    const url = await registry.storage.presign(info.dataKey, {
-      method: 'GET',
-      expiresInSeconds: options.redirect.ttlSeconds,
-      contentType: 'application/octet-stream',
+  const url = options.redirect.enabled
+    ? await registry.blobs.redirect(info, options.redirect.ttlSeconds)
+    : undefined;
+  if (url) {
+    return new Response(null, {
+      status: 307,
+      headers: { Location: url, 'Docker-Content-Digest': digest.digest },
     });
-    if (url)
-      return new Response(null, {
-        status: 307,
-        headers: { Location: url, 'Docker-Content-Digest': digest.digest },
-      });
   }
   const range = parseByteRange(c.req.header('Range'), info.size);
   const object = await registry.blobs.open(info, range, repo);

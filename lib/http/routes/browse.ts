@@ -4,16 +4,9 @@ import {
   REPOSITORY_ACTIONS,
   type RepositoryAction,
 } from '../../auth/grants.ts';
-import { deleteImpact } from '../../browse/impact.ts';
-import { lastGcRun, type BrowseSettings } from '../../browse/info.ts';
-import { manifestDetails } from '../../browse/manifest-details.ts';
-import { repositoryPage, repositorySummary, UsageSizes } from '../../browse/repositories.ts';
-import { TagSummaries } from '../../browse/tags.ts';
 import { immutableRuleFor, retentionFor, describeImmutableRule } from '../../registry/tag-policy.ts';
 import { RegistryError } from '../../oci/errors.ts';
 import { parseReference, type RepositoryName } from '../../oci/names.ts';
-import { BERTH_VERSION } from '../../version.ts';
-import { keys } from '../../registry/keys.ts';
 import type { HttpContext, HttpOptions } from '../context.ts';
 import { catalogFilter, hasCatalogGrant } from './listings.ts';
 
@@ -28,19 +21,10 @@ const BROWSE_DEFAULT_PAGE = 50;
  * every answer depends on the caller, so none is cached.
  */
 export class BrowseRoutes {
-  private readonly summaries: TagSummaries;
-  private readonly usage = new UsageSizes();
-  private readonly settings: BrowseSettings;
+  constructor(private readonly options: HttpOptions) {}
 
-  constructor(private readonly options: HttpOptions) {
-    this.summaries = new TagSummaries(options.registry.storage);
-    this.settings = {
-      storage: options.registry.storage.name,
-      version: BERTH_VERSION,
-      retention: [],
-      immutable: [],
-      ...options.browse,
-    };
+  private get settings() {
+    return this.options.browse.settings;
   }
 
   /** `GET /v2/_berth/v1/info`: who the caller is and what the registry is; operations for admins. */
@@ -60,8 +44,8 @@ export class BrowseRoutes {
           storage: this.settings.storage,
           retention: this.settings.retention,
           immutableTags: this.settings.immutable.map(describeImmutableRule),
-          lastGc: (await lastGcRun(this.options.registry.storage)) ?? null,
-          usageAt: (await this.usage.get(this.options.registry.storage))?.generatedAt ?? null,
+          lastGc: (await this.options.browse.lastGc()) ?? null,
+          usageAt: (await this.options.browse.usageAt()) ?? null,
         },
       }),
     };
@@ -74,12 +58,7 @@ export class BrowseRoutes {
     const last = c.req.query('last') || undefined;
     const query = c.req.query('q')?.trim().slice(0, 255) || undefined;
     const visible = await catalogFilter(c, this.options);
-    const page = await repositoryPage(this.options.registry.storage, this.usage, {
-      n,
-      last,
-      query,
-      visible,
-    });
+    const page = await this.options.browse.repositories({ n, last, query, visible });
     const headers: Record<string, string> = {};
     if (page.next !== undefined) {
       const params = new URLSearchParams({ n: String(n), last: page.next, ...(query && { q: query }) });
@@ -90,9 +69,8 @@ export class BrowseRoutes {
 
   /** `GET /v2/<name>/_berth/v1/summary`: counts, rules that apply, and what the caller may do. */
   async summary(c: HttpContext, repo: RepositoryName): Promise<Response> {
-    const storage = this.options.registry.storage;
-    const row = await repositorySummary(storage, repo, await this.usage.get(storage));
-    if (row.tags === 0 && !(await storage.head(keys.catalog(repo)))) {
+    const row = await this.options.browse.repository(repo);
+    if (!row) {
       throw new RegistryError('NAME_UNKNOWN', `repository ${repo} is not known to this registry`);
     }
     const retention = retentionFor(this.settings.retention, repo);
@@ -112,7 +90,7 @@ export class BrowseRoutes {
   async tags(c: HttpContext, repo: RepositoryName): Promise<Response> {
     const n = pageSize(c);
     const last = c.req.query('last') || undefined;
-    const page = await this.summaries.page(repo, { n, last });
+    const page = await this.options.browse.tags(repo, { n, last });
     const tags = page.tags.map((t) => ({
       ...t,
       ...(immutableRuleFor(this.settings.immutable, repo, t.name) && { immutable: true }),
@@ -129,13 +107,13 @@ export class BrowseRoutes {
 
   /** `GET /v2/<name>/_berth/v1/manifests/<reference>`: layers, config, platforms, referrers, raw JSON. */
   async manifest(c: HttpContext, repo: RepositoryName, reference: string): Promise<Response> {
-    return json(await manifestDetails(this.options.registry, repo, parseReference(reference)));
+    return json(await this.options.browse.manifest(repo, parseReference(reference)));
   }
 
   /** `GET /v2/<name>/_berth/v1/manifests/<reference>/impact`: what deleting it removes and untags. */
   async impact(c: HttpContext, repo: RepositoryName, reference: string): Promise<Response> {
     const ref = parseReference(reference);
-    const impact = await deleteImpact(this.options.registry, this.summaries, repo, ref);
+    const impact = await this.options.browse.impact(repo, ref);
     const immutable = impact.removesTags.filter((t) => immutableRuleFor(this.settings.immutable, repo, t));
     return json({ ...impact, immutableTags: immutable });
   }

@@ -5,7 +5,6 @@ import type { RepositoryName } from '../../oci/names.ts';
 import { splitUploadRef } from '../../registry/upload-state.ts';
 import { MAX_PARTS_PER_REQUEST } from '../../registry/direct-uploads.ts';
 import { readLimited } from '../../util/read-body.ts';
-import { S3_LIMITS } from '../../storage/port.ts';
 import { methodOf, type HttpContext, type HttpOptions } from '../context.ts';
 
 /** Request bodies of the extension are small JSON documents. */
@@ -55,9 +54,7 @@ export async function handleDirectUpload(
       return json(200, {
         uploadId: id,
         expiresAt: presigned.expiresAt.toISOString(),
-        minPartSize: S3_LIMITS.minPartSize,
-        maxPartSize: S3_LIMITS.maxPartSize,
-        maxParts: S3_LIMITS.maxParts,
+        ...options.registry.partLimits,
         parts: presigned.parts.map((p) => ({ ...p, method: 'PUT' })),
       });
     }

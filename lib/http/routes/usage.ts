@@ -1,4 +1,3 @@
-import { loadUsage } from '../../gc/usage.ts';
 import { RegistryError } from '../../oci/errors.ts';
 import type { HttpOptions } from '../context.ts';
 
@@ -8,7 +7,7 @@ import type { HttpOptions } from '../context.ts';
  * registry, so it is read, not computed; `generatedAt` says how fresh it is.
  */
 export async function handleUsage(options: HttpOptions): Promise<Response> {
-  const report = await loadUsage(options.registry.storage);
+  const report = await options.registry.usage.load();
   if (!report) {
     throw new RegistryError(
       'UNSUPPORTED',
