@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import * as z from 'zod';
-import { RegistryError } from '../oci/errors.ts';
 import { tryParseDigest, type DigestAlgorithm, type ParsedDigest } from '../oci/digest.ts';
 import type { RepositoryName } from '../oci/names.ts';
 import { PreconditionFailed, type StorageDriver } from '../storage/port.ts';
 import { parseStoredJson } from '../util/json.ts';
+import { UploadBusy, UploadUnknown } from './errors.ts';
 import { keys, meta } from './keys.ts';
 import { listKeys } from './layout.ts';
 import type { UploadQuota } from './upload-quota.ts';
@@ -241,8 +241,8 @@ export class SessionStore {
 
   /**
    * Loads a session of `repo`. With `owner` (authentication on), a session someone else created is
-   * answered as unknown, exactly like one that does not exist: its id reveals nothing. So is a
-   * session being discarded.
+   * answered as unknown (UploadUnknown), exactly like one that does not exist: its id reveals
+   * nothing. So is a session being discarded.
    */
   async load(repo: RepositoryName, id: string, owner?: string): Promise<LoadedSession> {
     return this.accept(repo, id, owner, await this.read(id));
@@ -256,7 +256,7 @@ export class SessionStore {
       loaded.state.status === 'discarding' ||
       (owner !== undefined && loaded.state.owner !== undefined && loaded.state.owner !== owner)
     ) {
-      throw unknownUpload(repo, id);
+      throw new UploadUnknown(repo, id);
     }
     return loaded;
   }
@@ -280,7 +280,7 @@ export class SessionStore {
 
   /**
    * Claims the session for one writing request, applying `change` to the state in the same write. A
-   * second request while the claim holds, or one that loses the race to claim, gets `busy`.
+   * second request while the claim holds, or one that loses the race to claim, gets UploadBusy.
    */
   async claim<S extends SessionState>(
     session: LoadedSession<S>,
@@ -313,7 +313,7 @@ export class SessionStore {
    * Removes a session and everything it names but a blob's data: its multipart upload, its tails
    * (never a published one), data completed but not verified (unless a blob names it by now) and
    * the marker saying so. First takes it over with a conditional write of `discarding`, so nobody
-   * can complete it meanwhile; a request holding it (another's live lease) makes this `busy`.
+   * can complete it meanwhile; a request holding it (another's live lease) makes this UploadBusy.
    * Returns false when the session was already gone.
    */
   async discard(
@@ -494,19 +494,9 @@ export class Claim<S extends SessionState = SessionState> {
   }
 }
 
-export function unknownUpload(repo: RepositoryName, id: string): RegistryError {
-  return new RegistryError(
-    'BLOB_UPLOAD_UNKNOWN',
-    `upload ${id.slice(0, 64)} is not in progress in repository ${repo}`,
-  );
-}
-
-export function busy(state: SessionState): RegistryError {
-  return new RegistryError(
-    'BLOB_UPLOAD_INVALID',
-    'another request is writing to this upload session; retry from the offset in the Range header',
-    { status: 416, detail: { offset: state.offset } },
-  );
+/** Another request holds the session: the client resumes from what it holds. */
+export function busy(state: SessionState): UploadBusy {
+  return new UploadBusy(state.id, state.offset);
 }
 
 function encode(state: SessionState): Uint8Array {

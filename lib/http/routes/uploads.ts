@@ -5,6 +5,7 @@ import type { BlobInfo } from '../../registry/blobs.ts';
 import type { ChunkExpectation, UploadStatus } from '../../registry/uploads.ts';
 import { splitUploadRef } from '../../registry/upload-state.ts';
 import { contentLength, requestBody } from '../body.ts';
+import { specErrorOf } from '../errors.ts';
 import { methodOf, type HttpContext, type HttpOptions } from '../context.ts';
 import { may, sourceOf } from '../auth.ts';
 import { parseContentRange } from '../ranges.ts';
@@ -88,10 +89,12 @@ export async function handleUpload(
         return new Response(null, { status: 204, headers: { 'Content-Length': '0' } });
     }
   } catch (err) {
-    // A client that got 416 needs to know where the session really is.
-    if (err instanceof RegistryError && err.status === 416) {
+    // A client that gets 416 (a lost race, a chunk at the wrong offset, a malformed Content-Range)
+    // needs to know where the session really is.
+    const answer = specErrorOf(err);
+    if (answer?.status === 416) {
       const status = await uploads.status(repo, id, owner).catch(() => undefined);
-      if (status) throw err.withHeaders(statusHeaders(status));
+      if (status) throw answer.withHeaders(statusHeaders(status));
     }
     throw err;
   }
