@@ -213,7 +213,16 @@ export class DirectUploads {
     if (size <= this.options.syncVerifyLimit) {
       const outcome = await this.verifyClaimed(session).catch(async (err: unknown) => {
         // Not a wrong digest but a failure to read (the store): the next poll or retry starts again.
-        await this.sessions.replace(session, { ...session.state, until: 0 }).catch(() => undefined);
+        await this.sessions.replace(session, { ...session.state, until: 0 }).catch((cause: unknown) => {
+          // The verification's lease then runs out on its own (verifyLeaseMs) before a retry restarts it.
+          this.sessions.logger.warn(
+            'failed verification not marked for a restart; it restarts when its lease ends',
+            {
+              upload: id,
+              ...describeError(cause),
+            },
+          );
+        });
         throw err;
       });
       if (outcome.status === 'failed') throw new UploadVerificationFailed(id, outcome.message);
@@ -301,7 +310,12 @@ export class DirectUploads {
     try {
       return await this.sessions.replace(session, { ...rest, status: 'direct', multipartId });
     } catch (err) {
-      await this.storage.multipart.abort(keys.data(state.id), multipartId).catch(() => undefined);
+      await this.storage.multipart.abort(keys.data(state.id), multipartId).catch((cause: unknown) => {
+        this.sessions.logger.warn('unused multipart upload not aborted; left to garbage collection', {
+          upload: state.id,
+          ...describeError(cause),
+        });
+      });
       if (!(err instanceof PreconditionFailed)) throw err;
     }
     // Another request opened it first: use its multipart upload.

@@ -28,7 +28,7 @@ export interface RegistryOptions {
   readonly direct?: Partial<DirectUploadOptions>;
   /** Tags that a push may not move to another manifest (BERTH_IMMUTABLE_TAGS). */
   readonly immutableTags?: readonly ImmutableRule[];
-  /** For what happens outside a request (background verifications). */
+  /** For what happens outside a request (background verifications) and cleanups that failed. */
   readonly logger?: Logger;
   /** Caps on what one client holds in open upload sessions; absent, none (lib/registry/upload-quota.ts). */
   readonly uploadQuota?: UploadQuotaLimits;
@@ -65,6 +65,7 @@ export class Registry {
       leaseMs: options.limits.leaseMs,
       exclusive: options.storage.exclusive ?? false,
       ...(options.uploadQuota && { quota: new UploadQuota(options.uploadQuota) }),
+      ...(options.logger && { logger: options.logger }),
     });
     this.uploads = new Uploads(
       options.storage,

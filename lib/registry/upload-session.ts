@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import * as z from 'zod';
+import { createLogger, describeError, type Logger } from '../logging/logger.ts';
 import { tryParseDigest, type DigestAlgorithm, type ParsedDigest } from '../oci/digest.ts';
 import type { RepositoryName } from '../oci/names.ts';
 import { PreconditionFailed, type StorageDriver } from '../storage/port.ts';
@@ -182,6 +183,8 @@ export interface SessionStoreOptions {
   readonly renewEveryMs?: number;
   /** Caps on what one client holds in open sessions (counted in this process); absent, none. */
   readonly quota?: UploadQuota;
+  /** For failures nobody is waiting for (a claim that could not be released); absent, silent. */
+  readonly logger?: Logger;
 }
 
 const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -193,6 +196,7 @@ const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a
 export class SessionStore {
   readonly leaseMs: number;
   readonly quota: UploadQuota | undefined;
+  readonly logger: Logger;
   private readonly holder: string;
   private readonly exclusive: boolean;
   private readonly renewEveryMs: number;
@@ -203,6 +207,7 @@ export class SessionStore {
   ) {
     this.leaseMs = options.leaseMs;
     this.quota = options.quota;
+    this.logger = options.logger ?? createLogger('silent');
     this.holder = options.holder ?? randomUUID();
     this.exclusive = options.exclusive ?? false;
     this.renewEveryMs = options.renewEveryMs ?? Math.max(1_000, Math.floor(options.leaseMs / 3));
@@ -458,9 +463,21 @@ export class Claim<S extends SessionState = SessionState> {
     });
   }
 
-  /** Drops the claim after a failed request, keeping the last committed state. Best effort. */
+  /**
+   * Drops the claim after a failed request, keeping the last committed state. Best effort: the
+   * request already failed for another reason, which is what its client is told; a claim left in
+   * place blocks the session until its lease runs out (UploadLimits.leaseMs).
+   */
   async release(): Promise<void> {
-    await this.finish(this.session.state).catch(() => undefined);
+    await this.finish(this.session.state).catch((err: unknown) => {
+      this.store.logger.warn(
+        'upload session claim not released; the session stays blocked until its lease ends',
+        {
+          upload: this.session.state.id,
+          ...describeError(err),
+        },
+      );
+    });
   }
 
   /** Stops renewing (the request is over). */
@@ -489,6 +506,7 @@ export class Claim<S extends SessionState = SessionState> {
 
   private serial<T>(step: () => Promise<T>): Promise<T> {
     const run = this.chain.then(step, step);
+    // The chain only orders the steps; a step's failure goes to its own caller through `run`.
     this.chain = run.catch(() => undefined);
     return run;
   }

@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
+import { describeError, type Logger } from '../logging/logger.ts';
 import type { DigestAlgorithm, ParsedDigest } from '../oci/digest.ts';
 import type { RepositoryName } from '../oci/names.ts';
 import { readLimited } from '../util/read-body.ts';
@@ -123,7 +124,7 @@ export class Uploads {
     // The key that signs the Location's state is loaded alongside, once per process.
     const [created] = await Promise.all([
       this.sessions.create(repo, algorithm, owner, client),
-      this.signer.ready().catch(() => undefined),
+      this.signerReady(),
     ]);
     return this.view(created);
   }
@@ -184,7 +185,16 @@ export class Uploads {
       return this.view(written);
     } catch (err) {
       await writer?.abandon();
-      if (newTail) await this.storage.delete(newTail.key).catch(() => undefined);
+      if (newTail) {
+        const { key } = newTail;
+        await this.storage.delete(key).catch((cause: unknown) => {
+          this.log.warn('tail of a failed upload request not deleted; left to garbage collection', {
+            upload: state.id,
+            key,
+            ...describeError(cause),
+          });
+        });
+      }
       await attempt.claim?.release();
       throw await this.explain(err, attempt);
     }
@@ -221,6 +231,24 @@ export class Uploads {
       const again = await this.open(repo, id, owner, undefined, expect);
       return this.completeLoaded(repo, again, digest, replay, expect, client);
     }
+  }
+
+  private get log(): Logger {
+    return this.sessions.logger;
+  }
+
+  /**
+   * Loads the key that signs the state in upload URLs. When that fails (the store), URLs carry no
+   * state and requests read the session instead, which is slower but not wrong; a later request
+   * tries again.
+   */
+  private signerReady(): Promise<unknown> {
+    return this.signer.ready().catch((cause: unknown) => {
+      this.log.debug(
+        'upload state key not loaded; upload URLs carry no state meanwhile',
+        describeError(cause),
+      );
+    });
   }
 
   /** States that came from a request's URL (not read from the store by that request). */
@@ -269,7 +297,15 @@ export class Uploads {
               ifNoneMatch: '*',
               contentType: 'application/json',
             })
-            .catch(() => undefined);
+            .catch((cause: unknown) => {
+              this.log.warn(
+                'upload session not put back after its blob failed to link; a retry must push again',
+                {
+                  upload: id,
+                  ...describeError(cause),
+                },
+              );
+            });
         },
         // With the link, not before it: the multipart upload is complete and a published tail is the
         // blob's, so the session names nothing a retry would miss (and it is put back if the link fails).
@@ -306,7 +342,15 @@ export class Uploads {
             { ...base, state: { ...base.state, ...(held && { tail: held }) } },
             claim ? { force: true } : { unchanged: true },
           )
-          .catch(() => undefined);
+          .catch((cause: unknown) => {
+            this.log.warn(
+              'upload session with a wrong digest not discarded; it expires with stale sessions',
+              {
+                upload: id,
+                ...describeError(cause),
+              },
+            );
+          });
         this.hashes.forget(id);
       } else {
         await claim?.release();
@@ -414,10 +458,7 @@ export class Uploads {
       return accepted;
     }
     // No state carried, or one that does not fit the request (an outdated URL): read the session.
-    const [loaded] = await Promise.all([
-      this.sessions.load(repo, id, owner),
-      this.signer.ready().catch(() => undefined),
-    ]);
+    const [loaded] = await Promise.all([this.sessions.load(repo, id, owner), this.signerReady()]);
     if (loaded.state.status !== 'open') throw new UploadWrongKind(repo, id, 'direct');
     checkStart(loaded.state, expect);
     return loaded as LoadedSession<OpenSession>;
@@ -490,7 +531,13 @@ export class Uploads {
     // A multipart upload that vanished under the request: the session was cancelled or expired meanwhile.
     const translated = err instanceof NoSuchUpload ? new UploadCancelled(id, true) : err;
     if (isLostRace(translated)) {
-      const now = await this.sessions.read(id).catch(() => undefined);
+      const now = await this.sessions.read(id).catch((cause: unknown) => {
+        this.log.debug('upload session unreadable after a lost race; answered as gone', {
+          upload: id,
+          ...describeError(cause),
+        });
+        return undefined;
+      });
       if (now === undefined || now.state.status === 'discarding') {
         return new UploadUnknown(repo as RepositoryName, id);
       }
@@ -523,7 +570,12 @@ export class Uploads {
         try {
           attempt.claim = await this.claimFor(attempt.loaded, (s) => ({ ...s, multipartId }));
         } catch (err) {
-          await this.storage.multipart.abort(keys.data(state.id), multipartId).catch(() => undefined);
+          await this.storage.multipart.abort(keys.data(state.id), multipartId).catch((cause: unknown) => {
+            this.log.warn('multipart upload of a lost claim not aborted; left to garbage collection', {
+              upload: state.id,
+              ...describeError(cause),
+            });
+          });
           throw err;
         }
       },
@@ -536,7 +588,13 @@ export class Uploads {
       const tail = await this.storage.get(key);
       if (!tail || tail.size !== size) {
         // A state the URL carried may be outdated: its tail replaced since. Then it is a lost race.
-        const now = await this.sessions.read(state.id).catch(() => undefined);
+        const now = await this.sessions.read(state.id).catch((cause: unknown) => {
+          this.log.debug('upload session unreadable while its tail is missing', {
+            upload: state.id,
+            ...describeError(cause),
+          });
+          return undefined;
+        });
         if (now && now.etag !== attempt.loaded.etag) throw new UploadChanged(state.id);
         throw new UploadDataLost(state.id);
       }

@@ -4,6 +4,7 @@ import { parseName, type RepositoryName } from '../../oci/names.ts';
 import type { BlobInfo } from '../../registry/blobs.ts';
 import type { ChunkExpectation, UploadStatus } from '../../registry/uploads.ts';
 import { splitUploadRef } from '../../registry/upload-state.ts';
+import { describeError } from '../../logging/logger.ts';
 import { contentLength, requestBody } from '../body.ts';
 import { specErrorOf } from '../errors.ts';
 import { methodOf, type HttpContext, type HttpOptions } from '../context.ts';
@@ -93,7 +94,11 @@ export async function handleUpload(
     // needs to know where the session really is.
     const answer = specErrorOf(err);
     if (answer?.status === 416) {
-      const status = await uploads.status(repo, id, owner).catch(() => undefined);
+      const status = await uploads.status(repo, id, owner).catch((cause: unknown) => {
+        // Gone or unreadable: the 416 goes without the session's position.
+        c.get('log').debug('upload status for a 416 not read', { upload: id, ...describeError(cause) });
+        return undefined;
+      });
       if (status) throw answer.withHeaders(statusHeaders(status));
     }
     throw err;
