@@ -18,9 +18,9 @@ import type { Reference, RepositoryName, Tag } from '../oci/names.ts';
 abstract class Failure extends Error {
   abstract readonly kind: string;
 
-  constructor(message: string) {
-    super(message);
-    this.name = new.target.name;
+  /** Logs name the failure by its kind (describeError logs `name`): minified bundles rename classes. */
+  override get name(): string {
+    return this.kind;
   }
 }
 

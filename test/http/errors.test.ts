@@ -546,10 +546,12 @@ describe('what a client is told for each registry failure', () => {
     expect(lines).toEqual([]);
   });
 
-  it('none of the failures carries an HTTP status or a spec error code', () => {
+  it('none of the failures carries an HTTP status or a spec error code, and each is named by its kind', () => {
     for (const [err] of all) {
       expect(err).not.toHaveProperty('status');
       expect(err).not.toHaveProperty('code');
+      // What logs call it (describeError), the same in a minified bundle.
+      expect(err.name).toBe(err.kind);
     }
   });
 
