@@ -68,6 +68,15 @@ export default {
       to: { path: '^lib/(registry/(keys|layout)[.]ts$|storage/)', pathNot: '^lib/storage/port[.]ts$' },
     },
     {
+      name: 'registry-raises-domain-errors',
+      comment:
+        'lib/registry raises the failures of lib/registry/errors.ts, which carry no HTTP status or URL; ' +
+        'lib/http/errors.ts maps them to the spec errors of lib/oci/errors.ts, in one place',
+      severity: 'error',
+      from: { path: '^lib/registry/' },
+      to: { path: '^lib/oci/errors[.]ts$' },
+    },
+    {
       name: 'no-circular',
       comment: 'files that import each other (types included) cannot be read or moved one at a time',
       severity: 'error',

@@ -5,6 +5,7 @@ import { RegistryError } from '../oci/errors.ts';
 import { computeDigest, MAX_MANIFEST_BYTES, parseManifest, type ParsedManifest } from '../oci/manifest.ts';
 import type { Reference, RepositoryName, Tag } from '../oci/names.ts';
 import type { BlobInfo } from '../registry/blobs.ts';
+import { UploadUnknown } from '../registry/errors.ts';
 import type { ManifestHead, StoredManifest } from '../registry/manifests.ts';
 import { readLimited } from '../util/read-body.ts';
 import type { Registry } from '../registry/registry.ts';
@@ -404,7 +405,7 @@ export class Mirror {
           await uploads.cancel(repo, session.id).catch((cancelErr: unknown) => {
             // Unknown: the failed completion already discarded the session (a refused digest), and
             // nothing is left behind. Anything else leaves the session to the upload expiry.
-            if (cancelErr instanceof RegistryError && cancelErr.code === 'BLOB_UPLOAD_UNKNOWN') return;
+            if (cancelErr instanceof UploadUnknown) return;
             this.options.logger.warn('mirror could not cancel the upload session of a failed copy', {
               repository: repo,
               digest: digest.digest,

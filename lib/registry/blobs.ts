@@ -1,4 +1,3 @@
-import { RegistryError } from '../oci/errors.ts';
 import type { ParsedDigest } from '../oci/digest.ts';
 import type { RepositoryName } from '../oci/names.ts';
 import {
@@ -9,6 +8,7 @@ import {
   type StorageDriver,
 } from '../storage/port.ts';
 import type { ImmutableFacts } from './immutable-facts.ts';
+import { BlobDataMissing, BlobUnknown, BlobUnsettled } from './errors.ts';
 import { keys, meta } from './keys.ts';
 
 /** Where a blob's bytes are and how many there are. */
@@ -41,8 +41,7 @@ export class Blobs {
 
   async require(repo: RepositoryName, digest: ParsedDigest): Promise<BlobInfo> {
     const info = await this.stat(repo, digest);
-    if (!info)
-      throw new RegistryError('BLOB_UNKNOWN', `blob ${digest.digest} is not known to repository ${repo}`);
+    if (!info) throw new BlobUnknown(repo, digest);
     return info;
   }
 
@@ -65,12 +64,7 @@ export class Blobs {
         if (stream && repo) await this.link(repo, blob);
       }
     }
-    if (!stream) {
-      throw new RegistryError(
-        'BLOB_UNKNOWN',
-        `the data of blob ${info.digest.digest} is missing from storage`,
-      );
-    }
+    if (!stream) throw new BlobDataMissing(info.digest);
     return stream;
   }
 
@@ -150,7 +144,7 @@ export class Blobs {
         return now;
       }
     }
-    throw new RegistryError('UNAVAILABLE', `blob ${digest.digest} kept changing while being stored; retry`);
+    throw new BlobUnsettled(digest);
   }
 
   /**

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { describeError, type Logger } from '../logging/logger.ts';
-import { RegistryError } from '../oci/errors.ts';
 import { parseDigest, type ParsedDigest } from '../oci/digest.ts';
 import type { RepositoryName } from '../oci/names.ts';
 import {
@@ -12,6 +11,18 @@ import {
   type StorageDriver,
 } from '../storage/port.ts';
 import type { BlobInfo, Blobs } from './blobs.ts';
+import {
+  BlobTooLarge,
+  DirectPartsInvalid,
+  DirectUnsupported,
+  UploadAlreadyCompleted,
+  UploadBusy,
+  UploadCancelled,
+  UploadChanged,
+  UploadUnknown,
+  UploadVerificationFailed,
+  UploadWrongKind,
+} from './errors.ts';
 import { keys } from './keys.ts';
 import { readBackDigest, type ReadBackOptions } from './read-back.ts';
 import {
@@ -87,17 +98,15 @@ export class DirectUploads {
   ): Promise<PresignedParts> {
     const direct = this.directStore();
     if (partNumbers.length === 0 || partNumbers.length > MAX_PARTS_PER_REQUEST) {
-      throw new RegistryError(
-        'BLOB_UPLOAD_INVALID',
-        `ask for 1 to ${MAX_PARTS_PER_REQUEST} part URLs at a time, not ${partNumbers.length}`,
-      );
+      throw new DirectPartsInvalid({
+        problem: 'count',
+        requested: partNumbers.length,
+        max: MAX_PARTS_PER_REQUEST,
+      });
     }
     for (const n of partNumbers) {
       if (!Number.isInteger(n) || n < 1 || n > S3_LIMITS.maxParts) {
-        throw new RegistryError(
-          'BLOB_UPLOAD_INVALID',
-          `part number ${String(n).slice(0, 20)} is outside 1..${S3_LIMITS.maxParts}`,
-        );
+        throw new DirectPartsInvalid({ problem: 'number', value: String(n), max: S3_LIMITS.maxParts });
       }
     }
     const session = await this.openDirect(await this.sessions.load(repo, id, owner));
@@ -120,7 +129,7 @@ export class DirectUploads {
       case 'failed':
         // Told once; the session is gone after that.
         await this.sessions.delete(id);
-        throw new RegistryError('DIGEST_INVALID', state.failure);
+        throw new UploadVerificationFailed(id, state.failure);
       case 'verifying':
         if (state.until < Date.now())
           await this.restartVerification(session as LoadedSession<VerifyingSession>);
@@ -150,25 +159,15 @@ export class DirectUploads {
     const loaded = await this.sessions.load(repo, id, owner);
     const state = loaded.state;
     if (state.status === 'verifying') {
-      if (state.digest !== digest.digest) {
-        throw new RegistryError(
-          'BLOB_UPLOAD_INVALID',
-          `the upload was already completed with digest ${state.digest}`,
-        );
-      }
+      if (state.digest !== digest.digest) throw new UploadAlreadyCompleted(id, state.digest);
       if (state.until < Date.now()) await this.restartVerification(loaded as LoadedSession<VerifyingSession>);
       return { status: 'verifying', digest: digest.digest, size: state.size };
     }
     if (state.status === 'failed') {
       await this.sessions.delete(id);
-      throw new RegistryError('DIGEST_INVALID', state.failure);
+      throw new UploadVerificationFailed(id, state.failure);
     }
-    if (state.status !== 'direct') {
-      throw new RegistryError(
-        'BLOB_UPLOAD_INVALID',
-        `upload ${id} has no direct parts: ask for part URLs (POST …/_berth/v1/uploads/${id}/parts) and upload them first`,
-      );
-    }
+    if (state.status !== 'direct') throw new UploadWrongKind(repo, id, 'not-direct');
     const claim = await this.sessions.claim(loaded as LoadedSession<DirectSession>);
     const multipartId = state.multipartId;
     const dataKey = keys.data(id);
@@ -185,19 +184,13 @@ export class DirectUploads {
         if (size > this.maxBlobSize) {
           claim.end();
           await this.sessions.discard(claim.loaded, { force: true });
-          throw new RegistryError(
-            'SIZE_INVALID',
-            `blob of ${size} bytes exceeds this registry's limit of ${this.maxBlobSize} bytes; nothing was stored`,
-            { status: 413 },
-          );
+          throw new BlobTooLarge(this.maxBlobSize, size);
         }
         await this.storage.multipart.complete(dataKey, multipartId, parts);
       } else {
         // Completed by an earlier try whose answer was lost: data/<id> belongs to this session alone.
         const object = await this.storage.head(dataKey);
-        if (!object) {
-          throw new RegistryError('BLOB_UPLOAD_UNKNOWN', `upload ${id} was cancelled; start again`);
-        }
+        if (!object) throw new UploadCancelled(id, false);
         size = object.size;
       }
       await this.storage.put(keys.verifying(repo, digest), new TextEncoder().encode(id), {
@@ -220,10 +213,19 @@ export class DirectUploads {
     if (size <= this.options.syncVerifyLimit) {
       const outcome = await this.verifyClaimed(session).catch(async (err: unknown) => {
         // Not a wrong digest but a failure to read (the store): the next poll or retry starts again.
-        await this.sessions.replace(session, { ...session.state, until: 0 }).catch(() => undefined);
+        await this.sessions.replace(session, { ...session.state, until: 0 }).catch((cause: unknown) => {
+          // The verification's lease then runs out on its own (verifyLeaseMs) before a retry restarts it.
+          this.sessions.logger.warn(
+            'failed verification not marked for a restart; it restarts when its lease ends',
+            {
+              upload: id,
+              ...describeError(cause),
+            },
+          );
+        });
         throw err;
       });
-      if (outcome.status === 'failed') throw new RegistryError('DIGEST_INVALID', outcome.message);
+      if (outcome.status === 'failed') throw new UploadVerificationFailed(id, outcome.message);
       return { status: 'verified', blob: outcome.blob };
     }
     await this.start({ repo, id, token: next.token });
@@ -236,7 +238,7 @@ export class DirectUploads {
    */
   async verify(job: VerificationJob): Promise<'verified' | 'failed' | 'skipped'> {
     const session = await this.sessions.load(job.repo as RepositoryName, job.id).catch((err: unknown) => {
-      if (err instanceof RegistryError && err.code === 'BLOB_UPLOAD_UNKNOWN') return undefined;
+      if (err instanceof UploadUnknown) return undefined;
       throw err;
     });
     if (session?.state.status !== 'verifying' || session.state.token !== job.token) return 'skipped';
@@ -298,63 +300,50 @@ export class DirectUploads {
   private async openDirect(session: LoadedSession): Promise<LoadedSession<DirectSession>> {
     const { state } = session;
     if (state.status === 'direct') return session as LoadedSession<DirectSession>;
-    if (state.status !== 'open') {
-      throw new RegistryError('BLOB_UPLOAD_INVALID', 'the upload is already completed; start a new one');
-    }
+    if (state.status !== 'open') throw new UploadAlreadyCompleted(state.id);
     if (state.offset > 0 || state.tail || state.parts.length > 0 || state.multipartId) {
-      throw new RegistryError(
-        'BLOB_UPLOAD_INVALID',
-        'this upload already received bytes through the registry (PATCH); start a new upload for a direct one',
-      );
+      throw new UploadWrongKind(state.repo as RepositoryName, state.id, 'chunked');
     }
-    if (this.sessions.leased(state)) {
-      throw new RegistryError('BLOB_UPLOAD_INVALID', 'another request is writing to this upload; retry', {
-        status: 416,
-      });
-    }
+    if (this.sessions.leased(state)) throw new UploadBusy(state.id);
     const multipartId = await this.storage.multipart.create(keys.data(state.id));
     const { hashState: _h, parts: _p, tail: _t, tailSeq: _s, multipartId: _m, ...rest } = state;
     try {
       return await this.sessions.replace(session, { ...rest, status: 'direct', multipartId });
     } catch (err) {
-      await this.storage.multipart.abort(keys.data(state.id), multipartId).catch(() => undefined);
+      await this.storage.multipart.abort(keys.data(state.id), multipartId).catch((cause: unknown) => {
+        this.sessions.logger.warn('unused multipart upload not aborted; left to garbage collection', {
+          upload: state.id,
+          ...describeError(cause),
+        });
+      });
       if (!(err instanceof PreconditionFailed)) throw err;
     }
     // Another request opened it first: use its multipart upload.
     const again = await this.sessions.load(state.repo as RepositoryName, state.id);
     if (again.state.status === 'direct') return again as LoadedSession<DirectSession>;
-    throw new RegistryError('BLOB_UPLOAD_INVALID', 'the upload changed while opening it; retry', {
-      status: 416,
-    });
+    throw new UploadChanged(state.id, true);
   }
 
   /** The parts must be 1..n, every one but the last at least S3's minimum. Returns their total size. */
   private checkParts(parts: readonly PartInfo[], announcedSize: number | undefined): number {
-    if (parts.length === 0) {
-      throw new RegistryError('BLOB_UPLOAD_INVALID', 'no parts have been uploaded yet');
-    }
+    if (parts.length === 0) throw new DirectPartsInvalid({ problem: 'none' });
     let size = 0;
     parts.forEach((part, index) => {
       if (part.partNumber !== index + 1) {
-        throw new RegistryError(
-          'BLOB_UPLOAD_INVALID',
-          `part ${index + 1} is missing (the parts must be numbered 1..n); upload it, then complete again`,
-        );
+        throw new DirectPartsInvalid({ problem: 'missing', partNumber: index + 1 });
       }
       if (index < parts.length - 1 && part.size < S3_LIMITS.minPartSize) {
-        throw new RegistryError(
-          'BLOB_UPLOAD_INVALID',
-          `part ${part.partNumber} has ${part.size} bytes: every part but the last needs at least ${S3_LIMITS.minPartSize}; upload it again`,
-        );
+        throw new DirectPartsInvalid({
+          problem: 'too-small',
+          partNumber: part.partNumber,
+          size: part.size,
+          min: S3_LIMITS.minPartSize,
+        });
       }
       size += part.size;
     });
     if (announcedSize !== undefined && announcedSize !== size) {
-      throw new RegistryError(
-        'BLOB_UPLOAD_INVALID',
-        `the uploaded parts hold ${size} bytes, not the ${announcedSize} announced; upload the missing or failed parts, then complete again`,
-        { detail: { size, parts: parts.length } },
-      );
+      throw new DirectPartsInvalid({ problem: 'size', size, announced: announcedSize, parts: parts.length });
     }
     return size;
   }
@@ -391,12 +380,7 @@ export class DirectUploads {
 
   private directStore(): DirectPartStore {
     const direct = this.storage.direct;
-    if (!direct) {
-      throw new RegistryError(
-        'UNSUPPORTED',
-        `direct uploads need the S3 store: this registry stores blobs on ${this.storage.name}, which cannot sign upload URLs; upload through the registry (PATCH and PUT) instead`,
-      );
-    }
+    if (!direct) throw new DirectUnsupported(this.storage.name);
     return direct;
   }
 }

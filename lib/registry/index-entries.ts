@@ -1,9 +1,9 @@
-import { RegistryError } from '../oci/errors.ts';
 import { parseDigest, type ParsedDigest } from '../oci/digest.ts';
 import type { Descriptor } from '../oci/manifest.ts';
 import { isManifestMediaType } from '../oci/media-types.ts';
 import type { RepositoryName } from '../oci/names.ts';
 import { mapLimit } from '../util/concurrency.ts';
+import { BlobBeingVerified, IndexEntryUnknown, IndexManifestUnknown } from './errors.ts';
 
 /**
  * Whether an index entry may name a blob instead of a manifest. BuildKit's registry cache (the
@@ -30,9 +30,10 @@ export interface EntryLookups {
 /**
  * Checks that every entry of an index names something the repository holds: a manifest, or, for an
  * entry whose media type is not a manifest's, a blob linked in the repository (checked like an
- * image's layers, so garbage collection's settle window covers it the same way). Refuses with
- * MANIFEST_BLOB_UNKNOWN, naming the first entry that names nothing. Entries are looked up all at
- * once (up to `concurrency`): one storage round trip for an index of that many entries.
+ * image's layers, so garbage collection's settle window covers it the same way). Refuses
+ * (IndexManifestUnknown, IndexEntryUnknown, BlobBeingVerified), naming the first entry that names
+ * nothing. Entries are looked up all at once (up to `concurrency`): one storage round trip for an
+ * index of that many entries.
  */
 export async function checkIndexEntries(
   lookups: EntryLookups,
@@ -49,23 +50,9 @@ export async function checkIndexEntries(
   });
   const entry = missing.find((d) => d !== undefined);
   if (!entry) return;
-  if (!mayNameBlob(entry)) {
-    throw new RegistryError(
-      'MANIFEST_BLOB_UNKNOWN',
-      `manifest ${entry.digest} listed in the index is not in repository ${repo}; push it before the index`,
-      { detail: { digest: entry.digest } },
-    );
-  }
+  if (!mayNameBlob(entry)) throw new IndexManifestUnknown(repo, entry.digest);
   if (await lookups.verifying(parseDigest(entry.digest))) {
-    throw new RegistryError(
-      'MANIFEST_BLOB_UNKNOWN',
-      `blob ${entry.digest} was uploaded directly and its content is still being verified; push the index again once HEAD /v2/${repo}/blobs/${entry.digest} answers 200`,
-      { detail: { digest: entry.digest, verification: 'in progress' } },
-    );
+    throw new BlobBeingVerified(repo, entry.digest, 'index');
   }
-  throw new RegistryError(
-    'MANIFEST_BLOB_UNKNOWN',
-    `index entry ${entry.digest} (${entry.mediaType}) names neither a manifest nor a blob in repository ${repo}; push it before the index`,
-    { detail: { digest: entry.digest, mediaType: entry.mediaType } },
-  );
+  throw new IndexEntryUnknown(repo, entry.digest, entry.mediaType);
 }

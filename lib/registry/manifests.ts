@@ -1,10 +1,18 @@
-import { RegistryError } from '../oci/errors.ts';
 import { parseDigest, tryParseDigest, type ParsedDigest } from '../oci/digest.ts';
 import { computeDigest, parseManifest, type Descriptor, type ParsedManifest } from '../oci/manifest.ts';
 import type { Reference, RepositoryName, Tag } from '../oci/names.ts';
 import { PreconditionFailed, type ObjectInfo, type StorageDriver } from '../storage/port.ts';
 import { describeImmutableRule, immutableRuleFor, type ImmutableRule } from './tag-policy.ts';
 import type { BlobInfo, Blobs } from './blobs.ts';
+import {
+  BlobBeingVerified,
+  DigestMismatch,
+  ManifestBlobUnknown,
+  ManifestCheckExpired,
+  ManifestUnknown,
+  TagImmutable,
+  TooManyTags,
+} from './errors.ts';
 import { ImmutableFacts } from './immutable-facts.ts';
 import { checkIndexEntries } from './index-entries.ts';
 import { mapLimit } from '../util/concurrency.ts';
@@ -165,10 +173,7 @@ export class Manifests {
       ref.kind === 'digest' ? ref.digest.algorithm : 'sha256',
     );
     if (ref.kind === 'digest' && ref.digest.digest !== manifest.digest.digest) {
-      throw new RegistryError(
-        'DIGEST_INVALID',
-        `manifest content has digest ${manifest.digest.digest}, not ${ref.digest.digest} as in the URL`,
-      );
+      throw new DigestMismatch('manifest', ref.digest.digest, manifest.digest.digest);
     }
     const digest = manifest.digest;
     const tags = [...new Set(ref.kind === 'tag' ? [ref.tag, ...extraTags] : extraTags)];
@@ -183,10 +188,7 @@ export class Manifests {
     // The window counts from the oldest read the check relies on: a fact this process saw earlier
     // (ImmutableFacts) is as old as the read that saw it, not as this request.
     if (Date.now() - seen.oldest > MANIFEST_CHECK_WINDOW_MS) {
-      throw new RegistryError(
-        'UNAVAILABLE',
-        "checking the manifest's blobs took too long for them to be trusted still to exist; push the manifest again",
-      );
+      throw new ManifestCheckExpired();
     }
 
     return this.write(repo, manifest, tags, pinned, { linkOf: (d) => seen.links.get(d.digest) });
@@ -461,19 +463,9 @@ export class Manifests {
     );
     const blob = missingBlobs.find((d) => d !== undefined);
     if (blob && (await this.storage.head(keys.verifying(repo, parseDigest(blob.digest))))) {
-      throw new RegistryError(
-        'MANIFEST_BLOB_UNKNOWN',
-        `blob ${blob.digest} was uploaded directly and its content is still being verified; push the manifest again once HEAD /v2/${repo}/blobs/${blob.digest} answers 200`,
-        { detail: { digest: blob.digest, verification: 'in progress' } },
-      );
+      throw new BlobBeingVerified(repo, blob.digest, 'manifest');
     }
-    if (blob) {
-      throw new RegistryError(
-        'MANIFEST_BLOB_UNKNOWN',
-        `blob ${blob.digest} (${blob.mediaType}) is not in repository ${repo}; push it before the manifest`,
-        { detail: { digest: blob.digest } },
-      );
-    }
+    if (blob) throw new ManifestBlobUnknown(repo, blob.digest, blob.mediaType);
     // Index entries: manifests, or blobs linked here (BuildKit's registry cache; lib/registry/index-entries.ts).
     const children = [...new Map(manifest.children.map((d) => [d.digest, d])).values()];
     await checkIndexEntries(
@@ -562,11 +554,7 @@ function checkTagCount(tags: readonly Tag[], manifestSize: number): void {
   const byBytes = Math.max(1, Math.floor(MAX_TAG_BYTES_PER_PUT / Math.max(1, manifestSize)));
   const allowed = Math.min(MAX_TAGS_PER_PUT, byBytes);
   if (tags.length > allowed) {
-    throw new RegistryError(
-      'TAG_INVALID',
-      `this manifest PUT names ${tags.length} tags; at most ${allowed} are allowed per request for a manifest of ${manifestSize} bytes (each tag keeps a copy of it: at most ${MAX_TAGS_PER_PUT} tags and ${MAX_TAG_BYTES_PER_PUT / 1048576} MiB of copies); push the others in further requests`,
-      { detail: { tags: tags.length, allowed } },
-    );
+    throw new TooManyTags(tags.length, allowed, manifestSize, MAX_TAGS_PER_PUT, MAX_TAG_BYTES_PER_PUT);
   }
 }
 
@@ -575,17 +563,12 @@ function toHead(ref: Reference, info: ObjectInfo): ManifestHead {
   return { digest, mediaType: info.contentType ?? 'application/octet-stream', size: info.size };
 }
 
-function immutableTag(repo: RepositoryName, tag: Tag, current: string, rule: ImmutableRule): RegistryError {
-  return new RegistryError(
-    'TAG_INVALID',
-    `tag ${tag} of repository ${repo} is immutable (rule "${describeImmutableRule(rule)}" in BERTH_IMMUTABLE_TAGS) and already points to ${current}; push this image under a new tag, e.g. a new version`,
-    { detail: { tag, current, rule: describeImmutableRule(rule) } },
-  );
+function immutableTag(repo: RepositoryName, tag: Tag, current: string, rule: ImmutableRule): TagImmutable {
+  return new TagImmutable(repo, tag, current, describeImmutableRule(rule));
 }
 
-function unknown(repo: RepositoryName, ref: Reference): RegistryError {
-  const what = ref.kind === 'tag' ? `tag ${ref.tag}` : `manifest ${ref.digest.digest}`;
-  return new RegistryError('MANIFEST_UNKNOWN', `${what} is not in repository ${repo}`);
+function unknown(repo: RepositoryName, ref: Reference): ManifestUnknown {
+  return new ManifestUnknown(repo, ref);
 }
 
 /** The descriptor a referrer entry holds for `manifest` (what the referrers API lists). */

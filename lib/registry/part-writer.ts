@@ -115,6 +115,8 @@ export class PartWriter {
    * that nothing of this request touches the upload once the caller lets the session go.
    */
   async abandon(): Promise<void> {
+    // Silent: the request already failed, and a part it did not record is overwritten by the next
+    // write of that part or goes with the multipart upload (cancel, expiry, garbage collection).
     for (const sink of [this.sink, this.fullSink]) await sink?.abort().catch(() => undefined);
     this.sink = undefined;
     this.fullSink = undefined;

@@ -1,8 +1,8 @@
-import { RegistryError } from '../oci/errors.ts';
 import type { ParsedDigest } from '../oci/digest.ts';
 import type { RepositoryName } from '../oci/names.ts';
 import type { StorageDriver } from '../storage/port.ts';
 import { Blobs, type BlobInfo } from './blobs.ts';
+import { RepositoryUnknown } from './errors.ts';
 import type { HashStates } from './hashing.ts';
 import { keys } from './keys.ts';
 import { listNames, type NamePage } from './listing.ts';
@@ -29,7 +29,7 @@ export interface RegistryOptions {
   readonly direct?: Partial<DirectUploadOptions>;
   /** Tags that a push may not move to another manifest (BERTH_IMMUTABLE_TAGS). */
   readonly immutableTags?: readonly ImmutableRule[];
-  /** For what happens outside a request (background verifications). */
+  /** For what happens outside a request (background verifications) and cleanups that failed. */
   readonly logger?: Logger;
   /** Caps on what one client holds in open upload sessions; absent, none (lib/registry/upload-quota.ts). */
   readonly uploadQuota?: UploadQuotaLimits;
@@ -91,6 +91,7 @@ export class Registry {
       leaseMs: options.limits.leaseMs,
       exclusive: options.storage.exclusive ?? false,
       ...(options.uploadQuota && { quota: new UploadQuota(options.uploadQuota) }),
+      ...(options.logger && { logger: options.logger }),
     });
     this.uploads = new Uploads(
       options.storage,
@@ -164,17 +165,15 @@ export class Registry {
 
   /**
    * A page of the repository's tags. The catalog entry is looked at in parallel with the listing (a
-   * HEAD more per list, no round trip more), for the answer of an empty page: 404 for a repository
-   * this registry does not know, an empty list for one it does.
+   * HEAD more per list, no round trip more), for the answer of an empty page: RepositoryUnknown for a
+   * repository this registry does not know, an empty list for one it does.
    */
   async listTags(repo: RepositoryName, options: { n?: number; last?: string }): Promise<NamePage> {
     const [page, entry] = await Promise.all([
       listNames(this.#storage, keys.tagsPrefix(repo), options),
       this.#storage.head(keys.catalog(repo)),
     ]);
-    if (page.names.length === 0 && !entry) {
-      throw new RegistryError('NAME_UNKNOWN', `repository ${repo} is not known to this registry`);
-    }
+    if (page.names.length === 0 && !entry) throw new RepositoryUnknown(repo);
     return page;
   }
 

@@ -1,4 +1,4 @@
-import { RegistryError } from '../oci/errors.ts';
+import { UploadQuotaExceeded } from './errors.ts';
 
 /** Caps per client on what upload sessions may hold open at once (BERTH_UPLOAD_SESSIONS_PER_CLIENT, ...). */
 export interface UploadQuotaLimits {
@@ -36,12 +36,9 @@ export class UploadQuota {
   check(client: string, now = Date.now()): void {
     const held = this.held(client, now);
     if (held.sessions >= this.limits.sessions) {
-      throw tooMany(
-        client,
-        `${held.sessions} upload sessions open, the most one client may hold (BERTH_UPLOAD_SESSIONS_PER_CLIENT)`,
-      );
+      throw new UploadQuotaExceeded(client, 'sessions', held.sessions, this.limits.sessions);
     }
-    if (held.bytes >= this.limits.bytes) throw tooMany(client, bytesMessage(held.bytes, this.limits.bytes));
+    if (held.bytes >= this.limits.bytes) throw this.overBytes(client, held.bytes);
   }
 
   /** Counts a new session against its client. */
@@ -71,14 +68,18 @@ export class UploadQuota {
     const held = this.held(client, now);
     const after = held.bytes + (announced ?? 0);
     if (held.bytes >= this.limits.bytes || after > this.limits.bytes) {
-      throw tooMany(client, bytesMessage(after, this.limits.bytes));
+      throw this.overBytes(client, after);
     }
     return this.limits.bytes - held.bytes;
   }
 
   /** The answer to a request that sent `received` bytes where its client had room for `remaining`. */
-  overflow(client: string, remaining: number, received: number): RegistryError {
-    return tooMany(client, bytesMessage(this.limits.bytes - remaining + received, this.limits.bytes));
+  overflow(client: string, remaining: number, received: number): UploadQuotaExceeded {
+    return this.overBytes(client, this.limits.bytes - remaining + received);
+  }
+
+  private overBytes(client: string, bytes: number): UploadQuotaExceeded {
+    return new UploadQuotaExceeded(client, 'bytes', bytes, this.limits.bytes);
   }
 
   /** Session `id` now holds `bytes`. */
@@ -114,19 +115,4 @@ export class UploadQuota {
     }
     return { sessions, bytes };
   }
-}
-
-function bytesMessage(bytes: number, limit: number): string {
-  return `${bytes} bytes in open upload sessions, more than one client may hold (${limit}, BERTH_UPLOAD_BYTES_PER_CLIENT)`;
-}
-
-function tooMany(client: string, what: string): RegistryError {
-  const who = client.startsWith('address:')
-    ? `address ${client.slice('address:'.length)}`
-    : `account ${client.slice('account:'.length) || '(anonymous)'}`;
-  return new RegistryError(
-    'TOOMANYREQUESTS',
-    `${who} has ${what}: finish or cancel uploads in progress, or wait for abandoned ones to expire (BERTH_UPLOAD_TTL)`,
-    { headers: { 'Retry-After': '60' } },
-  );
 }

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import * as z from 'zod';
-import { RegistryError } from '../oci/errors.ts';
+import { createLogger, describeError, type Logger } from '../logging/logger.ts';
 import { tryParseDigest, type DigestAlgorithm, type ParsedDigest } from '../oci/digest.ts';
 import type { RepositoryName } from '../oci/names.ts';
 import { PreconditionFailed, type StorageDriver } from '../storage/port.ts';
 import { parseStoredJson } from '../util/json.ts';
+import { UploadBusy, UploadUnknown } from './errors.ts';
 import { keys, meta } from './keys.ts';
 import { listKeys } from './layout.ts';
 import type { UploadQuota } from './upload-quota.ts';
@@ -182,6 +183,8 @@ export interface SessionStoreOptions {
   readonly renewEveryMs?: number;
   /** Caps on what one client holds in open sessions (counted in this process); absent, none. */
   readonly quota?: UploadQuota;
+  /** For failures nobody is waiting for (a claim that could not be released); absent, silent. */
+  readonly logger?: Logger;
 }
 
 const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -193,6 +196,7 @@ const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a
 export class SessionStore {
   readonly leaseMs: number;
   readonly quota: UploadQuota | undefined;
+  readonly logger: Logger;
   private readonly holder: string;
   private readonly exclusive: boolean;
   private readonly renewEveryMs: number;
@@ -203,6 +207,7 @@ export class SessionStore {
   ) {
     this.leaseMs = options.leaseMs;
     this.quota = options.quota;
+    this.logger = options.logger ?? createLogger('silent');
     this.holder = options.holder ?? randomUUID();
     this.exclusive = options.exclusive ?? false;
     this.renewEveryMs = options.renewEveryMs ?? Math.max(1_000, Math.floor(options.leaseMs / 3));
@@ -241,8 +246,8 @@ export class SessionStore {
 
   /**
    * Loads a session of `repo`. With `owner` (authentication on), a session someone else created is
-   * answered as unknown, exactly like one that does not exist: its id reveals nothing. So is a
-   * session being discarded.
+   * answered as unknown (UploadUnknown), exactly like one that does not exist: its id reveals
+   * nothing. So is a session being discarded.
    */
   async load(repo: RepositoryName, id: string, owner?: string): Promise<LoadedSession> {
     return this.accept(repo, id, owner, await this.read(id));
@@ -256,7 +261,7 @@ export class SessionStore {
       loaded.state.status === 'discarding' ||
       (owner !== undefined && loaded.state.owner !== undefined && loaded.state.owner !== owner)
     ) {
-      throw unknownUpload(repo, id);
+      throw new UploadUnknown(repo, id);
     }
     return loaded;
   }
@@ -280,7 +285,7 @@ export class SessionStore {
 
   /**
    * Claims the session for one writing request, applying `change` to the state in the same write. A
-   * second request while the claim holds, or one that loses the race to claim, gets `busy`.
+   * second request while the claim holds, or one that loses the race to claim, gets UploadBusy.
    */
   async claim<S extends SessionState>(
     session: LoadedSession<S>,
@@ -313,7 +318,7 @@ export class SessionStore {
    * Removes a session and everything it names but a blob's data: its multipart upload, its tails
    * (never a published one), data completed but not verified (unless a blob names it by now) and
    * the marker saying so. First takes it over with a conditional write of `discarding`, so nobody
-   * can complete it meanwhile; a request holding it (another's live lease) makes this `busy`.
+   * can complete it meanwhile; a request holding it (another's live lease) makes this UploadBusy.
    * Returns false when the session was already gone.
    */
   async discard(
@@ -458,9 +463,21 @@ export class Claim<S extends SessionState = SessionState> {
     });
   }
 
-  /** Drops the claim after a failed request, keeping the last committed state. Best effort. */
+  /**
+   * Drops the claim after a failed request, keeping the last committed state. Best effort: the
+   * request already failed for another reason, which is what its client is told; a claim left in
+   * place blocks the session until its lease runs out (UploadLimits.leaseMs).
+   */
   async release(): Promise<void> {
-    await this.finish(this.session.state).catch(() => undefined);
+    await this.finish(this.session.state).catch((err: unknown) => {
+      this.store.logger.warn(
+        'upload session claim not released; the session stays blocked until its lease ends',
+        {
+          upload: this.session.state.id,
+          ...describeError(err),
+        },
+      );
+    });
   }
 
   /** Stops renewing (the request is over). */
@@ -489,24 +506,15 @@ export class Claim<S extends SessionState = SessionState> {
 
   private serial<T>(step: () => Promise<T>): Promise<T> {
     const run = this.chain.then(step, step);
+    // The chain only orders the steps; a step's failure goes to its own caller through `run`.
     this.chain = run.catch(() => undefined);
     return run;
   }
 }
 
-export function unknownUpload(repo: RepositoryName, id: string): RegistryError {
-  return new RegistryError(
-    'BLOB_UPLOAD_UNKNOWN',
-    `upload ${id.slice(0, 64)} is not in progress in repository ${repo}`,
-  );
-}
-
-export function busy(state: SessionState): RegistryError {
-  return new RegistryError(
-    'BLOB_UPLOAD_INVALID',
-    'another request is writing to this upload session; retry from the offset in the Range header',
-    { status: 416, detail: { offset: state.offset } },
-  );
+/** Another request holds the session: the client resumes from what it holds. */
+export function busy(state: SessionState): UploadBusy {
+  return new UploadBusy(state.id, state.offset);
 }
 
 function encode(state: SessionState): Uint8Array {

@@ -1,10 +1,27 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { RegistryError } from '../oci/errors.ts';
+import { describeError, type Logger } from '../logging/logger.ts';
 import type { DigestAlgorithm, ParsedDigest } from '../oci/digest.ts';
 import type { RepositoryName } from '../oci/names.ts';
 import { readLimited } from '../util/read-body.ts';
 import { NoSuchUpload, PreconditionFailed, type StorageDriver } from '../storage/port.ts';
 import type { BlobInfo, Blobs, BlobSource } from './blobs.ts';
+import {
+  BlobTooLarge,
+  BodyLengthMismatch,
+  BodyTooLong,
+  ChunkOutOfOrder,
+  DigestMismatch,
+  UploadBusy,
+  UploadCancelConflict,
+  UploadCancelled,
+  UploadChanged,
+  UploadDataLost,
+  UploadDataVanished,
+  UploadUnknown,
+  UploadVerifying,
+  UploadWrongKind,
+  isLostRace,
+} from './errors.ts';
 import { hashStream, type HashStates, type RunningHash } from './hashing.ts';
 import { keys } from './keys.ts';
 import { PartWriter } from './part-writer.ts';
@@ -15,7 +32,6 @@ import {
   type OpenSession,
   type SessionStore,
   busy,
-  unknownUpload,
 } from './upload-session.ts';
 import type { UploadStateSigner } from './upload-state.ts';
 
@@ -108,7 +124,7 @@ export class Uploads {
     // The key that signs the Location's state is loaded alongside, once per process.
     const [created] = await Promise.all([
       this.sessions.create(repo, algorithm, owner, client),
-      this.signer.ready().catch(() => undefined),
+      this.signerReady(),
     ]);
     return this.view(created);
   }
@@ -121,8 +137,8 @@ export class Uploads {
    * Adds a chunk. `carried` is the signed state the request's URL carried: when it verifies, the
    * session is not read. Bytes that end as a tail are written to their own object and the new state
    * with one write conditional on the state the request started from: of two requests racing, one
-   * wins and the other (or one that came with an outdated URL) gets 416. Bytes that fill a multipart
-   * part claim the session first.
+   * wins and the other (or one that came with an outdated URL) gets UploadChanged. Bytes that fill
+   * a multipart part claim the session first.
    */
   async append(
     repo: RepositoryName,
@@ -169,7 +185,16 @@ export class Uploads {
       return this.view(written);
     } catch (err) {
       await writer?.abandon();
-      if (newTail) await this.storage.delete(newTail.key).catch(() => undefined);
+      if (newTail) {
+        const { key } = newTail;
+        await this.storage.delete(key).catch((cause: unknown) => {
+          this.log.warn('tail of a failed upload request not deleted; left to garbage collection', {
+            upload: state.id,
+            key,
+            ...describeError(cause),
+          });
+        });
+      }
       await attempt.claim?.release();
       throw await this.explain(err, attempt);
     }
@@ -198,14 +223,32 @@ export class Uploads {
     } catch (err) {
       let stored: LoadedSession | undefined;
       if (err instanceof OutdatedState) stored = err.stored;
-      else if (err instanceof RegistryError && err.status === 416) stored = await this.sessions.read(id);
+      else if (isLostRace(err)) stored = await this.sessions.read(id);
       else throw err;
-      if (!stored || stored.state.status === 'discarding') throw unknownUpload(repo, id);
+      if (!stored || stored.state.status === 'discarding') throw new UploadUnknown(repo, id);
       const replay = recorded.replay();
-      if (stored.etag === loaded.etag || replay === undefined) throw changedMeanwhile();
+      if (stored.etag === loaded.etag || replay === undefined) throw new UploadChanged(id);
       const again = await this.open(repo, id, owner, undefined, expect);
       return this.completeLoaded(repo, again, digest, replay, expect, client);
     }
+  }
+
+  private get log(): Logger {
+    return this.sessions.logger;
+  }
+
+  /**
+   * Loads the key that signs the state in upload URLs. When that fails (the store), URLs carry no
+   * state and requests read the session instead, which is slower but not wrong; a later request
+   * tries again.
+   */
+  private signerReady(): Promise<unknown> {
+    return this.signer.ready().catch((cause: unknown) => {
+      this.log.debug(
+        'upload state key not loaded; upload URLs carry no state meanwhile',
+        describeError(cause),
+      );
+    });
   }
 
   /** States that came from a request's URL (not read from the store by that request). */
@@ -254,7 +297,15 @@ export class Uploads {
               ifNoneMatch: '*',
               contentType: 'application/json',
             })
-            .catch(() => undefined);
+            .catch((cause: unknown) => {
+              this.log.warn(
+                'upload session not put back after its blob failed to link; a retry must push again',
+                {
+                  upload: id,
+                  ...describeError(cause),
+                },
+              );
+            });
         },
         // With the link, not before it: the multipart upload is complete and a published tail is the
         // blob's, so the session names nothing a retry would miss (and it is put back if the link fails).
@@ -274,7 +325,7 @@ export class Uploads {
     } catch (err) {
       await writer?.abandon();
       const claim = attempt.claim;
-      if (err instanceof RegistryError && err.code === 'DIGEST_INVALID') {
+      if (err instanceof DigestMismatch) {
         if (!claim && this.carried.has(loaded)) {
           // Computed on a state the URL carried: wrong only if that state is still the stored one.
           const stored = await this.sessions.read(id);
@@ -291,7 +342,15 @@ export class Uploads {
             { ...base, state: { ...base.state, ...(held && { tail: held }) } },
             claim ? { force: true } : { unchanged: true },
           )
-          .catch(() => undefined);
+          .catch((cause: unknown) => {
+            this.log.warn(
+              'upload session with a wrong digest not discarded; it expires with stale sessions',
+              {
+                upload: id,
+                ...describeError(cause),
+              },
+            );
+          });
         this.hashes.forget(id);
       } else {
         await claim?.release();
@@ -320,8 +379,8 @@ export class Uploads {
       return this.completeLoaded(repo, session, digest, body, expect, client);
     }
     const length = expect.length;
-    const bytes = await readLimited(body, length, () => lengthMismatch(length, `more than ${length}`));
-    if (bytes.byteLength !== length) throw lengthMismatch(length, String(bytes.byteLength));
+    const bytes = await readLimited(body, length, () => new BodyLengthMismatch(length));
+    if (bytes.byteLength !== length) throw new BodyLengthMismatch(length, bytes.byteLength);
     const hex = createHash(digest.algorithm).update(bytes).digest('hex');
     checkDigest(digest, hex);
     const sha256 = digest.algorithm === 'sha256' ? Buffer.from(hex, 'hex').toString('base64') : undefined;
@@ -330,27 +389,16 @@ export class Uploads {
 
   /**
    * Cancels a session: everything it holds goes, unless a completion has published it as a blob's data.
-   * A request writing to or completing the session meanwhile makes this a conflict (409): cancelling
+   * A request writing to or completing the session meanwhile makes this a conflict: cancelling
    * under it could delete the bytes the completion is making into a blob.
    */
   async cancel(repo: RepositoryName, id: string, owner?: string): Promise<void> {
     const loaded = await this.sessions.load(repo, id, owner);
-    if (loaded.state.status === 'verifying') {
-      throw new RegistryError(
-        'BLOB_UPLOAD_INVALID',
-        'the upload is complete and its content is being verified; it cannot be cancelled now',
-      );
-    }
+    if (loaded.state.status === 'verifying') throw new UploadVerifying(id);
     try {
-      if (!(await this.sessions.discard(loaded))) throw unknownUpload(repo, id);
+      if (!(await this.sessions.discard(loaded))) throw new UploadUnknown(repo, id);
     } catch (err) {
-      if (err instanceof RegistryError && err.status === 416) {
-        throw new RegistryError(
-          'BLOB_UPLOAD_INVALID',
-          'another request is writing to or completing this upload; cancel it once that request has ended',
-          { status: 409 },
-        );
-      }
+      if (err instanceof UploadBusy) throw new UploadCancelConflict(id);
       throw err;
     }
     this.hashes.forget(id);
@@ -380,7 +428,7 @@ export class Uploads {
         if (this.sessions.leased(loaded.state)) continue;
         const discarded = await this.sessions.discard(loaded).catch((err: unknown) => {
           // Claimed or changed since it was read: not stale after all.
-          if (err instanceof RegistryError && err.status === 416) return false;
+          if (err instanceof UploadBusy) return false;
           throw err;
         });
         if (discarded) purged++;
@@ -410,16 +458,8 @@ export class Uploads {
       return accepted;
     }
     // No state carried, or one that does not fit the request (an outdated URL): read the session.
-    const [loaded] = await Promise.all([
-      this.sessions.load(repo, id, owner),
-      this.signer.ready().catch(() => undefined),
-    ]);
-    if (loaded.state.status !== 'open') {
-      throw new RegistryError(
-        'BLOB_UPLOAD_INVALID',
-        `upload ${id} is a direct upload: its parts go to the presigned URLs and it is completed with POST /v2/${repo}/_berth/v1/uploads/${id}/complete (docs/upload-extension.md)`,
-      );
-    }
+    const [loaded] = await Promise.all([this.sessions.load(repo, id, owner), this.signerReady()]);
+    if (loaded.state.status !== 'open') throw new UploadWrongKind(repo, id, 'direct');
     checkStart(loaded.state, expect);
     return loaded as LoadedSession<OpenSession>;
   }
@@ -477,21 +517,29 @@ export class Uploads {
       const { lease: _lease, ...rest } = next;
       return await this.sessions.replace(attempt.loaded, rest as OpenSession);
     } catch (err) {
-      if (err instanceof PreconditionFailed) throw changedMeanwhile();
+      if (err instanceof PreconditionFailed) throw new UploadChanged(next.id);
       throw err;
     }
   }
 
   /**
-   * What a failed request tells its client. A request that lost the race for its session (a 416)
-   * says 404 instead when the session is gone: cancelled, expired or completed meanwhile.
+   * What a failed request tells its client. A request that lost the race for its session says
+   * UploadUnknown instead when the session is gone: cancelled, expired or completed meanwhile.
    */
   private async explain(err: unknown, attempt: Attempt): Promise<unknown> {
-    const translated = translate(err);
-    if (translated instanceof RegistryError && translated.status === 416) {
-      const now = await this.sessions.read(attempt.loaded.state.id).catch(() => undefined);
+    const { id, repo } = attempt.loaded.state;
+    // A multipart upload that vanished under the request: the session was cancelled or expired meanwhile.
+    const translated = err instanceof NoSuchUpload ? new UploadCancelled(id, true) : err;
+    if (isLostRace(translated)) {
+      const now = await this.sessions.read(id).catch((cause: unknown) => {
+        this.log.debug('upload session unreadable after a lost race; answered as gone', {
+          upload: id,
+          ...describeError(cause),
+        });
+        return undefined;
+      });
       if (now === undefined || now.state.status === 'discarding') {
-        return unknownUpload(attempt.loaded.state.repo as RepositoryName, attempt.loaded.state.id);
+        return new UploadUnknown(repo as RepositoryName, id);
       }
     }
     return translated;
@@ -522,7 +570,12 @@ export class Uploads {
         try {
           attempt.claim = await this.claimFor(attempt.loaded, (s) => ({ ...s, multipartId }));
         } catch (err) {
-          await this.storage.multipart.abort(keys.data(state.id), multipartId).catch(() => undefined);
+          await this.storage.multipart.abort(keys.data(state.id), multipartId).catch((cause: unknown) => {
+            this.log.warn('multipart upload of a lost claim not aborted; left to garbage collection', {
+              upload: state.id,
+              ...describeError(cause),
+            });
+          });
           throw err;
         }
       },
@@ -535,12 +588,15 @@ export class Uploads {
       const tail = await this.storage.get(key);
       if (!tail || tail.size !== size) {
         // A state the URL carried may be outdated: its tail replaced since. Then it is a lost race.
-        const now = await this.sessions.read(state.id).catch(() => undefined);
-        if (now && now.etag !== attempt.loaded.etag) throw changedMeanwhile();
-        throw new RegistryError(
-          'BLOB_UPLOAD_UNKNOWN',
-          'the upload session lost its buffered bytes; start the upload again',
-        );
+        const now = await this.sessions.read(state.id).catch((cause: unknown) => {
+          this.log.debug('upload session unreadable while its tail is missing', {
+            upload: state.id,
+            ...describeError(cause),
+          });
+          return undefined;
+        });
+        if (now && now.etag !== attempt.loaded.etag) throw new UploadChanged(state.id);
+        throw new UploadDataLost(state.id);
       }
       await writer.write(tail.body);
     };
@@ -555,22 +611,12 @@ export class Uploads {
       if (body) {
         for await (const chunk of body) {
           received += chunk.byteLength;
-          if (expect.length !== undefined && received > expect.length) {
-            throw new RegistryError(
-              'BLOB_UPLOAD_INVALID',
-              `request body is longer than the ${expect.length} bytes announced`,
-            );
-          }
+          if (expect.length !== undefined && received > expect.length) throw new BodyTooLong(expect.length);
           if (budget && received > budget.remaining) {
             throw this.sessions.quota!.overflow(budget.client, budget.remaining, received);
           }
-          if (state.offset + received > this.limits.maxBlobSize) {
-            throw new RegistryError(
-              'SIZE_INVALID',
-              `blob exceeds this registry's limit of ${this.limits.maxBlobSize} bytes`,
-              { status: 413 },
-            );
-          }
+          if (state.offset + received > this.limits.maxBlobSize)
+            throw new BlobTooLarge(this.limits.maxBlobSize);
           if (chunk.byteLength === 0) continue;
           await loadTail();
           hash?.update(chunk);
@@ -578,7 +624,7 @@ export class Uploads {
         }
       }
       if (expect.length !== undefined && received !== expect.length) {
-        throw lengthMismatch(expect.length, String(received));
+        throw new BodyLengthMismatch(expect.length, received);
       }
       return { writer, hash, offset: state.offset + received, unloadedTail, loadTail };
     } catch (err) {
@@ -599,12 +645,7 @@ export class Uploads {
       if (running) checkDigest(digest, running.hex());
       else {
         const object = await this.storage.getStream(tail.key);
-        if (!object || object.size !== tail.size) {
-          throw new RegistryError(
-            'BLOB_UPLOAD_UNKNOWN',
-            'the upload session lost its buffered bytes; start the upload again',
-          );
-        }
+        if (!object || object.size !== tail.size) throw new UploadDataLost(attempt.loaded.state.id);
         checkDigest(digest, await hashStream(object.body, digest.algorithm));
       }
       return { dataKey: tail.key, size: tail.size };
@@ -623,8 +664,7 @@ export class Uploads {
     await this.completeData(dataKey, writer, offset);
     if (!running) {
       const object = await this.storage.getStream(dataKey);
-      if (!object)
-        throw new RegistryError('UNAVAILABLE', 'the uploaded data vanished before it could be verified');
+      if (!object) throw new UploadDataVanished(attempt.loaded.state.id);
       const hex = await hashStream(object.body, digest.algorithm);
       if (hex !== digest.hex) await this.storage.delete(dataKey);
       checkDigest(digest, hex);
@@ -663,57 +703,23 @@ export class Uploads {
     try {
       await claim.commit(next);
     } catch (err) {
-      if (err instanceof PreconditionFailed) throw changedMeanwhile();
+      if (err instanceof PreconditionFailed) throw new UploadChanged(next.id);
       throw err;
     }
   }
-}
-
-function changedMeanwhile(): RegistryError {
-  return new RegistryError(
-    'BLOB_UPLOAD_INVALID',
-    'the upload session was changed by another request; retry',
-    {
-      status: 416,
-    },
-  );
 }
 
 function startsAt(state: { readonly offset: number }, expect: ChunkExpectation): boolean {
   return expect.start === undefined || expect.start === state.offset;
 }
 
-function checkStart(state: { readonly offset: number }, expect: ChunkExpectation): void {
-  if (!startsAt(state, expect)) {
-    throw new RegistryError(
-      'BLOB_UPLOAD_INVALID',
-      `chunk starts at byte ${expect.start} but the upload has ${state.offset} bytes; send the chunk starting at ${state.offset}`,
-      { status: 416, detail: { offset: state.offset } },
-    );
-  }
-}
-
-function lengthMismatch(announced: number, actual: string): RegistryError {
-  return new RegistryError(
-    'BLOB_UPLOAD_INVALID',
-    `request body has ${actual} bytes but ${announced} were announced; resend it`,
-  );
-}
-
-/** A multipart upload that vanished under a request: the session was cancelled or expired meanwhile. */
-function translate(err: unknown): unknown {
-  if (err instanceof NoSuchUpload) {
-    return new RegistryError('BLOB_UPLOAD_UNKNOWN', 'the upload was cancelled while this request ran');
-  }
-  return err;
+function checkStart(state: { readonly id: string; readonly offset: number }, expect: ChunkExpectation): void {
+  if (!startsAt(state, expect)) throw new ChunkOutOfOrder(state.id, expect.start!, state.offset);
 }
 
 function checkDigest(expected: ParsedDigest, actualHex: string): void {
   if (actualHex !== expected.hex) {
-    throw new RegistryError(
-      'DIGEST_INVALID',
-      `uploaded content has digest ${expected.algorithm}:${actualHex}, not ${expected.digest}; nothing was stored`,
-    );
+    throw new DigestMismatch('upload', expected.digest, `${expected.algorithm}:${actualHex}`);
   }
 }
 

@@ -1,10 +1,8 @@
-import type { RegistryError } from '../oci/errors.ts';
-
 /** Reads a small request body whole, refusing more than `limit` bytes without reading them all. */
 export async function readLimited(
   body: AsyncIterable<Uint8Array> | null,
   limit: number,
-  tooLarge: () => RegistryError,
+  tooLarge: () => Error,
 ): Promise<Uint8Array> {
   if (!body) return new Uint8Array(0);
   const chunks: Uint8Array[] = [];

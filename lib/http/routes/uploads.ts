@@ -4,7 +4,9 @@ import { parseName, type RepositoryName } from '../../oci/names.ts';
 import type { BlobInfo } from '../../registry/blobs.ts';
 import type { ChunkExpectation, UploadStatus } from '../../registry/uploads.ts';
 import { splitUploadRef } from '../../registry/upload-state.ts';
+import { describeError } from '../../logging/logger.ts';
 import { contentLength, requestBody } from '../body.ts';
+import { specErrorOf } from '../errors.ts';
 import { methodOf, type HttpContext, type HttpOptions } from '../context.ts';
 import { may, sourceOf } from '../auth.ts';
 import { parseContentRange } from '../ranges.ts';
@@ -88,10 +90,16 @@ export async function handleUpload(
         return new Response(null, { status: 204, headers: { 'Content-Length': '0' } });
     }
   } catch (err) {
-    // A client that got 416 needs to know where the session really is.
-    if (err instanceof RegistryError && err.status === 416) {
-      const status = await uploads.status(repo, id, owner).catch(() => undefined);
-      if (status) throw err.withHeaders(statusHeaders(status));
+    // A client that gets 416 (a lost race, a chunk at the wrong offset, a malformed Content-Range)
+    // needs to know where the session really is.
+    const answer = specErrorOf(err);
+    if (answer?.status === 416) {
+      const status = await uploads.status(repo, id, owner).catch((cause: unknown) => {
+        // Gone or unreadable: the 416 goes without the session's position.
+        c.get('log').debug('upload status for a 416 not read', { upload: id, ...describeError(cause) });
+        return undefined;
+      });
+      if (status) throw answer.withHeaders(statusHeaders(status));
     }
     throw err;
   }

@@ -1,0 +1,81 @@
+import { describe, expect, it } from 'vitest';
+import { createLogger } from '../../lib/logging/logger.ts';
+import { parseName } from '../../lib/oci/names.ts';
+import { InMemoryHashStates } from '../../lib/registry/hashing.ts';
+import { Registry } from '../../lib/registry/registry.ts';
+import { MemoryDriver } from '../../lib/storage/memory.ts';
+import { StorageUnavailable, type StorageDriver } from '../../lib/storage/port.ts';
+
+/**
+ * A cleanup that fails after an upload request has failed leaves something behind; the operator
+ * learns of it from the log (what was left, of which session), while the client is told the
+ * request's own failure.
+ */
+
+interface Faults {
+  /** Writes of session state fail. */
+  sessionWrites: boolean;
+  /** Deletes of tail objects fail. */
+  tailDeletes: boolean;
+}
+
+function faultyStore(faults: Faults): StorageDriver {
+  const memory = new MemoryDriver();
+  return new Proxy(memory, {
+    get(target, prop, receiver) {
+      if (prop === 'put') {
+        return (...args: Parameters<StorageDriver['put']>) => {
+          if (faults.sessionWrites && args[0].startsWith('uploads/')) {
+            return Promise.reject(new StorageUnavailable('session write refused'));
+          }
+          return target.put(...args);
+        };
+      }
+      if (prop === 'delete') {
+        return (key: string) => {
+          if (faults.tailDeletes && key.includes('.tail-')) {
+            return Promise.reject(new StorageUnavailable('tail delete refused'));
+          }
+          return target.delete(key);
+        };
+      }
+      const value: unknown = Reflect.get(target, prop, receiver);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
+async function* once(bytes: Uint8Array): AsyncIterable<Uint8Array> {
+  yield bytes;
+}
+
+describe('failed cleanups of upload requests', () => {
+  it('logs a tail it could not delete, naming the session and the object left behind', async () => {
+    const faults: Faults = { sessionWrites: false, tailDeletes: false };
+    const lines: Record<string, unknown>[] = [];
+    const registry = new Registry({
+      storage: faultyStore(faults),
+      hashes: new InMemoryHashStates(),
+      limits: { maxBlobSize: 1 << 30, partSize: 5 * 1024 * 1024, leaseMs: 60_000 },
+      mountWithoutFrom: false,
+      logger: createLogger('debug', {}, (line) => lines.push(JSON.parse(line) as Record<string, unknown>)),
+    });
+    const repo = parseName('team/app');
+    const session = await registry.uploads.start(repo);
+    // 100 bytes are too few for a part: they go to a tail object, then the session's state is
+    // written, which fails; deleting the tail fails too.
+    faults.sessionWrites = true;
+    faults.tailDeletes = true;
+    await expect(
+      registry.uploads.append(repo, session.id, once(new Uint8Array(100)), { length: 100 }),
+    ).rejects.toBeInstanceOf(StorageUnavailable);
+    const warning = lines.find((line) => line.level === 'warn');
+    expect(warning).toMatchObject({
+      msg: 'tail of a failed upload request not deleted; left to garbage collection',
+      upload: session.id,
+      key: expect.stringMatching(new RegExp(`^data/${session.id}\\.tail-1-`)) as unknown,
+      error: 'StorageUnavailable',
+      errorMessage: 'tail delete refused',
+    });
+  });
+});
