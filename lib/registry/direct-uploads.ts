@@ -5,7 +5,6 @@ import type { RepositoryName } from '../oci/names.ts';
 import {
   NoSuchUpload,
   PreconditionFailed,
-  S3_LIMITS,
   type DirectPartStore,
   type PartInfo,
   type StorageDriver,
@@ -105,8 +104,12 @@ export class DirectUploads {
       });
     }
     for (const n of partNumbers) {
-      if (!Number.isInteger(n) || n < 1 || n > S3_LIMITS.maxParts) {
-        throw new DirectPartsInvalid({ problem: 'number', value: String(n), max: S3_LIMITS.maxParts });
+      if (!Number.isInteger(n) || n < 1 || n > this.storage.multipart.maxParts) {
+        throw new DirectPartsInvalid({
+          problem: 'number',
+          value: String(n),
+          max: this.storage.multipart.maxParts,
+        });
       }
     }
     const session = await this.openDirect(await this.sessions.load(repo, id, owner));
@@ -324,7 +327,7 @@ export class DirectUploads {
     throw new UploadChanged(state.id, true);
   }
 
-  /** The parts must be 1..n, every one but the last at least S3's minimum. Returns their total size. */
+  /** The parts must be 1..n, every one but the last at least the store's minimum. Returns their total size. */
   private checkParts(parts: readonly PartInfo[], announcedSize: number | undefined): number {
     if (parts.length === 0) throw new DirectPartsInvalid({ problem: 'none' });
     let size = 0;
@@ -332,12 +335,12 @@ export class DirectUploads {
       if (part.partNumber !== index + 1) {
         throw new DirectPartsInvalid({ problem: 'missing', partNumber: index + 1 });
       }
-      if (index < parts.length - 1 && part.size < S3_LIMITS.minPartSize) {
+      if (index < parts.length - 1 && part.size < this.storage.multipart.minPartSize) {
         throw new DirectPartsInvalid({
           problem: 'too-small',
           partNumber: part.partNumber,
           size: part.size,
-          min: S3_LIMITS.minPartSize,
+          min: this.storage.multipart.minPartSize,
         });
       }
       size += part.size;
