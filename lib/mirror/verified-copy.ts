@@ -46,6 +46,8 @@ export function verifiedCopy(
     for (;;) {
       await Promise.all(outputs.map((o) => o.ready()));
       if (outputs.every((o) => o.gone)) {
+        // Nobody reads any more: cancelling only frees the upstream connection, and a failure to
+        // do so (the connection already gone) leaves nothing to report.
         await reader.cancel().catch(() => undefined);
         return;
       }

@@ -91,6 +91,7 @@ export class Layout {
     const found: { name: string; bytes: number; lastModified: Date }[] = [];
     for (const name of names.sort()) {
       const path = join(this.tmp, name);
+      // Gone meanwhile (a write finished and renamed it): not a leftover.
       const info = await lstat(path).catch(() => undefined);
       if (!info) continue; // a write finished meanwhile
       const bytes = info.isDirectory() ? await sizeOf(path) : info.size;
