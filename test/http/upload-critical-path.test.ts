@@ -4,7 +4,7 @@ import { DepthRecorder } from '../support/storage-depth.ts';
 import { randomBytes, sha256, testRegistry, type TestRegistry } from './harness.ts';
 
 /**
- * How many storage calls each upload route makes one after another before it answers (issue #21):
+ * How many storage calls each upload route makes one after another before it answers:
  * on S3 each costs 10-30 ms, so this is what a pusher waits for per layer. Counts, not times: a
  * change that adds a round trip to one of these routes fails here. The figures, and the targets
  * they meet or miss, are in docs/architecture.md ("Upload sessions").
