@@ -55,6 +55,7 @@ export default {
           '^lib/mirror/spec[.]ts$',
           '^lib/registry/tag-policy[.]ts$',
           '^lib/http/cors[.]ts$',
+          '^lib/gc/duration[.]ts$',
         ],
       },
     },

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Config } from '../config/config.ts';
-import { ENV_VARS } from '../config/sources.ts';
+import { environmentOf } from '../config/sources.ts';
 import type { Logger } from '../logging/logger.ts';
 import { connectionLimits } from '../server/connections.ts';
 import { FilesystemDriver } from '../storage/filesystem/index.ts';
@@ -45,7 +45,8 @@ export async function startLambdaGateway(
   // The gateway listens only where `berth serve` allows, so without an auth file it is on loopback.
   Object.assign(
     process.env,
-    functionEnv(config),
+    // The listening address is the gateway's, not the function's.
+    environmentOf(config, ['host', 'port']),
     storageEnv,
     config.authFile || config.authParameter ? {} : { BERTH_INSECURE_NO_AUTH: 'true' },
   );
@@ -73,17 +74,4 @@ async function webRoutes(registryBundle: string): Promise<GatewayRoute[]> {
     const [method, path] = key.split(' ') as [string, string];
     return { method, path: path.replace('{proxy+}', ''), handler, functionName: 'ui' };
   });
-}
-
-/** The BERTH_* variables that reproduce `config` (the listening address is the gateway's, not the function's). */
-export function functionEnv(config: Config): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [name, field] of Object.entries(ENV_VARS)) {
-    if (!name.startsWith('BERTH_') || field === 'host' || field === 'port') continue;
-    const value = field
-      .split('.')
-      .reduce<unknown>((at, key) => (at as Record<string, unknown>)?.[key], config);
-    if (value !== undefined) env[name] = String(value);
-  }
-  return env;
 }

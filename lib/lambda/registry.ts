@@ -1,5 +1,5 @@
 import type { Hono } from 'hono';
-import { awsRegionOf, corsPolicyOf, type Config } from '../config/config.ts';
+import { awsRegionOf, type Config } from '../config/config.ts';
 import { createApp } from '../http/app.ts';
 import type { HttpEnv } from '../http/context.ts';
 import type { Logger } from '../logging/logger.ts';
@@ -64,7 +64,7 @@ export async function createLambdaApp(
         })
       : undefined,
     redirect: { enabled: config.redirect, ttlSeconds: config.presignTtlSeconds },
-    cors: corsPolicyOf(config),
+    cors: config.corsOrigins,
     // The web UI's pages are served by a function of their own (functions/ui.ts); its API is here.
     browse: browseSettingsOf(config, { retention: retentionOf(config), immutable: immutableTagsOf(config) }),
   });

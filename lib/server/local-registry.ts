@@ -8,7 +8,7 @@ import {
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { RequestError, getRequestListener } from '@hono/node-server';
-import { awsRegionOf, corsPolicyOf, type Config } from '../config/config.ts';
+import { awsRegionOf, type Config } from '../config/config.ts';
 import { createApp } from '../http/app.ts';
 import { errorBody } from '../http/errors.ts';
 import { RegistryError } from '../oci/errors.ts';
@@ -64,7 +64,7 @@ export async function startLocalServer(config: Config, logger: Logger): Promise<
     ...(web && { web }),
     mirror: createMirror(config, registry, logger, 'stream'),
     redirect: { enabled: config.redirect, ttlSeconds: config.presignTtlSeconds },
-    cors: corsPolicyOf(config),
+    cors: config.corsOrigins,
   });
   const tls = await prepareTls(config, logger);
   const limits = connectionLimits(config, logger);

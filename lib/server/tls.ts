@@ -7,7 +7,6 @@ import type { Server as TlsServer } from 'node:tls';
 import type { Config } from '../config/config.ts';
 import { describeError, type Logger } from '../logging/logger.ts';
 import { ensureSelfSigned } from './self-signed.ts';
-import { selfSignedHosts } from '../config/tls-hosts.ts';
 
 /** The certificate and key a TLS server was started with, and where they came from. */
 export interface TlsSetup {
@@ -23,6 +22,17 @@ export interface TlsSetup {
 const RENEW_CHECK_MS = 24 * 3600 * 1000;
 /** How often certificate files are polled for changes (stat polling also sees renames and symlink swaps). */
 const WATCH_INTERVAL_MS = 1000;
+
+/**
+ * The names a self-signed certificate covers: `--tls-hosts` when given, else loopback (`localhost`,
+ * `127.0.0.1`, `::1`) and the listening address when it is a specific one (not `0.0.0.0` or `::`).
+ */
+export function selfSignedHosts(given: readonly string[] | undefined, listenHost: string): string[] {
+  if (given && given.length > 0) return [...new Set(given)];
+  const hosts = ['localhost', '127.0.0.1', '::1'];
+  if (listenHost !== '0.0.0.0' && listenHost !== '::' && !hosts.includes(listenHost)) hosts.push(listenHost);
+  return hosts;
+}
 
 /** The TLS setup the configuration asks for, or undefined for plain HTTP. */
 export async function prepareTls(config: Config, logger: Logger): Promise<TlsSetup | undefined> {
