@@ -5,8 +5,9 @@ import { ConfigError, parseConfig } from '../lib/config/config.ts';
 import { environmentHelp, flagHelp } from '../lib/config/docs.ts';
 import { configFlags, configInput, environmentOf, flagInput } from '../lib/config/sources.ts';
 import { createLogger } from '../lib/logging/logger.ts';
-import { startLocalServer, type RunningServer } from '../lib/server/local-registry.ts';
+import type { RunningServer } from '../lib/server/local-registry.ts';
 import { trustInstructions } from '../lib/server/tls.ts';
+import { startLocalRegistry } from '../lib/setup/local-server.ts';
 
 /** The help of `berth serve`, from the option table (lib/config/options.ts). */
 export function serveUsage(): string {
@@ -36,8 +37,8 @@ export async function serve(argv: string[]): Promise<number> {
   const logger = createLogger(config.logLevel);
   const server = values.lambda
     ? // The gateway emulator is loaded only for --lambda.
-      await (await import('../lib/gateway/local.ts')).startLambdaGateway(config, logger, registryBundle())
-    : await startLocalServer(config, logger);
+      await (await import('../lib/setup/gateway.ts')).startLambdaGateway(config, logger, registryBundle())
+    : await startLocalRegistry(config, logger);
   logger.info('berth listening', {
     url: server.url,
     dataDir: config.dataDir,

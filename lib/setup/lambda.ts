@@ -6,14 +6,14 @@ import type { Logger } from '../logging/logger.ts';
 import { SerializedHashStates } from '../registry/hashing.ts';
 import type { Registry } from '../registry/registry.ts';
 import { openAuthStore } from '../auth/auth-store.ts';
-import { loadAuth } from '../setup/auth.ts';
-import { createMirror } from '../setup/mirror.ts';
-import { lambdaVerificationDispatch } from './verification-dispatch.ts';
-import { createRegistry } from '../setup/registry.ts';
-import { invocationFields } from './logging.ts';
-import { loginMetricLine } from './metrics.ts';
-import { browseSettingsOf } from '../setup/browse.ts';
-import { immutableTagsOf, retentionOf } from '../setup/gc.ts';
+import { loadAuth } from './auth.ts';
+import { createMirror } from './mirror.ts';
+import { lambdaVerificationDispatch } from '../lambda/verification-dispatch.ts';
+import { createRegistry } from './registry.ts';
+import { invocationFields } from '../lambda/logging.ts';
+import { loginMetricLine } from '../lambda/metrics.ts';
+import { browseSettingsOf } from './browse.ts';
+import { immutableTagsOf, retentionOf } from './gc.ts';
 
 /**
  * The registry as a Lambda runs it. The next request of an upload may land in another container,
