@@ -11,30 +11,34 @@ type GroupShape<G extends string> = {
   [K in keyof Options as K extends `${G}.${infer Rest}` ? Rest : never]: Options[K]['schema'];
 };
 
-function topShape(): TopShape {
-  return Object.fromEntries(
-    Object.entries(OPTIONS)
-      .filter(([path]) => !path.includes('.'))
-      .map(([path, spec]) => [path, spec.schema]),
-  ) as TopShape;
-}
+type Shape = TopShape & { s3: z.ZodPrefault<z.ZodObject<GroupShape<'s3'>>> };
 
-function groupShape<G extends string>(group: G): GroupShape<G> {
-  return Object.fromEntries(
-    Object.entries(OPTIONS)
-      .filter(([path]) => path.startsWith(`${group}.`))
-      .map(([path, spec]) => [path.slice(group.length + 1), spec.schema]),
-  ) as GroupShape<G>;
+/**
+ * The schemas of the table, nested by path: a group (`s3`) stands where its first option does, so
+ * that problems are listed in the table's order.
+ */
+function shape(): Shape {
+  const fields: Record<string, z.ZodType> = {};
+  const groups: Record<string, Record<string, z.ZodType>> = {};
+  for (const [path, spec] of Object.entries(OPTIONS)) {
+    const [head, rest] = path.split('.', 2) as [string, string | undefined];
+    if (rest === undefined) {
+      fields[head] = spec.schema;
+    } else {
+      // The group's first option holds its place among the fields (keys keep insertion order).
+      if (!(head in groups)) fields[head] = z.object((groups[head] = {}));
+      groups[head]![rest] = spec.schema;
+    }
+  }
+  for (const head of Object.keys(groups)) fields[head] = z.object(groups[head]!).prefault({});
+  return fields as unknown as Shape;
 }
 
 /**
  * Everything Berth can be told (lib/config/options.ts), validated and parsed in one pass at start;
  * nothing below the entry points and lib/setup reads the environment or this configuration.
  */
-export const configSchema = z.object({
-  ...topShape(),
-  s3: z.object(groupShape('s3')).prefault({}),
-});
+export const configSchema = z.object(shape());
 
 export type Config = z.infer<typeof configSchema>;
 

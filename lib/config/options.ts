@@ -36,7 +36,8 @@ function parsedBy<T>(parse: (text: string) => T) {
       try {
         return parse(value);
       } catch (err) {
-        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        // `continue`: the other checks still run, so that every problem is listed at once.
+        ctx.addIssue({ code: 'custom', message: (err as Error).message, continue: true });
         return z.NEVER;
       }
     });
@@ -81,7 +82,10 @@ function option<S extends z.ZodType>(spec: Option<S>): Option<S> {
 
 const STORE: readonly Command[] = ['serve', 'gc', 'usage', 'fsck'];
 
-/** The options, in the order the README and the help list them. Keys are config paths (`s3.bucket`). */
+/**
+ * The options, in the order the README and the help list them and the schema checks them (a
+ * configuration with several problems lists them in this order). Keys are config paths (`s3.bucket`).
+ */
 export const OPTIONS = {
   host: option({
     schema: z.string().min(1).default('127.0.0.1'),
@@ -101,39 +105,6 @@ export const OPTIONS = {
     flag: { name: 'data-dir', arg: '<dir>', commands: STORE },
     doc: 'Filesystem store location (one server process per directory)',
   }),
-  authFile: option({
-    schema: z.string().min(1).optional(),
-    env: ['BERTH_AUTH_FILE'],
-    flag: { name: 'auth-file', arg: '<file>' },
-    doc: 'Accounts and token signing key (written by `berth users`); turns authentication on. Required for any `--host` beyond loopback',
-  }),
-  tokenTtlSeconds: option({
-    schema: whole.pipe(z.number().min(60).max(3600)).default(300),
-    env: ['BERTH_TOKEN_TTL'],
-    doc: 'Lifetime of issued tokens, in seconds (60 to 3600)',
-  }),
-  authParameter: option({
-    schema: z.string().min(1).optional(),
-    env: ['BERTH_AUTH_PARAMETER'],
-    doc: 'On AWS: the SSM SecureString parameter (name or ARN) holding the auth file\'s JSON; the stack sets it. Turns authentication on and takes precedence over the auth file. (`BERTH_AUTH_SECRET`, Secrets Manager, is refused: docs/deployment.md, "Migrating from Secrets Manager")',
-  }),
-  authCacheSeconds: option({
-    schema: whole.pipe(z.number().min(1).max(60)).default(30),
-    env: ['BERTH_AUTH_CACHE_SECONDS'],
-    doc: 'How often a container re-checks the auth parameter (1 to 60): revocations take effect within this',
-  }),
-  awsRegion: option({
-    schema: z.string().min(1).optional(),
-    env: ['AWS_REGION', 'BERTH_AWS_REGION'],
-    defaultDoc: 'the S3 region',
-    doc: "The region of AWS calls other than S3 (SSM parameters, the verifier function; a parameter ARN's own region wins). Lets the bucket be in another region than the function",
-  }),
-  insecureNoAuth: option({
-    schema: z.boolean().default(false),
-    env: ['BERTH_INSECURE_NO_AUTH'],
-    boolean: true,
-    doc: 'Lambda only: run the registry function without an auth file (tests; the local gateway sets it on loopback). Never on AWS',
-  }),
   logLevel: option({
     schema: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
     env: ['BERTH_LOG_LEVEL'],
@@ -145,48 +116,6 @@ export const OPTIONS = {
     env: ['BERTH_STORAGE'],
     flag: { name: 'storage', arg: '<kind>', commands: STORE },
     doc: '`filesystem` or `s3` (the Lambda functions default to `s3`)',
-  }),
-  maxBlobSize: option({
-    schema: size.default(50 * GiB),
-    env: ['BERTH_MAX_BLOB_SIZE'],
-    flag: { name: 'max-blob-size', arg: '<n>' },
-    doc: 'Largest blob accepted, in bytes (413 `SIZE_INVALID` above)',
-  }),
-  mountWithoutFrom: option({
-    schema: z.boolean().default(false),
-    env: ['BERTH_MOUNT_WITHOUT_FROM'],
-    boolean: true,
-    flag: { name: 'mount-without-from' },
-    doc: 'Let `POST …/blobs/uploads/?mount=<digest>` without `from` link a blob held by any repository. Off by default: with it, anyone who can push can obtain any blob whose digest they know',
-  }),
-  redirect: option({
-    schema: z.boolean().default(true),
-    env: ['BERTH_REDIRECT'],
-    boolean: true,
-    flag: { name: 'no-redirect', negates: true },
-    doc: 'Answer blob GETs with a 307 to a presigned S3 URL; `off` (`--no-redirect`) streams the bytes through Berth instead, for clients that cannot reach S3',
-  }),
-  verifySyncLimit: option({
-    schema: whole.pipe(z.number().min(0)).default(GiB),
-    env: ['BERTH_VERIFY_SYNC_LIMIT'],
-    doc: 'Direct uploads up to this size (bytes) are verified within the completing request; larger ones asynchronously (docs/upload-extension.md)',
-  }),
-  verifierFunction: option({
-    schema: z.string().min(1).optional(),
-    env: ['BERTH_VERIFIER_FUNCTION'],
-    doc: 'On AWS: the verifier function (name or ARN) the registry function invokes for asynchronous verification',
-  }),
-  presignTtlSeconds: option({
-    schema: whole
-      .pipe(
-        z
-          .number()
-          .min(1)
-          .max(7 * 24 * 3600),
-      )
-      .default(900),
-    env: ['BERTH_PRESIGN_TTL'],
-    doc: 'Lifetime of presigned URLs, in seconds',
   }),
   's3.bucket': option({
     schema: z.string().min(3).optional(),
@@ -219,89 +148,30 @@ export const OPTIONS = {
     env: ['BERTH_S3_PUBLIC_ENDPOINT'],
     doc: 'The origin presigned URLs should name when clients reach the store at another address',
   }),
-  proxyUpstream: option({
-    schema: parsedBy<UpstreamSpec[]>(parseUpstreams),
-    env: ['BERTH_PROXY_UPSTREAM'],
-    flag: { name: 'proxy-upstream', arg: '<[prefix=]url>', multiple: true },
-    doc: 'Pull-through cache of `[<prefix>=]<url>`, e.g. `https://registry-1.docker.io` for Docker Hub (repeatable; comma-separated in the variable). No prefix: every repository not under another prefix. Mirrored repositories are read-only',
-    toEnv: (specs) => (specs ?? []).map((s) => (s.prefix ? `${s.prefix}=${s.url}` : s.url)).join(','),
-  }),
-  proxyTagTtlSeconds: option({
-    schema: whole.pipe(z.number().min(0)).default(300),
-    env: ['BERTH_PROXY_TAG_TTL'],
-    flag: { name: 'proxy-tag-ttl', arg: '<s>' },
-    doc: 'Seconds a cached tag is served before one `HEAD` to the upstream confirms it (0: every time)',
-  }),
-  proxyUsername: option({
-    schema: z.string().min(1).optional(),
-    env: ['BERTH_PROXY_USERNAME'],
-    doc: "Upstream credentials (with `BERTH_PROXY_PASSWORD`), sent to the upstream's token realm; never logged",
-  }),
-  proxyPassword: option({
-    schema: z.string().min(1).optional(),
-    env: ['BERTH_PROXY_PASSWORD'],
-    doc: 'The upstream password (with `BERTH_PROXY_USERNAME`)',
-  }),
-  proxyParameter: option({
-    schema: z.string().min(1).optional(),
-    env: ['BERTH_PROXY_PARAMETER'],
-    doc: 'On AWS: SSM SecureString parameter (name or ARN) with `{"username","password"}` for the upstream, re-read every 15 minutes',
-  }),
-  proxyFillSeconds: option({
-    schema: whole.pipe(z.number().min(1).max(900)).default(20),
-    env: ['BERTH_PROXY_FILL_SECONDS'],
-    doc: 'Lambda: how long a request may spend copying an uncached blob into S3 before giving up (see docs/docker-setup.md)',
-  }),
-  tlsCert: option({
-    schema: z.string().min(1).optional(),
-    env: ['BERTH_TLS_CERT'],
-    flag: { name: 'tls-cert', arg: '<pem>' },
-    doc: 'Serve HTTPS with this certificate (PEM, chain after it allowed); with `--tls-key`. Both files are re-read when they change (docs/docker-setup.md)',
-  }),
-  tlsKey: option({
-    schema: z.string().min(1).optional(),
-    env: ['BERTH_TLS_KEY'],
-    flag: { name: 'tls-key', arg: '<pem>' },
-    doc: "The certificate's private key (unencrypted PEM)",
-  }),
-  tlsSelfSigned: option({
-    schema: z.boolean().default(false),
-    env: ['BERTH_TLS_SELF_SIGNED'],
+  redirect: option({
+    schema: z.boolean().default(true),
+    env: ['BERTH_REDIRECT'],
     boolean: true,
-    flag: { name: 'tls-self-signed' },
-    doc: 'Serve HTTPS with a certificate from a local CA kept in `<data-dir>/tls`; prints the commands that make docker, podman and containerd trust it',
+    flag: { name: 'no-redirect', negates: true },
+    doc: 'Answer blob GETs with a 307 to a presigned S3 URL; `off` (`--no-redirect`) streams the bytes through Berth instead, for clients that cannot reach S3',
   }),
-  tlsHosts: option({
-    schema: z
-      .string()
-      .trim()
-      .optional()
-      .transform((value, ctx) => {
-        if (value === undefined) return undefined;
-        const hosts = value
-          .split(',')
-          .map((h) => h.trim())
-          .filter((h) => h !== '');
-        for (const host of hosts) {
-          const problem = checkTlsHost(host);
-          if (problem) ctx.addIssue({ code: 'custom', message: problem });
-        }
-        return hosts;
-      }),
-    env: ['BERTH_TLS_HOSTS'],
-    flag: { name: 'tls-hosts', arg: '<list>' },
-    defaultDoc: 'loopback',
-    doc: 'Comma-separated names and addresses the self-signed certificate covers (default `localhost`, `127.0.0.1`, `::1` and `--host` when it is a specific address)',
-    toEnv: (hosts) => (hosts ?? []).join(','),
+  presignTtlSeconds: option({
+    schema: whole
+      .pipe(
+        z
+          .number()
+          .min(1)
+          .max(7 * 24 * 3600),
+      )
+      .default(900),
+    env: ['BERTH_PRESIGN_TTL'],
+    doc: 'Lifetime of presigned URLs, in seconds',
   }),
-  corsOrigins: option({
-    schema: parsedBy<CorsPolicy | undefined>(parseCorsOrigins),
-    env: ['BERTH_CORS_ORIGINS'],
-    flag: { name: 'cors-origin', arg: '<origin>', multiple: true },
-    defaultDoc: 'off',
-    doc: 'Let pages from this origin (`https://ui.example.com`) call the API from a browser (CORS). Repeatable (comma-separated in the variable); `*` alone: any page, no browser credentials',
-    toEnv: (policy) =>
-      policy === undefined ? '' : policy.origins === '*' ? '*' : [...policy.origins].join(','),
+  maxBlobSize: option({
+    schema: size.default(50 * GiB),
+    env: ['BERTH_MAX_BLOB_SIZE'],
+    flag: { name: 'max-blob-size', arg: '<n>' },
+    doc: 'Largest blob accepted, in bytes (413 `SIZE_INVALID` above)',
   }),
   partSize: option({
     schema: whole
@@ -314,6 +184,23 @@ export const OPTIONS = {
       .default(16 * MiB),
     env: ['BERTH_PART_SIZE'],
     doc: 'Multipart part size (bytes): the memory one upload request buffers',
+  }),
+  verifySyncLimit: option({
+    schema: whole.pipe(z.number().min(0)).default(GiB),
+    env: ['BERTH_VERIFY_SYNC_LIMIT'],
+    doc: 'Direct uploads up to this size (bytes) are verified within the completing request; larger ones asynchronously (docs/upload-extension.md)',
+  }),
+  verifierFunction: option({
+    schema: z.string().min(1).optional(),
+    env: ['BERTH_VERIFIER_FUNCTION'],
+    doc: 'On AWS: the verifier function (name or ARN) the registry function invokes for asynchronous verification',
+  }),
+  mountWithoutFrom: option({
+    schema: z.boolean().default(false),
+    env: ['BERTH_MOUNT_WITHOUT_FROM'],
+    boolean: true,
+    flag: { name: 'mount-without-from' },
+    doc: 'Let `POST …/blobs/uploads/?mount=<digest>` without `from` link a blob held by any repository. Off by default: with it, anyone who can push can obtain any blob whose digest they know',
   }),
   uploadTtlSeconds: option({
     schema: size.default(24 * 3600),
@@ -335,24 +222,38 @@ export const OPTIONS = {
     env: ['BERTH_UPLOAD_BYTES_PER_CLIENT'],
     doc: 'Bytes one client may hold in upload sessions not yet completed; a request beyond it gets 429',
   }),
-  shutdownGraceSeconds: option({
-    schema: size.default(30),
-    env: ['BERTH_SHUTDOWN_GRACE'],
-    doc: 'On SIGTERM, seconds to let requests in flight finish',
+  authFile: option({
+    schema: z.string().min(1).optional(),
+    env: ['BERTH_AUTH_FILE'],
+    flag: { name: 'auth-file', arg: '<file>' },
+    doc: 'Accounts and token signing key (written by `berth users`); turns authentication on. Required for any `--host` beyond loopback',
   }),
-  maxConnections: option({
-    schema: whole.pipe(z.number().min(1)).optional(),
-    env: ['BERTH_MAX_CONNECTIONS'],
-    flag: { name: 'max-connections', arg: '<n>' },
-    defaultDoc: '1000',
-    doc: 'Connections open at once (local server and `--lambda` gateway); more are answered 503 `UNAVAILABLE` with `Retry-After: 5`. Unset, lowered to a third of the open-file limit less 64',
+  authParameter: option({
+    schema: z.string().min(1).optional(),
+    env: ['BERTH_AUTH_PARAMETER'],
+    doc: 'On AWS: the SSM SecureString parameter (name or ARN) holding the auth file\'s JSON; the stack sets it. Turns authentication on and takes precedence over the auth file. (`BERTH_AUTH_SECRET`, Secrets Manager, is refused: docs/deployment.md, "Migrating from Secrets Manager")',
   }),
-  maxConnectionsPerAddress: option({
-    schema: whole.pipe(z.number().min(1)).optional(),
-    env: ['BERTH_MAX_CONNECTIONS_PER_ADDRESS'],
-    flag: { name: 'max-connections-per-address', arg: '<n>' },
-    defaultDoc: '128',
-    doc: "The same per client address (an IPv6 /64); unset, at most half the total. Behind a reverse proxy every client shares the proxy's address: raise it",
+  awsRegion: option({
+    schema: z.string().min(1).optional(),
+    env: ['AWS_REGION', 'BERTH_AWS_REGION'],
+    defaultDoc: 'the S3 region',
+    doc: "The region of AWS calls other than S3 (SSM parameters, the verifier function; a parameter ARN's own region wins). Lets the bucket be in another region than the function",
+  }),
+  authCacheSeconds: option({
+    schema: whole.pipe(z.number().min(1).max(60)).default(30),
+    env: ['BERTH_AUTH_CACHE_SECONDS'],
+    doc: 'How often a container re-checks the auth parameter (1 to 60): revocations take effect within this',
+  }),
+  insecureNoAuth: option({
+    schema: z.boolean().default(false),
+    env: ['BERTH_INSECURE_NO_AUTH'],
+    boolean: true,
+    doc: 'Lambda only: run the registry function without an auth file (tests; the local gateway sets it on loopback). Never on AWS',
+  }),
+  tokenTtlSeconds: option({
+    schema: whole.pipe(z.number().min(60).max(3600)).default(300),
+    env: ['BERTH_TOKEN_TTL'],
+    doc: 'Lifetime of issued tokens, in seconds (60 to 3600)',
   }),
   headersTimeoutSeconds: option({
     schema: whole.pipe(z.number().min(1).max(600)).default(30),
@@ -379,6 +280,20 @@ export const OPTIONS = {
     env: ['BERTH_UNAUTH_TIMEOUT'],
     doc: 'Seconds a `/token` request has to arrive whole (its body is at most 8 KiB)',
   }),
+  maxConnections: option({
+    schema: whole.pipe(z.number().min(1)).optional(),
+    env: ['BERTH_MAX_CONNECTIONS'],
+    flag: { name: 'max-connections', arg: '<n>' },
+    defaultDoc: '1000',
+    doc: 'Connections open at once (local server and `--lambda` gateway); more are answered 503 `UNAVAILABLE` with `Retry-After: 5`. Unset, lowered to a third of the open-file limit less 64',
+  }),
+  maxConnectionsPerAddress: option({
+    schema: whole.pipe(z.number().min(1)).optional(),
+    env: ['BERTH_MAX_CONNECTIONS_PER_ADDRESS'],
+    flag: { name: 'max-connections-per-address', arg: '<n>' },
+    defaultDoc: '128',
+    doc: "The same per client address (an IPv6 /64); unset, at most half the total. Behind a reverse proxy every client shares the proxy's address: raise it",
+  }),
   localStorageKey: option({
     schema: z
       .string()
@@ -386,6 +301,11 @@ export const OPTIONS = {
       .optional(),
     env: ['BERTH_LOCAL_STORAGE_KEY'],
     doc: 'Set by `berth serve --lambda` for its function, not by users: signs the storage URLs blob GETs redirect to on the filesystem store (docs/lambda.md)',
+  }),
+  shutdownGraceSeconds: option({
+    schema: size.default(30),
+    env: ['BERTH_SHUTDOWN_GRACE'],
+    doc: 'On SIGTERM, seconds to let requests in flight finish',
   }),
   retention: option({
     schema: parsedBy(parseRetention),
@@ -424,11 +344,38 @@ export const OPTIONS = {
     env: ['BERTH_GC_INTERVAL'],
     doc: 'The janitor (AWS) starts a new collection at most this often (seconds); one in progress continues every run',
   }),
-  web: option({
-    schema: z.boolean().default(true),
-    env: ['BERTH_WEB'],
-    boolean: true,
-    doc: '`off`: `berth serve` serves no web UI at `/` (the registry is unchanged)',
+  proxyUpstream: option({
+    schema: parsedBy<UpstreamSpec[]>(parseUpstreams),
+    env: ['BERTH_PROXY_UPSTREAM'],
+    flag: { name: 'proxy-upstream', arg: '<[prefix=]url>', multiple: true },
+    doc: 'Pull-through cache of `[<prefix>=]<url>`, e.g. `https://registry-1.docker.io` for Docker Hub (repeatable; comma-separated in the variable). No prefix: every repository not under another prefix. Mirrored repositories are read-only',
+    toEnv: (specs) => (specs ?? []).map((s) => (s.prefix ? `${s.prefix}=${s.url}` : s.url)).join(','),
+  }),
+  proxyTagTtlSeconds: option({
+    schema: whole.pipe(z.number().min(0)).default(300),
+    env: ['BERTH_PROXY_TAG_TTL'],
+    flag: { name: 'proxy-tag-ttl', arg: '<s>' },
+    doc: 'Seconds a cached tag is served before one `HEAD` to the upstream confirms it (0: every time)',
+  }),
+  proxyUsername: option({
+    schema: z.string().min(1).optional(),
+    env: ['BERTH_PROXY_USERNAME'],
+    doc: "Upstream credentials (with `BERTH_PROXY_PASSWORD`), sent to the upstream's token realm; never logged",
+  }),
+  proxyPassword: option({
+    schema: z.string().min(1).optional(),
+    env: ['BERTH_PROXY_PASSWORD'],
+    doc: 'The upstream password (with `BERTH_PROXY_USERNAME`)',
+  }),
+  proxyParameter: option({
+    schema: z.string().min(1).optional(),
+    env: ['BERTH_PROXY_PARAMETER'],
+    doc: 'On AWS: SSM SecureString parameter (name or ARN) with `{"username","password"}` for the upstream, re-read every 15 minutes',
+  }),
+  proxyFillSeconds: option({
+    schema: whole.pipe(z.number().min(1).max(900)).default(20),
+    env: ['BERTH_PROXY_FILL_SECONDS'],
+    doc: 'Lambda: how long a request may spend copying an uncached blob into S3 before giving up (see docs/docker-setup.md)',
   }),
   registryName: option({
     schema: z.string().trim().min(1).max(100).optional(),
@@ -439,6 +386,63 @@ export const OPTIONS = {
     schema: z.iso.datetime({ offset: true }).optional(),
     env: ['BERTH_EXPIRES_AT'],
     doc: 'When this registry deletes itself (ISO 8601); the web UI shows it (the stack sets it from `ttl`)',
+  }),
+  web: option({
+    schema: z.boolean().default(true),
+    env: ['BERTH_WEB'],
+    boolean: true,
+    doc: '`off`: `berth serve` serves no web UI at `/` (the registry is unchanged)',
+  }),
+  tlsCert: option({
+    schema: z.string().min(1).optional(),
+    env: ['BERTH_TLS_CERT'],
+    flag: { name: 'tls-cert', arg: '<pem>' },
+    doc: 'Serve HTTPS with this certificate (PEM, chain after it allowed); with `--tls-key`. Both files are re-read when they change (docs/docker-setup.md)',
+  }),
+  tlsKey: option({
+    schema: z.string().min(1).optional(),
+    env: ['BERTH_TLS_KEY'],
+    flag: { name: 'tls-key', arg: '<pem>' },
+    doc: "The certificate's private key (unencrypted PEM)",
+  }),
+  tlsSelfSigned: option({
+    schema: z.boolean().default(false),
+    env: ['BERTH_TLS_SELF_SIGNED'],
+    boolean: true,
+    flag: { name: 'tls-self-signed' },
+    doc: 'Serve HTTPS with a certificate from a local CA kept in `<data-dir>/tls`; prints the commands that make docker, podman and containerd trust it',
+  }),
+  corsOrigins: option({
+    schema: parsedBy<CorsPolicy | undefined>(parseCorsOrigins),
+    env: ['BERTH_CORS_ORIGINS'],
+    flag: { name: 'cors-origin', arg: '<origin>', multiple: true },
+    defaultDoc: 'off',
+    doc: 'Let pages from this origin (`https://ui.example.com`) call the API from a browser (CORS). Repeatable (comma-separated in the variable); `*` alone: any page, no browser credentials',
+    toEnv: (policy) =>
+      policy === undefined ? '' : policy.origins === '*' ? '*' : [...policy.origins].join(','),
+  }),
+  tlsHosts: option({
+    schema: z
+      .string()
+      .trim()
+      .optional()
+      .transform((value, ctx) => {
+        if (value === undefined) return undefined;
+        const hosts = value
+          .split(',')
+          .map((h) => h.trim())
+          .filter((h) => h !== '');
+        for (const host of hosts) {
+          const problem = checkTlsHost(host);
+          if (problem) ctx.addIssue({ code: 'custom', message: problem, continue: true });
+        }
+        return hosts;
+      }),
+    env: ['BERTH_TLS_HOSTS'],
+    flag: { name: 'tls-hosts', arg: '<list>' },
+    defaultDoc: 'loopback',
+    doc: 'Comma-separated names and addresses the self-signed certificate covers (default `localhost`, `127.0.0.1`, `::1` and `--host` when it is a specific address)',
+    toEnv: (hosts) => (hosts ?? []).join(','),
   }),
 };
 

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { parseConfig, type Config } from '../../lib/config/config.ts';
+import { parseConfig, type Config, type ConfigError } from '../../lib/config/config.ts';
 import { environmentHelp, flagHelp, withReadmeTable } from '../../lib/config/docs.ts';
 import { OPTION_LIST } from '../../lib/config/options.ts';
 import {
@@ -154,6 +154,43 @@ describe('parsing once', () => {
     ]);
     expect(config.corsOrigins).toEqual({ origins: '*' });
     expect(config.tlsHosts).toEqual(['registry.test', '10.0.0.1', 'registry.test']);
+  });
+
+  it('lists a malformed list together with every other problem, in the order of the table', () => {
+    let problems: string[] = [];
+    try {
+      parseConfig(
+        configInput(
+          {
+            BERTH_PORT: '-1',
+            BERTH_HOST: '10.0.0.1',
+            BERTH_STORAGE: 's3',
+            BERTH_RETENTION: '[',
+            BERTH_IMMUTABLE_TAGS: 'A B',
+            BERTH_PROXY_UPSTREAM: 'ftp://x',
+            BERTH_PROXY_USERNAME: 'me',
+            BERTH_CORS_ORIGINS: 'https://a.test/',
+            BERTH_TLS_HOSTS: 'x y',
+          },
+          {},
+        ),
+      );
+    } catch (err) {
+      problems = (err as ConfigError).problems;
+    }
+    expect(problems.map((p) => p.slice(0, p.indexOf(':')))).toEqual([
+      'port',
+      'retention',
+      'immutableTags',
+      'proxyUpstream',
+      'corsOrigins',
+      'tlsHosts',
+      'proxyPassword',
+      'tlsHosts',
+      's3.bucket',
+      'authFile',
+    ]);
+    expect(problems[3]).toBe('proxyUpstream: upstream ftp://x must be an http:// or https:// URL');
   });
 
   it('leaves an empty list unset, as before', () => {
