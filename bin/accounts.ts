@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { openAuthStore } from '../lib/auth/auth-store.ts';
+import { environmentValue } from '../lib/config/sources.ts';
 import { addUser, createRobot, listAccounts, removeAccount, setAnonymousPull } from '../lib/auth/admin.ts';
 
 export const ACCOUNTS_USAGE = `Accounts (all act on --auth-file <file> / BERTH_AUTH_FILE, created on first use, or on a
@@ -38,12 +39,13 @@ export async function accounts(group: string, argv: string[]): Promise<number> {
       'the accounts of a deployed registry moved from Secrets Manager to an SSM parameter: use --auth-parameter <name> (the stack\'s AuthParameter output); see "Migrating from Secrets Manager" in docs/deployment.md',
     );
   }
+  const env = process.env;
   const store = openAuthStore(
     {
-      authFile: values['auth-file'] ?? process.env.BERTH_AUTH_FILE,
-      authParameter: values['auth-parameter'] ?? process.env.BERTH_AUTH_PARAMETER,
+      authFile: values['auth-file'] ?? environmentValue(env, 'authFile'),
+      authParameter: values['auth-parameter'] ?? environmentValue(env, 'authParameter'),
     },
-    process.env.BERTH_AWS_REGION || process.env.AWS_REGION || undefined,
+    environmentValue(env, 'awsRegion'),
   );
   if (!store) {
     throw new UsageError(

@@ -2,7 +2,7 @@
 import { ConfigError } from '../lib/config/config.ts';
 import { describeError } from '../lib/logging/logger.ts';
 import { ACCOUNTS_USAGE, UsageError, accounts } from './accounts.ts';
-import { SERVE_USAGE, serve } from './serve.ts';
+import { serve, serveUsage } from './serve.ts';
 
 // The other commands are loaded when run (and for the help text): `berth serve`, which idles for
 // hours, then never loads the relay, push, gc and fsck code or what only they use.
@@ -23,7 +23,7 @@ Commands:
   usage                   Bytes and blob counts per repository
   fsck                    Check that every tag pulls and nothing is left behind (online; --repair)
 
-${SERVE_USAGE}
+${serveUsage()}
 ${ACCOUNTS_USAGE}
 ${CLIENT_USAGE}
 ${GC_USAGE}

@@ -1,14 +1,13 @@
 import { parseArgs } from 'node:util';
 import { parseConfig } from '../lib/config/config.ts';
-import { configInput } from '../lib/config/sources.ts';
-import { parseDuration } from '../lib/gc/duration.ts';
+import { flagHelp } from '../lib/config/docs.ts';
+import { configFlags, configInput, flagInput } from '../lib/config/sources.ts';
 import { fsck as check } from '../lib/fsck/fsck.ts';
 import { formatReport } from '../lib/fsck/format.ts';
 import { exitCodeOf } from '../lib/fsck/report.ts';
 import { InMemoryHashStates } from '../lib/registry/hashing.ts';
 import { openStore } from '../lib/setup/registry.ts';
 import { describeError } from '../lib/logging/logger.ts';
-import { STORE_FLAGS, storeConfigInput } from './serve.ts';
 
 export const FSCK_USAGE = `Options for fsck (safe while \`berth serve\` runs on the same store; docs/fsck.md):
   --verify-digests      Also read every blob's data back and check its digest (reads every byte)
@@ -16,8 +15,7 @@ export const FSCK_USAGE = `Options for fsck (safe while \`berth serve\` runs on 
                         referrer entries, stale links, upload leftovers older than the upload TTL.
                         Never deletes a blob, a manifest or a tag
   --json                Print the report as JSON (its shape is in docs/fsck.md)
-  --grace <duration>    Catalog and referrer entries younger than this are not judged, as garbage
-                        collection judges them [BERTH_GC_GRACE, seconds] (default 24h)
+${flagHelp('fsck', (option) => option.flag?.commands?.includes('serve') !== true)}
   --data-dir, --storage, --log-level   The store, as for serve (S3 settings from BERTH_S3_*; the
                         upload TTL from BERTH_UPLOAD_TTL)
   Exit status: 0 nothing broken or inconsistent (leftovers may remain), 1 something is broken,
@@ -30,21 +28,13 @@ export async function fsck(argv: string[]): Promise<number> {
     const { values } = parseArgs({
       args: argv,
       options: {
-        ...STORE_FLAGS,
+        ...configFlags('fsck'),
         'verify-digests': { type: 'boolean' },
         repair: { type: 'boolean' },
         json: { type: 'boolean' },
-        grace: { type: 'string' },
       },
     });
-    const config = parseConfig(
-      configInput(process.env, {
-        ...storeConfigInput(values),
-        ...(values.grace !== undefined
-          ? { gcGraceSeconds: String(Math.round(parseDuration(values.grace) / 1000)) }
-          : {}),
-      }),
-    );
+    const config = parseConfig(configInput(process.env, flagInput('fsck', values)));
     const store = await openStore(config, { hashes: new InMemoryHashStates() });
     const report = await check(store, {
       uploadTtlMs: config.uploadTtlSeconds * 1000,

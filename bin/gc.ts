@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { parseConfig } from '../lib/config/config.ts';
-import { configInput } from '../lib/config/sources.ts';
+import { flagHelp } from '../lib/config/docs.ts';
+import { configFlags, configInput, flagInput } from '../lib/config/sources.ts';
 import { collectGarbage, countByKind, MIN_SETTLE_MS } from '../lib/gc/collector.ts';
 import { gcOptionsOf } from '../lib/setup/gc.ts';
 import type { LockInfo } from '../lib/gc/state.ts';
@@ -10,19 +11,15 @@ import { formatBytes } from '../lib/logging/format.ts';
 import { MANIFEST_CHECK_WINDOW_MS } from '../lib/registry/manifests.ts';
 import { InMemoryHashStates } from '../lib/registry/hashing.ts';
 import { createStorage, openStore } from '../lib/setup/registry.ts';
-import type { Config } from '../lib/config/config.ts';
-import { STORE_FLAGS, storeConfigInput } from './serve.ts';
 import { UsageError } from './accounts.ts';
 
 export const GC_USAGE = `Options for gc (safe while \`berth serve\` runs on the same store; docs/gc.md):
   --dry-run             Print what would be deleted and the bytes freed; change nothing
   --delete-untagged     Also delete manifests no tag reaches (except an index's children and
                         referrers of kept manifests)
-  --grace <duration>    Leave alone anything written more recently than this [BERTH_GC_GRACE, seconds]
-                        (default 24h)
   --settle <duration>   How long set-aside objects wait before being deleted for good
                         (default 5m; the least is ${formatDuration(MANIFEST_CHECK_WINDOW_MS + 5000)})
-  --retention-file <f>  Retention rules (JSON) [BERTH_RETENTION_FILE; BERTH_RETENTION holds the JSON]
+${flagHelp('gc', (option) => option.flag?.commands?.includes('serve') !== true)}
   --data-dir, --storage, --log-level   The store, as for serve (S3 settings from BERTH_S3_*)
 
 Options for usage:
@@ -31,35 +28,25 @@ Options for usage:
   --data-dir, --storage   The store, as for serve
 `;
 
-function storeConfig(values: Record<string, unknown>, extra: Record<string, unknown> = {}): Config {
-  return parseConfig(
-    configInput(process.env, {
-      ...storeConfigInput(values as Parameters<typeof storeConfigInput>[0]),
-      ...extra,
-    }),
-  );
-}
-
 /** `berth gc`: one collection, start to finish (waiting out the settle period), or a dry run. */
 export async function gc(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      ...STORE_FLAGS,
+      ...configFlags('gc'),
       'dry-run': { type: 'boolean' },
       'delete-untagged': { type: 'boolean' },
-      grace: { type: 'string' },
       settle: { type: 'string' },
-      'retention-file': { type: 'string' },
     },
   });
-  const config = storeConfig(values, {
-    ...(values.grace !== undefined
-      ? { gcGraceSeconds: String(Math.round(duration(values.grace) / 1000)) }
-      : {}),
-    ...(values['retention-file'] !== undefined ? { retentionFile: values['retention-file'] } : {}),
-  });
-  const settleMs = values.settle !== undefined ? duration(values.settle) : MIN_SETTLE_MS;
+  const config = parseConfig(
+    configInput(
+      process.env,
+      usageErrors(() => flagInput('gc', values)),
+    ),
+  );
+  const settle = values.settle;
+  const settleMs = typeof settle === 'string' ? duration(settle) : MIN_SETTLE_MS;
   if (settleMs < MANIFEST_CHECK_WINDOW_MS + 5000) {
     throw new UsageError(
       `--settle must be at least ${formatDuration(MANIFEST_CHECK_WINDOW_MS + 5000)}: pushes may take that long between checking a blob and referencing it`,
@@ -103,9 +90,9 @@ export async function gc(argv: string[]): Promise<number> {
 export async function usage(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { ...STORE_FLAGS, json: { type: 'boolean' }, save: { type: 'boolean' } },
+    options: { ...configFlags('usage'), json: { type: 'boolean' }, save: { type: 'boolean' } },
   });
-  const config = storeConfig(values);
+  const config = parseConfig(configInput(process.env, flagInput('usage', values)));
   const usage = new Usage(await createStorage(config));
   const report = await usage.compute();
   if (values.save) await usage.save(report);
@@ -124,8 +111,13 @@ function describeLock(lock: LockInfo | undefined): string {
 }
 
 function duration(text: string): number {
+  return usageErrors(() => parseDuration(text));
+}
+
+/** A flag's value people got wrong is a usage error (its message says what is wrong). */
+function usageErrors<T>(read: () => T): T {
   try {
-    return parseDuration(text);
+    return read();
   } catch (err) {
     throw new UsageError((err as Error).message);
   }

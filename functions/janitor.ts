@@ -3,52 +3,12 @@
  * forward (invoking itself again at once while a collection is unfinished), and once a collection
  * interval runs the cheap checks of the store (docs/fsck.md, "On AWS").
  */
-import type { LambdaClient } from '@aws-sdk/client-lambda';
-import { gcOptionsOf } from '../lib/setup/gc.ts';
-import { lambdaConfig } from '../lib/lambda/config.ts';
-import { createJanitorHandler } from '../lib/lambda/janitor.ts';
+import { lambdaConfig } from '../lib/config/lambda.ts';
 import { createLambdaLogger } from '../lib/lambda/logging.ts';
-import { createLambdaStore } from '../lib/lambda/registry.ts';
-import { awsRegionOf } from '../lib/config/config.ts';
-
-/**
- * The longest a collection waits without a sign of work (deletions and age-based retention leave
- * none the janitor can see cheaply), and how often the store's cheap checks run: once a week, so
- * that an idle registry's daily run costs a few requests instead of a listing of the whole store.
- */
-const WEEK_MS = 7 * 24 * 3600_000;
+import { createJanitor } from '../lib/setup/janitor.ts';
 
 // Built once per container, at init.
 const config = lambdaConfig(process.env);
 const logger = createLambdaLogger(config.logLevel);
-let lambda: LambdaClient | undefined;
 
-export const handler = createJanitorHandler(
-  await createLambdaStore(config),
-  config.uploadTtlSeconds,
-  logger,
-  {
-    ...gcOptionsOf(config),
-    intervalMs: config.gcIntervalSeconds * 1000,
-    idleIntervalMs: Math.max(WEEK_MS, config.gcIntervalSeconds * 1000),
-  },
-  {
-    intervalMs: Math.max(WEEK_MS, config.gcIntervalSeconds * 1000),
-    uploadTtlMs: config.uploadTtlSeconds * 1000,
-    graceMs: config.gcGraceSeconds * 1000,
-  },
-  {
-    // An asynchronous invoke of this very function (its role may invoke itself and nothing else).
-    continueWith: async (event, context) => {
-      const { InvokeCommand, LambdaClient } = await import('../lib/aws/lambda.ts');
-      lambda ??= new LambdaClient({ region: awsRegionOf(config) });
-      await lambda.send(
-        new InvokeCommand({
-          FunctionName: context.invokedFunctionArn,
-          InvocationType: 'Event',
-          Payload: new TextEncoder().encode(JSON.stringify(event)),
-        }),
-      );
-    },
-  },
-);
+export const handler = await createJanitor(config, logger);

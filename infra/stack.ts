@@ -1,6 +1,6 @@
 import { ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack, Tags, Token } from 'aws-cdk-lib';
 import { immutableTagsOf, retentionOf } from '../lib/setup/gc.ts';
-import { lambdaConfig } from '../lib/lambda/config.ts';
+import { lambdaConfig } from '../lib/config/lambda.ts';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { Rule, Schedule } from 'aws-cdk-lib/aws-events';
 import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';

@@ -1,76 +1,15 @@
-import { ConfigError, type ConfigInput } from './config.ts';
+import { ConfigError, type Config, type ConfigInput } from './config.ts';
+import { OPTION_LIST, type Command, type OptionPath } from './options.ts';
 
-/** The environment variables Berth reads, and the config field each sets (dotted for nested fields). */
-export const ENV_VARS: Record<string, string> = {
-  PORT: 'port',
-  BERTH_PORT: 'port',
-  BERTH_HOST: 'host',
-  BERTH_DATA_DIR: 'dataDir',
-  BERTH_LOG_LEVEL: 'logLevel',
-  BERTH_STORAGE: 'storage',
-  BERTH_MAX_BLOB_SIZE: 'maxBlobSize',
-  BERTH_PART_SIZE: 'partSize',
-  BERTH_MOUNT_WITHOUT_FROM: 'mountWithoutFrom',
-  BERTH_UPLOAD_TTL: 'uploadTtlSeconds',
-  BERTH_UPLOAD_LEASE_SECONDS: 'uploadLeaseSeconds',
-  BERTH_UPLOAD_SESSIONS_PER_CLIENT: 'uploadSessionsPerClient',
-  BERTH_UPLOAD_BYTES_PER_CLIENT: 'uploadBytesPerClient',
-  BERTH_SHUTDOWN_GRACE: 'shutdownGraceSeconds',
-  BERTH_HEADERS_TIMEOUT: 'headersTimeoutSeconds',
-  BERTH_BODY_TIMEOUT: 'bodyTimeoutSeconds',
-  BERTH_BODY_MIN_BYTES: 'bodyMinBytes',
-  BERTH_KEEPALIVE_TIMEOUT: 'keepAliveTimeoutSeconds',
-  BERTH_UNAUTH_TIMEOUT: 'unauthTimeoutSeconds',
-  BERTH_MAX_CONNECTIONS: 'maxConnections',
-  BERTH_MAX_CONNECTIONS_PER_ADDRESS: 'maxConnectionsPerAddress',
-  BERTH_LOCAL_STORAGE_KEY: 'localStorageKey',
-  BERTH_RETENTION: 'retention',
-  BERTH_RETENTION_FILE: 'retentionFile',
-  BERTH_IMMUTABLE_TAGS: 'immutableTags',
-  BERTH_GC_GRACE: 'gcGraceSeconds',
-  BERTH_GC_INTERVAL: 'gcIntervalSeconds',
-  BERTH_REDIRECT: 'redirect',
-  BERTH_AUTH_FILE: 'authFile',
-  BERTH_AUTH_PARAMETER: 'authParameter',
-  // AWS_REGION (set by Lambda and the AWS CLI's users) first, so that BERTH_AWS_REGION wins.
-  AWS_REGION: 'awsRegion',
-  BERTH_AWS_REGION: 'awsRegion',
-  BERTH_AUTH_CACHE_SECONDS: 'authCacheSeconds',
-  BERTH_INSECURE_NO_AUTH: 'insecureNoAuth',
-  BERTH_TOKEN_TTL: 'tokenTtlSeconds',
-  BERTH_PRESIGN_TTL: 'presignTtlSeconds',
-  BERTH_VERIFY_SYNC_LIMIT: 'verifySyncLimit',
-  BERTH_VERIFIER_FUNCTION: 'verifierFunction',
-  BERTH_S3_BUCKET: 's3.bucket',
-  BERTH_S3_PREFIX: 's3.prefix',
-  BERTH_S3_REGION: 's3.region',
-  BERTH_S3_ENDPOINT: 's3.endpoint',
-  BERTH_S3_FORCE_PATH_STYLE: 's3.forcePathStyle',
-  BERTH_S3_PUBLIC_ENDPOINT: 's3.publicEndpoint',
-  BERTH_PROXY_UPSTREAM: 'proxyUpstream',
-  BERTH_PROXY_TAG_TTL: 'proxyTagTtlSeconds',
-  BERTH_PROXY_USERNAME: 'proxyUsername',
-  BERTH_PROXY_PASSWORD: 'proxyPassword',
-  BERTH_PROXY_PARAMETER: 'proxyParameter',
-  BERTH_PROXY_FILL_SECONDS: 'proxyFillSeconds',
-  BERTH_TLS_CERT: 'tlsCert',
-  BERTH_TLS_KEY: 'tlsKey',
-  BERTH_TLS_SELF_SIGNED: 'tlsSelfSigned',
-  BERTH_TLS_HOSTS: 'tlsHosts',
-  BERTH_CORS_ORIGINS: 'corsOrigins',
-  BERTH_REGISTRY_NAME: 'registryName',
-  BERTH_EXPIRES_AT: 'expiresAt',
-  BERTH_WEB: 'web',
-};
+/**
+ * The environment variables Berth reads, and the config field each sets (dotted for nested fields),
+ * from the option table. Where two set one field, the later one here wins (BERTH_PORT over PORT).
+ */
+export const ENV_VARS: Record<string, string> = Object.fromEntries(
+  OPTION_LIST.flatMap((option) => option.env.map((name) => [name, option.path])),
+);
 
-const BOOLEAN_FIELDS = new Set([
-  'mountWithoutFrom',
-  'redirect',
-  's3.forcePathStyle',
-  'insecureNoAuth',
-  'tlsSelfSigned',
-  'web',
-]);
+const BOOLEAN_FIELDS = new Set(OPTION_LIST.filter((option) => option.boolean).map((option) => option.path));
 
 /**
  * Variables that no longer exist, and what replaced them: a deployment still setting one would
@@ -86,7 +25,7 @@ export const RETIRED_ENV_VARS: Record<string, string> = {
 /** Builds config input from the environment, then flags on top (flags win). */
 export function configInput(
   env: Record<string, string | undefined>,
-  flags: Partial<Record<keyof ConfigInput, string | boolean>>,
+  flags: Partial<Record<keyof ConfigInput | `s3.${string}`, string | boolean>>,
 ): ConfigInput {
   const retired = Object.keys(RETIRED_ENV_VARS).filter((name) => env[name]);
   if (retired.length > 0) throw new ConfigError(retired.map((name) => RETIRED_ENV_VARS[name]!));
@@ -97,7 +36,7 @@ export function configInput(
     setPath(input, field, BOOLEAN_FIELDS.has(field) ? parseBoolean(value) : value);
   }
   for (const [field, value] of Object.entries(flags)) {
-    if (value !== undefined) input[field] = value;
+    if (value !== undefined) setPath(input, field, value);
   }
   return input as ConfigInput;
 }
@@ -117,4 +56,80 @@ function parseBoolean(value: string): boolean | string {
   if (/^(1|true|yes|on)$/i.test(value)) return true;
   if (/^(0|false|no|off)$/i.test(value)) return false;
   return value;
+}
+
+/**
+ * The text the environment gives one option (the winning variable's, empty ones ignored), unparsed:
+ * for commands that need a setting or two and must not fail on the rest (`berth users`).
+ */
+export function environmentValue(
+  env: Record<string, string | undefined>,
+  path: OptionPath,
+): string | undefined {
+  const names = OPTION_LIST.find((option) => option.path === path)?.env ?? [];
+  return names
+    .map((name) => env[name])
+    .filter((value) => value !== undefined && value !== '')
+    .at(-1);
+}
+
+/** What `parseArgs` (node:util) is told of the configuration flags a command takes. */
+export type FlagOptions = Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>;
+
+/** The configuration flags of `command`, from the option table, for `parseArgs`. */
+export function configFlags(command: Command): FlagOptions {
+  const flags: FlagOptions = {};
+  for (const option of OPTION_LIST) {
+    const flag = option.flag;
+    if (!flag || !(flag.commands ?? ['serve']).includes(command)) continue;
+    flags[flag.name] = {
+      type: flag.arg === undefined ? 'boolean' : 'string',
+      ...(flag.multiple && { multiple: true }),
+    };
+  }
+  return flags;
+}
+
+/**
+ * The config input that parsed flag values stand for (field paths to values), for `configInput`:
+ * repeated flags joined with commas, as their variable holds them; `--no-x` sets x to false.
+ */
+export function flagInput(
+  command: Command,
+  values: Record<string, string | boolean | (string | boolean)[] | undefined>,
+): Record<string, string | boolean> {
+  const input: Record<string, string | boolean> = {};
+  for (const option of OPTION_LIST) {
+    const flag = option.flag;
+    if (!flag || !(flag.commands ?? ['serve']).includes(command)) continue;
+    const value = values[flag.name];
+    if (value === undefined) continue;
+    if (flag.negates) {
+      if (value === true) input[option.path] = false;
+    } else if (flag.convert && typeof value === 'string') {
+      input[option.path] = flag.convert(value);
+    } else {
+      input[option.path] = Array.isArray(value) ? value.join(',') : value;
+    }
+  }
+  return input;
+}
+
+/**
+ * The environment variables (BERTH_* only) that reproduce a parsed configuration, for a process
+ * that reads its configuration from the environment (the registry bundle behind
+ * `berth serve --lambda`); `except` names fields to leave out.
+ */
+export function environmentOf(config: Config, except: readonly string[] = []): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const option of OPTION_LIST) {
+    const name = option.env.at(-1);
+    if (name === undefined || !name.startsWith('BERTH_') || except.includes(option.path)) continue;
+    const value = option.path
+      .split('.')
+      .reduce<unknown>((at, key) => (at as Record<string, unknown>)?.[key], config);
+    if (value === undefined) continue;
+    env[name] = option.toEnv ? (option.toEnv as (v: unknown) => string)(value) : String(value);
+  }
+  return env;
 }

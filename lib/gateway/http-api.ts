@@ -1,12 +1,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { parseConfig } from '../config/config.ts';
 import { describeError, type Logger } from '../logging/logger.ts';
 import { createLogger } from '../logging/logger.ts';
 import {
   ConnectionGuard,
   RETRY_AFTER_SECONDS,
-  connectionLimits,
   serverTimeoutOptions,
   type Answer,
   type ConnectionLimits,
@@ -39,8 +37,8 @@ export interface GatewayOptions {
   readonly timeoutMs?: number;
   readonly functionName?: string;
   readonly logger?: Logger;
-  /** Connection caps and timeouts, as on the local server (default: the configuration's defaults). */
-  readonly limits?: ConnectionLimits;
+  /** Connection caps and timeouts, as on the local server (`connectionLimits` of the configuration). */
+  readonly limits: ConnectionLimits;
   /** The filesystem store whose signed URLs (`/_berth/storage/...`) blob GETs redirect to, standing in for S3. */
   readonly storage?: LocalStorage;
 }
@@ -59,7 +57,7 @@ export interface RunningGateway {
  * fails on AWS fails here first.
  */
 export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
-  const limits = options.limits ?? connectionLimits(parseConfig({}));
+  const limits = options.limits;
   const server = createServer(serverTimeoutOptions(limits));
   const guard = new ConnectionGuard(server, {
     limits,

@@ -1,63 +1,46 @@
-import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { Config } from '../config/config.ts';
-import { ENV_VARS } from '../config/sources.ts';
 import type { Logger } from '../logging/logger.ts';
-import { connectionLimits } from '../server/connections.ts';
-import { FilesystemDriver } from '../storage/filesystem/index.ts';
-import { LocalStorageUrls } from '../storage/local-urls.ts';
+import type { ConnectionLimits } from '../server/connections.ts';
 import { loadHandler } from './invoke.ts';
 import { startGateway, type GatewayRoute, type RunningGateway } from './http-api.ts';
 import type { LocalStorage } from './storage.ts';
 import { WEB_ROUTES } from '../web/routes.ts';
 
+export interface BundleGatewayOptions {
+  /** The built registry function (dist/registry/index.mjs); the ui function is looked for beside it. */
+  readonly bundlePath: string;
+  /**
+   * The variables the function reads its configuration from, as on AWS: written into this
+   * process's environment before the bundle is imported.
+   */
+  readonly env: Readonly<Record<string, string>>;
+  readonly host: string;
+  readonly port: number;
+  readonly limits: ConnectionLimits;
+  readonly logger: Logger;
+  /** The filesystem store the gateway serves signed URLs of, standing in for S3. */
+  readonly storage?: LocalStorage;
+}
+
 /**
- * `berth serve --lambda`: the built registry bundle behind the local gateway, on the address the
- * configuration names. The bundle reads its settings from the environment, as on AWS, so the
- * parsed configuration (flags included) is written there before it is imported.
+ * `berth serve --lambda`: the built registry bundle behind the local gateway (lib/setup/gateway.ts
+ * says with what).
  */
-export async function startLambdaGateway(
-  config: Config,
-  logger: Logger,
-  bundlePath: string,
-): Promise<RunningGateway> {
+export async function startBundleGateway(options: BundleGatewayOptions): Promise<RunningGateway> {
+  const { bundlePath } = options;
   if (!existsSync(bundlePath))
     throw new Error(`no Lambda bundle at ${bundlePath}: run \`npm run build\` first`);
-  // On AWS blob GETs are redirected to S3, beyond the 6 MB a Lambda response may carry. On the
-  // filesystem store the gateway stands in for S3: it serves signed storage URLs, and the function
-  // signs them with a key made here (BERTH_LOCAL_STORAGE_KEY).
-  let storage: LocalStorage | undefined;
-  let storageEnv = {};
-  if (config.storage === 'filesystem') {
-    const key = randomBytes(32).toString('hex');
-    storage = {
-      driver: new FilesystemDriver({ root: config.dataDir }),
-      urls: LocalStorageUrls.fromHex(key),
-    };
-    storageEnv = { BERTH_LOCAL_STORAGE_KEY: key };
-  }
-  if (!config.redirect) {
-    logger.warn(
-      'blob GETs stream through the function (BERTH_REDIRECT=off): blobs above 6 MB get 502, as they would on AWS',
-    );
-  }
-  // The gateway listens only where `berth serve` allows, so without an auth file it is on loopback.
-  Object.assign(
-    process.env,
-    functionEnv(config),
-    storageEnv,
-    config.authFile || config.authParameter ? {} : { BERTH_INSECURE_NO_AUTH: 'true' },
-  );
+  Object.assign(process.env, options.env);
   const handler = await loadHandler(bundlePath);
   return startGateway({
     handler,
     routes: await webRoutes(bundlePath),
-    host: config.host,
-    port: config.port,
-    logger,
-    limits: connectionLimits(config, logger),
-    ...(storage && { storage }),
+    host: options.host,
+    port: options.port,
+    logger: options.logger,
+    limits: options.limits,
+    ...(options.storage && { storage: options.storage }),
   });
 }
 
@@ -73,17 +56,4 @@ async function webRoutes(registryBundle: string): Promise<GatewayRoute[]> {
     const [method, path] = key.split(' ') as [string, string];
     return { method, path: path.replace('{proxy+}', ''), handler, functionName: 'ui' };
   });
-}
-
-/** The BERTH_* variables that reproduce `config` (the listening address is the gateway's, not the function's). */
-export function functionEnv(config: Config): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [name, field] of Object.entries(ENV_VARS)) {
-    if (!name.startsWith('BERTH_') || field === 'host' || field === 'port') continue;
-    const value = field
-      .split('.')
-      .reduce<unknown>((at, key) => (at as Record<string, unknown>)?.[key], config);
-    if (value !== undefined) env[name] = String(value);
-  }
-  return env;
 }

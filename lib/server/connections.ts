@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
 import { isIPv6, type Socket } from 'node:net';
-import type { Config } from '../config/config.ts';
 import type { Logger } from '../logging/logger.ts';
 
 /** What a client may hold of a server, and for how long (docs: README "Configuration"). */
@@ -32,15 +31,26 @@ const REFUSED_GRACE_MS = 5_000;
 /** A refused request's body is read (and dropped) for at most this long before the 503 goes out. */
 const REFUSED_DRAIN_MS = 1_000;
 
+/** The connection settings as configured (seconds and bytes; unset caps are fitted to the file limit). */
+export interface ConnectionSettings {
+  readonly maxConnections?: number | undefined;
+  readonly maxConnectionsPerAddress?: number | undefined;
+  readonly headersTimeoutSeconds: number;
+  readonly bodyTimeoutSeconds: number;
+  readonly bodyMinBytes: number;
+  readonly keepAliveTimeoutSeconds: number;
+  readonly unauthTimeoutSeconds: number;
+}
+
 /**
- * The limits the configuration asks for. Unless set, the connection caps are lowered to what the
+ * The limits the settings ask for. Unless set, the connection caps are lowered to what the
  * process's open-file limit can hold: each connection may hold a second descriptor (the file of a
  * blob being read or written), and a refused connection holds one until it is answered, so the
  * total is a third of the descriptors left after a reserve. Past the file limit the kernel would
  * drop new connections unanswered (a reset), which the 503 is there to prevent.
  */
 export function connectionLimits(
-  config: Config,
+  config: ConnectionSettings,
   logger?: Logger,
   fileLimit: number | undefined = openFileLimit(),
 ): ConnectionLimits {

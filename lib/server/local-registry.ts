@@ -8,32 +8,37 @@ import {
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { RequestError, getRequestListener } from '@hono/node-server';
-import { awsRegionOf, corsPolicyOf, type Config } from '../config/config.ts';
-import { createApp } from '../http/app.ts';
 import { errorBody } from '../http/errors.ts';
 import { RegistryError } from '../oci/errors.ts';
 import { describeError, type Logger } from '../logging/logger.ts';
-import { InMemoryHashStates } from '../registry/hashing.ts';
-import type { Registry } from '../registry/registry.ts';
-import { openStore } from '../setup/registry.ts';
-import { openAuthStore } from '../auth/auth-store.ts';
-import { loadAuth } from '../setup/auth.ts';
-import { createMirror } from '../setup/mirror.ts';
-import { keepCertificateCurrent, prepareTls, type TlsSetup } from './tls.ts';
+import type { Registry, RegistryStore } from '../registry/registry.ts';
+import { keepCertificateCurrent, prepareTls, type TlsOptions, type TlsSetup } from './tls.ts';
 import {
   ConnectionGuard,
   RETRY_AFTER_SECONDS,
-  connectionLimits,
   serverTimeoutOptions,
   type Answer,
+  type ConnectionLimits,
   type GuardStats,
   type Refusal,
 } from './connections.ts';
-import { Browse } from '../browse/browse.ts';
-import { browseSettingsOf } from '../setup/browse.ts';
-import { immutableTagsOf, retentionOf } from '../setup/gc.ts';
-import { WebAssets } from '../web/assets.ts';
-import { findWebDir } from '../web/locate.ts';
+
+/** What the local server serves, and how (lib/setup/local-server.ts builds it from the configuration). */
+export interface LocalServerOptions {
+  /** The registry's HTTP app (lib/http/app.ts). */
+  readonly app: { fetch(request: Request): Response | Promise<Response> };
+  /** The registry behind it and its store: the server purges stale upload sessions and crash leftovers. */
+  readonly store: RegistryStore;
+  readonly host: string;
+  readonly port: number;
+  readonly tls?: TlsOptions;
+  readonly limits: ConnectionLimits;
+  /** Upload sessions untouched this long are purged. */
+  readonly uploadTtlMs: number;
+  /** How long a shutdown waits for requests in flight before closing their connections. */
+  readonly shutdownGraceMs: number;
+  readonly logger: Logger;
+}
 
 export interface RunningServer {
   readonly url: string;
@@ -51,32 +56,15 @@ const PURGE_INTERVAL_MS = 15 * 60 * 1000;
 const TEMPORARY_AT_START_MS = 60_000;
 const TEMPORARY_MAX_AGE_MS = 3600_000;
 
-/** The local registry: the HTTP app on Node's http server, on the embedded filesystem store. */
-export async function startLocalServer(config: Config, logger: Logger): Promise<RunningServer> {
-  // The store, beside the registry, for the web UI's read model and the purge of temporary files.
-  const { registry, storage } = await openStore(config, { hashes: new InMemoryHashStates(), logger });
-  const store = openAuthStore(config, awsRegionOf(config));
-  const auth = store ? await loadAuth(store, config.tokenTtlSeconds, logger) : undefined;
-  const web = await loadWeb(config, logger);
-  const app = createApp({
-    auth,
-    registry,
-    logger,
-    browse: new Browse(
-      { registry, storage },
-      browseSettingsOf(config, { retention: retentionOf(config), immutable: immutableTagsOf(config) }),
-    ),
-    ...(web && { web }),
-    mirror: createMirror(config, registry, logger, 'stream'),
-    redirect: { enabled: config.redirect, ttlSeconds: config.presignTtlSeconds },
-    cors: corsPolicyOf(config),
-  });
-  const tls = await prepareTls(config, logger);
-  const limits = connectionLimits(config, logger);
+/** The local registry: the HTTP app on Node's http server (or https). */
+export async function startLocalServer(options: LocalServerOptions): Promise<RunningServer> {
+  const { app, limits, logger } = options;
+  const { registry, storage } = options.store;
+  const tls = options.tls ? await prepareTls(options.tls, logger) : undefined;
   // A request Node parsed but the URL class cannot read (a backslash in the path): the app never
   // sees it, so it is answered here, in the spec's format, instead of with an empty 400.
   const listener = getRequestListener(app.fetch, {
-    hostname: config.host,
+    hostname: options.host,
     errorHandler: (err) => {
       if (err instanceof RequestError) {
         return answerResponse(registryAnswer({ kind: 'malformed', code: 'URL', message: urlProblem(err) }));
@@ -100,18 +88,16 @@ export async function startLocalServer(config: Config, logger: Logger): Promise<
   server.on('request', guard.wrap(listener));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(config.port, config.host, () => {
+    server.listen(options.port, options.host, () => {
       server.off('error', reject);
       resolve();
     });
   });
-  const stopWatching = tls
-    ? keepCertificateCurrent(server as unknown as TlsServer, tls, config, logger)
-    : undefined;
+  const stopWatching = tls ? keepCertificateCurrent(server as unknown as TlsServer, tls, logger) : undefined;
 
   const purge = async (temporaryAgeMs: number) => {
     try {
-      const purged = await registry.uploads.purgeStale(config.uploadTtlSeconds * 1000);
+      const purged = await registry.uploads.purgeStale(options.uploadTtlMs);
       if (purged > 0) logger.info('purged stale upload sessions', { purged });
       // What a crash mid-write left (a temp file lives for one write: seconds).
       const cleaned = await storage.cleanTemporary?.(temporaryAgeMs);
@@ -156,7 +142,7 @@ export async function startLocalServer(config: Config, logger: Logger): Promise<
           if (!res.headersSent) res.setHeader('Connection', 'close');
           res.shouldKeepAlive = false;
         }
-        const force = setTimeout(() => server.closeAllConnections(), config.shutdownGraceSeconds * 1000);
+        const force = setTimeout(() => server.closeAllConnections(), options.shutdownGraceMs);
         force.unref();
         server.close(() => {
           clearTimeout(force);
@@ -222,14 +208,4 @@ export function registryAnswer(refusal: Refusal): Answer {
 
 function answerResponse(answer: Answer): Response {
   return new Response(answer.body, { status: answer.status, headers: answer.headers });
-}
-
-/** The web UI's files, when it is on and built; a server without them still serves the registry. */
-async function loadWeb(config: Config, logger: Logger): Promise<WebAssets | undefined> {
-  if (!config.web) return undefined;
-  const dir = findWebDir();
-  const web = dir ? await WebAssets.load(dir) : undefined;
-  if (!web)
-    logger.warn('the web UI is not built, so / serves nothing: run `npm run build` (npm start builds it)');
-  return web;
 }

@@ -4,10 +4,8 @@ import { readFile as readFileAsync } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import type { Server as TlsServer } from 'node:tls';
-import type { Config } from '../config/config.ts';
 import { describeError, type Logger } from '../logging/logger.ts';
 import { ensureSelfSigned } from './self-signed.ts';
-import { selfSignedHosts } from '../config/tls-hosts.ts';
 
 /** The certificate and key a TLS server was started with, and where they came from. */
 export interface TlsSetup {
@@ -15,8 +13,23 @@ export interface TlsSetup {
   readonly keyFile: string;
   readonly cert: Buffer;
   readonly key: Buffer;
-  /** With --tls-self-signed: the CA clients must trust, and the names the certificate covers. */
-  readonly selfSigned?: { readonly caCertFile: string; readonly hosts: readonly string[] };
+  /**
+   * With --tls-self-signed: the CA clients must trust, the names the certificate covers, and the
+   * directory that holds them.
+   */
+  readonly selfSigned?: {
+    readonly caCertFile: string;
+    readonly hosts: readonly string[];
+    readonly dir: string;
+  };
+}
+
+/** What the server is told to serve HTTPS with; neither part: plain HTTP. */
+export interface TlsOptions {
+  /** `--tls-self-signed`: a certificate from a local CA kept in `dir`, for these names. */
+  readonly selfSigned?: { readonly dir: string; readonly hosts: readonly string[] };
+  /** `--tls-cert` and `--tls-key`: certificate (chain) and key files, re-read when they change. */
+  readonly files?: { readonly cert: string; readonly key: string };
 }
 
 /** How often a self-signed certificate is checked for renewal while the server runs. */
@@ -24,11 +37,24 @@ const RENEW_CHECK_MS = 24 * 3600 * 1000;
 /** How often certificate files are polled for changes (stat polling also sees renames and symlink swaps). */
 const WATCH_INTERVAL_MS = 1000;
 
-/** The TLS setup the configuration asks for, or undefined for plain HTTP. */
-export async function prepareTls(config: Config, logger: Logger): Promise<TlsSetup | undefined> {
-  if (config.tlsSelfSigned) {
-    const hosts = selfSignedHosts(config.tlsHosts, config.host);
-    const files = await ensureSelfSigned(tlsDir(config), hosts);
+/**
+ * The names a self-signed certificate covers: `--tls-hosts` when given, else loopback (`localhost`,
+ * `127.0.0.1`, `::1`) and the listening address when it is a specific one (not `0.0.0.0` or `::`).
+ */
+export function selfSignedHosts(given: readonly string[] | undefined, listenHost: string): string[] {
+  if (given && given.length > 0) return [...new Set(given)];
+  const hosts = ['localhost', '127.0.0.1', '::1'];
+  if (listenHost !== '0.0.0.0' && listenHost !== '::' && !hosts.includes(listenHost)) hosts.push(listenHost);
+  return hosts;
+}
+
+/** The TLS setup the options ask for, or undefined for plain HTTP. */
+export async function prepareTls(options: TlsOptions, logger: Logger): Promise<TlsSetup | undefined> {
+  if (options.selfSigned) {
+    const { hosts } = options.selfSigned;
+    // Absolute, so that the printed commands work from any directory.
+    const dir = resolve(options.selfSigned.dir);
+    const files = await ensureSelfSigned(dir, hosts);
     logger.info('self-signed TLS certificate', {
       action: files.action,
       caCertFile: files.caCertFile,
@@ -36,9 +62,9 @@ export async function prepareTls(config: Config, logger: Logger): Promise<TlsSet
       hosts,
     });
     const pair = await readKeyPair(files.certFile, files.keyFile);
-    return { ...pair, selfSigned: { caCertFile: files.caCertFile, hosts } };
+    return { ...pair, selfSigned: { caCertFile: files.caCertFile, hosts, dir } };
   }
-  if (config.tlsCert && config.tlsKey) return readKeyPair(config.tlsCert, config.tlsKey);
+  if (options.files) return readKeyPair(options.files.cert, options.files.key);
   return undefined;
 }
 
@@ -77,12 +103,7 @@ export async function readKeyPair(certFile: string, keyFile: string): Promise<Tl
  * matching pair, become the context of new connections (connections already open keep theirs). A
  * self-signed setup is also renewed here when it nears expiry. Returns the function that stops it.
  */
-export function keepCertificateCurrent(
-  server: TlsServer,
-  setup: TlsSetup,
-  config: Config,
-  logger: Logger,
-): () => void {
+export function keepCertificateCurrent(server: TlsServer, setup: TlsSetup, logger: Logger): () => void {
   let current = `${setup.cert.toString('base64')}|${setup.key.toString('base64')}`;
   let pending: NodeJS.Timeout | undefined;
   const reload = () => {
@@ -114,7 +135,7 @@ export function keepCertificateCurrent(
 
   const renewal = setup.selfSigned
     ? setInterval(() => {
-        ensureSelfSigned(tlsDir(config), setup.selfSigned!.hosts).then(
+        ensureSelfSigned(setup.selfSigned!.dir, setup.selfSigned!.hosts).then(
           (files) => {
             if (files.action !== 'reused') changed();
           },
@@ -164,9 +185,4 @@ export function trustInstructions(caCertFile: string, hosts: readonly string[], 
 function shellQuote(path: string): string {
   if (/^[A-Za-z0-9_./+-]+$/.test(path)) return path;
   return `"${path.replace(/(["$`\\])/g, '\\$1').replace(/'/g, `'\\''`)}"`;
-}
-
-/** Absolute, so that the printed commands work from any directory. */
-function tlsDir(config: Config): string {
-  return resolve(config.dataDir, 'tls');
 }

@@ -1,24 +1,19 @@
 import { readFileSync } from 'node:fs';
 import type { Config } from '../config/config.ts';
 import { MIN_SETTLE_MS, type GcOptions } from '../gc/collector.ts';
-import {
-  parseImmutableTags,
-  parseRetention,
-  type ImmutableRule,
-  type RetentionRule,
-} from '../registry/tag-policy.ts';
+import { parseRetention, type ImmutableRule, type RetentionRule } from '../registry/tag-policy.ts';
 
 /** The immutable-tag rules the configuration names (BERTH_IMMUTABLE_TAGS). */
-export function immutableTagsOf(config: Config): ImmutableRule[] {
-  return config.immutableTags ? parseImmutableTags(config.immutableTags) : [];
+export function immutableTagsOf(config: Pick<Config, 'immutableTags'>): ImmutableRule[] {
+  return config.immutableTags ?? [];
 }
 
 /**
  * The retention rules: BERTH_RETENTION's JSON, else the file BERTH_RETENTION_FILE / --retention-file
  * names (read once, at start).
  */
-export function retentionOf(config: Config): RetentionRule[] {
-  if (config.retention) return parseRetention(config.retention);
+export function retentionOf(config: Pick<Config, 'retention' | 'retentionFile'>): RetentionRule[] {
+  if (config.retention) return config.retention;
   if (!config.retentionFile) return [];
   let text: string;
   try {

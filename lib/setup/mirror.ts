@@ -3,7 +3,6 @@ import { awsRegionOf, type Config } from '../config/config.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { Registry } from '../registry/registry.ts';
 import { Mirror } from '../mirror/mirror.ts';
-import { parseUpstreams } from '../mirror/spec.ts';
 import { UpstreamClient, type CredentialSource, type UpstreamCredentials } from '../mirror/upstream.ts';
 
 /** How long a parameter's credentials are used before it is read again (so a rotation is picked up). */
@@ -19,8 +18,7 @@ export function createMirror(
   logger: Logger,
   mode: 'stream' | 'fill',
 ): Mirror | undefined {
-  if (!config.proxyUpstream) return undefined;
-  const specs = parseUpstreams(config.proxyUpstream);
+  const specs = config.proxyUpstream ?? [];
   if (specs.length === 0) return undefined;
   const credentials = credentialSource(config, logger);
   return new Mirror({

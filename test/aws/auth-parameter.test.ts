@@ -25,10 +25,10 @@ import {
 } from '../../lib/auth/auth-store.ts';
 import { bootstrapAuth } from '../../lib/auth/bootstrap.ts';
 import { verifyPassword } from '../../lib/auth/passwords.ts';
-import { lambdaConfig } from '../../lib/lambda/config.ts';
+import { lambdaConfig } from '../../lib/config/lambda.ts';
 import { createHttpHandler } from '../../lib/lambda/handler.ts';
 import { createLambdaLogger } from '../../lib/lambda/logging.ts';
-import { createLambdaApp, createLambdaStore } from '../../lib/lambda/registry.ts';
+import { createLambdaApp, createLambdaStore } from '../../lib/setup/lambda.ts';
 import { apiEvent, context } from '../lambda/events.ts';
 
 const AUTH = '/berth/berth-team/auth';

@@ -1,7 +1,7 @@
 import { GetParameterCommand, ParameterNotFound, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
-import { lambdaConfig } from '../../lib/lambda/config.ts';
+import { lambdaConfig } from '../../lib/config/lambda.ts';
 import { createLambdaLogger } from '../../lib/lambda/logging.ts';
 import { credentialSource } from '../../lib/setup/mirror.ts';
 

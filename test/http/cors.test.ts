@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addUser } from '../../lib/auth/admin.ts';
 import { FileAuthStore } from '../../lib/auth/auth-store.ts';
-import { corsPolicyOf, parseConfig } from '../../lib/config/config.ts';
+import { parseConfig } from '../../lib/config/config.ts';
 import { configInput } from '../../lib/config/sources.ts';
 import { parseCorsOrigins } from '../../lib/http/cors.ts';
 import { createLogger } from '../../lib/logging/logger.ts';
@@ -28,14 +28,14 @@ const list = (value: string | null) => (value ?? '').split(',').map((s) => s.tri
 
 describe('CORS configuration', () => {
   it('is off unless origins are given; takes --cors-origin (repeated) or BERTH_CORS_ORIGINS', () => {
-    expect(corsPolicyOf(parseConfig({}))).toBeUndefined();
+    expect(parseConfig({}).corsOrigins).toBeUndefined();
     const fromEnv = parseConfig(configInput({ BERTH_CORS_ORIGINS: `${UI}, http://127.0.0.1:8080` }, {}));
-    expect(corsPolicyOf(fromEnv)).toEqual({ origins: new Set([UI, 'http://127.0.0.1:8080']) });
+    expect(fromEnv.corsOrigins).toEqual({ origins: new Set([UI, 'http://127.0.0.1:8080']) });
     const flags = parseConfig(
       configInput({ BERTH_CORS_ORIGINS: '*' }, { corsOrigins: `${UI},https://b.test` }),
     );
-    expect(corsPolicyOf(flags)).toEqual({ origins: new Set([UI, 'https://b.test']) });
-    expect(corsPolicyOf(parseConfig(configInput({ BERTH_CORS_ORIGINS: '*' }, {})))).toEqual({ origins: '*' });
+    expect(flags.corsOrigins).toEqual({ origins: new Set([UI, 'https://b.test']) });
+    expect(parseConfig(configInput({ BERTH_CORS_ORIGINS: '*' }, {})).corsOrigins).toEqual({ origins: '*' });
   });
 
   it.each([

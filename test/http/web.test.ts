@@ -5,6 +5,8 @@ import { gunzipSync } from 'node:zlib';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundleWeb, WEB_BUDGET_GZIPPED } from '../../build/web.ts';
+import { parseConfig } from '../../lib/config/config.ts';
+import { connectionLimits } from '../../lib/server/connections.ts';
 import { startGateway, type RunningGateway } from '../../lib/gateway/http-api.ts';
 import { WebAssets } from '../../lib/web/assets.ts';
 import { createWebHandler } from '../../lib/web/lambda.ts';
@@ -80,6 +82,7 @@ describe('serving it', () => {
         { method: 'GET', path: '/', handler, functionName: 'ui' },
         { method: 'GET', path: '/ui/', handler, functionName: 'ui' },
       ],
+      limits: connectionLimits(parseConfig({})),
     });
     try {
       const page = await fetch(`${gateway.url}/`);

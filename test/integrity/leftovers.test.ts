@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../lib/config/config.ts';
 import { createLogger } from '../../lib/logging/logger.ts';
-import { startLocalServer } from '../../lib/server/local-registry.ts';
+import { startLocalRegistry } from '../../lib/setup/local-server.ts';
 import { FilesystemDriver } from '../../lib/storage/filesystem/index.ts';
 import { gc, imageOf, pullAndVerify, push } from '../gc/harness.ts';
 import { testRegistry } from '../http/harness.ts';
@@ -69,7 +69,7 @@ describe('crash leftovers in the filesystem store', () => {
     const r = testRegistry({ storage: new FilesystemDriver({ root }) });
     await push(r, 'app', 'v1', imageOf(91));
     await plantLeftovers(root, 2 * 60_000);
-    const server = await startLocalServer(
+    const server = await startLocalRegistry(
       parseConfig({ dataDir: root, port: 0, logLevel: 'silent' }),
       createLogger('silent'),
     );

@@ -2,10 +2,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { lambdaConfig } from '../../lib/lambda/config.ts';
+import { lambdaConfig } from '../../lib/config/lambda.ts';
 import { createHttpHandler } from '../../lib/lambda/handler.ts';
 import { createLambdaLogger } from '../../lib/lambda/logging.ts';
-import { createLambdaApp, createLambdaStore } from '../../lib/lambda/registry.ts';
+import { createLambdaApp, createLambdaStore } from '../../lib/setup/lambda.ts';
 import { apiEvent, context } from './events.ts';
 
 describe('CORS on Lambda (BERTH_CORS_ORIGINS, set by the stack from its corsOrigins prop)', () => {

@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundleFunctions } from '../../build/bundle.ts';
 import { loadHandler, type HttpFunction } from '../../lib/gateway/invoke.ts';
+import { parseConfig } from '../../lib/config/config.ts';
+import { connectionLimits } from '../../lib/server/connections.ts';
 import { startGateway, type RunningGateway } from '../../lib/gateway/http-api.ts';
 import { FilesystemDriver } from '../../lib/storage/filesystem/index.ts';
 import { LocalStorageUrls } from '../../lib/storage/local-urls.ts';
@@ -33,6 +35,7 @@ beforeAll(async () => {
       driver: new FilesystemDriver({ root: join(dir, 'data') }),
       urls: LocalStorageUrls.fromHex(key),
     },
+    limits: connectionLimits(parseConfig({})),
   });
 });
 
@@ -43,7 +46,7 @@ afterAll(async () => {
 
 /** A gateway in front of a stand-in function, for the limits a registry cannot reach. */
 async function withFunction(handler: HttpFunction, run: (url: string) => Promise<void>, timeoutMs?: number) {
-  const gateway = await startGateway({ handler, timeoutMs });
+  const gateway = await startGateway({ handler, timeoutMs, limits: connectionLimits(parseConfig({})) });
   try {
     await run(gateway.url);
   } finally {

@@ -12,7 +12,8 @@ import { createLogger } from '../../lib/logging/logger.ts';
 import { openImage } from '../../lib/push/image-source.ts';
 import { pushImage } from '../../lib/push/push.ts';
 import { startRelay, type RunningRelay } from '../../lib/relay/relay-endpoint.ts';
-import { startLocalServer, type RunningServer } from '../../lib/server/local-registry.ts';
+import type { RunningServer } from '../../lib/server/local-registry.ts';
+import { startLocalRegistry } from '../../lib/setup/local-server.ts';
 import { imageManifest, sha256 } from '../http/harness.ts';
 import { minioInstalled, startS3Server, type S3TestServer } from '../storage/s3-server.ts';
 
@@ -45,7 +46,7 @@ async function remote(input: ConfigInput): Promise<Remote> {
     const record = JSON.parse(line) as { msg?: string; method?: string; path?: string };
     if (record.msg === 'request') paths.push(`${record.method} ${record.path}`);
   });
-  const server = await startLocalServer(
+  const server = await startLocalRegistry(
     parseConfig({ port: 0, dataDir: join(dir, randomUUID()), shutdownGraceSeconds: 1, ...input }),
     logger,
   );

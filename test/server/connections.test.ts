@@ -15,7 +15,8 @@ import {
   connectionLimits,
   serverTimeoutOptions,
 } from '../../lib/server/connections.ts';
-import { registryAnswer, startLocalServer, type RunningServer } from '../../lib/server/local-registry.ts';
+import { registryAnswer, type RunningServer } from '../../lib/server/local-registry.ts';
+import { startLocalRegistry } from '../../lib/setup/local-server.ts';
 import { head, raw, type RawOutcome } from './raw-http.ts';
 
 let dir: string;
@@ -43,7 +44,7 @@ async function server(input: ConfigInput = {}): Promise<{ running: RunningServer
     keepAliveTimeoutSeconds: 1,
     ...input,
   });
-  const running = await startLocalServer(config, createLogger('silent'));
+  const running = await startLocalRegistry(config, createLogger('silent'));
   servers.push(running);
   return { running, port: Number(new URL(running.url).port) };
 }

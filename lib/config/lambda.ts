@@ -1,5 +1,5 @@
-import { parseConfig, type Config } from '../config/config.ts';
-import { configInput } from '../config/sources.ts';
+import { parseConfig, type Config } from './config.ts';
+import { configInput } from './sources.ts';
 
 /**
  * The configuration of a Lambda function, from its environment. Same variables as `berth serve`,

@@ -1,20 +1,20 @@
 import type { Hono } from 'hono';
-import { awsRegionOf, corsPolicyOf, type Config } from '../config/config.ts';
+import { awsRegionOf, type Config } from '../config/config.ts';
 import { createApp } from '../http/app.ts';
 import type { HttpEnv } from '../http/context.ts';
 import type { Logger } from '../logging/logger.ts';
 import { SerializedHashStates } from '../registry/hashing.ts';
 import type { RegistryStore } from '../registry/registry.ts';
 import { openAuthStore } from '../auth/auth-store.ts';
-import { loadAuth } from '../setup/auth.ts';
-import { createMirror } from '../setup/mirror.ts';
-import { lambdaVerificationDispatch } from './verification-dispatch.ts';
-import { openStore } from '../setup/registry.ts';
-import { invocationFields } from './logging.ts';
-import { loginMetricLine } from './metrics.ts';
+import { loadAuth } from './auth.ts';
+import { createMirror } from './mirror.ts';
+import { lambdaVerificationDispatch } from '../lambda/verification-dispatch.ts';
+import { openStore } from './registry.ts';
+import { invocationFields } from '../lambda/logging.ts';
+import { loginMetricLine } from '../lambda/metrics.ts';
 import { Browse } from '../browse/browse.ts';
-import { browseSettingsOf } from '../setup/browse.ts';
-import { immutableTagsOf, retentionOf } from '../setup/gc.ts';
+import { browseSettingsOf } from './browse.ts';
+import { immutableTagsOf, retentionOf } from './gc.ts';
 
 /**
  * The registry as a Lambda runs it, and its store (for the web UI's read model and the janitor). The
@@ -67,7 +67,7 @@ export async function createLambdaApp(
         })
       : undefined,
     redirect: { enabled: config.redirect, ttlSeconds: config.presignTtlSeconds },
-    cors: corsPolicyOf(config),
+    cors: config.corsOrigins,
     // The web UI's pages are served by a function of their own (functions/ui.ts); its API is here.
     browse: new Browse(
       registryStore,
