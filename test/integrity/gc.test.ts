@@ -18,6 +18,7 @@ import {
   storedKeys,
 } from '../gc/harness.ts';
 import { ControlledStore, runAs } from '../sim/controlled-store.ts';
+import type { StorageDriver } from '../../lib/storage/port.ts';
 import { imageManifest } from '../http/harness.ts';
 
 /**
@@ -48,23 +49,32 @@ async function uploadChunked(
   expect(done.status).toBe(201);
 }
 
+/**
+ * An image pushed to `app` and deleted (its blobs garbage), and a new image that shares its config
+ * blob D: what a collection sets aside while a push comes to rely on D again. `chunked`: the old
+ * image's config is uploaded docker's way first, so D's bytes are in a data object of its own.
+ */
+async function sharedConfigSetup(driver: { make(): Promise<StorageDriver> }, seed: number, chunked = false) {
+  const store = new ControlledStore(await driver.make());
+  const r = testRegistry({ storage: store });
+  const old = imageOf(seed);
+  const [config] = old.blobs as [Uint8Array<ArrayBuffer>];
+  if (chunked) await uploadChunked(r, 'app', config);
+  await push(r, 'app', 'old', old);
+  await deleteManifest(r, 'app', old.digest);
+  const layer = imageOf(seed + 1).blobs[1]!;
+  const image = { blobs: [config, layer], manifest: imageManifest(config, [layer]), digest: '' };
+  image.digest = sha256(image.manifest);
+  return { store, r, old, config, layer, image, d: parseDigest(sha256(config)) };
+}
+
 for (const driver of gcDrivers()) {
   describe.skipIf(!driver.available)(`garbage collection crash and resume on ${driver.name}`, () => {
     beforeAll(() => driver.setup(), 30_000);
     afterAll(() => driver.teardown());
 
     it('a run killed after setting aside a blob a push had just come to rely on restores it when resumed', async () => {
-      const store = new ControlledStore(await driver.make());
-      const r = testRegistry({ storage: store });
-      const old = imageOf(80);
-      await push(r, 'app', 'old', old);
-      await deleteManifest(r, 'app', old.digest);
-      // A new image that shares the old one's config blob D.
-      const [config] = old.blobs as [Uint8Array<ArrayBuffer>];
-      const layer = imageOf(81).blobs[1]!;
-      const image = { blobs: [config, layer], manifest: imageManifest(config, [layer]), digest: '' };
-      image.digest = sha256(image.manifest);
-      const d = parseDigest(sha256(config));
+      const { store, r, old, layer, image, d } = await sharedConfigSetup(driver, 80);
       // The collector dies right after it deleted blob D (its copy is set aside).
       store.setGate((c) =>
         c.actor?.name === 'gc' && c.op === 'delete' && c.key === keys.blob(d) ? 'crash-after' : 'run',
@@ -108,16 +118,7 @@ for (const driver of gcDrivers()) {
       // Found by the simulation (schedules 4045 and 5889): the resumed run saw the link written
       // again, counted the blob as needed, and so skipped it without noticing the crashed run had
       // already moved it; the blob's copy went with the run's leftovers.
-      const store = new ControlledStore(await driver.make());
-      const r = testRegistry({ storage: store });
-      const old = imageOf(82);
-      await push(r, 'app', 'old', old);
-      await deleteManifest(r, 'app', old.digest);
-      const [config] = old.blobs as [Uint8Array<ArrayBuffer>];
-      const layer = imageOf(83).blobs[1]!;
-      const image = { blobs: [config, layer], manifest: imageManifest(config, [layer]), digest: '' };
-      image.digest = sha256(image.manifest);
-      const d = parseDigest(sha256(config));
+      const { store, r, config, layer, image, d } = await sharedConfigSetup(driver, 82);
       let pushed = false;
       store.setGate(async (c) => {
         if (c.actor?.name !== 'gc') return 'run';
@@ -152,17 +153,7 @@ for (const driver of gcDrivers()) {
     it('a run killed after setting aside a blob that was then uploaded again re-points the links that name its old data', async () => {
       // docker's way (POST, PATCH, PUT): the blob's bytes are in a data object the blob points at, so
       // a blob uploaded again names new data, and a link written before names the old.
-      const store = new ControlledStore(await driver.make());
-      const r = testRegistry({ storage: store });
-      const old = imageOf(84);
-      const [config] = old.blobs as [Uint8Array<ArrayBuffer>];
-      await uploadChunked(r, 'app', config);
-      await push(r, 'app', 'old', old);
-      await deleteManifest(r, 'app', old.digest);
-      const layer = imageOf(85).blobs[1]!;
-      const image = { blobs: [config, layer], manifest: imageManifest(config, [layer]), digest: '' };
-      image.digest = sha256(image.manifest);
-      const d = parseDigest(sha256(config));
+      const { store, r, config, layer, image, d } = await sharedConfigSetup(driver, 84, true);
       let pushed = false;
       store.setGate(async (c) => {
         if (c.actor?.name !== 'gc') return 'run';
