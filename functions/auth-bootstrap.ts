@@ -3,8 +3,9 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
 import { bootstrapAuth } from '../lib/auth/bootstrap.ts';
 import { createLambdaLogger } from '../lib/lambda/logging.ts';
+import { maintenanceLogLevel } from '../lib/setup/teardown.ts';
 
 const client = new SSMClient({ maxAttempts: 5 });
-const logger = createLambdaLogger(process.env.BERTH_LOG_LEVEL === 'debug' ? 'debug' : 'info');
+const logger = createLambdaLogger(maintenanceLogLevel(process.env));
 
 export const handler = (event: CloudFormationCustomResourceEvent) => bootstrapAuth(client, event, logger);

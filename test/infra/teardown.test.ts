@@ -10,6 +10,7 @@ import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../lib/logging/logger.ts';
+import { maintenanceLogLevel, teardownSettingsOf } from '../../lib/setup/teardown.ts';
 import { teardown, type TeardownDeps, type TeardownSettings } from '../../lib/teardown/teardown.ts';
 
 const s3Mock = mockClient(S3Client);
@@ -239,5 +240,28 @@ describe('self-destruct', () => {
       .rejects(Object.assign(new Error('not authorized'), { name: 'AccessDenied' }));
     await expect(teardown(deps(), { berth: 'self-destruct' })).rejects.toThrow(/not authorized/);
     expect(lines.at(-1)).toMatchObject({ level: 'error', msg: 'teardown failed', error: 'AccessDenied' });
+  });
+});
+
+describe('the teardown function reads its settings from the variables the stack sets', () => {
+  it('bucket and expiry through the option table, the stack id and deletion role as given', () => {
+    expect(
+      teardownSettingsOf({
+        BERTH_S3_BUCKET: 'berth-bucket',
+        BERTH_STACK_ID: STACK,
+        BERTH_STACK_DELETION_ROLE: ROLE,
+        BERTH_EXPIRES_AT: EXPIRES.toISOString(),
+      }),
+    ).toEqual(ttlSettings);
+  });
+
+  it('without a TTL: no stack to delete, no expiry', () => {
+    expect(teardownSettingsOf({ BERTH_S3_BUCKET: 'berth-bucket' })).toEqual({ bucket: 'berth-bucket' });
+  });
+
+  it('logs at debug only when the log level says so', () => {
+    expect(maintenanceLogLevel({ BERTH_LOG_LEVEL: 'debug' })).toBe('debug');
+    expect(maintenanceLogLevel({ BERTH_LOG_LEVEL: 'warn' })).toBe('info');
+    expect(maintenanceLogLevel({})).toBe('info');
   });
 });
