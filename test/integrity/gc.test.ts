@@ -68,6 +68,29 @@ async function sharedConfigSetup(driver: { make(): Promise<StorageDriver> }, see
   return { store, r, old, config, layer, image, d: parseDigest(sha256(config)) };
 }
 
+/**
+ * Runs a collection that is killed right after it deletes blob `d`, with `push` run (as a client)
+ * at the moment the collector reads that blob to set it aside, after the blob's link was set aside.
+ */
+async function collectorKilledAtBlob(
+  setup: Awaited<ReturnType<typeof sharedConfigSetup>>,
+  push: () => Promise<void>,
+): Promise<void> {
+  const { store, r, d } = setup;
+  let pushed = false;
+  store.setGate(async (c) => {
+    if (c.actor?.name !== 'gc') return 'run';
+    if (c.op === 'get' && c.key === keys.blob(d) && !pushed) {
+      pushed = true;
+      await runAs({ container: 'client', name: 'push' }, push);
+    }
+    return c.op === 'delete' && c.key === keys.blob(d) ? 'crash-after' : 'run';
+  });
+  void runAs({ container: 'gc-1', name: 'gc' }, () => gc(r));
+  await expect.poll(() => store.crashed.has('gc-1'), { timeout: 30_000 }).toBe(true);
+  expect(pushed).toBe(true);
+}
+
 for (const driver of gcDrivers()) {
   describe.skipIf(!driver.available)(`garbage collection crash and resume on ${driver.name}`, () => {
     beforeAll(() => driver.setup(), 30_000);
@@ -118,29 +141,15 @@ for (const driver of gcDrivers()) {
       // Found by the simulation (schedules 4045 and 5889): the resumed run saw the link written
       // again, counted the blob as needed, and so skipped it without noticing the crashed run had
       // already moved it; the blob's copy went with the run's leftovers.
-      const { store, r, config, layer, image, d } = await sharedConfigSetup(driver, 82);
-      let pushed = false;
-      store.setGate(async (c) => {
-        if (c.actor?.name !== 'gc') return 'run';
-        if (c.op === 'get' && c.key === keys.blob(d) && !pushed) {
-          // The link of D in app is set aside already; a push uploads D again (the blob is still
-          // there, so only its link is written) and a manifest that uses it.
-          pushed = true;
-          await runAs({ container: 'client', name: 'push' }, async () => {
-            for (const blob of [config, layer])
-              await r.request(`/v2/app/blobs/uploads/?digest=${sha256(blob)}`, {
-                method: 'POST',
-                body: blob,
-              });
-            expect((await putManifest(r, 'app', 'new', image)).status).toBe(201);
-          });
-        }
-        // The collector dies right after it deleted blob D.
-        return c.op === 'delete' && c.key === keys.blob(d) ? 'crash-after' : 'run';
+      const setup = await sharedConfigSetup(driver, 82);
+      const { r, config, layer, image } = setup;
+      // The link of D in app is set aside already; a push uploads D again (the blob is still there,
+      // so only its link is written) and a manifest that uses it. The collector dies after deleting D.
+      await collectorKilledAtBlob(setup, async () => {
+        for (const blob of [config, layer])
+          await r.request(`/v2/app/blobs/uploads/?digest=${sha256(blob)}`, { method: 'POST', body: blob });
+        expect((await putManifest(r, 'app', 'new', image)).status).toBe(201);
       });
-      void runAs({ container: 'gc-1', name: 'gc' }, () => gc(r));
-      await expect.poll(() => store.crashed.has('gc-1'), { timeout: 30_000 }).toBe(true);
-      expect(pushed).toBe(true);
       const later = Date.now() + 6 * MINUTE;
       const resumed = await gc(r, { now: () => later });
       expect(resumed.status).toBe('done');
@@ -153,23 +162,14 @@ for (const driver of gcDrivers()) {
     it('a run killed after setting aside a blob that was then uploaded again re-points the links that name its old data', async () => {
       // docker's way (POST, PATCH, PUT): the blob's bytes are in a data object the blob points at, so
       // a blob uploaded again names new data, and a link written before names the old.
-      const { store, r, config, layer, image, d } = await sharedConfigSetup(driver, 84, true);
-      let pushed = false;
-      store.setGate(async (c) => {
-        if (c.actor?.name !== 'gc') return 'run';
-        if (c.op === 'get' && c.key === keys.blob(d) && !pushed) {
-          // The blob is still there: the push only links it (naming its data) and tags an image.
-          pushed = true;
-          await runAs({ container: 'client', name: 'push' }, async () => {
-            await uploadChunked(r, 'app', config);
-            await uploadChunked(r, 'app', layer);
-            expect((await putManifest(r, 'app', 'new', image)).status).toBe(201);
-          });
-        }
-        return c.op === 'delete' && c.key === keys.blob(d) ? 'crash-after' : 'run';
+      const setup = await sharedConfigSetup(driver, 84, true);
+      const { r, config, layer, image, d } = setup;
+      // The blob is still there: the push only links it (naming its data) and tags an image.
+      await collectorKilledAtBlob(setup, async () => {
+        await uploadChunked(r, 'app', config);
+        await uploadChunked(r, 'app', layer);
+        expect((await putManifest(r, 'app', 'new', image)).status).toBe(201);
       });
-      void runAs({ container: 'gc-1', name: 'gc' }, () => gc(r));
-      await expect.poll(() => store.crashed.has('gc-1'), { timeout: 30_000 }).toBe(true);
       // Before the collection resumes, another repository uploads the same bytes: the blob is gone,
       // so it is stored anew, with new data.
       await runAs({ container: 'client', name: 'other' }, () => uploadChunked(r, 'other', config));
