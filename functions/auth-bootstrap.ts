@@ -3,7 +3,7 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
 import { bootstrapAuth } from '../lib/auth/bootstrap.ts';
 import { createLambdaLogger } from '../lib/lambda/logging.ts';
-import { maintenanceLogLevel } from '../lib/setup/teardown.ts';
+import { maintenanceLogLevel } from '../lib/setup/maintenance.ts';
 
 const client = new SSMClient({ maxAttempts: 5 });
 const logger = createLambdaLogger(maintenanceLogLevel(process.env));

@@ -3,7 +3,7 @@ import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
 import { S3Client } from '@aws-sdk/client-s3';
 import type { Context } from 'aws-lambda';
 import { createLambdaLogger, withInvocation } from '../lib/lambda/logging.ts';
-import { maintenanceLogLevel, teardownSettingsOf } from '../lib/setup/teardown.ts';
+import { maintenanceLogLevel, teardownSettingsOf } from '../lib/setup/maintenance.ts';
 import { teardown, type TeardownEvent } from '../lib/teardown/teardown.ts';
 
 const s3 = new S3Client({ maxAttempts: 5 });

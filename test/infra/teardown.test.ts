@@ -10,7 +10,7 @@ import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../lib/logging/logger.ts';
-import { maintenanceLogLevel, teardownSettingsOf } from '../../lib/setup/teardown.ts';
+import { maintenanceLogLevel, teardownSettingsOf } from '../../lib/setup/maintenance.ts';
 import { teardown, type TeardownDeps, type TeardownSettings } from '../../lib/teardown/teardown.ts';
 
 const s3Mock = mockClient(S3Client);
