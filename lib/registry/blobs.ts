@@ -140,7 +140,9 @@ export class Blobs {
       if (!stored.existed) return stored.info;
       const now = await this.statGlobal(digest);
       if (now && now.dataKey === stored.info.dataKey) {
-        if ('dataKey' in source && source.dataKey !== now.dataKey) await this.storage.delete(source.dataKey);
+        if ('dataKey' in source && source.dataKey !== now.dataKey && !options.keepSource) {
+          await this.storage.delete(source.dataKey);
+        }
         return now;
       }
     }
@@ -224,6 +226,11 @@ export interface StoreAndLinkOptions {
   readonly alongsideLink?: () => Promise<void>;
   /** The link write failed after `alongsideLink` ran: undo what it did that a retry needs. */
   readonly onLinkFailed?: () => Promise<void>;
+  /**
+   * When the blob turns out to be stored already, leave the source's data object (another request
+   * may name it; garbage collection removes it if nothing does) instead of deleting it.
+   */
+  readonly keepSource?: boolean;
 }
 
 /** What an upload received: small bytes in memory, or the data object a multipart upload completed. */

@@ -89,6 +89,9 @@ export class Registry {
     this.blobs = new Blobs(options.storage, this.facts);
     this.sessions = new SessionStore(options.storage, {
       leaseMs: options.limits.leaseMs,
+      ...(options.limits.publishWindowMs !== undefined && {
+        publishWindowMs: options.limits.publishWindowMs,
+      }),
       exclusive: options.storage.exclusive ?? false,
       ...(options.uploadQuota && { quota: new UploadQuota(options.uploadQuota) }),
       ...(options.logger && { logger: options.logger }),

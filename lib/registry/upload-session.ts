@@ -1,7 +1,7 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import * as z from 'zod';
 import { createLogger, describeError, type Logger } from '../logging/logger.ts';
-import { tryParseDigest, type DigestAlgorithm, type ParsedDigest } from '../oci/digest.ts';
+import { digestFromHex, tryParseDigest, type DigestAlgorithm, type ParsedDigest } from '../oci/digest.ts';
 import type { RepositoryName } from '../oci/names.ts';
 import { PreconditionFailed, type StorageDriver } from '../storage/port.ts';
 import { parseStoredJson } from '../util/json.ts';
@@ -42,6 +42,12 @@ const tail = z.object({
    * may point at it), and garbage collection removes it if nothing does.
    */
   published: z.boolean().optional(),
+  /**
+   * When it was written (the writing process's clock, ms). A completion may make a tail holding the
+   * whole upload a blob's data without claiming the session first only while the tail is younger
+   * than the publish window (docs/architecture.md, "Completion without a claim").
+   */
+  at: z.number().optional(),
 });
 
 const common = {
@@ -92,6 +98,12 @@ const discarding = z.object({
   multipartId: z.string().optional(),
   /** Tail objects to delete (never a published one). */
   tails: z.array(z.string()),
+  /**
+   * Tails that held the whole upload, so that a completion racing this removal may have made one a
+   * blob's data: deleted only once no such completion can still write (SessionStore.publishWindowMs)
+   * and no blob names them; otherwise left to garbage collection.
+   */
+  wholeTails: z.array(z.object({ key: z.string(), at: z.number().optional() })).optional(),
   /** A completed but unverified data object, and the `_verifying` marker naming it. */
   unverified: z.object({ digest: z.string() }).optional(),
 });
@@ -185,6 +197,26 @@ export interface SessionStoreOptions {
   readonly quota?: UploadQuota;
   /** For failures nobody is waiting for (a claim that could not be released); absent, silent. */
   readonly logger?: Logger;
+  /**
+   * How young a tail holding a whole upload must be for a completion to publish it without claiming
+   * the session first (UploadLimits.publishWindowMs); 0: every such completion claims first.
+   */
+  readonly publishWindowMs?: number;
+}
+
+/**
+ * How long a storage write may still land after it was sent: the S3 client's attempts and their
+ * timeouts, with room to spare (garbage collection's settle time rests on the same bound).
+ */
+export const WRITE_LANDS_WITHIN_MS = 5 * 60_000;
+
+/**
+ * The publish window a registry gets when it is not told one: 5 minutes, for upload TTLs of at
+ * least 15 minutes. A tail older than the window plus WRITE_LANDS_WITHIN_MS can no longer become a
+ * blob's data without a claim, and garbage collection only removes tails older than the upload TTL.
+ */
+export function publishWindowFor(uploadTtlMs: number): number {
+  return uploadTtlMs >= 3 * WRITE_LANDS_WITHIN_MS ? WRITE_LANDS_WITHIN_MS : 0;
 }
 
 const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -200,6 +232,8 @@ export class SessionStore {
   private readonly holder: string;
   private readonly exclusive: boolean;
   private readonly renewEveryMs: number;
+  /** See SessionStoreOptions.publishWindowMs. */
+  readonly publishWindowMs: number;
 
   constructor(
     private readonly storage: StorageDriver,
@@ -211,6 +245,26 @@ export class SessionStore {
     this.holder = options.holder ?? randomUUID();
     this.exclusive = options.exclusive ?? false;
     this.renewEveryMs = options.renewEveryMs ?? Math.max(1_000, Math.floor(options.leaseMs / 3));
+    this.publishWindowMs = options.publishWindowMs ?? WRITE_LANDS_WITHIN_MS;
+  }
+
+  /**
+   * Whether a request may delete the tail of `state` (not published) itself: when the tail does not
+   * hold the whole upload (the session has parts; no completion can make such a tail a blob's data)
+   * or when every completion claims first. A tail that holds the whole upload may have been published
+   * without a claim by a completion racing the request: it is left to a checked deletion
+   * (`discard`, once no completion can still name it) or to garbage collection.
+   */
+  tailDisposable(state: {
+    readonly offset: number;
+    readonly tail?: { readonly size: number } | undefined;
+  }): boolean {
+    return state.tail === undefined || state.tail.size !== state.offset || this.publishWindowMs === 0;
+  }
+
+  /** Whether a completion may still publish a tail written at `at` without claiming its session. */
+  publishable(at: number | undefined): boolean {
+    return at !== undefined && Date.now() - at < this.publishWindowMs;
   }
 
   /**
@@ -338,7 +392,10 @@ export class SessionStore {
         const owned =
           current.state.status === 'discarding'
             ? current
-            : await this.replace(current, discardingOf(current.state));
+            : await this.replace(
+                current,
+                discardingOf(current.state, (state) => this.tailDisposable(state)),
+              );
         await this.removeNamed(owned.state as Of<'discarding'>);
         await this.delete(owned.state.id);
         return true;
@@ -355,6 +412,7 @@ export class SessionStore {
     const dataKey = keys.data(state.id);
     if (state.multipartId) await this.storage.multipart.abort(dataKey, state.multipartId);
     for (const key of state.tails) await this.storage.delete(key);
+    for (const tail of state.wholeTails ?? []) await this.deleteWholeTail(tail.key, tail.at);
     if (state.unverified) {
       const digest = tryParseDigest(state.unverified.digest);
       // A verification that published the blob and crashed before deleting its session: the data
@@ -382,6 +440,26 @@ export class SessionStore {
     return names();
   }
 
+  /**
+   * Deletes a tail that held a whole upload once no completion can still make it a blob's data
+   * without a claim (its publish window and the time a write may take to land have passed, on this
+   * process's clock) and no blob names it, under the digest of either algorithm. A younger tail is
+   * left to garbage collection, which removes tails older than the upload TTL that nothing names.
+   */
+  private async deleteWholeTail(key: string, at: number | undefined): Promise<void> {
+    if (at === undefined || Date.now() - at < this.publishWindowMs + WRITE_LANDS_WITHIN_MS) {
+      this.logger.debug('upload tail left to garbage collection: a completion may still name it', { key });
+      return;
+    }
+    const object = await this.storage.get(key);
+    if (!object) return;
+    for (const algorithm of ['sha256', 'sha512'] as const) {
+      const digest = digestFromHex(algorithm, createHash(algorithm).update(object.body).digest('hex'));
+      if (await this.mayName(digest, key)) return;
+    }
+    await this.storage.delete(key);
+  }
+
   async delete(id: string): Promise<void> {
     await this.storage.delete(keys.session(id));
     this.quota?.close(id);
@@ -389,7 +467,7 @@ export class SessionStore {
 }
 
 /** What discarding `state` must remove. */
-function discardingOf(state: SessionState): Of<'discarding'> {
+function discardingOf(state: SessionState, disposable: (state: OpenSession) => boolean): Of<'discarding'> {
   const base = {
     v: 2 as const,
     id: state.id,
@@ -401,12 +479,16 @@ function discardingOf(state: SessionState): Of<'discarding'> {
     status: 'discarding' as const,
   };
   switch (state.status) {
-    case 'open':
+    case 'open': {
+      const tail = state.tail && !state.tail.published ? state.tail : undefined;
+      const whole = tail && !disposable(state);
       return {
         ...base,
         ...(state.multipartId && { multipartId: state.multipartId }),
-        tails: state.tail && !state.tail.published ? [state.tail.key] : [],
+        tails: tail && !whole ? [tail.key] : [],
+        ...(whole && { wholeTails: [{ key: tail.key, ...(tail.at !== undefined && { at: tail.at }) }] }),
       };
+    }
     case 'direct':
       return { ...base, multipartId: state.multipartId, tails: [] };
     case 'verifying':

@@ -25,6 +25,7 @@ import {
 import { hashStream, type HashStates, type RunningHash } from './hashing.ts';
 import { keys } from './keys.ts';
 import { PartWriter } from './part-writer.ts';
+import { TailCache } from './tail-cache.ts';
 import { storeTime } from './store-clock.ts';
 import {
   type Claim,
@@ -45,6 +46,11 @@ export interface UploadLimits {
    * the request runs, so this is how long a crashed request blocks its session (BERTH_UPLOAD_LEASE_SECONDS).
    */
   readonly leaseMs: number;
+  /**
+   * How young a tail holding a whole upload must be for a completion to make it the blob's data
+   * without claiming the session first (default 5 minutes, publishWindowFor; 0: always claim first).
+   */
+  readonly publishWindowMs?: number;
 }
 
 export interface UploadStatus {
@@ -79,6 +85,8 @@ interface Attempt {
   claim: Claim<OpenSession> | undefined;
   /** Names this request's tail object: a stalled request never overwrites another's tail. */
   readonly nonce: string;
+  /** A completion making the session's tail, which holds the whole upload, the blob's data. */
+  readonly publish: boolean;
 }
 
 interface Received {
@@ -98,6 +106,9 @@ interface Received {
  * size: no copy and no read-back (unless the hash state was lost to a restart).
  */
 export class Uploads {
+  /** The tails this process wrote, for the session's next request (no read before it can answer). */
+  private readonly tailBytes = new TailCache();
+
   constructor(
     private readonly storage: StorageDriver,
     private readonly blobs: Blobs,
@@ -153,8 +164,12 @@ export class Uploads {
     const budget = this.admit(loaded, expect, client);
     const attempt = await this.attempt(loaded);
     const state = loaded.state;
-    let newTail: { key: string; size: number } | undefined;
+    let newTail: { key: string; size: number; at: number } | undefined;
     let writer: PartWriter | undefined;
+    // While the new state's write is in flight, and after it failed in a way that does not say it was
+    // refused, the stored session may name the new tail: it is then not this request's to delete.
+    let mayBeCommitted = false;
+    let tailBytes: Uint8Array | undefined;
     try {
       const received = await this.receive(attempt, body, expect, budget);
       writer = received.writer;
@@ -165,8 +180,10 @@ export class Uploads {
       }
       await writer.endRequest();
       if (writer.buffered > 0) {
-        newTail = { key: keys.tail(state.id, state.tailSeq + 1, attempt.nonce), size: writer.buffered };
-        await this.storage.put(newTail.key, writer.drain());
+        const key = keys.tail(state.id, state.tailSeq + 1, attempt.nonce);
+        newTail = { key, size: writer.buffered, at: Date.now() };
+        tailBytes = writer.drain();
+        await this.storage.put(key, tailBytes);
       }
       const base = attempt.claim?.state ?? state;
       const next: OpenSession = {
@@ -178,14 +195,29 @@ export class Uploads {
         tailSeq: state.tailSeq + 1,
         hashState: received.hash ? await this.hashes.encode(received.hash) : undefined,
       };
+      mayBeCommitted = true;
       const written = await this.commitLast(attempt, next);
       if (received.hash) this.hashes.keep(state.id, next.offset, received.hash);
       this.sessions.quota?.update(state.id, next.offset);
-      if (state.tail && !state.tail.published) await this.storage.delete(state.tail.key);
+      if (newTail && tailBytes) this.tailBytes.put(newTail.key, tailBytes);
+      const old = state.tail;
+      if (old) this.tailBytes.drop(old.key);
+      // The old tail, replaced: this request's to delete only when no completion can have made it a
+      // blob's data without a claim (SessionStore.tailDisposable); otherwise garbage collection's.
+      if (old && !old.published && this.sessions.tailDisposable(state)) {
+        await this.storage.delete(old.key).catch((cause: unknown) => {
+          this.log.warn('replaced upload tail not deleted; left to garbage collection', {
+            upload: state.id,
+            key: old.key,
+            ...describeError(cause),
+          });
+        });
+      }
       return this.view(written);
     } catch (err) {
       await writer?.abandon();
-      if (newTail) {
+      if (err instanceof UploadChanged) mayBeCommitted = false;
+      if (newTail && !mayBeCommitted) {
         const { key } = newTail;
         await this.storage.delete(key).catch((cause: unknown) => {
           this.log.warn('tail of a failed upload request not deleted; left to garbage collection', {
@@ -193,6 +225,11 @@ export class Uploads {
             key,
             ...describeError(cause),
           });
+        });
+      } else if (newTail) {
+        this.log.warn('tail of an upload request whose state write failed kept: the session may name it', {
+          upload: state.id,
+          key: newTail.key,
         });
       }
       await attempt.claim?.release();
@@ -266,11 +303,14 @@ export class Uploads {
     const budget = this.admit(loaded, expect, client);
     // A last request without bytes on a session whose bytes are all in its tail (a small blob pushed
     // as PATCH then PUT, docker's way): the tail object becomes the blob's data as it is, with no
-    // read and no rewrite. Marked in the claim, before a blob can name it (see the session's tail).
+    // read and no rewrite. A tail younger than the publish window is published without claiming the
+    // session first: the blob's pointer and the claim (marking the tail published) are written
+    // together, and the link waits for both. An older one is claimed first (docs/architecture.md,
+    // "Completion without a claim").
     const empty = body === null || expect.length === 0;
     const tail = loaded.state.tail;
     const publish = !!(empty && tail && !loaded.state.multipartId && tail.key.startsWith('data/'));
-    const attempt = await this.attempt(loaded, publish);
+    const attempt = await this.attempt(loaded, publish, publish && !this.sessions.publishable(tail?.at));
     let writer: PartWriter | undefined;
     try {
       const received = await this.receive(attempt, body, expect, budget);
@@ -281,12 +321,15 @@ export class Uploads {
       // the request started) runs alongside, and the link waits for it.
       const gate = attempt.claim
         ? undefined
-        : this.claimFor(attempt.loaded).then((claim) => {
+        : this.claimFor(attempt.loaded, attempt.publish ? publishTail : undefined).then((claim) => {
             attempt.claim = claim;
           });
       let removed: LoadedSession<OpenSession> | undefined;
       const info = await this.blobs.storeAndLink(repo, digest, source, {
         ...(gate && { gate }),
+        // A published tail stays even when the blob turns out to be stored already: a completion
+        // racing this one from the same state may be naming it (SessionStore.tailDisposable).
+        ...(attempt.publish && !this.sessions.tailDisposable(loaded.state) && { keepSource: true }),
         onLinkFailed: async () => {
           // The session went with the link, which failed: put it back, so that the client's retry of
           // this PUT links what was stored (a crash here leaves the retry a 404: it pushes again).
@@ -315,12 +358,22 @@ export class Uploads {
           removed = claim.loaded;
           await this.sessions.delete(id);
           this.hashes.forget(id);
+          this.tailBytes.forgetSession(id);
         },
       });
       // An unpublished tail's bytes went into the blob (a part, or the bytes written whole): it goes,
-      // once the blob is linked (a retry of a failed link needs it).
+      // once the blob is linked (a retry of a failed link needs it), when no completion racing this one
+      // can have published it; otherwise garbage collection removes it.
       const held = attempt.claim?.state.tail;
-      if (held && !held.published) await this.storage.delete(held.key);
+      if (held && !held.published && this.sessions.tailDisposable(loaded.state)) {
+        await this.storage.delete(held.key).catch((cause: unknown) => {
+          this.log.warn('upload tail of a completed blob not deleted; left to garbage collection', {
+            upload: id,
+            key: held.key,
+            ...describeError(cause),
+          });
+        });
+      }
       return info;
     } catch (err) {
       await writer?.abandon();
@@ -352,6 +405,7 @@ export class Uploads {
             );
           });
         this.hashes.forget(id);
+        this.tailBytes.forgetSession(id);
       } else {
         await claim?.release();
       }
@@ -402,6 +456,7 @@ export class Uploads {
       throw err;
     }
     this.hashes.forget(id);
+    this.tailBytes.forgetSession(id);
   }
 
   /**
@@ -433,6 +488,7 @@ export class Uploads {
         });
         if (discarded) purged++;
         this.hashes.forget(loaded.state.id);
+        this.tailBytes.forgetSession(loaded.state.id);
       }
       if (!page.truncated || page.keys.length === 0) return purged;
       startAfter = page.keys[page.keys.length - 1];
@@ -481,18 +537,20 @@ export class Uploads {
 
   /**
    * Starts the request's hold on the session: claimed at once when it has a multipart upload (its
-   * parts are the session's, one writer at a time) or when `publish` (its tail becomes a blob's
-   * data), otherwise only if the request comes to write a part.
+   * parts are the session's, one writer at a time) or when `claimNow` (a tail too old to publish
+   * without a claim becomes a blob's data), otherwise only if the request comes to write a part or
+   * alongside the blob's write.
    */
-  private async attempt(loaded: LoadedSession<OpenSession>, publish = false): Promise<Attempt> {
-    const attempt: Attempt = { loaded, claim: undefined, nonce: randomUUID() };
+  private async attempt(
+    loaded: LoadedSession<OpenSession>,
+    publish = false,
+    claimNow = false,
+  ): Promise<Attempt> {
+    const attempt: Attempt = { loaded, claim: undefined, nonce: randomUUID(), publish };
     try {
       if (this.sessions.leased(loaded.state)) throw busy(loaded.state);
-      if (publish || loaded.state.multipartId !== undefined) {
-        attempt.claim = await this.claimFor(
-          loaded,
-          publish ? (state) => ({ ...state, tail: { ...state.tail!, published: true } }) : undefined,
-        );
+      if (claimNow || loaded.state.multipartId !== undefined) {
+        attempt.claim = await this.claimFor(loaded, publish ? publishTail : undefined);
       }
     } catch (err) {
       throw await this.explain(err, attempt);
@@ -585,6 +643,12 @@ export class Uploads {
       if (!unloadedTail) return;
       const { key, size } = unloadedTail;
       unloadedTail = undefined;
+      // This process wrote it (the session's previous request came here): no read before the answer.
+      const cached = this.tailBytes.get(key);
+      if (cached?.byteLength === size) {
+        await writer.write(cached);
+        return;
+      }
       const tail = await this.storage.get(key);
       if (!tail || tail.size !== size) {
         // A state the URL carried may be outdated: its tail replaced since. Then it is a lost race.
@@ -638,15 +702,19 @@ export class Uploads {
     const { writer, hash, offset } = received;
     const dataKey = keys.data(attempt.loaded.state.id);
     const running = hash && hash.algorithm === digest.algorithm ? hash : undefined;
-    const tail = attempt.claim?.state.tail;
-    if (tail?.published && received.unloadedTail) {
-      // The claim publishes a tail only when it holds every byte of the upload.
+    const tail = attempt.publish ? attempt.loaded.state.tail : undefined;
+    if (tail && received.unloadedTail) {
+      // A tail is published only when it holds every byte of the upload.
       if (tail.size !== offset) throw new Error(`published tail holds ${tail.size} of ${offset} bytes`);
       if (running) checkDigest(digest, running.hex());
       else {
         const object = await this.storage.getStream(tail.key);
         if (!object || object.size !== tail.size) throw new UploadDataLost(attempt.loaded.state.id);
         checkDigest(digest, await hashStream(object.body, digest.algorithm));
+      }
+      // Reading the tail back took the window's end: the claim comes before the blob after all.
+      if (!attempt.claim && !this.sessions.publishable(tail.at)) {
+        attempt.claim = await this.claimFor(attempt.loaded, publishTail);
       }
       return { dataKey: tail.key, size: tail.size };
     }
@@ -707,6 +775,11 @@ export class Uploads {
       throw err;
     }
   }
+}
+
+/** The claim of a completion whose tail becomes the blob's data: no discard deletes it from then on. */
+function publishTail(state: OpenSession): OpenSession {
+  return { ...state, tail: { ...state.tail!, published: true } };
 }
 
 function startsAt(state: { readonly offset: number }, expect: ChunkExpectation): boolean {

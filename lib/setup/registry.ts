@@ -4,6 +4,7 @@ import type { Logger } from '../logging/logger.ts';
 import type { DirectUploadOptions } from '../registry/direct-uploads.ts';
 import type { HashStates } from '../registry/hashing.ts';
 import { Registry, type RegistryStore } from '../registry/registry.ts';
+import { publishWindowFor } from '../registry/upload-session.ts';
 import { FilesystemDriver } from '../storage/filesystem/index.ts';
 import { LocalStorageUrls, withLocalUrls } from '../storage/local-urls.ts';
 import type { StorageDriver } from '../storage/port.ts';
@@ -66,6 +67,7 @@ function registryOn(storage: StorageDriver, config: Config, runtime: RegistryRun
       maxBlobSize: config.maxBlobSize,
       partSize: config.partSize,
       leaseMs: config.uploadLeaseSeconds * 1000,
+      publishWindowMs: publishWindowFor(config.uploadTtlSeconds * 1000),
     },
     mountWithoutFrom: config.mountWithoutFrom,
     immutableTags: immutableTagsOf(config),

@@ -31,6 +31,11 @@ export interface TestOptions {
   immutableTags?: readonly ImmutableRule[];
   /** How long an upload session's claim holds without renewal (default 60 s, as BERTH_UPLOAD_LEASE_SECONDS). */
   leaseMs?: number;
+  /**
+   * How young an upload tail must be for a completion to publish it without claiming its session
+   * first (default 5 minutes, as for an upload TTL of 15 minutes or more; 0: always claim first).
+   */
+  publishWindowMs?: number;
   /** Caps per client on open upload sessions (default: none). */
   uploadQuota?: UploadQuotaLimits;
   cors?: CorsPolicy;
@@ -50,6 +55,7 @@ export function testRegistry(options: TestOptions = {}): TestRegistry {
       maxBlobSize: options.maxBlobSize ?? 1024 * 1024 * 1024,
       partSize: options.partSize ?? 5 * 1024 * 1024,
       leaseMs: options.leaseMs ?? 60_000,
+      ...(options.publishWindowMs !== undefined && { publishWindowMs: options.publishWindowMs }),
     },
     mountWithoutFrom: options.mountWithoutFrom ?? false,
     referrersPageSize: options.referrersPageSize,

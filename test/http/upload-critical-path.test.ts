@@ -78,22 +78,51 @@ describe('sequential storage calls per upload route', () => {
     expect(recorder.take().sequential).toBe(2);
   });
 
-  it('PATCH of the next chunk: 4 (old tail read, new tail, state, old tail deleted)', async () => {
+  it('PATCH of the next chunk: 2 when this process wrote the previous tail (new tail, state)', async () => {
     const { r, recorder } = setup();
     await warm(r, recorder);
     const location = await begin(r, recorder);
     const first = await r.request(location, { method: 'PATCH', body: randomBytes(1000, 4) });
     recorder.take();
+    const second = randomBytes(1000, 5);
     const res = await r.request(first.headers.get('Location')!, {
+      method: 'PATCH',
+      body: second,
+      headers: { 'Content-Range': '1000-1999' },
+    });
+    expect(res.status).toBe(202);
+    const { sequential, calls } = recorder.take();
+    expect(sequential).toBe(2);
+    // The previous tail is neither read (its bytes are kept in this process) nor deleted (a
+    // completion racing this PATCH may have made it a blob's data; garbage collection removes it).
+    expect(calls.filter((c) => c.key.includes('.tail-1-')).map((c) => c.op)).toEqual([]);
+    const whole = new Uint8Array([...randomBytes(1000, 4), ...second]);
+    expect(
+      (await r.request(`${res.headers.get('Location')!}?digest=${sha256(whole)}`, { method: 'PUT' })).status,
+    ).toBe(201);
+    expect(new Uint8Array(await (await r.request(`/v2/app/blobs/${sha256(whole)}`)).arrayBuffer())).toEqual(
+      whole,
+    );
+  });
+
+  it('PATCH of the next chunk in another process: 3 (previous tail read, new tail, state)', async () => {
+    const { r, recorder } = setup();
+    await warm(r, recorder);
+    const location = await begin(r, recorder);
+    const first = await r.request(location, { method: 'PATCH', body: randomBytes(1000, 4) });
+    // Another process of the same store (another Lambda container) gets the next chunk.
+    const other = testRegistry({ storage: recorder.storage });
+    await warm(other, recorder);
+    const res = await other.request(first.headers.get('Location')!, {
       method: 'PATCH',
       body: randomBytes(1000, 5),
       headers: { 'Content-Range': '1000-1999' },
     });
     expect(res.status).toBe(202);
-    expect(recorder.take().sequential).toBe(4);
+    expect(recorder.take().sequential).toBe(3);
   });
 
-  it('PUT ?digest= without a body after a PATCH (docker, skopeo): 3 (claim, blob, then link with the session removed)', async () => {
+  it('PUT ?digest= without a body after a PATCH (docker, skopeo): 2 (blob and claim together, then link with the session removed)', async () => {
     const { r, recorder } = setup();
     await warm(r, recorder);
     const location = await begin(r, recorder);
@@ -105,9 +134,29 @@ describe('sequential storage calls per upload route', () => {
     });
     expect(res.status).toBe(201);
     const { sequential: depth, calls } = recorder.take();
-    expect(depth).toBe(3);
-    expect(calls.find((c) => c.key.includes('/_layers/'))!.depth).toBe(3);
+    expect(depth).toBe(2);
+    expect(calls.find((c) => c.key.startsWith('blobs/'))!.depth).toBe(1);
+    expect(calls.find((c) => c.key.includes('/_layers/'))!.depth).toBe(2);
     expect((await r.request(`/v2/app/blobs/${sha256(bytes)}`)).status).toBe(200);
+  });
+
+  it('without a publish window (an upload TTL under 15 minutes) the completion claims first: 3', async () => {
+    const storage = new DepthRecorder(new MemoryDriver());
+    storage.start();
+    const r = testRegistry({ storage: storage.storage, publishWindowMs: 0 });
+    await warm(r, storage);
+    const location = await begin(r, storage);
+    const bytes = randomBytes(4096, 9);
+    const patched = await r.request(location, { method: 'PATCH', body: bytes });
+    storage.take();
+    const res = await r.request(`${patched.headers.get('Location')!}?digest=${sha256(bytes)}`, {
+      method: 'PUT',
+    });
+    expect(res.status).toBe(201);
+    const { sequential, calls } = storage.take();
+    expect(sequential).toBe(3);
+    expect(calls.find((c) => c.key.startsWith('uploads/'))!.depth).toBe(1);
+    expect(calls.find((c) => c.key.startsWith('blobs/'))!.depth).toBe(2);
   });
 
   it('an upload URL without the state (or with a forged one) costs one more read, and still works', async () => {

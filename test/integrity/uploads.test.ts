@@ -75,9 +75,10 @@ for (const driver of gcDrivers()) {
       const bytes = randomBytes(3000, 12);
       const location = await begin(r);
       expect((await r.request(location, { method: 'PATCH', body: bytes })).status).toBe(202);
+      // Held at the session's removal (with the link): the blob and the claim are written by then.
       const held = pauseAt(
         store,
-        (c) => c.actor?.name === 'put' && c.op === 'put' && c.key.startsWith('blobs/'),
+        (c) => c.actor?.name === 'put' && c.op === 'delete' && c.key.startsWith('uploads/'),
       );
       const put = runAs({ container: 'a', name: 'put' }, () =>
         r.request(`${location}?digest=${sha256(bytes)}`, { method: 'PUT' }),
@@ -91,6 +92,111 @@ for (const driver of gcDrivers()) {
       held.release();
       expect((await put).status).toBe(201);
       await expectBlob(r, 'app', bytes);
+    });
+
+    it('a cancel that wins over a completion publishing without a claim leaves the blob it wrote whole', async () => {
+      // The completion writes the blob (naming the session's tail) and its claim together. Another
+      // push of the same bytes links that blob; then the cancel takes the session, so the claim fails
+      // and the completion links nothing. The cancel must not delete the tail: the blob is someone's.
+      const store = new ControlledStore(await driver.make());
+      const r = testRegistry({ storage: store });
+      const bytes = randomBytes(3000, 21);
+      const location = await begin(r);
+      const patched = await r.request(location, { method: 'PATCH', body: bytes });
+      expect(patched.status).toBe(202);
+      const claim = pauseAt(
+        store,
+        (c) => c.actor?.name === 'put' && c.op === 'put' && c.key.startsWith('uploads/'),
+      );
+      const put = runAs({ container: 'a', name: 'put' }, () =>
+        r.request(`${patched.headers.get('Location')!}?digest=${sha256(bytes)}`, { method: 'PUT' }),
+      );
+      await claim.reached;
+      await pushSmall(r, 'other', bytes);
+      expect((await r.request(location, { method: 'DELETE' })).status).toBe(204);
+      claim.release();
+      const answer = await put;
+      expect(answer.status).toBe(404);
+      expect(((await answer.json()) as { errors: { code: string }[] }).errors[0]!.code).toBe(
+        'BLOB_UPLOAD_UNKNOWN',
+      );
+      expect((await r.request(`/v2/app/blobs/${sha256(bytes)}`, { method: 'HEAD' })).status).toBe(404);
+      await expectBlob(r, 'other', bytes);
+      // Served by another process too (nothing of this one's cached).
+      await expectBlob(testRegistry({ storage: store }), 'other', bytes);
+    });
+
+    it('a PATCH that wins over a completion publishing without a claim keeps the tail that completion named', async () => {
+      // The completion's blob names the first tail; another push links that blob before the PATCH
+      // replaces the tail. The PATCH must not delete the tail it replaced: the blob is someone's now.
+      const store = new ControlledStore(await driver.make());
+      const r = testRegistry({ storage: store });
+      const first = randomBytes(3000, 22);
+      const location = await begin(r);
+      const patched = await r.request(location, { method: 'PATCH', body: first });
+      expect(patched.status).toBe(202);
+      const next = patched.headers.get('Location')!;
+      const claim = pauseAt(
+        store,
+        (c) => c.actor?.name === 'put' && c.op === 'put' && c.key.startsWith('uploads/'),
+      );
+      const put = runAs({ container: 'a', name: 'put' }, () =>
+        r.request(`${next}?digest=${sha256(first)}`, { method: 'PUT' }),
+      );
+      await claim.reached;
+      await pushSmall(r, 'other', first);
+      const more = await r.request(next, {
+        method: 'PATCH',
+        body: randomBytes(1000, 23),
+        headers: { 'Content-Range': '3000-3999' },
+      });
+      expect(more.status).toBe(202);
+      claim.release();
+      // The completion lost its session to the PATCH; whatever it answers, nothing of it is linked.
+      expect([201, 400, 404, 416]).toContain((await put).status);
+      await expectBlob(r, 'other', first);
+      const fresh = testRegistry({ storage: store });
+      await expectBlob(fresh, 'other', first);
+    });
+
+    it('removing a stale session deletes its old tail unless a blob names it', async () => {
+      // A completion wrote the blob naming the tail, then its claim failed (the store refused it):
+      // the session stayed as it was, and another push linked that blob. When the session is
+      // removed as stale, long after any completion could still name its tail, the tail is looked
+      // up under its digest: it is the blob's data now, so it stays. A second stale session's tail,
+      // which nothing names, goes with it.
+      const store = new ControlledStore(await driver.make());
+      const r = testRegistry({ storage: store });
+      const named = randomBytes(3000, 24);
+      const location = await begin(r);
+      const patched = await r.request(location, { method: 'PATCH', body: named });
+      const claim = pauseAt(
+        store,
+        (c) => c.actor?.name === 'put' && c.op === 'put' && c.key.startsWith('uploads/'),
+      );
+      const put = runAs({ container: 'a', name: 'put' }, () =>
+        r.request(`${patched.headers.get('Location')!}?digest=${sha256(named)}`, { method: 'PUT' }),
+      );
+      await claim.reached;
+      claim.release('fail');
+      expect((await put).status).toBeGreaterThanOrEqual(500);
+      await pushSmall(r, 'other', named);
+      const unnamed = randomBytes(2000, 25);
+      const second = await begin(r);
+      expect((await r.request(second, { method: 'PATCH', body: unnamed })).status).toBe(202);
+      const tails = async () => (await store.list('data/')).keys.filter((key) => key.includes('.tail-'));
+      const secondId = second.slice(second.lastIndexOf('/') + 1).split('.')[0]!;
+      // The other push's own tail stays too: that push found the blob stored and left its tail to
+      // garbage collection (its session is gone, so no stale-session removal sees it).
+      expect(await tails()).toHaveLength(3);
+      // Later than the publish window and the time a write may take to land.
+      vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + 11 * 60_000 });
+      expect(await r.registry.uploads.purgeStale(0, Date.now() + 1_000)).toBe(2);
+      const left = await tails();
+      expect(left).toHaveLength(2);
+      expect(left.filter((key) => key.includes(secondId))).toEqual([]);
+      await expectBlob(r, 'other', named);
+      await expectBlob(testRegistry({ storage: store }), 'other', named);
     });
 
     it('pushing the bytes of a blob whose data was lost repairs it, for the repositories that link it too', async () => {

@@ -18,6 +18,13 @@ import { NO_FAULTS, Scheduler, type FaultRates } from './scheduler.ts';
  */
 
 export const UPLOAD_TTL_MS = 10 * 60_000;
+/**
+ * How young a tail must be for a completion to publish it without a claim: shorter than the
+ * registry's default (5 minutes, for TTLs of 15 minutes or more) so that, with the TTL above, a
+ * tail the collection removes as an orphan is older than the window plus the 5 minutes a write may
+ * take to land, as it is with the defaults (lib/registry/upload-session.ts, publishWindowFor).
+ */
+export const PUBLISH_WINDOW_MS = 2 * 60_000;
 export const LEASE_MS = 60_000;
 const PART_SIZE = 5 * 1024 * 1024;
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -51,7 +58,12 @@ export class Container {
     this.registry = new Registry({
       storage,
       hashes: new InMemoryHashStates(),
-      limits: { maxBlobSize: 64 * 1024 * 1024, partSize: PART_SIZE, leaseMs: LEASE_MS },
+      limits: {
+        maxBlobSize: 64 * 1024 * 1024,
+        partSize: PART_SIZE,
+        leaseMs: LEASE_MS,
+        publishWindowMs: PUBLISH_WINDOW_MS,
+      },
       mountWithoutFrom: false,
       direct: { syncVerifyLimit },
     });
