@@ -76,7 +76,7 @@ export function isLoopback(host: string): boolean {
 export type ConfigInput = z.input<typeof configSchema>;
 
 export function parseConfig(input: ConfigInput): Config {
-  const result = checkedSchema.safeParse(input);
+  const result = checkedSchema.safeParse(input, { jitless: true });
   if (!result.success) {
     const problems = result.error.issues.map((i) => `${i.path.join('.') || 'config'}: ${i.message}`);
     throw new ConfigError(problems);
