@@ -10,6 +10,10 @@
  * `path` (default /v2/) is the GET the first request makes: `dist/ui/index.mjs /` measures the web
  * UI's function.
  *
+ * BENCH_COLD_AGAINST=<another bundle> compares two builds on a shared machine: each run starts one
+ * process of each bundle in turn (interleaved, so that a change of load hits both alike), and the
+ * other bundle's medians are printed after the first's.
+ *
  * The store is S3 with dummy credentials: init builds the S3 client as on AWS, and GET /v2/ needs
  * no storage call, so no server is involved. With BENCH_COLD_S3=1 a private MinIO
  * (test/e2e/setup-s3.sh) is started and each process then also answers a manifest GET (one S3
@@ -29,13 +33,19 @@ const RUNS = Number(process.env.BENCH_COLD_RUNS ?? 9);
 const WITH_S3 = process.env.BENCH_COLD_S3 === '1';
 const bundle = resolve(process.argv[2] ?? 'dist/registry/index.mjs');
 const path = process.argv[3] ?? '/v2/';
-if (!existsSync(bundle)) {
-  process.stderr.write(`no bundle at ${bundle}: run \`npm run build\` first\n`);
-  process.exit(2);
+const bundles = [
+  bundle,
+  ...(process.env.BENCH_COLD_AGAINST ? [resolve(process.env.BENCH_COLD_AGAINST)] : []),
+];
+for (const b of bundles) {
+  if (!existsSync(b)) {
+    process.stderr.write(`no bundle at ${b}: run \`npm run build\` first\n`);
+    process.exit(2);
+  }
 }
 
 // Runs in the fresh process; prints its timings as one JSON line.
-const probe = `
+const probe = (bundle: string) => `
 const event = (path) => ({ version: '2.0', routeKey: '$default', rawPath: path, rawQueryString: '',
   headers: { host: 'bench.local' }, isBase64Encoded: false,
   requestContext: { domainName: 'bench.local', requestId: 'bench', http: { method: 'GET', path,
@@ -91,38 +101,46 @@ type Sample = {
   firstS3Ms?: number;
   warmS3Ms?: number;
 };
-const samples: Sample[] = [];
+const samplesOf = bundles.map((): Sample[] => []);
 try {
   for (let i = 0; i < RUNS; i++) {
-    const started = performance.now();
-    // stderr dropped: on Node 20 the AWS SDK warns once per process that it will soon need Node 22.
-    const out = execFileSync(process.execPath, ['--input-type=module', '-e', probe], {
-      env,
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'ignore'],
-    });
-    const wallMs = performance.now() - started;
-    samples.push({ ...(JSON.parse(out.trim().split('\n').pop()!) as Omit<Sample, 'wallMs'>), wallMs });
+    for (const [b, file] of bundles.entries()) {
+      const started = performance.now();
+      // stderr dropped: on Node 20 the AWS SDK warns once per process that it will soon need Node 22.
+      const out = execFileSync(process.execPath, ['--input-type=module', '-e', probe(file)], {
+        env,
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
+      const wallMs = performance.now() - started;
+      samplesOf[b]!.push({
+        ...(JSON.parse(out.trim().split('\n').pop()!) as Omit<Sample, 'wallMs'>),
+        wallMs,
+      });
+    }
   }
 } finally {
   await s3?.stop();
 }
 
-const sorted = (key: keyof Sample) => samples.map((s) => s[key] ?? NaN).sort((a, b) => a - b);
 const round = (n: number) => Math.round(n * 10) / 10;
-const median = (key: keyof Sample) => round(sorted(key)[Math.floor(samples.length / 2)]!);
-const min = (key: keyof Sample) => round(sorted(key)[0]!);
 // The first two lines keep their wording: bench/run.ts reads the init and first-GET medians.
-process.stdout.write(
-  `${bundle} (node ${process.version}, ${RUNS} fresh processes, medians):\n` +
-    `  init (import + app construction): ${median('initMs')} ms\n` +
-    `  first GET ${path}:`.padEnd(36) +
-    `${median('firstRequestMs')} ms\n` +
-    `  node startup before import:       ${median('processMs')} ms\n` +
-    `  whole process (spawn to exit):    ${median('wallMs')} ms\n` +
-    `  the same import, CPU time:        ${median('initCpuMs')} ms (least ${min('initCpuMs')}; wall least ${min('initMs')})\n` +
-    (WITH_S3
-      ? `  first S3-backed request (MinIO):  ${median('firstS3Ms')} ms (the S3 client's first call)\n` +
-        `  the same request again:           ${median('warmS3Ms')} ms\n`
-      : ''),
-);
+for (const [b, file] of bundles.entries()) {
+  const samples = samplesOf[b]!;
+  const sorted = (key: keyof Sample) => samples.map((s) => s[key] ?? NaN).sort((x, y) => x - y);
+  const median = (key: keyof Sample) => round(sorted(key)[Math.floor(samples.length / 2)]!);
+  const min = (key: keyof Sample) => round(sorted(key)[0]!);
+  process.stdout.write(
+    `${file} (node ${process.version}, ${RUNS} fresh processes${bundles.length > 1 ? ', interleaved' : ''}, medians):\n` +
+      `  init (import + app construction): ${median('initMs')} ms\n` +
+      `  first GET ${path}:`.padEnd(36) +
+      `${median('firstRequestMs')} ms\n` +
+      `  node startup before import:       ${median('processMs')} ms\n` +
+      `  whole process (spawn to exit):    ${median('wallMs')} ms\n` +
+      `  the same import, CPU time:        ${median('initCpuMs')} ms (least ${min('initCpuMs')}; wall least ${min('initMs')})\n` +
+      (WITH_S3
+        ? `  first S3-backed request (MinIO):  ${median('firstS3Ms')} ms (the S3 client's first call)\n` +
+          `  the same request again:           ${median('warmS3Ms')} ms\n`
+        : ''),
+  );
+}

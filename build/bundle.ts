@@ -1,6 +1,6 @@
 import { build, type Plugin } from 'esbuild';
 import { isBuiltin } from 'node:module';
-import { mkdir, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { bundleWeb } from './web.ts';
 
@@ -26,6 +26,40 @@ export const builtinsThroughRequire: Plugin = {
       contents: `module.exports = require(${JSON.stringify(args.path)});`,
       loader: 'js',
     }));
+  },
+};
+
+/**
+ * The AWS SDK describes every operation of a service in one module of schemas
+ * (`dist-es/schemas/schemas_0.js` of each `@aws-sdk/client-` package: S3's is 1,000 array literals for its 100-odd
+ * operations), keyed by module-level string constants in computed keys (`{ [_h]: ["GET", ...] }`).
+ * esbuild cannot prove that a computed key whose value is a variable has no side effect (converting
+ * a key to a string may call code), so it kept every schema although Berth sends about 15 S3
+ * commands: 65 KiB of the registry function's init. This plugin writes each such key as the string
+ * the constant holds (`{ ["http"]: ... }`), the same object, which esbuild can then drop when unused
+ * (S3's module goes to 20 KiB). Only `const _x = "...";` declarations at the start of a line (the
+ * module's top level, never reassigned) are substituted.
+ */
+export const sdkSchemasTreeShaken: Plugin = {
+  name: 'sdk-schemas-tree-shaken',
+  setup(b) {
+    b.onLoad(
+      { filter: /[\\/]@aws-sdk[\\/]client-[a-z0-9-]+[\\/]dist-es[\\/]schemas[\\/]schemas_\d+\.js$/ },
+      async (args) => {
+        const source = await readFile(args.path, 'utf8');
+        const strings = new Map<string, string>();
+        for (const [, name, literal] of source.matchAll(/^const (_\w+) = ("(?:[^"\\\n]|\\.)*");$/gm)) {
+          strings.set(name!, literal!);
+        }
+        return {
+          contents: source.replace(/\[(_\w+)\]:/g, (key, name: string) => {
+            const literal = strings.get(name);
+            return literal === undefined ? key : `[${literal}]:`;
+          }),
+          loader: 'js',
+        };
+      },
+    );
   },
 };
 
@@ -72,7 +106,7 @@ export async function bundleFunctions(outdir: string, root = process.cwd()): Pro
         banner: {
           js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
         },
-        plugins: [builtinsThroughRequire],
+        plugins: [builtinsThroughRequire, sdkSchemasTreeShaken],
         logLevel: 'warning',
       }),
     ),
@@ -119,7 +153,7 @@ export async function bundleCli(outfile: string, root = process.cwd()): Promise<
     banner: {
       js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
     },
-    plugins: [builtinsThroughRequire],
+    plugins: [builtinsThroughRequire, sdkSchemasTreeShaken],
     logLevel: 'warning',
   });
   let bytes = 0;

@@ -76,7 +76,9 @@ export function isLoopback(host: string): boolean {
 export type ConfigInput = z.input<typeof configSchema>;
 
 export function parseConfig(input: ConfigInput): Config {
-  const result = checkedSchema.safeParse(input);
+  // Parsed once per process: zod's JIT fast path (code generated per object schema on the first
+  // parse) would cost more than it saves, at every Lambda cold start (docs/lambda.md, "Cold start").
+  const result = checkedSchema.safeParse(input, { jitless: true });
   if (!result.success) {
     const problems = result.error.issues.map((i) => `${i.path.join('.') || 'config'}: ${i.message}`);
     throw new ConfigError(problems);

@@ -7,7 +7,6 @@ import { SerializedHashStates } from '../registry/hashing.ts';
 import type { RegistryStore } from '../registry/registry.ts';
 import { openAuthStore } from '../auth/auth-store.ts';
 import { loadAuth } from './auth.ts';
-import { createMirror } from './mirror.ts';
 import { lambdaVerificationDispatch } from '../lambda/verification-dispatch.ts';
 import { openStore } from './registry.ts';
 import { invocationFields } from '../lambda/logging.ts';
@@ -57,7 +56,11 @@ export async function createLambdaApp(
     registry,
     logger,
     // Responses cannot carry more than ~6 MB here: a blob miss is stored first, then redirected to.
-    mirror: createMirror(config, registry, logger, 'fill'),
+    // The pull-through cache's code is loaded only when upstreams are configured (a shorter init).
+    mirror:
+      (config.proxyUpstream ?? []).length > 0
+        ? (await import('./mirror.ts')).createMirror(config, registry, logger, 'fill')
+        : undefined,
     auth: store
       ? await loadAuth(store, config.tokenTtlSeconds, logger, {
           // Failed and throttled logins become CloudWatch metrics (alarm on a guessing campaign).

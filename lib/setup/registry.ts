@@ -5,17 +5,20 @@ import type { DirectUploadOptions } from '../registry/direct-uploads.ts';
 import type { HashStates } from '../registry/hashing.ts';
 import { Registry, type RegistryStore } from '../registry/registry.ts';
 import { publishWindowFor } from '../registry/upload-session.ts';
-import { FilesystemDriver } from '../storage/filesystem/index.ts';
-import { LocalStorageUrls, withLocalUrls } from '../storage/local-urls.ts';
 import type { StorageDriver } from '../storage/port.ts';
 
 /**
- * The store the configuration names. S3 credentials come from the AWS SDK's default chain. The S3
- * driver (and with it the AWS SDK, about 25 MiB of a process's memory) is loaded only for an S3
- * store, so `berth serve` on the filesystem never loads it.
+ * The store the configuration names. S3 credentials come from the AWS SDK's default chain. Each
+ * driver is loaded only for its store: `berth serve` on the filesystem never loads the S3 driver
+ * (and with it the AWS SDK, about 25 MiB of a process's memory), and the Lambda functions on S3
+ * never load the filesystem driver (docs/lambda.md, "Cold start").
  */
 export async function createStorage(config: Config): Promise<StorageDriver> {
   if (config.storage === 'filesystem') {
+    const [{ FilesystemDriver }, { LocalStorageUrls, withLocalUrls }] = await Promise.all([
+      import('../storage/filesystem/index.ts'),
+      import('../storage/local-urls.ts'),
+    ]);
     const driver = new FilesystemDriver({ root: config.dataDir });
     // Behind `berth serve --lambda`: blob GETs redirect to the gateway's signed storage URLs, as
     // they redirect to S3 on AWS (a Lambda response cannot carry a large blob).
