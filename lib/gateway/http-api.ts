@@ -13,7 +13,7 @@ import {
 } from '../server/connections.ts';
 import { LOCAL_STORAGE_PATH } from '../storage/local-urls.ts';
 import { serveStorage, type LocalStorage } from './storage.ts';
-import { gatewayRequestId, toEvent } from './event.ts';
+import { gatewayRequestId, payloadBytes, toEvent } from './event.ts';
 import { lambdaContext, type HttpFunction } from './invoke.ts';
 import { GATEWAY_ERRORS, LIMITS, type GatewayError } from './limits.ts';
 import { writeGatewayError, writeResult } from './response.ts';
@@ -146,7 +146,7 @@ async function serve(req: IncomingMessage, res: ServerResponse, options: Gateway
     return;
   }
   const event = toEvent({ request: req, body, requestId });
-  if (Buffer.byteLength(JSON.stringify(event)) > LIMITS.invokeRequestBytes) {
+  if (payloadBytes(event, event.isBase64Encoded) > LIMITS.invokeRequestBytes) {
     refuse(GATEWAY_ERRORS.invokeRequestTooLarge, 'Lambda request payload over 6 MB');
     return;
   }
@@ -164,7 +164,7 @@ async function serve(req: IncomingMessage, res: ServerResponse, options: Gateway
     options.logger?.error('function error', describeError(outcome.error));
     return refuse(GATEWAY_ERRORS.functionError, 'function error');
   }
-  if (Buffer.byteLength(JSON.stringify(outcome.result) ?? '') > LIMITS.invokeResponseBytes) {
+  if (payloadBytes(outcome.result) > LIMITS.invokeResponseBytes) {
     return refuse(GATEWAY_ERRORS.invokeResponseTooLarge, 'Lambda response payload over 6 MB');
   }
   writeResult(res, outcome.result, method, requestId);

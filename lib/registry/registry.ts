@@ -153,6 +153,28 @@ export class Registry {
   }
 
   /**
+   * A blob's link in `repo`, for a blob HEAD or GET. With `seen`, a link this process read or wrote
+   * within FACT_TTL_MS (20 s) is answered from the cache of facts without a storage read
+   * (`remembered`); otherwise it is read, and remembered. A link deleted through this process is
+   * never answered from there (`unlinkBlob` forgets it); one deleted through another process (another
+   * Lambda container, the janitor, `berth gc`) may be, for at most FACT_TTL_MS after this process saw it
+   * (docs/architecture.md, "The cache of facts").
+   */
+  async blobLink(
+    repo: RepositoryName,
+    digest: ParsedDigest,
+    options: { readonly seen: boolean },
+  ): Promise<{ readonly info: BlobInfo; readonly remembered: boolean }> {
+    const key = keys.layerLink(repo, digest);
+    const fact = options.seen ? this.facts.existence<BlobInfo>(key) : undefined;
+    if (fact) return { info: fact.value, remembered: true };
+    const read = this.facts.begin();
+    const info = await this.blobs.require(repo, digest);
+    this.facts.remember(key, info, read);
+    return { info, remembered: false };
+  }
+
+  /**
    * Removes a blob's link from `repo` (DELETE of a blob). This process's manifest PUTs stop relying
    * on having seen the link from the moment the delete starts (ImmutableFacts).
    */

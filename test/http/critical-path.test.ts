@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseName, parseTag } from '../../lib/oci/names.ts';
 import { keys } from '../../lib/registry/keys.ts';
 import { SUMMARY_META, decodeSummary } from '../../lib/registry/tag-summary.ts';
+import { LocalStorageUrls, withLocalUrls } from '../../lib/storage/local-urls.ts';
 import { MemoryDriver } from '../../lib/storage/memory.ts';
 import { StorageUnavailable, type StorageDriver } from '../../lib/storage/port.ts';
 import { DepthRecorder, type DepthReport } from '../support/storage-depth.ts';
@@ -78,6 +79,17 @@ function ops(report: DepthReport, op: string, keyPart: string): number {
 async function summaryOf(storage: StorageDriver, tag: string) {
   const head = await storage.head(keys.tag(parseName(REPO), parseTag(tag)));
   return decodeSummary(head?.metadata[SUMMARY_META]);
+}
+
+/** A request's method, path, status and storage round trips one after another. */
+async function depthOf(r: TestRegistry, depth: DepthRecorder, method: string, path: string) {
+  let status = 0;
+  const report = await depth.measure(async () => {
+    const res = await r.request(path, { method });
+    status = res.status;
+    await res.arrayBuffer();
+  });
+  return [method, path, status, report.sequential];
 }
 
 afterEach(() => {
@@ -183,16 +195,6 @@ describe('manifest PUT: at most 4 storage round trips one after another, 3 when 
 });
 
 describe('read routes: 1 storage round trip', () => {
-  async function depthOf(r: TestRegistry, depth: DepthRecorder, method: string, path: string) {
-    let status = 0;
-    const report = await depth.measure(async () => {
-      const res = await r.request(path, { method });
-      status = res.status;
-      await res.arrayBuffer();
-    });
-    return [method, path, status, report.sequential];
-  }
-
   it('manifest by tag and by digest, tag list, catalog, blob HEAD, referrers, an unknown repository', async () => {
     const { r, depth } = setup();
     const image = await uploadImage(r, 3, 7);
@@ -211,12 +213,16 @@ describe('read routes: 1 storage round trip', () => {
       ['GET', `/v2/${REPO}/tags/list`, 200],
       ['GET', '/v2/nobody/here/tags/list', 404],
       ['GET', '/v2/_catalog', 200],
-      ['HEAD', `/v2/${REPO}/blobs/${image.layers[0]}`, 200],
       ['GET', `/v2/${REPO}/referrers/${image.digest}`, 200],
     ];
     for (const [method, path, status] of routes) {
       expect(await depthOf(r, depth, method, path)).toEqual([method, path, status, 1]);
     }
+    // In a process that did not push the image (another Lambda container), a blob HEAD reads the
+    // link; in this one it reads nothing ("the process's cache of what it saw", below).
+    const cold = testRegistry({ storage: depth.storage });
+    const blob = `/v2/${REPO}/blobs/${image.layers[0]}`;
+    expect(await depthOf(cold, depth, 'HEAD', blob)).toEqual(['HEAD', blob, 200, 1]);
   });
 
   it('referrers in a process that has not seen the entries: the listing, then their reads (2)', async () => {
@@ -239,6 +245,69 @@ describe('read routes: 1 storage round trip', () => {
 });
 
 describe("the process's cache of what it saw (lib/registry/immutable-facts.ts)", () => {
+  /** A store that presigns (local signed URLs, as behind `berth serve --lambda`): blob GETs redirect. */
+  const presigning = (inner: StorageDriver = new MemoryDriver()) =>
+    withLocalUrls(inner, new LocalStorageUrls(Buffer.alloc(32, 7)));
+
+  it('a blob HEAD or redirected GET after a push through this process reads no link; another process reads it once', async () => {
+    const depth = new DepthRecorder(new MemoryDriver());
+    const registry = (storage: StorageDriver) =>
+      testRegistry({ storage: presigning(storage), redirect: true });
+    const warm = registry(depth.storage);
+    const image = await uploadImage(warm, 2, 11);
+    const blob = `/v2/${REPO}/blobs/${image.layers[0]}`;
+    expect(await depthOf(warm, depth, 'HEAD', blob)).toEqual(['HEAD', blob, 200, 0]);
+    expect(await depthOf(warm, depth, 'GET', blob)).toEqual(['GET', blob, 307, 0]);
+    const cold = registry(depth.storage);
+    expect(await depthOf(cold, depth, 'GET', blob)).toEqual(['GET', blob, 307, 1]);
+    // What it read it keeps: the next HEAD and GET there read nothing.
+    expect(await depthOf(cold, depth, 'HEAD', blob)).toEqual(['HEAD', blob, 200, 0]);
+    expect(await depthOf(cold, depth, 'GET', blob)).toEqual(['GET', blob, 307, 0]);
+    const head = await cold.request(blob, { method: 'HEAD' });
+    expect(head.headers.get('Content-Length')).toBe(String(512));
+    expect(head.headers.get('Docker-Content-Digest')).toBe(image.layers[0]);
+  });
+
+  it('a GET streamed through reads the link afresh, even one this process saw', async () => {
+    const { r, depth } = setup();
+    const image = await uploadImage(r, 1, 12);
+    const blob = `/v2/${REPO}/blobs/${image.layers[0]}`;
+    const report = await depth.measure(async () => {
+      const res = await r.request(blob);
+      expect(res.status).toBe(200);
+      expect(sha256(new Uint8Array(await res.arrayBuffer()))).toBe(image.layers[0]);
+    });
+    expect(ops(report, 'head', '/_layers/')).toBe(1);
+  });
+
+  it('a blob deleted through this process is not served from what it saw: HEAD and GET say 404', async () => {
+    const r = testRegistry({ storage: presigning(), redirect: true });
+    const image = await uploadImage(r, 1, 13);
+    const blob = `/v2/${REPO}/blobs/${image.layers[0]}`;
+    expect((await r.request(blob, { method: 'HEAD' })).status).toBe(200);
+    expect((await r.request(blob)).status).toBe(307);
+    expect((await r.request(blob, { method: 'DELETE' })).status).toBe(202);
+    expect((await r.request(blob, { method: 'HEAD' })).status).toBe(404);
+    const get = await r.request(blob);
+    expect(get.status).toBe(404);
+    expect(await errorCode(get)).toBe('BLOB_UNKNOWN');
+  });
+
+  it('a blob deleted through another process is served at most for the TTL (20 s) by one that saw it', async () => {
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.UTC(2030, 0, 1) });
+    const storage = presigning();
+    const a = testRegistry({ storage, redirect: true });
+    const b = testRegistry({ storage, redirect: true });
+    const image = await uploadImage(a, 1, 14);
+    const blob = `/v2/${REPO}/blobs/${image.layers[0]}`;
+    expect((await b.request(blob, { method: 'DELETE' })).status).toBe(202);
+    vi.setSystemTime(Date.now() + 19_000);
+    expect((await a.request(blob, { method: 'HEAD' })).status).toBe(200);
+    vi.setSystemTime(Date.now() + 1_000); // the documented TTL (docs/architecture.md)
+    expect((await a.request(blob, { method: 'HEAD' })).status).toBe(404);
+    expect((await a.request(blob)).status).toBe(404);
+  });
+
   it('a blob deleted through this process is looked up again: the next PUT naming it is refused', async () => {
     const { r } = setup();
     const image = await uploadImage(r, 2, 8);

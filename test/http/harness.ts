@@ -42,6 +42,8 @@ export interface TestOptions {
   /** The web UI API's settings (name, expiry, retention rules). */
   browse?: Partial<BrowseSettings>;
   web?: WebAssets;
+  /** Answer blob GETs with a redirect when the store presigns (default: off, the bytes stream through). */
+  redirect?: boolean;
 }
 
 export function testRegistry(options: TestOptions = {}): TestRegistry {
@@ -65,7 +67,7 @@ export function testRegistry(options: TestOptions = {}): TestRegistry {
   const app = createApp({
     registry,
     logger: createLogger('silent'),
-    redirect: { enabled: false, ttlSeconds: 0 },
+    redirect: { enabled: options.redirect ?? false, ttlSeconds: 900 },
     auth: options.auth,
     cors: options.cors,
     browse: new Browse({ registry, storage }, { immutable: options.immutableTags ?? [], ...options.browse }),

@@ -9,7 +9,9 @@ import { bundleFunctions } from '../../build/bundle.ts';
 import { loadHandler, type HttpFunction } from '../../lib/gateway/invoke.ts';
 import { parseConfig } from '../../lib/config/config.ts';
 import { connectionLimits } from '../../lib/server/connections.ts';
+import { payloadBytes } from '../../lib/gateway/event.ts';
 import { startGateway, type RunningGateway } from '../../lib/gateway/http-api.ts';
+import { LIMITS } from '../../lib/gateway/limits.ts';
 import { FilesystemDriver } from '../../lib/storage/filesystem/index.ts';
 import { LocalStorageUrls } from '../../lib/storage/local-urls.ts';
 
@@ -269,6 +271,25 @@ describe('local API Gateway event and result mapping', () => {
     );
   });
 
+  it('measures a base64 result as Lambda does, to the byte: 6 MB + 100 passes, one byte more is 502', async () => {
+    // {"statusCode":200,"isBase64Encoded":true,"body":"AAA..."}: the body fills the rest of the limit.
+    const frame = JSON.stringify({ statusCode: 200, isBase64Encoded: true, body: '' }).length;
+    for (const [extra, status] of [
+      [0, 200],
+      [1, 502],
+    ] as const) {
+      const body = 'A'.repeat(LIMITS.invokeResponseBytes - frame + extra);
+      await withFunction(
+        async () => ({ statusCode: 200, isBase64Encoded: true, body }),
+        async (url) => {
+          const res = await fetch(url);
+          expect(res.status).toBe(status);
+          await res.arrayBuffer();
+        },
+      );
+    }
+  });
+
   it('answers 500 when the function throws, and 503 when it outlives the integration timeout', async () => {
     await withFunction(
       async () => {
@@ -290,4 +311,36 @@ describe('local API Gateway event and result mapping', () => {
       50,
     );
   });
+});
+
+describe('payloadBytes: the bytes of the JSON Lambda measures, without serializing a large base64 body', () => {
+  const big = (n: number) => Buffer.alloc(n, 0xa5).toString('base64');
+  const cases: [string, unknown][] = [
+    [
+      'an event with a 4 MiB base64 body',
+      { version: '2.0', headers: { a: 'é"\\' }, body: big(4 * MB), isBase64Encoded: true },
+    ],
+    ['a base64 body ending in one "="', { body: big(100_001), isBase64Encoded: true }],
+    ['a base64 body ending in "=="', { body: big(100_000), isBase64Encoded: true }],
+    ['a large text body with quotes, controls and non-ASCII', { body: `{"a":"é\u0001\n😀"}`.repeat(20_000) }],
+    ['a large string with "=" inside (not base64)', { body: `${big(70_000)}=${big(70_000)}` }],
+    ['a large ASCII body with one control character', { body: `${'a'.repeat(70_000)}\u0007` }],
+    ['a large ASCII body with one backslash', { body: `${'a'.repeat(70_000)}\\` }],
+    ['a large ASCII body with one quote', { body: `"${'a'.repeat(70_000)}` }],
+    ['a large ASCII body with DEL (not escaped)', { body: `${'a'.repeat(70_000)}\u007f` }],
+    ['a small body', { body: 'AQID', isBase64Encoded: true }],
+    ['no body', { statusCode: 204, headers: { 'x-a': 'b' } }],
+    ['a string result', 'hello "world"'],
+    ['null', null],
+    ['undefined', undefined],
+  ];
+  for (const [name, value] of cases) {
+    it(name, () => {
+      const bytes = Buffer.byteLength(JSON.stringify(value) ?? '');
+      expect(payloadBytes(value)).toBe(bytes);
+      // The gateway's own events: a base64 body it made is counted without being looked through.
+      if ((value as { isBase64Encoded?: boolean } | null)?.isBase64Encoded)
+        expect(payloadBytes(value, true)).toBe(bytes);
+    });
+  }
 });

@@ -41,6 +41,29 @@ describe.skipIf(!minioInstalled && !process.env.CI)('S3 driver against MinIO (te
       expect(Buffer.from(await res.arrayBuffer()).equals(body)).toBe(true);
     });
 
+    it('URLs after the first (signed from what the first taught) download their objects too', async () => {
+      const fresh = driver();
+      const objects = ['blobs/sha256/aa', 'data/x y+z', 'data/ü/1'].map((key, i) => ({
+        key,
+        body: randomBytes(1000 + i),
+      }));
+      for (const { key, body } of objects) await fresh.put(key, body);
+      for (const { key, body } of objects) {
+        const url = await fresh.presign(key, {
+          method: 'GET',
+          expiresInSeconds: 60,
+          contentType: 'application/octet-stream',
+        });
+        const res = await fetch(url);
+        expect(res.status).toBe(200);
+        expect(Buffer.from(await res.arrayBuffer()).equals(body)).toBe(true);
+        const head = await fetch(await fresh.presign(key, { method: 'HEAD', expiresInSeconds: 60 }), {
+          method: 'HEAD',
+        });
+        expect(head.headers.get('content-length')).toBe(String(body.length));
+      }
+    });
+
     it('answers a HEAD presign with HEAD only', async () => {
       const url = await store.presign('blobs/b', { method: 'HEAD', expiresInSeconds: 60 });
       const head = await fetch(url, { method: 'HEAD' });

@@ -93,18 +93,22 @@ export class FilesystemDriver implements StorageDriver {
       metadata: { ...options.metadata },
     };
     const temp = await this.layout.tempPath();
+    // Renamed into place, the temporary file is gone: nothing is left to remove.
+    let renamed = false;
     try {
       const info = await writeObjectFile(temp, key, header, body, options.sha256Base64);
       await this.locks.with(key, async () => {
         if (options.ifMatch !== undefined && (await this.head(key))?.etag !== options.ifMatch) {
           throw new PreconditionFailed(key);
         }
-        if (options.ifNoneMatch !== '*') await publish(temp, dest);
-        else if (!(await publishNew(temp, dest))) throw new PreconditionFailed(key);
+        if (options.ifNoneMatch !== '*') {
+          await publish(temp, dest);
+          renamed = true;
+        } else if (!(await publishNew(temp, dest))) throw new PreconditionFailed(key);
       });
       return info;
     } finally {
-      await rm(temp, { force: true });
+      if (!renamed) await rm(temp, { force: true });
     }
   }
 

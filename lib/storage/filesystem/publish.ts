@@ -47,12 +47,19 @@ export async function unpublish(path: string, root: string): Promise<void> {
 }
 
 /**
- * Makes `dest`'s parent directories, then takes the step. A concurrent delete may remove a parent
- * at any moment in between, and also while mkdir runs: a recursive mkdir that finds a directory
- * existing checks it and fails with ENOENT when it vanished in that instant. Either way, both are
- * tried again.
+ * Takes the step, making `dest`'s parent directories first when it fails for want of them. The
+ * parent usually exists (a repository's links, the blobs of one algorithm), so the step is tried
+ * before any mkdir: a recursive mkdir of an existing directory costs two system calls on every
+ * write. A concurrent delete may remove a parent at any moment, also while mkdir runs: a recursive
+ * mkdir that finds a directory existing checks it and fails with ENOENT when it vanished in that
+ * instant. Either way, both are tried again.
  */
 async function intoParent(dest: string, step: () => Promise<void>): Promise<void> {
+  try {
+    return await step();
+  } catch (error) {
+    if (!hasCode(error, 'ENOENT')) throw error;
+  }
   for (let attempt = 1; ; attempt++) {
     try {
       await mkdir(dirname(dest), { recursive: true });
