@@ -415,6 +415,11 @@ export class SessionStore {
     return { token: randomUUID(), until: Date.now() + this.leaseMs, holder: this.holder };
   }
 
+  /** The same lease, running `leaseMs` from now (a renewal draws no new token). */
+  extendLease(lease: SessionState['lease']): NonNullable<SessionState['lease']> {
+    return lease ? { ...lease, until: Date.now() + this.leaseMs } : this.newLease();
+  }
+
   /**
    * Conditionally replaces the session's state (creates it, for a state never stored); throws
    * PreconditionFailed if it changed meanwhile (or exists by now).
@@ -669,7 +674,7 @@ export class Claim<S extends SessionState = SessionState> {
       if (!this.timer) return;
       const written = await this.store.replace(this.session, {
         ...this.session.state,
-        lease: this.store.newLease(),
+        lease: this.store.extendLease(this.session.state.lease),
       });
       this.session = written as LoadedSession<S>;
     }).catch((err: unknown) => {
