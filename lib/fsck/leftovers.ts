@@ -4,7 +4,7 @@ import { mapLimit } from '../util/concurrency.ts';
 import { keys, meta, parse } from '../registry/keys.ts';
 import { listKeys } from '../registry/layout.ts';
 import { storeTime } from '../registry/store-clock.ts';
-import { ENDED_KEPT_MS, type SessionState } from '../registry/upload-session.ts';
+import type { SessionState } from '../registry/upload-session.ts';
 import type { OpenUpload } from '../storage/port.ts';
 import { unknownKey } from './blobs.ts';
 import { CONCURRENCY, TEMPORARY_MAX_AGE_MS, type FsckContext } from './context.ts';
@@ -61,11 +61,7 @@ export async function snapshotSessions(ctx: FsckContext): Promise<void> {
       recheck: () => examineSession(ctx, key, id),
       repair: async () => {
         await purgeStale(ctx);
-        const left = await ctx.storage.head(key);
-        // Removed, or replaced by its `ended` marker (kept while the POST's URL could be used).
-        if (left && !left.metadata[meta.ended]) {
-          throw new Error('the session is still there: a request holds it');
-        }
+        if (await ctx.storage.head(key)) throw new Error('the session is still there: a request holds it');
       },
     });
   });
@@ -73,13 +69,6 @@ export async function snapshotSessions(ctx: FsckContext): Promise<void> {
 
 async function examineSession(ctx: FsckContext, key: string, id: string): Promise<Finding | undefined> {
   const info = await ctx.storage.head(key);
-  if (info?.metadata[meta.ended]) {
-    // The `ended` marker of a session that is over: it owns nothing, and the registry's sweep removes
-    // it after ENDED_KEPT_MS; only one left long after that is reported.
-    ctx.sessions.delete(id);
-    if (ctx.now - info.lastModified.getTime() < Math.max(ctx.options.uploadTtlMs, ENDED_KEPT_MS))
-      return undefined;
-  }
   if (!info || ctx.now - info.lastModified.getTime() < ctx.options.uploadTtlMs) return undefined;
   const loaded = await ctx.registry.sessions.read(id);
   if (loaded && ctx.registry.sessions.leased(loaded.state)) return undefined;
@@ -289,9 +278,7 @@ async function examineOrphan(
   kind: 'data' | 'tail' | 'session',
   before: number,
 ): Promise<Finding | undefined> {
-  // A session that is over (its `ended` marker) owns nothing.
-  const session = await ctx.storage.head(keys.session(id));
-  if (session && !session.metadata[meta.ended]) return undefined;
+  if (await ctx.storage.head(keys.session(id))) return undefined;
   const info = await ctx.storage.head(key);
   if (!info || info.lastModified.getTime() >= before) return undefined;
   return finding(kind === 'data' ? 'orphan-data' : 'orphan-tail', {
@@ -307,8 +294,7 @@ async function examineMultipart(
   upload: OpenUpload,
   id: string | undefined,
 ): Promise<Finding | undefined> {
-  const session = id ? await ctx.storage.head(keys.session(id)) : undefined;
-  if (session && !session.metadata[meta.ended]) return undefined;
+  if (id && (await ctx.storage.head(keys.session(id)))) return undefined;
   let bytes = 0;
   if (ctx.storage.direct) {
     try {

@@ -2,7 +2,6 @@ import { mapLimit } from '../util/concurrency.ts';
 import { keys, meta, parse } from '../registry/keys.ts';
 import { listKeys } from '../registry/layout.ts';
 import { storeTime } from '../registry/store-clock.ts';
-import { ENDED_KEPT_MS } from '../registry/upload-session.ts';
 import type { Deletion } from './state.ts';
 import { CONCURRENCY, type Run } from './run.ts';
 
@@ -20,27 +19,18 @@ export async function uploads(run: Run, dryRun: boolean): Promise<boolean> {
   const t = await storeTime(run.storage);
   run.state.sessionsAt = t;
   const stale: string[] = [];
-  let oldMarkers = false;
   for await (const page of listKeys(run.storage, keys.uploadsPrefix)) {
     await mapLimit(page, CONCURRENCY, async (key) => {
       const upload = parse.uploadKey(key);
       if (upload?.kind !== 'session') return;
       const info = await run.storage.head(key);
       if (!info) return;
-      const age = t - info.lastModified.getTime();
-      // A session that is over (its `ended` marker) owns nothing; the sweep removes the marker in time.
-      if (info.metadata[meta.ended]) {
-        if (age >= Math.min(run.options.uploadTtlMs, ENDED_KEPT_MS)) oldMarkers = true;
-        return;
-      }
-      if (age >= run.options.uploadTtlMs) stale.push(key);
+      if (t - info.lastModified.getTime() >= run.options.uploadTtlMs) stale.push(key);
       else run.sessions.add(upload.id);
     });
   }
   for (const key of stale) run.state.done.push({ kind: 'upload', key, size: 0 });
-  if (!dryRun && (stale.length > 0 || oldMarkers)) {
-    await run.registry.uploads.purgeStale(run.options.uploadTtlMs, t);
-  }
+  if (!dryRun && stale.length > 0) await run.registry.uploads.purgeStale(run.options.uploadTtlMs, t);
   return true;
 }
 

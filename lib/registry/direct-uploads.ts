@@ -24,7 +24,6 @@ import {
 } from './errors.ts';
 import { keys } from './keys.ts';
 import { readBackDigest, type ReadBackOptions } from './read-back.ts';
-import type { UploadStateSigner } from './upload-state.ts';
 import {
   type DirectSession,
   type LoadedSession,
@@ -87,26 +86,7 @@ export class DirectUploads {
     private readonly maxBlobSize: number,
     private readonly options: DirectUploadOptions,
     private readonly logger?: Logger,
-    /** Verifies the state an upload URL carries: a session a POST never wrote is known by it alone. */
-    private readonly signer?: UploadStateSigner,
   ) {}
-
-  /** The stored session, or the never-stored one `carried` (the Location's signed state) describes. */
-  private locate(
-    repo: RepositoryName,
-    id: string,
-    owner: string | undefined,
-    carried: string | undefined,
-  ): Promise<LoadedSession> {
-    const signer = this.signer;
-    return this.sessions.locate(
-      repo,
-      id,
-      owner,
-      () => (carried === undefined || !signer ? undefined : signer.verify(id, carried)),
-      signer?.ready().catch(() => undefined),
-    );
-  }
 
   /** Presigned UploadPart URLs for the given part numbers of the session's multipart upload. */
   async presignParts(
@@ -114,7 +94,6 @@ export class DirectUploads {
     id: string,
     owner: string | undefined,
     partNumbers: readonly number[],
-    carried?: string,
   ): Promise<PresignedParts> {
     const direct = this.directStore();
     if (partNumbers.length === 0 || partNumbers.length > MAX_PARTS_PER_REQUEST) {
@@ -133,7 +112,7 @@ export class DirectUploads {
         });
       }
     }
-    const session = await this.openDirect(await this.locate(repo, id, owner, carried));
+    const session = await this.openDirect(await this.sessions.load(repo, id, owner));
     const multipartId = session.state.multipartId;
     const ttl = this.options.presignTtlSeconds;
     const expiresAt = new Date(Date.now() + ttl * 1000);
@@ -146,18 +125,13 @@ export class DirectUploads {
     return { expiresAt, parts };
   }
 
-  async status(
-    repo: RepositoryName,
-    id: string,
-    owner: string | undefined,
-    carried?: string,
-  ): Promise<DirectStatus> {
-    const session = await this.locate(repo, id, owner, carried);
+  async status(repo: RepositoryName, id: string, owner: string | undefined): Promise<DirectStatus> {
+    const session = await this.sessions.load(repo, id, owner);
     const { state } = session;
     switch (state.status) {
       case 'failed':
         // Told once; the session is gone after that.
-        await this.sessions.end(state);
+        await this.sessions.delete(id);
         throw new UploadVerificationFailed(id, state.failure);
       case 'verifying':
         if (state.until < Date.now())
@@ -183,10 +157,9 @@ export class DirectUploads {
     owner: string | undefined,
     digest: ParsedDigest,
     announcedSize?: number,
-    carried?: string,
   ): Promise<Completion> {
     const direct = this.directStore();
-    const loaded = await this.locate(repo, id, owner, carried);
+    const loaded = await this.sessions.load(repo, id, owner);
     const state = loaded.state;
     if (state.status === 'verifying') {
       if (state.digest !== digest.digest) throw new UploadAlreadyCompleted(id, state.digest);
@@ -194,7 +167,7 @@ export class DirectUploads {
       return { status: 'verifying', digest: digest.digest, size: state.size };
     }
     if (state.status === 'failed') {
-      await this.sessions.end(state);
+      await this.sessions.delete(id);
       throw new UploadVerificationFailed(id, state.failure);
     }
     if (state.status !== 'direct') throw new UploadWrongKind(repo, id, 'not-direct');
@@ -315,14 +288,14 @@ export class DirectUploads {
               if (!(err instanceof PreconditionFailed)) throw err;
             });
         } else {
-          await this.sessions.end(state);
+          await this.sessions.delete(state.id);
         }
         return { status: 'failed', message };
       }
       blob = await this.blobs.storeAndLink(repo, digest, { dataKey, size: state.size });
     }
     await this.storage.delete(keys.verifying(repo, digest));
-    await this.sessions.end(state);
+    await this.sessions.delete(state.id);
     return { status: 'verified', blob };
   }
 

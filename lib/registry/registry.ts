@@ -96,14 +96,13 @@ export class Registry {
       ...(options.uploadQuota && { quota: new UploadQuota(options.uploadQuota) }),
       ...(options.logger && { logger: options.logger }),
     });
-    const signer = new UploadStateSigner(options.storage);
     this.uploads = new Uploads(
       options.storage,
       this.blobs,
       options.hashes,
       options.limits,
       this.sessions,
-      signer,
+      new UploadStateSigner(options.storage),
     );
     this.direct = new DirectUploads(
       options.storage,
@@ -112,7 +111,6 @@ export class Registry {
       options.limits.maxBlobSize,
       { ...DIRECT_UPLOAD_DEFAULTS, ...options.direct },
       options.logger,
-      signer,
     );
     this.referrers = new Referrers(options.storage, options.referrersPageSize ?? 500, this.facts);
     this.manifests = new Manifests(

@@ -8,7 +8,7 @@ import { parseDigest } from '../../lib/oci/digest.ts';
 import type { RepositoryName } from '../../lib/oci/names.ts';
 import { keys, meta } from '../../lib/registry/keys.ts';
 import { ControlledStore } from '../sim/controlled-store.ts';
-import { gc, gcDrivers, imageOf, liveSessionKeys, pullAndVerify, push, storedKeys } from '../gc/harness.ts';
+import { gc, gcDrivers, imageOf, pullAndVerify, push, storedKeys } from '../gc/harness.ts';
 import { pushImage, randomBytes, sha256, testRegistry, type TestRegistry } from '../http/harness.ts';
 import { cacheIndex, pushCache } from '../http/cache-index.ts';
 import { check, kinds, nextStoreSecond, OCI_INDEX, OCI_MANIFEST, populate, putManifest } from './harness.ts';
@@ -264,7 +264,7 @@ for (const driver of gcDrivers()) {
       expect(await s.head(oldData)).toBeUndefined();
       expect((await s.head(keys.layerLink(repo('app'), big)))!.metadata[meta.dataKey]).toBe(newData);
       expect((await s.head(keys.blob(amdLayer)))!.metadata[meta.dataKey]).toBe(tailData);
-      expect(await liveSessionKeys(s)).toEqual([]);
+      expect(await storedKeys(s, 'uploads/')).toEqual([]);
       expect(await storedKeys(s, 'gc/quarantine/')).toEqual([]);
     });
 

@@ -18,7 +18,6 @@ import {
   push,
   putManifest,
   registryOn,
-  liveSessionKeys,
   storedKeys,
   uploadBlobs,
   type Image,
@@ -194,7 +193,7 @@ for (const driver of gcDrivers()) {
       // The stale session's tail is reported on its own; the real run deletes it with the session.
       expect(dry.deleted.map((d) => d.kind).sort()).toEqual(['data', 'multipart', 'tail', 'upload']);
       await gc(r, { uploadTtlMs: 0 });
-      expect(await liveSessionKeys(r.storage)).toEqual([]);
+      expect(await storedKeys(r.storage, 'uploads/')).toEqual([]);
       expect(await storedKeys(r.storage, 'data/')).toEqual([]);
       const open = [];
       for await (const u of r.storage.multipart.listOpen('data/')) open.push(u);

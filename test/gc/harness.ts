@@ -7,7 +7,6 @@ import { FilesystemDriver } from '../../lib/storage/filesystem/index.ts';
 import { MemoryDriver } from '../../lib/storage/memory.ts';
 import type { StorageDriver } from '../../lib/storage/port.ts';
 import { S3Driver } from '../../lib/storage/s3/index.ts';
-import { meta } from '../../lib/registry/keys.ts';
 import { imageManifest, randomBytes, sha256, testRegistry, type TestRegistry } from '../http/harness.ts';
 import { minioInstalled, startS3Server, testS3Client, type S3TestServer } from '../storage/s3-server.ts';
 
@@ -216,16 +215,4 @@ export async function storedKeys(storage: StorageDriver, prefix: string): Promis
     if (!page.truncated || page.keys.length === 0) return out;
     startAfter = page.keys[page.keys.length - 1];
   }
-}
-
-/**
- * Upload session objects that are not `ended` markers (a session that is over leaves one while its
- * POST's URL could still be used; the stale-session sweep removes it later).
- */
-export async function liveSessionKeys(storage: StorageDriver): Promise<string[]> {
-  const live: string[] = [];
-  for (const key of await storedKeys(storage, 'uploads/')) {
-    if (!(await storage.head(key))?.metadata[meta.ended]) live.push(key);
-  }
-  return live;
 }

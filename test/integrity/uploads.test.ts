@@ -75,14 +75,11 @@ for (const driver of gcDrivers()) {
       const bytes = randomBytes(3000, 12);
       const location = await begin(r);
       expect((await r.request(location, { method: 'PATCH', body: bytes })).status).toBe(202);
-      // Held at the session's end (with the link; its removal, or the `ended` marker that replaces
-      // it while the POST's URL may still be used): the blob and the claim are written by then.
-      let sessionWrites = 0;
-      const held = pauseAt(store, (c) => {
-        if (c.actor?.name !== 'put' || !c.key.startsWith('uploads/')) return false;
-        if (c.op === 'delete') return true;
-        return c.op === 'put' && ++sessionWrites === 2;
-      });
+      // Held at the session's removal (with the link): the blob and the claim are written by then.
+      const held = pauseAt(
+        store,
+        (c) => c.actor?.name === 'put' && c.op === 'delete' && c.key.startsWith('uploads/'),
+      );
       const put = runAs({ container: 'a', name: 'put' }, () =>
         r.request(`${location}?digest=${sha256(bytes)}`, { method: 'PUT' }),
       );
