@@ -16,14 +16,14 @@
  * BENCH_WARM separates what a first push pays once per process (the lazily imported parts of the
  * bundle, the S3 client's first connections) from what every push pays.
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startS3Server } from '../test/storage/s3-server.ts';
 import { Skopeo } from './lib/clients.ts';
 import { makeLayout, makeLayoutOf, typicalImageSizes } from './lib/images.ts';
-import { cpuSeconds, freePort, GiB, Server } from './lib/proc.ts';
-import { BERTH_CLI, startBerth, type Context, type Store } from './lib/registries.ts';
+import { cpuSeconds, GiB, type Server } from './lib/proc.ts';
+import { startBerth, startRelay, type Context, type Store } from './lib/registries.ts';
 
 const target = process.env.BENCH_TARGET === 'serve' ? 'serve' : 'lambda';
 const pushes = Number(process.env.BENCH_PUSHES ?? 5);
@@ -58,19 +58,7 @@ try {
     try {
       let host = reg.host;
       if (target === 'lambda') {
-        const port = await freePort();
-        const config = join(workDir, `relay-config-${port}`);
-        mkdirSync(config, { recursive: true });
-        const env: NodeJS.ProcessEnv = { ...process.env, DOCKER_CONFIG: config };
-        for (const name of Object.keys(env)) if (name.startsWith('BERTH_')) delete env[name];
-        relay = Server.start(
-          'berth relay',
-          process.execPath,
-          [BERTH_CLI, 'relay', '--registry', reg.url, '--port', String(port)],
-          env,
-        );
-        await relay.waitHttp(`http://127.0.0.1:${port}/v2/`);
-        host = `127.0.0.1:${port}`;
+        ({ relay, host } = await startRelay(workDir, reg.url));
       }
       if (warm) await skopeo.push(warmup.dir, warmup.tag, `${host}/bench/warmup:latest`);
       const cpu0 = cpuSeconds(reg.server.pid);

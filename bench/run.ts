@@ -29,7 +29,6 @@ import type { CriticalPathSummary } from './lib/critical-path-table.ts';
 import {
   cpuSeconds,
   ensureApt,
-  freePort,
   GiB,
   MiB,
   peakRssMiB,
@@ -47,6 +46,7 @@ import {
   BERTH_CLI,
   startDistribution,
   startRegistry,
+  startRelay,
   type Context,
   type Kind,
   type Registry,
@@ -503,19 +503,7 @@ async function withLatencyTarget<T>(
   try {
     let host = reg.host;
     if (which === 'lambda') {
-      const port = await freePort();
-      const config = join(ctx.workDir, `relay-config-${port}`);
-      mkdirSync(config, { recursive: true });
-      const env: NodeJS.ProcessEnv = { ...process.env, DOCKER_CONFIG: config };
-      for (const name of Object.keys(env)) if (name.startsWith('BERTH_')) delete env[name];
-      relay = Server.start(
-        'berth relay',
-        process.execPath,
-        [BERTH_CLI, 'relay', '--registry', reg.url, '--port', String(port)],
-        env,
-      );
-      await relay.waitHttp(`http://127.0.0.1:${port}/v2/`);
-      host = `127.0.0.1:${port}`;
+      ({ relay, host } = await startRelay(ctx.workDir, reg.url));
     }
     const name = which === 'lambda' ? 'Berth Lambda gateway (via berth relay)' : label(reg.kind, 's3-aws');
     return await fn({

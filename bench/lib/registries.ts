@@ -199,3 +199,27 @@ export function distributionEnv(): NodeJS.ProcessEnv {
     Object.entries(process.env).filter(([k]) => !k.startsWith('REGISTRY_') && k !== 'AWS_CA_BUNDLE'),
   );
 }
+
+/**
+ * `berth relay` in front of `registryUrl`, as Lambda users push: its own docker config dir (so no
+ * credentials of the machine are used) and no BERTH_* settings of the harness. `host` is what
+ * clients push to.
+ */
+export async function startRelay(
+  workDir: string,
+  registryUrl: string,
+): Promise<{ relay: Server; host: string }> {
+  const port = await freePort();
+  const config = join(workDir, `relay-config-${port}`);
+  mkdirSync(config, { recursive: true });
+  const env: NodeJS.ProcessEnv = { ...process.env, DOCKER_CONFIG: config };
+  for (const name of Object.keys(env)) if (name.startsWith('BERTH_')) delete env[name];
+  const relay = Server.start(
+    'berth relay',
+    process.execPath,
+    [BERTH_CLI, 'relay', '--registry', registryUrl, '--port', String(port)],
+    env,
+  );
+  await relay.waitHttp(`http://127.0.0.1:${port}/v2/`);
+  return { relay, host: `127.0.0.1:${port}` };
+}
