@@ -205,27 +205,14 @@ export class Uploads {
       // The old tail, replaced: this request's to delete only when no completion can have made it a
       // blob's data without a claim (SessionStore.tailDisposable); otherwise garbage collection's.
       if (old && !old.published && this.sessions.tailDisposable(state)) {
-        await this.storage.delete(old.key).catch((cause: unknown) => {
-          this.log.warn('replaced upload tail not deleted; left to garbage collection', {
-            upload: state.id,
-            key: old.key,
-            ...describeError(cause),
-          });
-        });
+        await this.deleteTail(state.id, old.key, 'replaced upload tail');
       }
       return this.view(written);
     } catch (err) {
       await writer?.abandon();
       if (err instanceof UploadChanged) mayBeCommitted = false;
       if (newTail && !mayBeCommitted) {
-        const { key } = newTail;
-        await this.storage.delete(key).catch((cause: unknown) => {
-          this.log.warn('tail of a failed upload request not deleted; left to garbage collection', {
-            upload: state.id,
-            key,
-            ...describeError(cause),
-          });
-        });
+        await this.deleteTail(state.id, newTail.key, 'tail of a failed upload request');
       } else if (newTail) {
         this.log.warn('tail of an upload request whose state write failed kept: the session may name it', {
           upload: state.id,
@@ -272,6 +259,20 @@ export class Uploads {
 
   private get log(): Logger {
     return this.sessions.logger;
+  }
+
+  /**
+   * Deletes a tail the request no longer needs. A failure does not fail the request: the tail is
+   * left to garbage collection, and the log says which (`what` names it).
+   */
+  private async deleteTail(upload: string, key: string, what: string): Promise<void> {
+    await this.storage.delete(key).catch((cause: unknown) => {
+      this.log.warn(`${what} not deleted; left to garbage collection`, {
+        upload,
+        key,
+        ...describeError(cause),
+      });
+    });
   }
 
   /**
@@ -366,13 +367,7 @@ export class Uploads {
       // can have published it; otherwise garbage collection removes it.
       const held = attempt.claim?.state.tail;
       if (held && !held.published && this.sessions.tailDisposable(loaded.state)) {
-        await this.storage.delete(held.key).catch((cause: unknown) => {
-          this.log.warn('upload tail of a completed blob not deleted; left to garbage collection', {
-            upload: id,
-            key: held.key,
-            ...describeError(cause),
-          });
-        });
+        await this.deleteTail(id, held.key, 'upload tail of a completed blob');
       }
       return info;
     } catch (err) {
