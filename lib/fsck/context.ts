@@ -7,6 +7,8 @@ import type { Affected, Candidate, Finding } from './findings.ts';
 export interface FsckOptions {
   /** Upload sessions and their leftovers untouched for this long are stale (BERTH_UPLOAD_TTL). */
   readonly uploadTtlMs: number;
+  /** The least age of an orphan whatever the TTL, as garbage collection's (GcOptions.orphanMinAgeMs). */
+  readonly orphanMinAgeMs?: number;
   /**
    * Garbage collection's grace period (BERTH_GC_GRACE): catalog and referrer entries it removes are
    * reported only once older than this, as the collection judges them.

@@ -4,7 +4,7 @@ import { mapLimit } from '../util/concurrency.ts';
 import { keys, meta, parse } from '../registry/keys.ts';
 import { listKeys } from '../registry/layout.ts';
 import { storeTime } from '../registry/store-clock.ts';
-import type { SessionState } from '../registry/upload-session.ts';
+import { ENDED_KEPT_MS, orphanCutoff, type SessionState } from '../registry/upload-session.ts';
 import type { OpenUpload } from '../storage/port.ts';
 import { unknownKey } from './blobs.ts';
 import { CONCURRENCY, TEMPORARY_MAX_AGE_MS, type FsckContext } from './context.ts';
@@ -61,7 +61,11 @@ export async function snapshotSessions(ctx: FsckContext): Promise<void> {
       recheck: () => examineSession(ctx, key, id),
       repair: async () => {
         await purgeStale(ctx);
-        if (await ctx.storage.head(key)) throw new Error('the session is still there: a request holds it');
+        const left = await ctx.storage.head(key);
+        // Removed, or replaced by its `ended` marker (kept while the POST's URL could be used).
+        if (left && !left.metadata[meta.ended]) {
+          throw new Error('the session is still there: a request holds it');
+        }
       },
     });
   });
@@ -69,6 +73,13 @@ export async function snapshotSessions(ctx: FsckContext): Promise<void> {
 
 async function examineSession(ctx: FsckContext, key: string, id: string): Promise<Finding | undefined> {
   const info = await ctx.storage.head(key);
+  if (info?.metadata[meta.ended]) {
+    // The `ended` marker of a session that is over: it owns nothing, and the registry's sweep removes
+    // it after ENDED_KEPT_MS; only one left long after that is reported.
+    ctx.sessions.delete(id);
+    if (ctx.now - info.lastModified.getTime() < Math.max(ctx.options.uploadTtlMs, ENDED_KEPT_MS))
+      return undefined;
+  }
   if (!info || ctx.now - info.lastModified.getTime() < ctx.options.uploadTtlMs) return undefined;
   const loaded = await ctx.registry.sessions.read(id);
   if (loaded && ctx.registry.sessions.leased(loaded.state)) return undefined;
@@ -229,11 +240,12 @@ async function removeRun(ctx: FsckContext, runId: string): Promise<void> {
 
 /**
  * Data objects and tails under `data/` (and `uploads/<id>.tail-<n>` of older versions) that no
- * session owns and no blob names, made before the session snapshot less the upload TTL; and
+ * session owns and no blob names, made before the session snapshot less the upload TTL (and at least
+ * ORPHAN_MIN_AGE_MS before it); and
  * multipart uploads under `data/` that no session owns, started before then.
  */
 export async function checkOrphans(ctx: FsckContext): Promise<void> {
-  const before = ctx.sessionsAt - ctx.options.uploadTtlMs;
+  const before = orphanCutoff(ctx.sessionsAt, ctx.options.uploadTtlMs, ctx.options.orphanMinAgeMs);
   // Which data blob pointers name takes a read of every blob: the full check's, not the cheap one's.
   if (!ctx.cheap && !ctx.blobsListed) ctx.skipped.add('unnamed data objects');
   else if (!ctx.cheap) {
@@ -278,7 +290,9 @@ async function examineOrphan(
   kind: 'data' | 'tail' | 'session',
   before: number,
 ): Promise<Finding | undefined> {
-  if (await ctx.storage.head(keys.session(id))) return undefined;
+  // A session that is over (its `ended` marker) owns nothing.
+  const session = await ctx.storage.head(keys.session(id));
+  if (session && !session.metadata[meta.ended]) return undefined;
   const info = await ctx.storage.head(key);
   if (!info || info.lastModified.getTime() >= before) return undefined;
   return finding(kind === 'data' ? 'orphan-data' : 'orphan-tail', {
@@ -294,7 +308,8 @@ async function examineMultipart(
   upload: OpenUpload,
   id: string | undefined,
 ): Promise<Finding | undefined> {
-  if (id && (await ctx.storage.head(keys.session(id)))) return undefined;
+  const session = id ? await ctx.storage.head(keys.session(id)) : undefined;
+  if (session && !session.metadata[meta.ended]) return undefined;
   let bytes = 0;
   if (ctx.storage.direct) {
     try {

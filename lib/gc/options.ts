@@ -12,6 +12,12 @@ export interface GcOptions {
   /** Upload sessions, tails, multipart uploads and orphaned data older than this are removed. */
   readonly uploadTtlMs: number;
   /**
+   * The least age of an orphan whatever the TTL (default ORPHAN_MIN_AGE_MS, upload-session.ts): the
+   * writes that make a young unowned tail owned may still land. Only tests on a store whose clock
+   * they cannot move (S3) lower it; no command or environment variable sets it.
+   */
+  readonly orphanMinAgeMs?: number;
+  /**
    * How long set-aside objects wait before the run decides they are garbage: longer than any manifest
    * PUT can take between checking a blob and writing the manifest (docs/gc.md).
    */

@@ -2,6 +2,7 @@ import { mapLimit } from '../util/concurrency.ts';
 import { keys, meta, parse } from '../registry/keys.ts';
 import { listKeys } from '../registry/layout.ts';
 import { storeTime } from '../registry/store-clock.ts';
+import { ENDED_KEPT_MS, orphanCutoff } from '../registry/upload-session.ts';
 import type { Deletion } from './state.ts';
 import { CONCURRENCY, type Run } from './run.ts';
 
@@ -19,18 +20,27 @@ export async function uploads(run: Run, dryRun: boolean): Promise<boolean> {
   const t = await storeTime(run.storage);
   run.state.sessionsAt = t;
   const stale: string[] = [];
+  let oldMarkers = false;
   for await (const page of listKeys(run.storage, keys.uploadsPrefix)) {
     await mapLimit(page, CONCURRENCY, async (key) => {
       const upload = parse.uploadKey(key);
       if (upload?.kind !== 'session') return;
       const info = await run.storage.head(key);
       if (!info) return;
-      if (t - info.lastModified.getTime() >= run.options.uploadTtlMs) stale.push(key);
+      const age = t - info.lastModified.getTime();
+      // A session that is over (its `ended` marker) owns nothing; the sweep removes the marker in time.
+      if (info.metadata[meta.ended]) {
+        if (age >= Math.min(run.options.uploadTtlMs, ENDED_KEPT_MS)) oldMarkers = true;
+        return;
+      }
+      if (age >= run.options.uploadTtlMs) stale.push(key);
       else run.sessions.add(upload.id);
     });
   }
   for (const key of stale) run.state.done.push({ kind: 'upload', key, size: 0 });
-  if (!dryRun && stale.length > 0) await run.registry.uploads.purgeStale(run.options.uploadTtlMs, t);
+  if (!dryRun && (stale.length > 0 || oldMarkers)) {
+    await run.registry.uploads.purgeStale(run.options.uploadTtlMs, t);
+  }
   return true;
 }
 
@@ -56,13 +66,17 @@ export async function blobs(run: Run): Promise<boolean> {
 }
 
 /**
- * Data objects, tails and multipart uploads made before the session snapshot whose session was gone
- * by then. A data object a finished upload published is named by its blob pointer, written before
+ * Data objects, tails and multipart uploads made before the session snapshot less the upload TTL (and
+ * at least ORPHAN_MIN_AGE_MS before it) whose session was gone by then. A data object a finished upload published is named by its blob pointer, written before
  * the session was deleted, so before the snapshot and before the blob listing that saw it. On the
  * filesystem store, temporary files older than the upload TTL go too (a crash mid-write).
  */
 export async function orphans(run: Run, dryRun: boolean): Promise<boolean> {
-  const before = (run.state.sessionsAt ?? (await storeTime(run.storage))) - run.options.uploadTtlMs;
+  const before = orphanCutoff(
+    run.state.sessionsAt ?? (await storeTime(run.storage)),
+    run.options.uploadTtlMs,
+    run.options.orphanMinAgeMs,
+  );
   for (const prefix of ['data/', keys.uploadsPrefix]) {
     for await (const page of listKeys(run.storage, prefix)) {
       await mapLimit(page, CONCURRENCY, async (key) => {

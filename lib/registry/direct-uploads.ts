@@ -24,6 +24,7 @@ import {
 } from './errors.ts';
 import { keys } from './keys.ts';
 import { readBackDigest, type ReadBackOptions } from './read-back.ts';
+import type { UploadStateSigner } from './upload-state.ts';
 import {
   type DirectSession,
   type LoadedSession,
@@ -86,7 +87,26 @@ export class DirectUploads {
     private readonly maxBlobSize: number,
     private readonly options: DirectUploadOptions,
     private readonly logger?: Logger,
+    /** Verifies the state an upload URL carries: a session a POST never wrote is known by it alone. */
+    private readonly signer?: UploadStateSigner,
   ) {}
+
+  /** The stored session, or the never-stored one `carried` (the Location's signed state) describes. */
+  private locate(
+    repo: RepositoryName,
+    id: string,
+    owner: string | undefined,
+    carried: string | undefined,
+  ): Promise<LoadedSession> {
+    const signer = this.signer;
+    return this.sessions.locate(
+      repo,
+      id,
+      owner,
+      () => (carried === undefined || !signer ? undefined : signer.verify(id, carried)),
+      signer?.ready().catch(() => undefined),
+    );
+  }
 
   /** Presigned UploadPart URLs for the given part numbers of the session's multipart upload. */
   async presignParts(
@@ -94,6 +114,7 @@ export class DirectUploads {
     id: string,
     owner: string | undefined,
     partNumbers: readonly number[],
+    carried?: string,
   ): Promise<PresignedParts> {
     const direct = this.directStore();
     if (partNumbers.length === 0 || partNumbers.length > MAX_PARTS_PER_REQUEST) {
@@ -112,7 +133,7 @@ export class DirectUploads {
         });
       }
     }
-    const session = await this.openDirect(await this.sessions.load(repo, id, owner));
+    const session = await this.openDirect(await this.locate(repo, id, owner, carried));
     const multipartId = session.state.multipartId;
     const ttl = this.options.presignTtlSeconds;
     const expiresAt = new Date(Date.now() + ttl * 1000);
@@ -125,13 +146,18 @@ export class DirectUploads {
     return { expiresAt, parts };
   }
 
-  async status(repo: RepositoryName, id: string, owner: string | undefined): Promise<DirectStatus> {
-    const session = await this.sessions.load(repo, id, owner);
+  async status(
+    repo: RepositoryName,
+    id: string,
+    owner: string | undefined,
+    carried?: string,
+  ): Promise<DirectStatus> {
+    const session = await this.locate(repo, id, owner, carried);
     const { state } = session;
     switch (state.status) {
       case 'failed':
         // Told once; the session is gone after that.
-        await this.sessions.delete(id);
+        await this.sessions.end(state);
         throw new UploadVerificationFailed(id, state.failure);
       case 'verifying':
         if (state.until < Date.now())
@@ -157,9 +183,10 @@ export class DirectUploads {
     owner: string | undefined,
     digest: ParsedDigest,
     announcedSize?: number,
+    carried?: string,
   ): Promise<Completion> {
     const direct = this.directStore();
-    const loaded = await this.sessions.load(repo, id, owner);
+    const loaded = await this.locate(repo, id, owner, carried);
     const state = loaded.state;
     if (state.status === 'verifying') {
       if (state.digest !== digest.digest) throw new UploadAlreadyCompleted(id, state.digest);
@@ -167,7 +194,7 @@ export class DirectUploads {
       return { status: 'verifying', digest: digest.digest, size: state.size };
     }
     if (state.status === 'failed') {
-      await this.sessions.delete(id);
+      await this.sessions.end(state);
       throw new UploadVerificationFailed(id, state.failure);
     }
     if (state.status !== 'direct') throw new UploadWrongKind(repo, id, 'not-direct');
@@ -288,14 +315,14 @@ export class DirectUploads {
               if (!(err instanceof PreconditionFailed)) throw err;
             });
         } else {
-          await this.sessions.delete(state.id);
+          await this.sessions.end(state);
         }
         return { status: 'failed', message };
       }
       blob = await this.blobs.storeAndLink(repo, digest, { dataKey, size: state.size });
     }
     await this.storage.delete(keys.verifying(repo, digest));
-    await this.sessions.delete(state.id);
+    await this.sessions.end(state);
     return { status: 'verified', blob };
   }
 

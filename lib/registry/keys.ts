@@ -95,4 +95,6 @@ export const meta = {
   size: 'blob-size',
   /** On a tag of a mirrored repository: when the upstream last confirmed it (ms since the epoch). */
   checked: 'mirror-checked',
+  /** On an upload session object: the session is over, this is its `ended` marker (upload-session.ts). */
+  ended: 'upload-ended',
 } as const;

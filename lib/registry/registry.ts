@@ -96,13 +96,14 @@ export class Registry {
       ...(options.uploadQuota && { quota: new UploadQuota(options.uploadQuota) }),
       ...(options.logger && { logger: options.logger }),
     });
+    const signer = new UploadStateSigner(options.storage);
     this.uploads = new Uploads(
       options.storage,
       this.blobs,
       options.hashes,
       options.limits,
       this.sessions,
-      new UploadStateSigner(options.storage),
+      signer,
     );
     this.direct = new DirectUploads(
       options.storage,
@@ -111,6 +112,7 @@ export class Registry {
       options.limits.maxBlobSize,
       { ...DIRECT_UPLOAD_DEFAULTS, ...options.direct },
       options.logger,
+      signer,
     );
     this.referrers = new Referrers(options.storage, options.referrersPageSize ?? 500, this.facts);
     this.manifests = new Manifests(

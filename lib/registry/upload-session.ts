@@ -108,7 +108,14 @@ const discarding = z.object({
   unverified: z.object({ digest: z.string() }).optional(),
 });
 
-const sessionSchema = z.discriminatedUnion('status', [open, direct, verifying, failed, discarding]);
+/**
+ * Over: completed or removed while an upload URL that carries the session's never-stored first state
+ * may still be used (UNSTORED_VALID_MS): such a URL finds this instead of nothing, so it cannot
+ * start the session afresh. Removed by the stale-session sweep after that time.
+ */
+const ended = z.object({ ...common, status: z.literal('ended') });
+
+const sessionSchema = z.discriminatedUnion('status', [open, direct, verifying, failed, discarding, ended]);
 
 export type SessionState = z.infer<typeof sessionSchema>;
 export type OpenSession = z.infer<typeof open>;
@@ -211,12 +218,57 @@ export interface SessionStoreOptions {
 export const WRITE_LANDS_WITHIN_MS = 5 * 60_000;
 
 /**
+ * The etag of a session never written: a POST hands out its first state in the upload URL only
+ * (signed), and the first write to the session is create-only (docs/architecture.md, "A POST writes
+ * nothing").
+ */
+export const UNSTORED = '';
+
+/** How long an upload URL carrying a never-stored state may start its session. */
+export const UNSTORED_VALID_MS = 60 * 60_000;
+
+/**
+ * How long an `ended` marker stays: the URL's validity, and room for the clocks to differ. The
+ * stale-session sweep removes older ones (or ones older than the upload TTL, if that is shorter).
+ */
+export const ENDED_KEPT_MS = UNSTORED_VALID_MS + WRITE_LANDS_WITHIN_MS;
+
+/** Whether the never-stored state `state` may still start its session (`now`, this process's clock). */
+export function unstoredUsable(state: { readonly createdAt: string }, now = Date.now()): boolean {
+  const created = Date.parse(state.createdAt);
+  return Number.isFinite(created) && now - created < UNSTORED_VALID_MS && created - now < 60_000;
+}
+
+/**
  * The publish window a registry gets when it is not told one: 5 minutes, for upload TTLs of at
  * least 15 minutes. A tail older than the window plus WRITE_LANDS_WITHIN_MS can no longer become a
  * blob's data without a claim, and garbage collection only removes tails older than the upload TTL.
  */
 export function publishWindowFor(uploadTtlMs: number): number {
-  return uploadTtlMs >= 3 * WRITE_LANDS_WITHIN_MS ? WRITE_LANDS_WITHIN_MS : 0;
+  return uploadTtlMs >= 3 * WRITE_LANDS_WITHIN_MS ? MAX_PUBLISH_WINDOW_MS : 0;
+}
+
+/** The longest publish window a session store takes (a longer one asked for is cut to this). */
+export const MAX_PUBLISH_WINDOW_MS = WRITE_LANDS_WITHIN_MS;
+
+/**
+ * How old a tail, data object or multipart upload that no session owns must be before garbage
+ * collection or `fsck` may count it as an orphan, whatever the upload TTL. Two writes can make such
+ * an object owned after it was written: the first PATCH of a session whose POST wrote nothing writes
+ * its tail before the session object (create-only, sent right after, landed within
+ * WRITE_LANDS_WITHIN_MS), and a completion without a claim writes a pointer naming a tail younger
+ * than the publish window (landed within WRITE_LANDS_WITHIN_MS of being sent). A collection whose
+ * session snapshot or blob listing was taken before either landed, resumed later with a short TTL,
+ * would otherwise delete the data of a linked blob (docs/gc.md, "What is garbage").
+ */
+export const ORPHAN_MIN_AGE_MS = MAX_PUBLISH_WINDOW_MS + WRITE_LANDS_WITHIN_MS;
+
+/**
+ * The time before which an unowned, unnamed object counts as an orphan, for a collection or check
+ * whose session snapshot was taken at `sessionsAt` (the store's clock) with upload TTL `uploadTtlMs`.
+ */
+export function orphanCutoff(sessionsAt: number, uploadTtlMs: number, minAgeMs = ORPHAN_MIN_AGE_MS): number {
+  return sessionsAt - Math.max(uploadTtlMs, minAgeMs);
 }
 
 const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -245,7 +297,7 @@ export class SessionStore {
     this.holder = options.holder ?? randomUUID();
     this.exclusive = options.exclusive ?? false;
     this.renewEveryMs = options.renewEveryMs ?? Math.max(1_000, Math.floor(options.leaseMs / 3));
-    this.publishWindowMs = options.publishWindowMs ?? WRITE_LANDS_WITHIN_MS;
+    this.publishWindowMs = Math.min(options.publishWindowMs ?? MAX_PUBLISH_WINDOW_MS, MAX_PUBLISH_WINDOW_MS);
   }
 
   /**
@@ -276,6 +328,8 @@ export class SessionStore {
     algorithm: DigestAlgorithm,
     owner?: string,
     client?: string,
+    /** Write nothing: the state lives in the upload URL until the first request writes it. */
+    unstored = false,
   ): Promise<LoadedSession<OpenSession>> {
     if (client !== undefined) this.quota?.check(client);
     const state: OpenSession = {
@@ -290,12 +344,16 @@ export class SessionStore {
       tailSeq: 0,
       ...(owner !== undefined && { owner }),
     };
-    const info = await this.storage.put(keys.session(state.id), encode(state), {
-      ifNoneMatch: '*',
-      contentType: 'application/json',
-    });
+    const etag = unstored
+      ? UNSTORED
+      : (
+          await this.storage.put(keys.session(state.id), encode(state), {
+            ifNoneMatch: '*',
+            contentType: 'application/json',
+          })
+        ).etag;
     if (client !== undefined) this.quota?.open(client, state.id);
-    return { state, etag: info.etag };
+    return { state, etag };
   }
 
   /**
@@ -307,12 +365,33 @@ export class SessionStore {
     return this.accept(repo, id, owner, await this.read(id));
   }
 
+  /**
+   * The session as stored, or, when nothing is stored yet, the never-stored state its URL carries
+   * (`fromUrl`, called once `ready` settled: the signing key) if that may still start the session.
+   */
+  async locate(
+    repo: RepositoryName,
+    id: string,
+    owner: string | undefined,
+    fromUrl: () => LoadedSession | undefined,
+    ready?: Promise<unknown>,
+  ): Promise<LoadedSession> {
+    const [stored] = await Promise.all([this.read(id), ready]);
+    if (stored) return this.accept(repo, id, owner, stored);
+    const carried = fromUrl();
+    if (carried?.etag === UNSTORED && unstoredUsable(carried.state)) {
+      return this.accept(repo, id, owner, carried);
+    }
+    throw new UploadUnknown(repo, id);
+  }
+
   /** `loaded` (read from the store, or carried signed in a URL) if `load` would answer it, else unknown. */
   accept(repo: RepositoryName, id: string, owner: string | undefined, loaded?: LoadedSession): LoadedSession {
     if (
       !loaded ||
       loaded.state.repo !== repo ||
       loaded.state.status === 'discarding' ||
+      loaded.state.status === 'ended' ||
       (owner !== undefined && loaded.state.owner !== undefined && loaded.state.owner !== owner)
     ) {
       throw new UploadUnknown(repo, id);
@@ -364,13 +443,45 @@ export class SessionStore {
     return lease ? { ...lease, until: Date.now() + this.leaseMs } : this.newLease();
   }
 
-  /** Conditionally replaces the session's state; throws PreconditionFailed if it changed meanwhile. */
+  /**
+   * Conditionally replaces the session's state (creates it, for a state never stored); throws
+   * PreconditionFailed if it changed meanwhile (or exists by now).
+   */
   async replace<S extends SessionState>(session: LoadedSession, state: S): Promise<LoadedSession<S>> {
     const info = await this.storage.put(keys.session(state.id), encode(state), {
-      ifMatch: session.etag,
+      ...(session.etag === UNSTORED ? { ifNoneMatch: '*' } : { ifMatch: session.etag }),
       contentType: 'application/json',
     });
     return { state, etag: info.etag };
+  }
+
+  /**
+   * The session is over (completed, or removed by `discard`): its object goes, or, while an upload
+   * URL with its never-stored first state may still be used, is replaced by an `ended` marker so
+   * that such a URL finds it over. Returns the marker's etag, if one was written.
+   */
+  async end(state: SessionState): Promise<string | undefined> {
+    if (!unstoredUsable(state)) {
+      await this.delete(state.id);
+      return undefined;
+    }
+    const marker: Of<'ended'> = {
+      v: 2,
+      status: 'ended',
+      id: state.id,
+      repo: state.repo,
+      createdAt: state.createdAt,
+      algorithm: state.algorithm,
+      offset: 0,
+      ...(state.owner !== undefined && { owner: state.owner }),
+    };
+    const info = await this.storage.put(keys.session(state.id), encode(marker), {
+      contentType: 'application/json',
+      // Listings that only HEAD sessions (garbage collection, fsck) see it is over.
+      metadata: { [meta.ended]: '1' },
+    });
+    this.quota?.close(state.id);
+    return info.etag;
   }
 
   /**
@@ -390,6 +501,8 @@ export class SessionStore {
   ): Promise<boolean> {
     let current: LoadedSession | undefined = session;
     for (let attempt = 0; current; attempt++) {
+      // Over already (completed, or removed by someone else): nothing of it is left to remove.
+      if (current.state.status === 'ended') return false;
       if (current.state.status !== 'discarding' && !options.force && this.leased(current.state)) {
         throw busy(current.state);
       }
@@ -402,7 +515,7 @@ export class SessionStore {
                 discardingOf(current.state, (state) => this.tailDisposable(state)),
               );
         await this.removeNamed(owned.state as Of<'discarding'>);
-        await this.delete(owned.state.id);
+        await this.end(owned.state);
         return true;
       } catch (err) {
         if (!(err instanceof PreconditionFailed) || attempt === 3) throw err;
@@ -500,6 +613,7 @@ function discardingOf(state: SessionState, disposable: (state: OpenSession) => b
       return { ...base, tails: [], unverified: { digest: state.digest } };
     case 'failed':
     case 'discarding':
+    case 'ended':
       return { ...base, tails: [] };
   }
 }

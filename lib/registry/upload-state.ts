@@ -33,6 +33,11 @@ export class UploadStateSigner {
     if (key) this.key = Buffer.from(key);
   }
 
+  /** Whether the key is loaded: states can be signed now. */
+  get loaded(): boolean {
+    return this.key !== undefined;
+  }
+
   /** The key, loading (or creating) it on first use; undefined when the stored one is unusable. */
   async ready(): Promise<Buffer | undefined> {
     if (this.key) return this.key;

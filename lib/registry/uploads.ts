@@ -32,7 +32,10 @@ import {
   type LoadedSession,
   type OpenSession,
   type SessionStore,
+  ENDED_KEPT_MS,
+  UNSTORED,
   busy,
+  unstoredUsable,
 } from './upload-session.ts';
 import type { UploadStateSigner } from './upload-state.ts';
 
@@ -132,7 +135,16 @@ export class Uploads {
     owner?: string,
     client?: string,
   ): Promise<UploadStatus> {
-    // The key that signs the Location's state is loaded alongside, once per process.
+    // With the key that signs the Location's state loaded, the session is not written: its state
+    // lives in the URL until the first request writes it (create-only). Otherwise it is written,
+    // and the key loaded alongside, once per process.
+    if (this.signer.loaded) {
+      const created = await this.sessions.create(repo, algorithm, owner, client, true);
+      const view = this.view(created);
+      if (view.state !== undefined) return view;
+      // Not carried after all (cannot happen for a new session's few bytes): write it.
+      this.sessions.quota?.close(created.state.id);
+    }
     const [created] = await Promise.all([
       this.sessions.create(repo, algorithm, owner, client),
       this.signerReady(),
@@ -140,8 +152,28 @@ export class Uploads {
     return this.view(created);
   }
 
-  async status(repo: RepositoryName, id: string, owner?: string): Promise<UploadStatus> {
-    return this.view(await this.sessions.load(repo, id, owner));
+  /**
+   * Where the session is: as stored, or, for one never written yet, as its URL carries it (`carried`,
+   * signed, within UNSTORED_VALID_MS of the POST).
+   */
+  async status(repo: RepositoryName, id: string, owner?: string, carried?: string): Promise<UploadStatus> {
+    return this.view(await this.current(repo, id, owner, carried));
+  }
+
+  /** The stored session, or the never-stored state its URL carries when nothing is stored yet. */
+  private current(
+    repo: RepositoryName,
+    id: string,
+    owner: string | undefined,
+    carried: string | undefined,
+  ): Promise<LoadedSession> {
+    return this.sessions.locate(
+      repo,
+      id,
+      owner,
+      () => (carried === undefined ? undefined : this.signer.verify(id, carried)),
+      this.signerReady(),
+    );
   }
 
   /**
@@ -249,7 +281,9 @@ export class Uploads {
       if (err instanceof OutdatedState) stored = err.stored;
       else if (isLostRace(err)) stored = await this.sessions.read(id);
       else throw err;
-      if (!stored || stored.state.status === 'discarding') throw new UploadUnknown(repo, id);
+      if (!stored || stored.state.status === 'discarding' || stored.state.status === 'ended') {
+        throw new UploadUnknown(repo, id);
+      }
       const replay = recorded.replay();
       if (stored.etag === loaded.etag || replay === undefined) throw new UploadChanged(id);
       const again = await this.open(repo, id, owner, undefined, expect);
@@ -326,6 +360,7 @@ export class Uploads {
             attempt.claim = claim;
           });
       let removed: LoadedSession<OpenSession> | undefined;
+      let ended: string | undefined;
       const info = await this.blobs.storeAndLink(repo, digest, source, {
         ...(gate && { gate }),
         // A published tail stays even when the blob turns out to be stored already: a completion
@@ -338,7 +373,7 @@ export class Uploads {
           const { lease: _lease, ...rest } = removed.state;
           await this.storage
             .put(keys.session(id), new TextEncoder().encode(JSON.stringify(rest)), {
-              ifNoneMatch: '*',
+              ...(ended !== undefined ? { ifMatch: ended } : { ifNoneMatch: '*' }),
               contentType: 'application/json',
             })
             .catch((cause: unknown) => {
@@ -357,7 +392,7 @@ export class Uploads {
           const claim = attempt.claim!;
           claim.end();
           removed = claim.loaded;
-          await this.sessions.delete(id);
+          ended = await this.sessions.end(claim.loaded.state);
           this.hashes.forget(id);
           this.tailBytes.forgetSession(id);
         },
@@ -441,8 +476,8 @@ export class Uploads {
    * A request writing to or completing the session meanwhile makes this a conflict: cancelling
    * under it could delete the bytes the completion is making into a blob.
    */
-  async cancel(repo: RepositoryName, id: string, owner?: string): Promise<void> {
-    const loaded = await this.sessions.load(repo, id, owner);
+  async cancel(repo: RepositoryName, id: string, owner?: string, carried?: string): Promise<void> {
+    const loaded = await this.current(repo, id, owner, carried);
     if (loaded.state.status === 'verifying') throw new UploadVerifying(id);
     try {
       if (!(await this.sessions.discard(loaded))) throw new UploadUnknown(repo, id);
@@ -467,14 +502,17 @@ export class Uploads {
       const page = await this.storage.list(keys.uploadsPrefix, { startAfter, limit: 1000 });
       for (const key of page.keys) {
         const info = await this.storage.head(key);
-        if (!info || now - info.lastModified.getTime() < maxAgeMs) continue;
+        // An `ended` marker goes once no URL with the session's first state can be used any more.
+        const age = info ? now - info.lastModified.getTime() : 0;
+        if (!info || age < Math.min(maxAgeMs, ENDED_KEPT_MS)) continue;
         const id = /^uploads\/([0-9a-f-]{36})\.json$/.exec(key)?.[1];
         const loaded = id ? await this.sessions.read(id) : undefined;
-        if (!loaded) {
+        if (!loaded || loaded.state.status === 'ended') {
           await this.storage.delete(key);
-          purged++;
+          if (!loaded) purged++;
           continue;
         }
+        if (age < maxAgeMs) continue;
         if (this.sessions.leased(loaded.state)) continue;
         const discarded = await this.sessions.discard(loaded).catch((err: unknown) => {
           // Claimed or changed since it was read: not stale after all.
@@ -503,13 +541,17 @@ export class Uploads {
     expect: ChunkExpectation,
   ): Promise<LoadedSession<OpenSession>> {
     const fromUrl = carried === undefined ? undefined : this.signer.verify(id, carried);
-    if (fromUrl && fromUrl.state.status === 'open' && startsAt(fromUrl.state, expect)) {
+    // A never-stored state starts its session only within UNSTORED_VALID_MS of the POST.
+    const usable = fromUrl && (fromUrl.etag !== UNSTORED || unstoredUsable(fromUrl.state));
+    if (fromUrl && usable && fromUrl.state.status === 'open' && startsAt(fromUrl.state, expect)) {
       const accepted = this.sessions.accept(repo, id, owner, fromUrl) as LoadedSession<OpenSession>;
       this.carried.add(accepted);
       return accepted;
     }
-    // No state carried, or one that does not fit the request (an outdated URL): read the session.
-    const [loaded] = await Promise.all([this.sessions.load(repo, id, owner), this.signerReady()]);
+    // No state carried, or one that does not fit the request (an outdated URL): read the session
+    // (a never-stored one is as its URL carries it).
+    const loaded = await this.current(repo, id, owner, carried);
+    if (loaded.etag === UNSTORED) this.carried.add(loaded);
     if (loaded.state.status !== 'open') throw new UploadWrongKind(repo, id, 'direct');
     checkStart(loaded.state, expect);
     return loaded as LoadedSession<OpenSession>;
@@ -591,9 +633,11 @@ export class Uploads {
         });
         return undefined;
       });
-      if (now === undefined || now.state.status === 'discarding') {
+      if (now === undefined || now.state.status === 'discarding' || now.state.status === 'ended') {
         return new UploadUnknown(repo as RepositoryName, id);
       }
+      // Taken for direct parts meanwhile (the request came with the POST's URL): one session, one way.
+      if (now.state.status !== 'open') return new UploadWrongKind(repo as RepositoryName, id, 'direct');
     }
     return translated;
   }

@@ -17,7 +17,7 @@ import { S3Driver } from '../../lib/storage/s3/index.ts';
 import { loadAuth } from '../../lib/setup/auth.ts';
 import { errorCode, pushBlob, sha256, testRegistry } from '../http/harness.ts';
 import { minioInstalled, startS3Server, testS3Client, type S3TestServer } from '../storage/s3-server.ts';
-import { bucketKeys, multipartUploads } from './harness.ts';
+import { bucketKeys, liveSessions, multipartUploads } from './harness.ts';
 
 const MiB = 1024 * 1024;
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -119,7 +119,9 @@ describe.skipIf(!minioInstalled && !process.env.CI)('direct uploads on S3 (MinIO
   async function open(r: Setup, headers: Record<string, string> = {}): Promise<string> {
     const res = await r.request('/v2/team/app/blobs/uploads/', { method: 'POST', headers });
     expect(res.status).toBe(202);
-    return res.headers.get('Docker-Upload-UUID')!;
+    // The Location's last segment: the id, then the signed state (the session is not written yet).
+    const location = res.headers.get('Location')!;
+    return location.slice(location.lastIndexOf('/') + 1);
   }
 
   async function urls(r: Setup, id: string, parts: number[], headers: Record<string, string> = {}) {
@@ -193,8 +195,11 @@ describe.skipIf(!minioInstalled && !process.env.CI)('direct uploads on S3 (MinIO
   /** What the registry left in the bucket, besides session-independent blobs of other tests. */
   /** What an upload left in the bucket (the key that signs upload URLs is the registry's, not the upload's). */
   async function leftovers(r: Setup): Promise<string[]> {
+    const keys = (await bucketKeys(s3, server.bucket, r.prefix)).filter(
+      (key) => key !== 'gc/upload-state.key',
+    );
     return [
-      ...(await bucketKeys(s3, server.bucket, r.prefix)).filter((key) => key !== 'gc/upload-state.key'),
+      ...(await liveSessions(r.registry, keys)),
       ...(await multipartUploads(s3, server.bucket, r.prefix)),
     ];
   }
@@ -235,7 +240,7 @@ describe.skipIf(!minioInstalled && !process.env.CI)('direct uploads on S3 (MinIO
     const id = await upload(r, blob);
     const res = await complete(r, id, sha256(blob));
     expect(res.status).toBe(202);
-    expect(res.headers.get('Location')).toBe(`/v2/team/app/_berth/v1/uploads/${id}`);
+    expect(res.headers.get('Location')).toBe(`/v2/team/app/_berth/v1/uploads/${id.split('.')[0]}`);
     expect(jobs).toHaveLength(1);
 
     expect((await r.request(`/v2/team/app/blobs/${sha256(blob)}`, { method: 'HEAD' })).status).toBe(404);

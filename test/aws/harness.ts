@@ -93,3 +93,17 @@ export async function multipartUploads(client: S3Client, bucket: string, prefix:
   } while (page.IsTruncated);
   return keys;
 }
+
+/**
+ * The session objects among `keys` (under `uploads/`) that are not `ended` markers: a session that is
+ * over leaves one while the POST's URL could still be used (docs/architecture.md, "A POST writes
+ * nothing"), which the stale-session sweep removes after that.
+ */
+export async function liveSessions(registry: Registry, keys: readonly string[]): Promise<string[]> {
+  const live: string[] = [];
+  for (const key of keys) {
+    const id = /^uploads\/([0-9a-f-]{36})\.json$/.exec(key)?.[1];
+    if (id === undefined || (await registry.sessions.read(id))?.state.status !== 'ended') live.push(key);
+  }
+  return live;
+}

@@ -7,6 +7,8 @@ import { FilesystemDriver } from '../../lib/storage/filesystem/index.ts';
 import { MemoryDriver } from '../../lib/storage/memory.ts';
 import type { StorageDriver } from '../../lib/storage/port.ts';
 import { S3Driver } from '../../lib/storage/s3/index.ts';
+import { meta } from '../../lib/registry/keys.ts';
+import { ORPHAN_MIN_AGE_MS } from '../../lib/registry/upload-session.ts';
 import { imageManifest, randomBytes, sha256, testRegistry, type TestRegistry } from '../http/harness.ts';
 import { minioInstalled, startS3Server, testS3Client, type S3TestServer } from '../storage/s3-server.ts';
 
@@ -215,4 +217,30 @@ export async function storedKeys(storage: StorageDriver, prefix: string): Promis
     if (!page.truncated || page.keys.length === 0) return out;
     startAfter = page.keys[page.keys.length - 1];
   }
+}
+
+/**
+ * Upload session objects that are not `ended` markers (a session that is over leaves one while its
+ * POST's URL could still be used; the stale-session sweep removes it later).
+ */
+export async function liveSessionKeys(storage: StorageDriver): Promise<string[]> {
+  const live: string[] = [];
+  for (const key of await storedKeys(storage, 'uploads/')) {
+    if (!(await storage.head(key))?.metadata[meta.ended]) live.push(key);
+  }
+  return live;
+}
+
+/**
+ * Makes what `storage` (made by `driver`) holds older than the orphan minimum age, so that a
+ * collection or check with a TTL of 0 counts what no session owns as orphans: the store ages where
+ * it can; on S3, whose clock a test cannot move, the options returned lower the minimum instead.
+ */
+export async function pastOrphanAge(
+  driver: GcDriver,
+  storage: StorageDriver,
+): Promise<{ orphanMinAgeMs?: number }> {
+  if (!driver.age) return { orphanMinAgeMs: 0 };
+  await driver.age(storage, ORPHAN_MIN_AGE_MS);
+  return {};
 }

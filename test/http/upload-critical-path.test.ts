@@ -33,11 +33,19 @@ async function warm(r: TestRegistry, recorder: DepthRecorder): Promise<void> {
 }
 
 describe('sequential storage calls per upload route', () => {
-  it('POST (start): 1', async () => {
+  it("POST (start): 0, the session's state in its URL only (the process's first loads the signing key)", async () => {
     const { r, recorder } = setup();
-    await warm(r, recorder);
-    expect((await r.request('/v2/app/blobs/uploads/', { method: 'POST' })).status).toBe(202);
-    expect(recorder.take().sequential).toBe(1);
+    const first = await r.request('/v2/app/blobs/uploads/', { method: 'POST' });
+    expect(first.status).toBe(202);
+    // On a fresh store the key is read, then created; the session is written alongside.
+    expect(recorder.take().sequential).toBe(2);
+    const res = await r.request('/v2/app/blobs/uploads/', { method: 'POST' });
+    expect(res.status).toBe(202);
+    expect(recorder.take().sequential).toBe(0);
+    // Nothing written, yet the session is there for whoever holds its URL.
+    const status = await r.request(res.headers.get('Location')!);
+    expect(status.status).toBe(204);
+    expect(status.headers.get('Range')).toBe('0-0');
   });
 
   it('monolithic POST ?digest= with the bytes: 2 (blob, then link)', async () => {
@@ -159,26 +167,40 @@ describe('sequential storage calls per upload route', () => {
     expect(calls.find((c) => c.key.startsWith('blobs/'))!.depth).toBe(2);
   });
 
-  it('an upload URL without the state (or with a forged one) costs one more read, and still works', async () => {
+  it('an upload URL without the state (or with a forged one) costs one more read, and works once the session is stored', async () => {
     const { r, recorder } = setup();
     await warm(r, recorder);
     const location = await begin(r, recorder);
     const plain = location.slice(0, location.indexOf('.'));
+    // Never written yet: the session is known only by the URL that carries its state.
+    const unknown = await r.request(plain, { method: 'PATCH', body: randomBytes(10, 6) });
+    expect(unknown.status).toBe(404);
+    recorder.take();
     const bytes = randomBytes(1000, 7);
-    expect((await r.request(plain, { method: 'PATCH', body: bytes })).status).toBe(202);
+    expect((await r.request(location, { method: 'PATCH', body: bytes })).status).toBe(202);
+    recorder.take();
+    const more = randomBytes(500, 8);
+    const res = await r.request(plain, {
+      method: 'PATCH',
+      body: more,
+      headers: { 'Content-Range': '1000-1499' },
+    });
+    expect(res.status).toBe(202);
+    // The session read, then the previous tail's bytes (from memory), the new tail and the state.
     expect(recorder.take().sequential).toBe(3);
     // A state edited by the client (here: another offset) fails its signature and is not used.
     const [id, payload, mac] = location.slice(location.lastIndexOf('/') + 1).split('.');
     const state = JSON.parse(Buffer.from(payload!, 'base64url').toString()) as { s: { offset: number } };
-    state.s.offset = 1000;
+    state.s.offset = 1500;
     const forged = `/v2/app/blobs/uploads/${id}.${Buffer.from(JSON.stringify(state)).toString('base64url')}.${mac}`;
-    const more = randomBytes(500, 8);
-    const res = await r.request(forged, { method: 'PATCH', body: more });
-    expect(res.status).toBe(202);
-    expect(res.headers.get('Range')).toBe('0-1499');
-    const whole = new Uint8Array([...bytes, ...more]);
+    const last = randomBytes(500, 9);
+    const forgedRes = await r.request(forged, { method: 'PATCH', body: last });
+    expect(forgedRes.status).toBe(202);
+    expect(forgedRes.headers.get('Range')).toBe('0-1999');
+    const whole = new Uint8Array([...bytes, ...more, ...last]);
     expect(
-      (await r.request(`${res.headers.get('Location')}?digest=${sha256(whole)}`, { method: 'PUT' })).status,
+      (await r.request(`${forgedRes.headers.get('Location')}?digest=${sha256(whole)}`, { method: 'PUT' }))
+        .status,
     ).toBe(201);
   });
 });

@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { FilesystemDriver } from '../../lib/storage/filesystem/index.ts';
 import { MemoryDriver } from '../../lib/storage/memory.ts';
 import { StorageUnavailable, type StorageDriver } from '../../lib/storage/port.ts';
@@ -53,9 +53,20 @@ async function begin(r: TestRegistry, repo = 'foo'): Promise<string> {
   return res.headers.get('Location')!;
 }
 
-/** Every key in the store but the one that signs upload URLs (written once, on the first upload). */
+/**
+ * Every key in the store but the one that signs upload URLs (written once, on the first upload) and
+ * the `ended` markers of sessions that are over (kept while the POST's URL could still be used, then
+ * removed by the stale-session sweep: docs/architecture.md, "A POST writes nothing").
+ */
 async function layoutKeys(r: TestRegistry): Promise<string[]> {
-  return (await r.storage.list('')).keys.filter((key) => key !== keys.uploadStateKey);
+  const all = (await r.storage.list('')).keys.filter((key) => key !== keys.uploadStateKey);
+  const ended = async (key: string) => {
+    const id = /^uploads\/([0-9a-f-]{36})\.json$/.exec(key)?.[1];
+    return id !== undefined && (await r.registry.sessions.read(id))?.state.status === 'ended';
+  };
+  const kept: string[] = [];
+  for (const key of all) if (!(await ended(key))) kept.push(key);
+  return kept;
 }
 
 async function blobBytes(r: TestRegistry, repo: string, digest: string): Promise<Uint8Array> {
@@ -243,8 +254,9 @@ describe.each(STORES)('uploads on the $name store', ({ make }) => {
     expect((await r.request(`/v2/foo/blobs/${sha256(bytes)}`, { method: 'HEAD' })).status).toBe(404);
     expect(await layoutKeys(r)).toEqual([expect.stringMatching(/^data\/[0-9a-f-]{36}\.tail-1-/)]);
     await new Promise((resolve) => setTimeout(resolve, 5)); // the store's clock moves past the tail's write
-    const result = await gc(r, { uploadTtlMs: 0 });
-    expect(result.deleted.map((d) => d.kind)).toEqual(['tail']);
+    // As once the tail is older than the orphan minimum age (ORPHAN_MIN_AGE_MS, 10 minutes).
+    const result = await gc(r, { uploadTtlMs: 0, orphanMinAgeMs: 0 });
+    expect(result.deleted.filter((d) => d.kind === 'tail')).toHaveLength(1);
     expect((await layoutKeys(r)).filter((key) => !key.startsWith('gc/'))).toEqual([]);
   });
 
@@ -432,6 +444,85 @@ describe.each(STORES)('uploads on the $name store', ({ make }) => {
     const res = await r.request(location, { method: 'PUT' });
     expect(res.status).toBe(400);
     expect(await errorCode(res)).toBe('DIGEST_INVALID');
+  });
+});
+
+describe('a session the POST did not write (docs/architecture.md, "A POST writes nothing")', () => {
+  async function opened(r: TestRegistry): Promise<string> {
+    await begin(r); // the process's first POST loads the key that signs upload URLs
+    return begin(r);
+  }
+
+  const sessionKeys = async (r: TestRegistry) => (await r.storage.list('uploads/')).keys;
+
+  it('is known by its URL alone: GET answers its offset, and its first PATCH writes it', async () => {
+    const r = baseRegistry();
+    const location = await opened(r);
+    const id = location.slice(location.lastIndexOf('/') + 1).split('.')[0]!;
+    expect(await sessionKeys(r)).not.toContain(keys.session(id));
+    const status = await r.request(location);
+    expect(status.status).toBe(204);
+    expect(status.headers.get('Range')).toBe('0-0');
+    const bytes = randomBytes(300);
+    const patched = await r.request(location, { method: 'PATCH', body: bytes });
+    expect(patched.status).toBe(202);
+    expect(await sessionKeys(r)).toContain(keys.session(id));
+    const put = await r.request(`${patched.headers.get('Location')}?digest=${sha256(bytes)}`, {
+      method: 'PUT',
+    });
+    expect(put.status).toBe(201);
+  });
+
+  it('once cancelled, its URL is unknown: no request can start it again', async () => {
+    const r = baseRegistry();
+    const location = await opened(r);
+    expect((await r.request(location, { method: 'DELETE' })).status).toBe(204);
+    expect((await r.request(location)).status).toBe(404);
+    const again = await r.request(location, { method: 'PATCH', body: randomBytes(10) });
+    expect(again.status).toBe(404);
+    expect(await errorCode(again)).toBe('BLOB_UPLOAD_UNKNOWN');
+    expect((await r.request(location, { method: 'DELETE' })).status).toBe(404);
+  });
+
+  it('once completed, the POST URL cannot start it again', async () => {
+    const r = baseRegistry();
+    const location = await opened(r);
+    const bytes = randomBytes(300);
+    const patched = await r.request(location, { method: 'PATCH', body: bytes });
+    const put = await r.request(`${patched.headers.get('Location')}?digest=${sha256(bytes)}`, {
+      method: 'PUT',
+    });
+    expect(put.status).toBe(201);
+    for (const method of ['GET', 'PATCH', 'DELETE']) {
+      const res = await r.request(location, { method, ...(method === 'PATCH' && { body: randomBytes(10) }) });
+      expect(res.status, method).toBe(404);
+    }
+  });
+
+  it('a POST URL an hour old starts nothing: the client opens a new upload', async () => {
+    const r = baseRegistry();
+    const location = await opened(r);
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + 61 * 60_000 });
+    try {
+      expect((await r.request(location)).status).toBe(404);
+      expect((await r.request(location, { method: 'PATCH', body: randomBytes(10) })).status).toBe(404);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('its ended marker goes with the stale-session sweep once the POST URL is too old to use', async () => {
+    const r = baseRegistry();
+    const location = await opened(r);
+    const marker = keys.session(location.slice(location.lastIndexOf('/') + 1).split('.')[0]!);
+    expect((await r.request(location, { method: 'DELETE' })).status).toBe(204);
+    expect(await sessionKeys(r)).toContain(marker);
+    expect((await r.registry.sessions.read(marker.slice(8, -5)))?.state.status).toBe('ended');
+    // Younger than the upload TTL, but past the hour and the 5 minutes allowed for clocks; the first
+    // POST's session (written, open) is younger than the TTL and stays.
+    expect(await r.registry.uploads.purgeStale(24 * 3600_000, Date.now() + 66 * 60_000)).toBe(0);
+    expect(await sessionKeys(r)).toHaveLength(1);
+    expect(await sessionKeys(r)).not.toContain(marker);
   });
 });
 

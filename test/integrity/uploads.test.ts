@@ -5,7 +5,8 @@ import type { RepositoryName } from '../../lib/oci/names.ts';
 import { keys } from '../../lib/registry/keys.ts';
 import { MemoryDriver } from '../../lib/storage/memory.ts';
 import { randomBytes, sha256, testRegistry, type TestRegistry } from '../http/harness.ts';
-import { gcDrivers } from '../gc/harness.ts';
+import { gc, gcDrivers } from '../gc/harness.ts';
+import { nextStoreSecond } from '../fsck/harness.ts';
 import { ControlledStore, pauseAt, runAs, writes } from '../sim/controlled-store.ts';
 
 /**
@@ -75,11 +76,14 @@ for (const driver of gcDrivers()) {
       const bytes = randomBytes(3000, 12);
       const location = await begin(r);
       expect((await r.request(location, { method: 'PATCH', body: bytes })).status).toBe(202);
-      // Held at the session's removal (with the link): the blob and the claim are written by then.
-      const held = pauseAt(
-        store,
-        (c) => c.actor?.name === 'put' && c.op === 'delete' && c.key.startsWith('uploads/'),
-      );
+      // Held at the session's end (with the link; its removal, or the `ended` marker that replaces
+      // it while the POST's URL may still be used): the blob and the claim are written by then.
+      let sessionWrites = 0;
+      const held = pauseAt(store, (c) => {
+        if (c.actor?.name !== 'put' || !c.key.startsWith('uploads/')) return false;
+        if (c.op === 'delete') return true;
+        return c.op === 'put' && ++sessionWrites === 2;
+      });
       const put = runAs({ container: 'a', name: 'put' }, () =>
         r.request(`${location}?digest=${sha256(bytes)}`, { method: 'PUT' }),
       );
@@ -157,6 +161,41 @@ for (const driver of gcDrivers()) {
       await expectBlob(r, 'other', first);
       const fresh = testRegistry({ storage: store });
       await expectBlob(fresh, 'other', first);
+    });
+
+    it("a collection whose snapshot fell between a first PATCH's tail and its session write keeps the tail", async () => {
+      // The POST wrote nothing; the first PATCH writes its tail, then creates the session. A
+      // collection with a TTL of 0 (what an operator's `berth gc --upload-ttl 0` or the
+      // simulation's quiet phase runs) takes its session snapshot in between: the tail is young and
+      // no session owns it yet. It must stay, or the completion links a blob whose data is gone.
+      const store = new ControlledStore(await driver.make());
+      const r = testRegistry({ storage: store });
+      const bytes = randomBytes(3000, 26);
+      // The process's first POST writes its session while it loads the URL-signing key; this one does not.
+      await begin(r, 'warm');
+      const location = await begin(r);
+      expect(await store.list('uploads/')).toMatchObject({ keys: [expect.stringContaining('uploads/')] });
+      const session = pauseAt(
+        store,
+        (c) => c.actor?.name === 'patch' && c.op === 'put' && c.key.startsWith('uploads/'),
+      );
+      const patch = runAs({ container: 'a', name: 'patch' }, () =>
+        r.request(location, { method: 'PATCH', body: bytes }),
+      );
+      await session.reached;
+      // Whole seconds on S3: the tail is older than the snapshot, as it would be after any delay.
+      await nextStoreSecond(store);
+      const collected = await gc(r, { uploadTtlMs: 0 });
+      expect(collected.deleted.filter((d) => d.kind === 'tail')).toEqual([]);
+      session.release();
+      const patched = await patch;
+      expect(patched.status, await patched.clone().text()).toBe(202);
+      const put = await r.request(`${patched.headers.get('Location')!}?digest=${sha256(bytes)}`, {
+        method: 'PUT',
+      });
+      expect(put.status).toBe(201);
+      await expectBlob(r, 'app', bytes);
+      await expectBlob(testRegistry({ storage: store }), 'app', bytes);
     });
 
     it('removing a stale session deletes its old tail unless a blob names it', async () => {

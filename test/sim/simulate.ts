@@ -123,10 +123,14 @@ export async function simulate(seed: number, config: SimConfig): Promise<SimResu
   await nextStoreSecond(inner);
   await quiet.registry.uploads.purgeStale(0);
   // The first run to finish may be one a crashed or paused collection left, resumed with the plan
-  // of its own mark; the run after it marks the quiet store.
+  // of its own mark; the run after it marks the quiet store. That one takes its session snapshot
+  // with no write in flight, so every object no session owns is an orphan, however young (the
+  // filesystem's and S3's clocks cannot jump past the orphan minimum age as the memory store's can).
+  // The resumed one keeps the minimum: its snapshot is from the busy phase.
   let finished = 0;
   for (let attempt = 0; finished < 2; attempt++) {
     const result = await collectGarbage(quiet, {
+      ...(finished === 1 && { orphanMinAgeMs: 0 }),
       graceMs: 0,
       deleteUntagged: false,
       retention: [],

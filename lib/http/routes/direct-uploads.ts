@@ -32,7 +32,7 @@ export async function handleDirectUpload(
   action: 'status' | 'parts' | 'complete',
 ): Promise<Response> {
   // The last segment of the session's Location may carry its signed state: the id is before it.
-  const { id } = splitUploadRef(ref);
+  const { id, state: carried } = splitUploadRef(ref);
   const direct = options.registry.direct;
   const owner = c.get('caller')?.subject;
   const method = action === 'status' ? 'GET' : 'POST';
@@ -45,12 +45,12 @@ export async function handleDirectUpload(
   const statusUrl = `/v2/${repo}/_berth/v1/uploads/${id}`;
   switch (action) {
     case 'status': {
-      const status = await direct.status(repo, id, owner);
+      const status = await direct.status(repo, id, owner, carried);
       return json(status.status === 'verifying' ? 202 : 200, { uploadId: id, ...status });
     }
     case 'parts': {
       const { parts } = await readJson(c, partsRequest);
-      const presigned = await direct.presignParts(repo, id, owner, parts);
+      const presigned = await direct.presignParts(repo, id, owner, parts, carried);
       return json(200, {
         uploadId: id,
         expiresAt: presigned.expiresAt.toISOString(),
@@ -61,7 +61,7 @@ export async function handleDirectUpload(
     case 'complete': {
       const request = await readJson(c, completeRequest);
       const digest = parseDigest(request.digest);
-      const done = await direct.complete(repo, id, owner, digest, request.size);
+      const done = await direct.complete(repo, id, owner, digest, request.size, carried);
       if (done.status === 'verifying') {
         return json(
           202,

@@ -50,7 +50,8 @@ export async function handleUploadStart(
 /**
  * GET, PATCH, PUT and DELETE of `/v2/<name>/blobs/uploads/<id>[.<state>]`: the state, signed, is what
  * the last answer's `Location` carried (lib/registry/upload-state.ts); PATCH and PUT use it instead of
- * reading the session, GET and DELETE read the session as stored.
+ * reading the session, GET and DELETE read the session as stored, or, when a POST's session was
+ * never written yet, take it from the URL.
  */
 export async function handleUpload(
   c: HttpContext,
@@ -65,7 +66,7 @@ export async function handleUpload(
   try {
     switch (methodOf(c)) {
       case 'GET':
-        return accepted(await uploads.status(repo, id, owner), 204);
+        return accepted(await uploads.status(repo, id, owner, carried), 204);
       case 'PATCH':
         return accepted(
           await uploads.append(repo, id, requestBody(c), expectation(c), owner, client, carried),
@@ -86,7 +87,7 @@ export async function handleUpload(
         );
       }
       default:
-        await uploads.cancel(repo, id, owner);
+        await uploads.cancel(repo, id, owner, carried);
         return new Response(null, { status: 204, headers: { 'Content-Length': '0' } });
     }
   } catch (err) {
@@ -94,7 +95,7 @@ export async function handleUpload(
     // needs to know where the session really is.
     const answer = specErrorOf(err);
     if (answer?.status === 416) {
-      const status = await uploads.status(repo, id, owner).catch((cause: unknown) => {
+      const status = await uploads.status(repo, id, owner, carried).catch((cause: unknown) => {
         // Gone or unreadable: the 416 goes without the session's position.
         c.get('log').debug('upload status for a 416 not read', { upload: id, ...describeError(cause) });
         return undefined;
