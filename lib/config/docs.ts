@@ -13,7 +13,7 @@ const HELP_COLUMN = 24;
 
 /** The schema's own defaults, by config path. */
 function defaults(): Map<string, unknown> {
-  const parsed = configSchema.parse({}) as Record<string, unknown>;
+  const parsed = configSchema().parse({}) as Record<string, unknown>;
   const values = new Map<string, unknown>();
   for (const option of OPTION_LIST) {
     values.set(
