@@ -26,127 +26,139 @@ import type { UploadQuota } from './upload-quota.ts';
  * discarding session left by a crash is finished by the next cancel or sweep.
  */
 
-const lease = z.object({
-  token: z.string(),
-  /** Expiry, on the holder's clock (ms). */
-  until: z.number(),
-  /** The process that took it (Registry instance): on a store one process owns, others' leases are void. */
-  holder: z.string().optional(),
-});
-
-const tail = z.object({
-  key: z.string(),
-  size: z.number().int(),
-  /**
-   * A completion is naming it as a blob's data: it is then never deleted with the session (a blob
-   * may point at it), and garbage collection removes it if nothing does.
-   */
-  published: z.boolean().optional(),
-  /**
-   * When it was written (the writing process's clock, ms). A completion may make a tail holding the
-   * whole upload a blob's data without claiming the session first only while the tail is younger
-   * than the publish window (docs/architecture.md, "Completion without a claim").
-   */
-  at: z.number().optional(),
-});
-
-const common = {
-  v: z.literal(2),
-  id: z.string(),
-  repo: z.string(),
-  createdAt: z.string(),
-  algorithm: z.enum(['sha256', 'sha512']),
-  /** Bytes received so far (0 for direct uploads, whose bytes go to the store). */
-  offset: z.number().int().nonnegative(),
-  /** Who created the session (the token's subject; '' anonymous); absent when authentication was off. */
-  owner: z.string().optional(),
-  lease: lease.optional(),
-};
-
-const open = z.object({
-  ...common,
-  status: z.literal('open'),
-  hashState: z.string().optional(),
-  multipartId: z.string().optional(),
-  parts: z.array(z.object({ partNumber: z.number().int(), etag: z.string(), size: z.number().int() })),
-  /** Bytes received but too few for a multipart part, in their own object. */
-  tail: tail.optional(),
-  tailSeq: z.number().int(),
-});
-
-/** The client uploads the parts straight to the store (the direct-upload extension). */
-const direct = z.object({ ...common, status: z.literal('direct'), multipartId: z.string() });
-
-/** Completed into `data/<id>`, being read back to check `digest`; invisible until it passes. */
-const verifying = z.object({
-  ...common,
-  status: z.literal('verifying'),
-  digest: z.string(),
-  size: z.number().int().nonnegative(),
-  /** The verification job's token, and its own lease (a crashed verifier is restarted after it). */
-  token: z.string(),
-  until: z.number(),
-});
-
-/** Verification failed (asynchronously): what the client is told when it asks. Nothing else is kept. */
-const failed = z.object({ ...common, status: z.literal('failed'), failure: z.string() });
-
-/** Being removed by whoever wrote this: what is left to remove. */
-const discarding = z.object({
-  ...common,
-  status: z.literal('discarding'),
-  multipartId: z.string().optional(),
-  /** Tail objects to delete (never a published one). */
-  tails: z.array(z.string()),
-  /**
-   * Tails that held the whole upload, so that a completion racing this removal may have made one a
-   * blob's data: deleted only once no such completion can still write (SessionStore.publishWindowMs)
-   * and no blob names them; otherwise left to garbage collection.
-   */
-  wholeTails: z.array(z.object({ key: z.string(), at: z.number().optional() })).optional(),
-  /** A completed but unverified data object, and the `_verifying` marker naming it. */
-  unverified: z.object({ digest: z.string() }).optional(),
-});
-
 /**
- * Over: completed or removed while an upload URL that carries the session's never-stored first state
- * may still be used (UNSTORED_VALID_MS): such a URL finds this instead of nothing, so it cannot
- * start the session afresh. Removed by the stale-session sweep after that time.
+ * The session schemas, built on first use: about a hundred zod objects a cold start need not pay for
+ * before its first upload request (docs/lambda.md, "Cold start").
  */
-const ended = z.object({ ...common, status: z.literal('ended') });
+function buildSchemas() {
+  const lease = z.object({
+    token: z.string(),
+    /** Expiry, on the holder's clock (ms). */
+    until: z.number(),
+    /** The process that took it (Registry instance): on a store one process owns, others' leases are void. */
+    holder: z.string().optional(),
+  });
 
-const sessionSchema = z.discriminatedUnion('status', [open, direct, verifying, failed, discarding, ended]);
+  const tail = z.object({
+    key: z.string(),
+    size: z.number().int(),
+    /**
+     * A completion is naming it as a blob's data: it is then never deleted with the session (a blob
+     * may point at it), and garbage collection removes it if nothing does.
+     */
+    published: z.boolean().optional(),
+    /**
+     * When it was written (the writing process's clock, ms). A completion may make a tail holding the
+     * whole upload a blob's data without claiming the session first only while the tail is younger
+     * than the publish window (docs/architecture.md, "Completion without a claim").
+     */
+    at: z.number().optional(),
+  });
 
-export type SessionState = z.infer<typeof sessionSchema>;
-export type OpenSession = z.infer<typeof open>;
-export type DirectSession = z.infer<typeof direct>;
-export type VerifyingSession = z.infer<typeof verifying>;
+  const common = {
+    v: z.literal(2),
+    id: z.string(),
+    repo: z.string(),
+    createdAt: z.string(),
+    algorithm: z.enum(['sha256', 'sha512']),
+    /** Bytes received so far (0 for direct uploads, whose bytes go to the store). */
+    offset: z.number().int().nonnegative(),
+    /** Who created the session (the token's subject; '' anonymous); absent when authentication was off. */
+    owner: z.string().optional(),
+    lease: lease.optional(),
+  };
+
+  const open = z.object({
+    ...common,
+    status: z.literal('open'),
+    hashState: z.string().optional(),
+    multipartId: z.string().optional(),
+    parts: z.array(z.object({ partNumber: z.number().int(), etag: z.string(), size: z.number().int() })),
+    /** Bytes received but too few for a multipart part, in their own object. */
+    tail: tail.optional(),
+    tailSeq: z.number().int(),
+  });
+
+  /** The client uploads the parts straight to the store (the direct-upload extension). */
+  const direct = z.object({ ...common, status: z.literal('direct'), multipartId: z.string() });
+
+  /** Completed into `data/<id>`, being read back to check `digest`; invisible until it passes. */
+  const verifying = z.object({
+    ...common,
+    status: z.literal('verifying'),
+    digest: z.string(),
+    size: z.number().int().nonnegative(),
+    /** The verification job's token, and its own lease (a crashed verifier is restarted after it). */
+    token: z.string(),
+    until: z.number(),
+  });
+
+  /** Verification failed (asynchronously): what the client is told when it asks. Nothing else is kept. */
+  const failed = z.object({ ...common, status: z.literal('failed'), failure: z.string() });
+
+  /** Being removed by whoever wrote this: what is left to remove. */
+  const discarding = z.object({
+    ...common,
+    status: z.literal('discarding'),
+    multipartId: z.string().optional(),
+    /** Tail objects to delete (never a published one). */
+    tails: z.array(z.string()),
+    /**
+     * Tails that held the whole upload, so that a completion racing this removal may have made one a
+     * blob's data: deleted only once no such completion can still write (SessionStore.publishWindowMs)
+     * and no blob names them; otherwise left to garbage collection.
+     */
+    wholeTails: z.array(z.object({ key: z.string(), at: z.number().optional() })).optional(),
+    /** A completed but unverified data object, and the `_verifying` marker naming it. */
+    unverified: z.object({ digest: z.string() }).optional(),
+  });
+
+  /**
+   * Over: completed or removed while an upload URL that carries the session's never-stored first state
+   * may still be used (UNSTORED_VALID_MS): such a URL finds this instead of nothing, so it cannot
+   * start the session afresh. Removed by the stale-session sweep after that time.
+   */
+  const ended = z.object({ ...common, status: z.literal('ended') });
+
+  const sessionSchema = z.discriminatedUnion('status', [open, direct, verifying, failed, discarding, ended]);
+
+  /** Sessions written by the previous version (flags instead of a status), read as the union. */
+  const legacySchema = z.object({
+    v: z.literal(1),
+    id: z.string(),
+    repo: z.string(),
+    createdAt: z.string(),
+    offset: z.number().int().nonnegative(),
+    algorithm: z.enum(['sha256', 'sha512']),
+    hashState: z.string().optional(),
+    multipartId: z.string().optional(),
+    parts: open.shape.parts,
+    tail: tail.optional(),
+    tailSeq: z.number().int(),
+    lease: lease.optional(),
+    owner: z.string().optional(),
+    direct: z.boolean().optional(),
+    verifying: z
+      .object({ digest: z.string(), size: z.number().int(), token: z.string(), until: z.number() })
+      .optional(),
+    failure: z.string().optional(),
+  });
+
+  return { sessionSchema, legacySchema, open, direct, verifying };
+}
+
+type Schemas = ReturnType<typeof buildSchemas>;
+let built: Schemas | undefined;
+const schemas = (): Schemas => (built ??= buildSchemas());
+
+export type SessionState = z.infer<Schemas['sessionSchema']>;
+export type OpenSession = z.infer<Schemas['open']>;
+export type DirectSession = z.infer<Schemas['direct']>;
+export type VerifyingSession = z.infer<Schemas['verifying']>;
 type Status = SessionState['status'];
 type Of<S extends Status> = Extract<SessionState, { status: S }>;
 
-/** Sessions written by the previous version (flags instead of a status), read as the union. */
-const legacySchema = z.object({
-  v: z.literal(1),
-  id: z.string(),
-  repo: z.string(),
-  createdAt: z.string(),
-  offset: z.number().int().nonnegative(),
-  algorithm: z.enum(['sha256', 'sha512']),
-  hashState: z.string().optional(),
-  multipartId: z.string().optional(),
-  parts: open.shape.parts,
-  tail: tail.optional(),
-  tailSeq: z.number().int(),
-  lease: lease.optional(),
-  owner: z.string().optional(),
-  direct: z.boolean().optional(),
-  verifying: z
-    .object({ digest: z.string(), size: z.number().int(), token: z.string(), until: z.number() })
-    .optional(),
-  failure: z.string().optional(),
-});
-
-function upgrade(old: z.infer<typeof legacySchema>): SessionState {
+function upgrade(old: z.infer<Schemas['legacySchema']>): SessionState {
   const base = {
     v: 2 as const,
     id: old.id,
@@ -177,6 +189,7 @@ function parseState(bytes: Uint8Array): SessionState | undefined {
 
 /** A session state from parsed JSON (either version), or undefined when it is not one. */
 export function parseSessionState(json: unknown): SessionState | undefined {
+  const { sessionSchema, legacySchema } = schemas();
   const parsed = sessionSchema.safeParse(json);
   if (parsed.success) return parsed.data;
   const legacy = legacySchema.safeParse(json);
