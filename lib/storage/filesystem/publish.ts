@@ -30,13 +30,18 @@ export async function publishNew(source: string, dest: string): Promise<boolean>
   }
 }
 
-/** Removes a file, then its parent directories up to `root` while they are empty. */
-export async function unpublish(path: string, root: string): Promise<void> {
+/** Removes a file; one already gone is fine. */
+export async function removeFile(path: string): Promise<void> {
   try {
     await unlink(path);
   } catch (error) {
     if (!hasCode(error, 'ENOENT')) throw error;
   }
+}
+
+/** Removes a file, then its parent directories up to `root` while they are empty. */
+export async function unpublish(path: string, root: string): Promise<void> {
+  await removeFile(path);
   for (let dir = dirname(path); dir.startsWith(root + sep); dir = dirname(dir)) {
     try {
       await rmdir(dir);
