@@ -132,13 +132,15 @@ describe('filesystem driver', () => {
     expect(await store.list('')).toEqual({ keys: ['a/b'], truncated: false });
   });
 
-  it('removes the directories a delete empties, and puts into them again', async () => {
-    await store.put('a/b/c', Buffer.from('x'));
-    await store.put('a/d', Buffer.from('y'));
-    await store.delete('a/b/c');
-    expect(await readdir(join(root, 'objects', 'a.d'))).toEqual(['d.obj']);
-    await store.delete('a/d');
-    expect(await readdir(join(root, 'objects'))).toEqual([]);
+  it("removes the directories a delete empties but the first segment's, and puts into them again", async () => {
+    await store.put('a/b/c/d', Buffer.from('x'));
+    await store.put('a/e', Buffer.from('y'));
+    await store.delete('a/b/c/d');
+    expect(await readdir(join(root, 'objects', 'a.d'))).toEqual(['e.obj']);
+    await store.delete('a/e');
+    expect(await readdir(join(root, 'objects'))).toEqual(['a.d']);
+    expect(await readdir(join(root, 'objects', 'a.d'))).toEqual([]);
+    expect(await store.list('')).toEqual({ keys: [], truncated: false });
     await store.put('a/b/c', Buffer.from('z'));
     expect((await store.get('a/b/c'))?.body.toString()).toBe('z');
   });
