@@ -63,3 +63,17 @@ export async function writeFully(handle: FileHandle, bytes: Uint8Array, position
     written += bytesWritten;
   }
 }
+
+/** `pwritev` of all of `chunks` at `position`, continuing after a short write. */
+export async function writeAll(handle: FileHandle, chunks: Uint8Array[], position: number): Promise<void> {
+  let rest = chunks;
+  while (rest.length > 0) {
+    let { bytesWritten } = await handle.writev(rest, position);
+    if (bytesWritten === 0) throw new Error('the data file took no bytes');
+    position += bytesWritten;
+    let i = 0;
+    while (i < rest.length && bytesWritten >= rest[i]!.byteLength) bytesWritten -= rest[i++]!.byteLength;
+    rest = rest.slice(i);
+    if (bytesWritten > 0) rest[0] = rest[0]!.subarray(bytesWritten);
+  }
+}

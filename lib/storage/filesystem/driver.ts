@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { clampRange } from '../byte-range.ts';
 import { pageLimit } from '../listing.ts';
 import {
@@ -15,11 +15,12 @@ import {
   type TemporaryFile,
 } from '../port.ts';
 import { fileStream } from './file-stream.ts';
+import { EtagCache } from './etags.ts';
 import { KeyLocks } from './key-locks.ts';
 import { Layout } from './layout.ts';
 import { FilesystemMultipart } from './multipart.ts';
 import { describeObject, openObject, readObject, writeObjectFile } from './object-file.ts';
-import { publish, publishNew, unpublish } from './publish.ts';
+import { publish, publishNew, removeFile, unpublish } from './publish.ts';
 import { listTree } from './tree-walk.ts';
 
 export interface FilesystemOptions {
@@ -39,6 +40,7 @@ export class FilesystemDriver implements StorageDriver {
   readonly multipart: FilesystemMultipart;
   private readonly layout: Layout;
   private readonly locks = new KeyLocks();
+  private readonly etags = new EtagCache();
 
   constructor(options: FilesystemOptions) {
     this.layout = new Layout(options.root);
@@ -92,29 +94,41 @@ export class FilesystemDriver implements StorageDriver {
       contentType: options.contentType,
       metadata: { ...options.metadata },
     };
-    const temp = await this.layout.tempPath();
+    const { path: temp, made: handle } = await this.layout.createTemp((path) => open(path, 'wx'));
     // Renamed into place, the temporary file is gone: nothing is left to remove.
     let renamed = false;
     try {
-      const info = await writeObjectFile(temp, key, header, body, options.sha256Base64);
+      const { info, stats } = await writeObjectFile(handle, key, header, body, options.sha256Base64);
       await this.locks.with(key, async () => {
-        if (options.ifMatch !== undefined && (await this.head(key))?.etag !== options.ifMatch) {
+        if (options.ifMatch !== undefined && (await this.etagOf(key, dest)) !== options.ifMatch) {
           throw new PreconditionFailed(key);
         }
         if (options.ifNoneMatch !== '*') {
           await publish(temp, dest);
           renamed = true;
         } else if (!(await publishNew(temp, dest))) throw new PreconditionFailed(key);
+        this.etags.remember(dest, stats, info.etag);
       });
       return info;
     } finally {
-      if (!renamed) await rm(temp, { force: true });
+      // A plain unlink: rm would stat the file first, on every create (a link leaves it behind).
+      if (!renamed) await removeFile(temp);
     }
   }
 
   async delete(key: string): Promise<void> {
     const path = this.layout.objectPath(key);
-    await this.locks.with(key, () => unpublish(path, this.layout.objects));
+    await this.locks.with(key, async () => {
+      this.etags.forget(path);
+      await unpublish(path, this.layout.objects);
+    });
+  }
+
+  /** The etag of the object at `path` now, or undefined when there is none (see EtagCache). */
+  private async etagOf(key: string, path: string): Promise<string | undefined> {
+    const known = await this.etags.current(path);
+    if (known === null) return undefined;
+    return known ?? (await this.head(key))?.etag;
   }
 
   async cleanTemporary(olderThanMs: number): Promise<{ removed: number; bytes: number }> {

@@ -21,6 +21,8 @@ export class Layout {
   readonly objects: string;
   readonly multipart: string;
   private readonly tmp: string;
+  /** Whether `.tmp/` was made (or found) by this process; see createTemp. */
+  private tmpMade = false;
 
   constructor(root: string) {
     this.objects = join(root, 'objects');
@@ -45,10 +47,27 @@ export class Layout {
     return join(this.multipart, uploadId);
   }
 
-  /** A fresh path under `.tmp/`, on the same filesystem as the objects so that renames are atomic. */
-  async tempPath(): Promise<string> {
-    await mkdir(this.tmp, { recursive: true });
-    return join(this.tmp, randomUUID());
+  /**
+   * Makes something at a fresh path under `.tmp/` (on the same filesystem as the objects, so that
+   * renames are atomic) with `create`, whose first step must be the one that makes the path (an
+   * open with `wx`, a mkdir): it answers ENOENT when `.tmp/` is missing, and nothing was made.
+   * `.tmp/` is made on first use only, not before every write (a recursive mkdir of an existing
+   * directory is two system calls), and made again when something removed it meanwhile.
+   */
+  async createTemp<T>(create: (path: string) => Promise<T>): Promise<{ path: string; made: T }> {
+    if (!this.tmpMade) {
+      await mkdir(this.tmp, { recursive: true });
+      this.tmpMade = true;
+    }
+    for (let attempt = 1; ; attempt++) {
+      const path = join(this.tmp, randomUUID());
+      try {
+        return { path, made: await create(path) };
+      } catch (error) {
+        if (!hasCode(error, 'ENOENT') || attempt === 2) throw error;
+      }
+      await mkdir(this.tmp, { recursive: true });
+    }
   }
 
   /**
@@ -57,11 +76,10 @@ export class Layout {
    * mtime of a file made for the purpose, so the caller's clock does not matter.
    */
   async cleanTemporary(olderThanMs: number): Promise<{ removed: number; bytes: number }> {
-    const probe = await this.tempPath();
+    const { path: probe } = await this.createTemp((path) => writeFile(path, '', { flag: 'wx' }));
     let removed = 0;
     let bytes = 0;
     try {
-      await writeFile(probe, '');
       const now = (await lstat(probe)).mtimeMs;
       for (const name of await readdir(this.tmp)) {
         const path = join(this.tmp, name);

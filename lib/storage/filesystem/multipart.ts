@@ -83,9 +83,8 @@ export class FilesystemMultipart implements MultipartStore {
     };
     const bodyOffset = bodyOffsetFor(header);
     // Made aside and renamed into place, so that an upload exists whole or not at all.
-    const staging = await this.layout.tempPath();
+    const { path: staging } = await this.layout.createTemp((path) => mkdir(path));
     try {
-      await mkdir(staging);
       await writeFile(join(staging, DATA), encodeHeader({ ...header, size: 0 }, bodyOffset));
       await writeFile(join(staging, UPLOAD), JSON.stringify({ key, bodyOffset }));
       await mkdir(this.layout.multipart, { recursive: true });

@@ -1,8 +1,9 @@
-import type { Stats } from 'node:fs';
+import { fstatSync, type BigIntStats } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import * as z from 'zod';
 import { ChecksumMismatch, type ObjectInfo } from '../port.ts';
-import { writeBody, writeFully } from './body-writer.ts';
+import { writeAll, writeBody, writeFully } from './body-writer.ts';
 import { hasCode } from './errno.ts';
 
 /*
@@ -67,8 +68,8 @@ export async function describeObject(
   handle: FileHandle,
   key: string,
 ): Promise<{ info: ObjectInfo; bodyOffset: number }> {
-  const [{ header, bodyOffset }, stats] = await Promise.all([readHeader(handle), handle.stat()]);
-  return { info: objectInfo(key, header, bodyOffset, stats), bodyOffset };
+  const { header, bodyOffset } = await readHeader(handle);
+  return { info: objectInfo(key, header, bodyOffset, statOpen(handle)), bodyOffset };
 }
 
 /** Reads a whole object: its info and body. */
@@ -76,39 +77,65 @@ export async function readObject(
   handle: FileHandle,
   key: string,
 ): Promise<{ info: ObjectInfo; body: Buffer }> {
-  const [bytes, stats] = await Promise.all([handle.readFile(), handle.stat()]);
+  const stats = statOpen(handle);
+  const bytes = await handle.readFile();
   const { header, bodyOffset } = decodeHeader(bytes);
   return { info: objectInfo(key, header, bodyOffset, stats), body: bytes.subarray(bodyOffset) };
 }
 
 /**
- * Writes a whole object file at a new path: header, body, flushed to disk before anyone renames it
- * into place, so that a crash cannot leave a visible object with a missing body. With
- * `sha256Base64`, throws ChecksumMismatch when the body's differs (the caller removes the file).
+ * Writes a whole object file into `handle`, a file just made (and closes it): header, body, flushed
+ * to disk before anyone renames it into place, so that a crash cannot leave a visible object with a
+ * missing body. With `sha256Base64`, throws ChecksumMismatch when the body's differs (the caller
+ * removes the file).
  */
 export async function writeObjectFile(
-  path: string,
+  handle: FileHandle,
   key: string,
   header: Omit<Header, 'size'>,
   body: Uint8Array | ReadableStream<Uint8Array>,
   sha256Base64: string | undefined,
-): Promise<ObjectInfo> {
-  const handle = await open(path, 'wx');
+): Promise<{ info: ObjectInfo; stats: BigIntStats }> {
   try {
+    if (body instanceof Uint8Array) {
+      // The size is known: the header is written final, without room to spare, in one pwritev with
+      // the body (one system call, not two).
+      if (sha256Base64 !== undefined && sha256Of(body) !== sha256Base64) throw new ChecksumMismatch(key);
+      const complete = { ...header, size: body.length };
+      const head = encodeHeader(complete);
+      await writeAll(handle, [head, body], 0);
+      await handle.datasync();
+      const stats = statOpen(handle);
+      return { info: objectInfo(key, complete, head.length, stats), stats };
+    }
     const bodyOffset = bodyOffsetFor(header);
     const written = await writeBody(handle, bodyOffset, body, { sha256: sha256Base64 !== undefined });
     if (sha256Base64 !== undefined && written.sha256Base64 !== sha256Base64) throw new ChecksumMismatch(key);
     const complete = { ...header, size: written.size };
     await writeFully(handle, encodeHeader(complete, bodyOffset), 0);
     await handle.datasync();
-    return objectInfo(key, complete, bodyOffset, await handle.stat());
+    const stats = statOpen(handle);
+    return { info: objectInfo(key, complete, bodyOffset, stats), stats };
   } finally {
     await handle.close();
   }
 }
 
-function objectInfo(key: string, header: Header, bodyOffset: number, stats: Stats): ObjectInfo {
-  if (stats.size !== bodyOffset + header.size) {
+function sha256Of(body: Uint8Array): string {
+  return createHash('sha256').update(body).digest('base64');
+}
+
+/**
+ * The stats of an open file, read on the main thread: an fstat of a descriptor reads the inode the
+ * kernel holds for it and never waits for the disk, so a trip through the thread pool (a wake-up of
+ * a worker, then of the main thread) would cost more than the call.
+ */
+export function statOpen(handle: FileHandle): BigIntStats {
+  return fstatSync(handle.fd, { bigint: true });
+}
+
+function objectInfo(key: string, header: Header, bodyOffset: number, stats: BigIntStats): ObjectInfo {
+  if (stats.size !== BigInt(bodyOffset + header.size)) {
     throw corrupt(`has ${stats.size} bytes, not the ${bodyOffset + header.size} its header says`);
   }
   const { etag, size, contentType, metadata } = header;

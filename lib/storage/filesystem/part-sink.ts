@@ -1,5 +1,6 @@
 import type { FileHandle } from 'node:fs/promises';
 import { S3_LIMITS, type PartInfo, type PartSink } from '../port.ts';
+import { writeAll } from './body-writer.ts';
 
 /** Chunks are gathered into writes of about this size: one syscall per 64 KiB chunk would dominate. */
 const BATCH_BYTES = 1024 * 1024;
@@ -85,19 +86,5 @@ export class FilePartSink implements PartSink {
     if (this.closed) return;
     this.closed = true;
     await this.handle.close();
-  }
-}
-
-/** `pwritev` of all of `chunks` at `position`, continuing after a short write. */
-async function writeAll(handle: FileHandle, chunks: Uint8Array[], position: number): Promise<void> {
-  let rest = chunks;
-  while (rest.length > 0) {
-    let { bytesWritten } = await handle.writev(rest, position);
-    if (bytesWritten === 0) throw new Error('the data file took no bytes');
-    position += bytesWritten;
-    let i = 0;
-    while (i < rest.length && bytesWritten >= rest[i]!.byteLength) bytesWritten -= rest[i++]!.byteLength;
-    rest = rest.slice(i);
-    if (bytesWritten > 0) rest[0] = rest[0]!.subarray(bytesWritten);
   }
 }

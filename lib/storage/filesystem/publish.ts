@@ -30,14 +30,24 @@ export async function publishNew(source: string, dest: string): Promise<boolean>
   }
 }
 
-/** Removes a file, then its parent directories up to `root` while they are empty. */
-export async function unpublish(path: string, root: string): Promise<void> {
+/** Removes a file; one already gone is fine. */
+export async function removeFile(path: string): Promise<void> {
   try {
     await unlink(path);
   } catch (error) {
     if (!hasCode(error, 'ENOENT')) throw error;
   }
-  for (let dir = dirname(path); dir.startsWith(root + sep); dir = dirname(dir)) {
+}
+
+/**
+ * Removes a file, then its parent directories while they are empty, up to but not including the
+ * directories right under `root`: those are the keys' first segments (`uploads/`, `data/`, `blobs/`,
+ * `repos/`), few and soon written into again. Removing `uploads/` with the last session would make
+ * the next upload's create fail and retry after a mkdir (three more system calls per blob).
+ */
+export async function unpublish(path: string, root: string): Promise<void> {
+  await removeFile(path);
+  for (let dir = dirname(path); dirname(dir).startsWith(root + sep); dir = dirname(dir)) {
     try {
       await rmdir(dir);
     } catch {
