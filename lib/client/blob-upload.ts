@@ -66,6 +66,8 @@ export class BlobUpload {
   private failure: unknown;
   private readonly urls = new Map<number, PartUrl>();
   private session: RemoteSession | undefined;
+  /** The session and the way its parts go, being found out while more bytes arrive. */
+  private starting: Promise<UploadMode> | undefined;
 
   private constructor(
     private readonly remote: RemoteRegistry,
@@ -149,8 +151,11 @@ export class BlobUpload {
     this.heldSize += chunk.byteLength;
     if (this.mode === undefined) {
       if (this.heldSize <= this.tuning.smallLimit) return;
-      await this.opened();
-      this.mode = (await this.directAvailable()) ? 'direct' : 'streamed';
+      // Opening the session and asking for part URLs (two round trips to the remote) overlap with
+      // the client's next bytes: nothing is sent before a whole part is held anyway.
+      this.starting ??= this.start();
+      if (this.heldSize < this.tuning.partSize) return;
+      this.mode = await this.starting;
     }
     while (this.heldSize >= this.tuning.partSize) await this.sendPart(this.take(this.tuning.partSize));
   }
@@ -159,6 +164,7 @@ export class BlobUpload {
   async finish(digest: string): Promise<UploadResult> {
     if (this.failure) throw this.failure;
     const size = this.written;
+    if (this.mode === undefined && this.starting) this.mode = await this.starting;
     if (this.mode === undefined) {
       const bytes = this.take(this.heldSize);
       await (this.session ? this.put(digest, bytes) : this.postWhole(digest, bytes));
@@ -178,7 +184,8 @@ export class BlobUpload {
   async cancel(): Promise<void> {
     this.failure ??= new Error('the upload was cancelled');
     await Promise.allSettled([...this.inFlight]);
-    // A deferred upload that never opened a session has nothing on the remote to discard.
+    // A session being opened is discarded once it is; one never opened leaves nothing to discard.
+    await this.starting?.catch(() => undefined);
     if (!this.session) return;
     const res = await this.remote
       .request({ method: 'DELETE', path: this.session.location, scope: repositoryScope(this.repo, true) })
@@ -186,6 +193,17 @@ export class BlobUpload {
       // expires the session itself (its upload TTL), so there is nothing more to say or do here.
       .catch(() => undefined);
     await res?.body?.cancel();
+  }
+
+  /** Opens the session if need be and finds out whether parts can go straight to the store. */
+  private start(): Promise<UploadMode> {
+    const starting = (async (): Promise<UploadMode> => {
+      await this.opened();
+      return (await this.directAvailable()) ? 'direct' : 'streamed';
+    })();
+    // Awaited by the next write or by finish; a failure meanwhile must not go unhandled.
+    starting.catch(() => undefined);
+    return starting;
   }
 
   /** The remote session, opened now if this upload was deferred. */

@@ -162,6 +162,19 @@ describe('berth relay', () => {
       expect(manifest.status).toBe(200);
     });
 
+    it('sends a layer between the small limit and one part in one part straight to S3', async () => {
+      const { server, paths } = await remote(s3Config());
+      const relay = await relayTo(server.url);
+      // Above smallLimit (4 MiB), below partSize (5 MiB here): the session is still being opened
+      // when the client finishes, and the one part goes once it is.
+      const blob = randomFillSync(new Uint8Array(4 * MiB + 300_000));
+      expect((await dockerPush(relay.url, 'team/mid', blob)).status).toBe(201);
+      expect(paths.some((p) => p.startsWith('PATCH') || p.startsWith('PUT'))).toBe(false);
+      expect(paths.filter((p) => p.endsWith('/complete'))).toHaveLength(1);
+      const get = await fetch(`${server.url}/v2/team/mid/blobs/${sha256(blob)}`);
+      expect(sha256(new Uint8Array(await get.arrayBuffer()))).toBe(sha256(blob));
+    });
+
     it('passes a lie about the digest on as DIGEST_INVALID, and nothing becomes visible', async () => {
       const { server } = await remote(s3Config());
       const relay = await relayTo(server.url);
