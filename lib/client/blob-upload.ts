@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { RemoteError, repositoryScope, type RemoteRegistry } from './remote.ts';
 
 const MiB = 1024 * 1024;
@@ -40,9 +41,17 @@ interface PartUrl {
   readonly until: number;
 }
 
+/** Where an upload lives on the remote once it has a session there. */
+interface RemoteSession {
+  readonly id: string;
+  /** The session's path, which a PATCH answer may move on. */
+  location: string;
+}
+
 /**
  * One blob upload to a remote Berth registry. Bytes are written in any chunking; the first few MiB
- * are held to see whether the blob is small (then it goes up in one request). A larger blob goes
+ * are held to see whether the blob is small (then it goes up in one request: a monolithic
+ * `POST ?digest=` when no session was opened for it, which saves the session's round trip). A larger blob goes
  * in parts straight to S3 through presigned URLs (the direct-upload extension), several parts at
  * once, each retried on failure; a registry without the extension (the filesystem store) gets
  * ordinary PATCH requests of one part each instead. Memory is bounded by the parts in flight.
@@ -56,18 +65,35 @@ export class BlobUpload {
   private readonly inFlight = new Set<Promise<void>>();
   private failure: unknown;
   private readonly urls = new Map<number, PartUrl>();
-  private location: string;
+  private session: RemoteSession | undefined;
+  /** The session and the way its parts go, being found out while more bytes arrive. */
+  private starting: Promise<UploadMode> | undefined;
 
   private constructor(
     private readonly remote: RemoteRegistry,
     readonly repo: string,
+    /** The remote session's id, or for a deferred upload a local one (the remote's is not known yet). */
     readonly id: string,
-    location: string,
+    session: RemoteSession | undefined,
     private readonly tuning: UploadTuning,
     /** Who hears about progress; may be set after opening. */
     public events: UploadEvents,
   ) {
-    this.location = location;
+    this.session = session;
+  }
+
+  /**
+   * An upload that opens its session on the remote only when the blob turns out larger than
+   * `smallLimit`; a small one goes up in a single `POST ?digest=` at `finish` (one request to the
+   * remote where a session and its PUT take two, each a Lambda invocation and S3 writes).
+   */
+  static deferred(
+    remote: RemoteRegistry,
+    repo: string,
+    tuning: UploadTuning = DEFAULT_TUNING,
+    events: UploadEvents = {},
+  ): BlobUpload {
+    return new BlobUpload(remote, repo, randomUUID(), undefined, tuning, events);
   }
 
   /** Opens an upload session on the remote. */
@@ -88,6 +114,13 @@ export class BlobUpload {
     return BlobUpload.adopt(remote, repo, res.headers.get('Location') ?? '', tuning, events);
   }
 
+  private static sessionOf(location: string): RemoteSession {
+    const path = location.startsWith('http') ? new URL(location).pathname : location.split('?')[0]!;
+    const id = /\/blobs\/uploads\/([^/?]+)$/.exec(path)?.[1];
+    if (!id) throw new Error(`the remote answered with an upload location I cannot read: ${location}`);
+    return { id, location: path };
+  }
+
   /** Takes over a session the remote already opened (a mount answered 202). */
   static adopt(
     remote: RemoteRegistry,
@@ -96,10 +129,8 @@ export class BlobUpload {
     tuning: UploadTuning = DEFAULT_TUNING,
     events: UploadEvents = {},
   ): BlobUpload {
-    const path = location.startsWith('http') ? new URL(location).pathname : location.split('?')[0]!;
-    const id = /\/blobs\/uploads\/([^/?]+)$/.exec(path)?.[1];
-    if (!id) throw new Error(`the remote answered with an upload location I cannot read: ${location}`);
-    return new BlobUpload(remote, repo, id, path, tuning, events);
+    const session = BlobUpload.sessionOf(location);
+    return new BlobUpload(remote, repo, session.id, session, tuning, events);
   }
 
   /** Bytes written so far. */
@@ -120,7 +151,11 @@ export class BlobUpload {
     this.heldSize += chunk.byteLength;
     if (this.mode === undefined) {
       if (this.heldSize <= this.tuning.smallLimit) return;
-      this.mode = (await this.directAvailable()) ? 'direct' : 'streamed';
+      // Opening the session and asking for part URLs (two round trips to the remote) overlap with
+      // the client's next bytes: nothing is sent before a whole part is held anyway.
+      this.starting ??= this.start();
+      if (this.heldSize < this.tuning.partSize) return;
+      this.mode = await this.starting;
     }
     while (this.heldSize >= this.tuning.partSize) await this.sendPart(this.take(this.tuning.partSize));
   }
@@ -129,8 +164,10 @@ export class BlobUpload {
   async finish(digest: string): Promise<UploadResult> {
     if (this.failure) throw this.failure;
     const size = this.written;
+    if (this.mode === undefined && this.starting) this.mode = await this.starting;
     if (this.mode === undefined) {
-      await this.put(digest, this.take(this.heldSize));
+      const bytes = this.take(this.heldSize);
+      await (this.session ? this.put(digest, bytes) : this.postWhole(digest, bytes));
       return { digest, size, mode: 'single', parts: 0 };
     }
     if (this.mode === 'streamed') {
@@ -147,12 +184,47 @@ export class BlobUpload {
   async cancel(): Promise<void> {
     this.failure ??= new Error('the upload was cancelled');
     await Promise.allSettled([...this.inFlight]);
+    // A session being opened is discarded once it is; one never opened leaves nothing to discard.
+    await this.starting?.catch(() => undefined);
+    if (!this.session) return;
     const res = await this.remote
-      .request({ method: 'DELETE', path: this.location, scope: repositoryScope(this.repo, true) })
+      .request({ method: 'DELETE', path: this.session.location, scope: repositoryScope(this.repo, true) })
       // Called on the way out of a failure the caller reports; when the remote cannot be told, it
       // expires the session itself (its upload TTL), so there is nothing more to say or do here.
       .catch(() => undefined);
     await res?.body?.cancel();
+  }
+
+  /** Opens the session if need be and finds out whether parts can go straight to the store. */
+  private start(): Promise<UploadMode> {
+    const starting = (async (): Promise<UploadMode> => {
+      await this.opened();
+      return (await this.directAvailable()) ? 'direct' : 'streamed';
+    })();
+    // Awaited by the next write or by finish; a failure meanwhile must not go unhandled.
+    starting.catch(() => undefined);
+    return starting;
+  }
+
+  /** The remote session, opened now if this upload was deferred. */
+  private async opened(): Promise<RemoteSession> {
+    if (this.session) return this.session;
+    const res = await this.remote.request({
+      method: 'POST',
+      path: `/v2/${this.repo}/blobs/uploads/`,
+      scope: repositoryScope(this.repo, true),
+      headers: { 'Content-Length': '0' },
+    });
+    if (res.status !== 202) throw await RemoteError.from(res, `opening an upload in ${this.repo}`);
+    await res.body?.cancel();
+    this.session = BlobUpload.sessionOf(res.headers.get('Location') ?? '');
+    return this.session;
+  }
+
+  /** A session this upload has opened (every path but the monolithic one has). */
+  private get remoteSession(): RemoteSession {
+    if (!this.session) throw new Error('the upload has no session on the remote');
+    return this.session;
   }
 
   private take(size: number): Uint8Array {
@@ -239,7 +311,7 @@ export class BlobUpload {
     );
     const res = await this.remote.request({
       method: 'POST',
-      path: `/v2/${this.repo}/_berth/v1/uploads/${this.id}/parts`,
+      path: `/v2/${this.repo}/_berth/v1/uploads/${this.remoteSession.id}/parts`,
       scope: repositoryScope(this.repo, true),
       headers: { 'Content-Type': 'application/json' },
       body: new TextEncoder().encode(JSON.stringify({ parts: batch })),
@@ -254,7 +326,7 @@ export class BlobUpload {
   private async complete(digest: string, size: number): Promise<void> {
     const res = await this.remote.request({
       method: 'POST',
-      path: `/v2/${this.repo}/_berth/v1/uploads/${this.id}/complete`,
+      path: `/v2/${this.repo}/_berth/v1/uploads/${this.remoteSession.id}/complete`,
       scope: repositoryScope(this.repo, true),
       headers: { 'Content-Type': 'application/json' },
       body: new TextEncoder().encode(JSON.stringify({ digest, size })),
@@ -274,7 +346,7 @@ export class BlobUpload {
       await sleep(delay);
       const res = await this.remote.request({
         method: 'GET',
-        path: `/v2/${this.repo}/_berth/v1/uploads/${this.id}`,
+        path: `/v2/${this.repo}/_berth/v1/uploads/${this.remoteSession.id}`,
         scope: repositoryScope(this.repo, true),
       });
       if (res.status === 202) {
@@ -295,9 +367,10 @@ export class BlobUpload {
 
   private async patch(bytes: Uint8Array): Promise<void> {
     const start = this.written - this.heldSize - bytes.byteLength;
+    const session = this.remoteSession;
     const res = await this.remote.request({
       method: 'PATCH',
-      path: this.location,
+      path: session.location,
       scope: repositoryScope(this.repo, true),
       headers: {
         'Content-Type': 'application/octet-stream',
@@ -311,11 +384,12 @@ export class BlobUpload {
     this.partNumber++;
     this.events.onBytes?.(bytes.byteLength);
     this.events.onPart?.(this.partNumber);
-    this.location = pathOf(res.headers.get('Location')) ?? this.location;
+    session.location = pathOf(res.headers.get('Location')) ?? session.location;
   }
 
   private async put(digest: string, bytes: Uint8Array): Promise<void> {
-    const path = `${this.location}${this.location.includes('?') ? '&' : '?'}digest=${encodeURIComponent(digest)}`;
+    const { location } = this.remoteSession;
+    const path = `${location}${location.includes('?') ? '&' : '?'}digest=${encodeURIComponent(digest)}`;
     const res = await this.remote.request({
       method: 'PUT',
       path,
@@ -324,6 +398,20 @@ export class BlobUpload {
       body: bytes,
     });
     if (res.status !== 201) throw await RemoteError.from(res, 'completing the upload');
+    await res.body?.cancel();
+    this.events.onBytes?.(bytes.byteLength);
+  }
+
+  /** A whole blob in one monolithic upload (`POST ?digest=`), with no session opened before. */
+  private async postWhole(digest: string, bytes: Uint8Array): Promise<void> {
+    const res = await this.remote.request({
+      method: 'POST',
+      path: `/v2/${this.repo}/blobs/uploads/?digest=${encodeURIComponent(digest)}`,
+      scope: repositoryScope(this.repo, true),
+      headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(bytes.byteLength) },
+      body: bytes,
+    });
+    if (res.status !== 201) throw await RemoteError.from(res, 'uploading the blob');
     await res.body?.cancel();
     this.events.onBytes?.(bytes.byteLength);
   }

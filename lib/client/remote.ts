@@ -88,6 +88,16 @@ export class RemoteRegistry {
     return res;
   }
 
+  /**
+   * Makes sure the credentials get a token for `scope` (at most one round trip, none while a token
+   * for it is cached): a relay that answers a client itself finds out here, not later, that the
+   * remote refuses them. Throws the remote's refusal as a RemoteError.
+   */
+  async authorize(scope: string): Promise<void> {
+    await this.probe();
+    await this.authorization(scope);
+  }
+
   private async send(req: RemoteRequest, authorization: string | undefined): Promise<Response> {
     const headers: Record<string, string> = {
       'User-Agent': this.options.userAgent ?? 'berth-relay',

@@ -72,7 +72,7 @@ async function uploadBlob(
   progress?: Progress,
 ): Promise<void> {
   const bar = progress?.blob(blob.digest.slice(7, 19), blob.size);
-  const upload = await BlobUpload.open(remote, repo, tuning, {
+  const upload = BlobUpload.deferred(remote, repo, tuning, {
     onBytes: (n) => bar?.bytes(n),
     onPart: () => bar?.part(),
   });

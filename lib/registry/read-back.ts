@@ -27,22 +27,29 @@ export async function readBackDigest(
   const concurrency = options.concurrency ?? 8;
   const hash = createHash(algorithm);
   const count = Math.ceil(size / rangeSize);
-  const fetchRange = async (index: number): Promise<Uint8Array> => {
+  const fetchRange = async (index: number): Promise<Uint8Array[]> => {
     const start = index * rangeSize;
     const end = Math.min(size, start + rangeSize) - 1;
     const object = await storage.getStream(key, { start, end });
     if (!object) throw new Error(`${key} vanished while it was being verified`);
     if (object.size !== size) throw new Error(`${key} has ${object.size} bytes, not ${size}`);
-    const bytes = new Uint8Array(await new Response(object.body).arrayBuffer());
-    if (bytes.byteLength !== end - start + 1) {
-      throw new Error(`range ${start}-${end} of ${key} came back with ${bytes.byteLength} bytes`);
+    // The chunks as they came, hashed in order later: joining them into one buffer would copy every
+    // byte of the blob once more (about 5% of the gateway process's CPU on a push through the relay).
+    const chunks: Uint8Array[] = [];
+    let received = 0;
+    for await (const chunk of object.body) {
+      chunks.push(chunk);
+      received += chunk.byteLength;
     }
-    return bytes;
+    if (received !== end - start + 1) {
+      throw new Error(`range ${start}-${end} of ${key} came back with ${received} bytes`);
+    }
+    return chunks;
   };
   if (count === 0 && (await storage.head(key))?.size !== 0) {
     throw new Error(`${key} is not the empty object it should be`);
   }
-  const inFlight: Promise<Uint8Array>[] = [];
+  const inFlight: Promise<Uint8Array[]>[] = [];
   let next = 0;
   const launch = () => {
     const promise = fetchRange(next++);
@@ -52,9 +59,9 @@ export async function readBackDigest(
   };
   while (next < count && inFlight.length < concurrency) launch();
   while (inFlight.length > 0) {
-    const bytes = await (inFlight.shift() as Promise<Uint8Array>);
+    const chunks = await (inFlight.shift() as Promise<Uint8Array[]>);
     if (next < count) launch();
-    hash.update(bytes);
+    for (const chunk of chunks) hash.update(chunk);
   }
   return hash.digest('hex');
 }

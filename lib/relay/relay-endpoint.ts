@@ -92,7 +92,10 @@ async function handle(
       const upload = BlobUpload.adopt(remote, repo, answer.headers.get('Location') ?? '', tuning);
       return openLocal(res, sessions, upload, progress);
     }
-    const upload = await BlobUpload.open(remote, repo, tuning);
+    // The remote session is opened only for a blob larger than a single request carries; a small
+    // one goes up at the end in one monolithic POST (docs/upload-extension.md).
+    await remote.authorize(repositoryScope(repo, true));
+    const upload = BlobUpload.deferred(remote, repo, tuning);
     if (digest === null) return openLocal(res, sessions, upload, progress);
     const session = track(sessions, upload, progress);
     await receive(req, sessions, session);

@@ -123,6 +123,27 @@ describe('berth relay', () => {
     expect(paths.filter((p) => p.startsWith('PATCH')).length).toBeGreaterThan(1);
   });
 
+  it('sends a small layer to the remote in one monolithic POST, opening no session for it', async () => {
+    const { server, paths } = await remote({});
+    const relay = await relayTo(server.url);
+    const blob = randomFillSync(new Uint8Array(3 * MiB + 5));
+    expect((await dockerPush(relay.url, 'team/small', blob)).status).toBe(201);
+    const uploads = paths.filter((p) => p.includes('/blobs/uploads'));
+    expect(uploads).toEqual(['POST /v2/team/small/blobs/uploads/']);
+    const get = await fetch(`${server.url}/v2/team/small/blobs/${sha256(blob)}`);
+    expect(sha256(new Uint8Array(await get.arrayBuffer()))).toBe(sha256(blob));
+    // A lie about a small blob's digest is the remote's DIGEST_INVALID, passed on.
+    const lie = await dockerPush(relay.url, 'team/small', blob, sha256('not the blob'));
+    expect(lie.status).toBe(400);
+    expect(((await lie.json()) as { errors: { code: string }[] }).errors[0]!.code).toBe('DIGEST_INVALID');
+    // A cancelled upload that never reached the remote is simply forgotten.
+    const start = await fetch(`${relay.url}/v2/team/small/blobs/uploads/`, { method: 'POST' });
+    const cancelled = await fetch(relay.url + start.headers.get('Location')!, { method: 'DELETE' });
+    expect(cancelled.status).toBe(204);
+    const after = await fetch(relay.url + start.headers.get('Location')!, { method: 'PATCH', body: blob });
+    expect(after.status).toBe(404);
+  });
+
   describe.skipIf(!minioInstalled && !process.env.CI)('to a registry on S3', () => {
     it('sends a large layer in parts straight to S3 and never through the registry', async () => {
       const { server, paths } = await remote(s3Config());
@@ -139,6 +160,19 @@ describe('berth relay', () => {
         headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' },
       });
       expect(manifest.status).toBe(200);
+    });
+
+    it('sends a layer between the small limit and one part in one part straight to S3', async () => {
+      const { server, paths } = await remote(s3Config());
+      const relay = await relayTo(server.url);
+      // Above smallLimit (4 MiB), below partSize (5 MiB here): the session is still being opened
+      // when the client finishes, and the one part goes once it is.
+      const blob = randomFillSync(new Uint8Array(4 * MiB + 300_000));
+      expect((await dockerPush(relay.url, 'team/mid', blob)).status).toBe(201);
+      expect(paths.some((p) => p.startsWith('PATCH') || p.startsWith('PUT'))).toBe(false);
+      expect(paths.filter((p) => p.endsWith('/complete'))).toHaveLength(1);
+      const get = await fetch(`${server.url}/v2/team/mid/blobs/${sha256(blob)}`);
+      expect(sha256(new Uint8Array(await get.arrayBuffer()))).toBe(sha256(blob));
     });
 
     it('passes a lie about the digest on as DIGEST_INVALID, and nothing becomes visible', async () => {
