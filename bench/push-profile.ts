@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { startS3Server } from '../test/storage/s3-server.ts';
 import { Skopeo } from './lib/clients.ts';
 import { makeLayout, makeLayoutOf, typicalImageSizes } from './lib/images.ts';
-import { cpuSeconds, GiB, type Server } from './lib/proc.ts';
+import { cpuSplit, GiB, type Server } from './lib/proc.ts';
 import { startBerth, startRelay, type Context, type Store } from './lib/registries.ts';
 
 const target = process.env.BENCH_TARGET === 'serve' ? 'serve' : 'lambda';
@@ -51,6 +51,7 @@ try {
   const warmup = makeLayoutOf(join(workDir, 'warmup'), [64 * 1024, 5 * 2 ** 20], 'warmup');
   const skopeo = new Skopeo(join(workDir, 'skopeo'));
   const cpu: number[] = [];
+  const user: number[] = [];
   const seconds: number[] = [];
   for (let i = 0; i < pushes; i++) {
     const reg = await startBerth(store, ctx, { lambda: target === 'lambda' });
@@ -61,9 +62,11 @@ try {
         ({ relay, host } = await startRelay(workDir, reg.url));
       }
       if (warm) await skopeo.push(warmup.dir, warmup.tag, `${host}/bench/warmup:latest`);
-      const cpu0 = cpuSeconds(reg.server.pid);
+      const cpu0 = cpuSplit(reg.server.pid);
       const push = await skopeo.push(layout.dir, layout.tag, `${host}/bench/push:run${i}`);
-      cpu.push(cpuSeconds(reg.server.pid) - cpu0);
+      const cpu1 = cpuSplit(reg.server.pid);
+      user.push(cpu1.user - cpu0.user);
+      cpu.push(cpu1.user + cpu1.system - cpu0.user - cpu0.system);
       seconds.push(push.seconds);
     } finally {
       await relay?.stop();
@@ -75,7 +78,7 @@ try {
   process.stdout.write(
     `Berth ${target === 'lambda' ? 'Lambda gateway (via berth relay)' : 'serve'}${warm ? ' (warmed up)' : ''}, ${store === 'fs' ? 'filesystem' : 'S3'}: push ${layout.layers} layers, ` +
       `${(layout.bytes / 2 ** 20).toFixed(1)} MiB: median ${median(seconds).toFixed(2)} s, server CPU median ` +
-      `${median(cpu).toFixed(2)} s (${(median(cpu) / gib).toFixed(1)} CPU-s/GiB; ${cpu.map((c) => c.toFixed(2)).join(' ')})\n` +
+      `${median(cpu).toFixed(2)} s (${(median(cpu) / gib).toFixed(1)} CPU-s/GiB; ${cpu.map((c) => c.toFixed(2)).join(' ')}), of which user ${median(user).toFixed(2)} s\n` +
       `load average ${loadavg()
         .map((l) => l.toFixed(2))
         .join(' ')}\n`,
