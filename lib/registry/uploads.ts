@@ -410,9 +410,10 @@ export class Uploads {
       const claim = attempt.claim;
       if (err instanceof DigestMismatch) {
         if (!claim && this.carried.has(loaded)) {
-          // Computed on a state the URL carried: wrong only if that state is still the stored one.
+          // Computed on a state the URL carried: wrong only if that state is still the stored one
+          // (for a session never stored, if nothing is stored yet).
           const stored = await this.sessions.read(id);
-          if (stored?.etag !== loaded.etag) throw new OutdatedState(stored);
+          if ((stored?.etag ?? UNSTORED) !== loaded.etag) throw new OutdatedState(stored);
         }
         // Refused before any blob could name the tail: it goes with the session.
         claim?.end();
