@@ -387,31 +387,34 @@ export class BlobUpload {
     session.location = pathOf(res.headers.get('Location')) ?? session.location;
   }
 
-  private async put(digest: string, bytes: Uint8Array): Promise<void> {
+  /** The last bytes with the digest, on the session's URL (a PUT that completes it). */
+  private put(digest: string, bytes: Uint8Array): Promise<void> {
     const { location } = this.remoteSession;
     const path = `${location}${location.includes('?') ? '&' : '?'}digest=${encodeURIComponent(digest)}`;
+    return this.sendWhole('PUT', path, bytes, 'completing the upload');
+  }
+
+  /** A whole blob in one monolithic upload (`POST ?digest=`), with no session opened before. */
+  private postWhole(digest: string, bytes: Uint8Array): Promise<void> {
+    const path = `/v2/${this.repo}/blobs/uploads/?digest=${encodeURIComponent(digest)}`;
+    return this.sendWhole('POST', path, bytes, 'uploading the blob');
+  }
+
+  /** One request carrying `bytes` that must answer 201 (the blob is stored). */
+  private async sendWhole(
+    method: 'PUT' | 'POST',
+    path: string,
+    bytes: Uint8Array,
+    doing: string,
+  ): Promise<void> {
     const res = await this.remote.request({
-      method: 'PUT',
+      method,
       path,
       scope: repositoryScope(this.repo, true),
       headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(bytes.byteLength) },
       body: bytes,
     });
-    if (res.status !== 201) throw await RemoteError.from(res, 'completing the upload');
-    await res.body?.cancel();
-    this.events.onBytes?.(bytes.byteLength);
-  }
-
-  /** A whole blob in one monolithic upload (`POST ?digest=`), with no session opened before. */
-  private async postWhole(digest: string, bytes: Uint8Array): Promise<void> {
-    const res = await this.remote.request({
-      method: 'POST',
-      path: `/v2/${this.repo}/blobs/uploads/?digest=${encodeURIComponent(digest)}`,
-      scope: repositoryScope(this.repo, true),
-      headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(bytes.byteLength) },
-      body: bytes,
-    });
-    if (res.status !== 201) throw await RemoteError.from(res, 'uploading the blob');
+    if (res.status !== 201) throw await RemoteError.from(res, doing);
     await res.body?.cancel();
     this.events.onBytes?.(bytes.byteLength);
   }
