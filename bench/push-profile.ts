@@ -13,6 +13,9 @@
  *   BENCH_TARGET=serve BENCH_STORE=fs BENCH_IMAGE=32x131072 npx tsx bench/push-profile.ts
  *                                                              # 32 layers of 128 KiB to the filesystem
  *
+ *   BENCH_REGISTRY=distribution BENCH_TARGET=serve BENCH_STORE=fs BENCH_IMAGE=64x4194304 npx tsx bench/push-profile.ts
+ *                                                              # the same push to Distribution, for comparison
+ *
  * BENCH_WARM separates what a first push pays once per process (the lazily imported parts of the
  * bundle, the S3 client's first connections) from what every push pays.
  */
@@ -23,9 +26,10 @@ import { startS3Server } from '../test/storage/s3-server.ts';
 import { Skopeo } from './lib/clients.ts';
 import { makeLayout, makeLayoutOf, typicalImageSizes } from './lib/images.ts';
 import { cpuSplit, GiB, type Server } from './lib/proc.ts';
-import { startBerth, startRelay, type Context, type Store } from './lib/registries.ts';
+import { startBerth, startDistribution, startRelay, type Context, type Store } from './lib/registries.ts';
 
-const target = process.env.BENCH_TARGET === 'serve' ? 'serve' : 'lambda';
+const distribution = process.env.BENCH_REGISTRY === 'distribution';
+const target = process.env.BENCH_TARGET === 'serve' || distribution ? 'serve' : 'lambda';
 const pushes = Number(process.env.BENCH_PUSHES ?? 5);
 const scale = Number(process.env.BENCH_SCALE ?? 1);
 const warm = process.env.BENCH_WARM === '1';
@@ -54,7 +58,9 @@ try {
   const user: number[] = [];
   const seconds: number[] = [];
   for (let i = 0; i < pushes; i++) {
-    const reg = await startBerth(store, ctx, { lambda: target === 'lambda' });
+    const reg = distribution
+      ? await startDistribution(store, ctx)
+      : await startBerth(store, ctx, { lambda: target === 'lambda' });
     let relay: Server | undefined;
     try {
       let host = reg.host;
@@ -76,7 +82,7 @@ try {
   }
   const gib = layout.bytes / GiB;
   process.stdout.write(
-    `Berth ${target === 'lambda' ? 'Lambda gateway (via berth relay)' : 'serve'}${warm ? ' (warmed up)' : ''}, ${store === 'fs' ? 'filesystem' : 'S3'}: push ${layout.layers} layers, ` +
+    `${distribution ? 'Distribution' : 'Berth'} ${target === 'lambda' ? 'Lambda gateway (via berth relay)' : 'serve'}${warm ? ' (warmed up)' : ''}, ${store === 'fs' ? 'filesystem' : 'S3'}: push ${layout.layers} layers, ` +
       `${(layout.bytes / 2 ** 20).toFixed(1)} MiB: median ${median(seconds).toFixed(2)} s, server CPU median ` +
       `${median(cpu).toFixed(2)} s (${(median(cpu) / gib).toFixed(1)} CPU-s/GiB; ${cpu.map((c) => c.toFixed(2)).join(' ')}), of which user ${median(user).toFixed(2)} s\n` +
       `load average ${loadavg()

@@ -1,7 +1,13 @@
 import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 
-/** Stream chunks are gathered into writes of this size: one syscall per small chunk would dominate. */
+/**
+ * Stream chunks are gathered into writes of this size (one syscall per small chunk would dominate),
+ * and no write hands the kernel more than this at once: a single write of several MiB lets the page
+ * cache take large folios, whose first touch on a VM's lazily backed memory made 4 MiB writes take
+ * 0.15 to 1.7 s per 256 MiB where writes of 1 MiB took 0.14 s every time (BENCHMARKS.md, "Writes of
+ * at most 1 MiB").
+ */
 const WRITE_SIZE = 1024 * 1024;
 
 export interface WrittenBody {
@@ -56,19 +62,23 @@ export async function writeBody(
   return { size, ...(hash && { sha256Base64: hash.digest('base64') }) };
 }
 
-/** Writes all of `bytes` at `position` (a write may take fewer bytes than given). */
+/** Writes all of `bytes` at `position`, at most WRITE_SIZE per write (a write may take fewer). */
 export async function writeFully(handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
   for (let written = 0; written < bytes.length;) {
-    const { bytesWritten } = await handle.write(bytes, written, bytes.length - written, position + written);
+    const length = Math.min(bytes.length - written, WRITE_SIZE);
+    const { bytesWritten } = await handle.write(bytes, written, length, position + written);
     written += bytesWritten;
   }
 }
 
-/** `pwritev` of all of `chunks` at `position`, continuing after a short write. */
+/**
+ * All of `chunks` at `position`, continuing after a short write: one `pwritev` per WRITE_SIZE bytes
+ * (a chunk larger than that is written in pieces).
+ */
 export async function writeAll(handle: FileHandle, chunks: Uint8Array[], position: number): Promise<void> {
   let rest = chunks;
   while (rest.length > 0) {
-    let { bytesWritten } = await handle.writev(rest, position);
+    let { bytesWritten } = await handle.writev(upTo(rest, WRITE_SIZE), position);
     if (bytesWritten === 0) throw new Error('the data file took no bytes');
     position += bytesWritten;
     let i = 0;
@@ -76,4 +86,16 @@ export async function writeAll(handle: FileHandle, chunks: Uint8Array[], positio
     rest = rest.slice(i);
     if (bytesWritten > 0) rest[0] = rest[0]!.subarray(bytesWritten);
   }
+}
+
+/** The first `limit` bytes of `chunks` (all of them when they hold fewer), without copying. */
+function upTo(chunks: Uint8Array[], limit: number): Uint8Array[] {
+  const taken: Uint8Array[] = [];
+  let room = limit;
+  for (const chunk of chunks) {
+    if (room === 0) break;
+    taken.push(chunk.byteLength <= room ? chunk : chunk.subarray(0, room));
+    room -= taken[taken.length - 1]!.byteLength;
+  }
+  return taken;
 }
