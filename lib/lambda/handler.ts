@@ -44,7 +44,8 @@ export function createHttpHandler(app: Hono<HttpEnv>, options: HandlerOptions): 
     return withInvocation(ids, async () => {
       const started = performance.now();
       const result =
-        (await refuseOversizedBody(event, options.logger)) ?? (await serveEvent(app, event, context));
+        (await refuseOversizedBody(event, options.logger)) ??
+        (await serveEvent(app, event, context, options.logger));
       const body = typeof result.body === 'string' ? result.body : '';
       writeMetric?.(
         metricLine(
@@ -74,17 +75,20 @@ export async function serveEvent(
   app: Hono<HttpEnv>,
   event: APIGatewayProxyEventV2,
   context: Context,
+  logger: Logger,
 ): Promise<APIGatewayProxyStructuredResultV2> {
   let request: Request;
   try {
     request = toRequest(event);
   } catch (err) {
-    // A malformed URL, or a body on a GET: what Hono's adapter answers, without its console line.
-    const response =
-      err instanceof TypeError
-        ? new Response('Invalid request', { status: 400 })
-        : new Response('Internal Server Error', { status: 500 });
-    return toResult(response);
+    // What the local server's connection guard answers to a request Node's parser refuses: the
+    // spec's JSON error, 400, naming what could not be read.
+    const error =
+      err instanceof MalformedEvent
+        ? new RegistryError('UNSUPPORTED', `malformed request: ${err.message}`, { status: 400 })
+        : err;
+    const method = event.requestContext.http.method;
+    return toResult(errorResponse(error, method, logger));
   }
   const response = await app.fetch(request, {
     event,
@@ -94,22 +98,31 @@ export async function serveEvent(
   return toResult(response);
 }
 
+/** An event no Request can be made of; the message says what, for the client. */
+class MalformedEvent extends Error {}
+
 function toRequest(event: APIGatewayProxyEventV2): Request {
   const query = event.rawQueryString ? `?${event.rawQueryString}` : '';
   const host = event.requestContext.domainName ?? event.headers?.host;
   const url = `https://${host}${event.rawPath}${query}`;
+  if (!URL.canParse(url)) {
+    throw new MalformedEvent(
+      'the request target is not a valid URL: percent-encode characters outside the URL grammar',
+    );
+  }
   const headers = new Headers();
-  if (Array.isArray(event.cookies)) headers.set('cookie', event.cookies.join('; '));
+  if (Array.isArray(event.cookies)) setHeader(headers, 'cookie', event.cookies.join('; '));
   // The API Gateway request id becomes the app's X-Request-Id, unless the client sent its own.
   headers.set('x-request-id', event.requestContext.requestId);
   for (const [name, value] of Object.entries(event.headers ?? {})) {
-    if (value) headers.set(name, headerValue(value));
+    if (value) setHeader(headers, name, headerValue(value));
   }
   const method = event.requestContext.http.method;
-  if (!event.body) return new Request(url, { method, headers });
+  // A GET or HEAD carries no body to the app, as on the local server (@hono/node-server drops it):
+  // the body means nothing there, and a Request cannot hold one.
+  if (!event.body || method === 'GET' || method === 'HEAD') return new Request(url, { method, headers });
   const bytes = event.isBase64Encoded ? Buffer.from(event.body, 'base64') : Buffer.from(event.body, 'utf8');
   headers.set('content-length', String(bytes.byteLength));
-  if (method === 'GET' || method === 'HEAD') throw new TypeError(`a ${method} request cannot have a body`);
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
       if (bytes.byteLength > 0) controller.enqueue(bytes);
@@ -117,6 +130,17 @@ function toRequest(event: APIGatewayProxyEventV2): Request {
     },
   });
   return new Request(url, { method, headers, body, duplex: 'half' } as RequestInit);
+}
+
+/** Sets a header, or says which one a Request cannot carry (a control character in its value). */
+function setHeader(headers: Headers, name: string, value: string): void {
+  try {
+    headers.set(name, value);
+  } catch {
+    throw new MalformedEvent(
+      `the header ${JSON.stringify(name.slice(0, 64))} has a name or value HTTP does not allow`,
+    );
+  }
 }
 
 /** Header values must be ASCII in a Request: others are percent-encoded (as Hono's adapter does). */

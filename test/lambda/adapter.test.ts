@@ -2,6 +2,7 @@ import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
 import type { HttpEnv } from '../../lib/http/context.ts';
 import { serveEvent } from '../../lib/lambda/handler.ts';
+import { createLogger } from '../../lib/logging/logger.ts';
 import { apiEvent, context } from './events.ts';
 
 /** An app that tells what the adapter made of the event. */
@@ -30,6 +31,8 @@ function echoApp(): Hono<HttpEnv> {
 
 type Echo = Record<string, string | null>;
 
+const silent = createLogger('silent');
+
 describe('payload-2.0 adapter (serveEvent)', () => {
   it('passes a base64 body through byte for byte, with its length, query and cookies', async () => {
     const bytes = new Uint8Array(300_000).map((_, i) => (i * 31) % 256);
@@ -38,7 +41,7 @@ describe('payload-2.0 adapter (serveEvent)', () => {
       body: bytes,
       cookies: ['a=1', 'b=2'],
     });
-    const result = await serveEvent(echoApp(), event, context());
+    const result = await serveEvent(echoApp(), event, context(), silent);
     expect(result.statusCode).toBe(200);
     expect(result.isBase64Encoded).toBe(false);
     const echo = JSON.parse(result.body ?? '') as Echo;
@@ -56,14 +59,14 @@ describe('payload-2.0 adapter (serveEvent)', () => {
       headers: { 'content-type': 'application/json', 'x-request-id': 'mine' },
       body: '{"a":"\u00e9"}',
     });
-    const echo = JSON.parse((await serveEvent(echoApp(), event, context())).body ?? '') as Echo;
+    const echo = JSON.parse((await serveEvent(echoApp(), event, context(), silent)).body ?? '') as Echo;
     expect(Buffer.from(echo.body ?? '', 'hex').toString('utf8')).toBe('{"a":"\u00e9"}');
     expect(echo.contentLength).toBe('10');
     expect(echo.requestId).toBe('mine');
   });
 
   it('answers binary bodies base64 and Set-Cookie headers as cookies', async () => {
-    const result = await serveEvent(echoApp(), apiEvent('GET', '/binary'), context());
+    const result = await serveEvent(echoApp(), apiEvent('GET', '/binary'), context(), silent);
     expect(result.isBase64Encoded).toBe(true);
     expect(Buffer.from(result.body ?? '', 'base64')).toEqual(Buffer.from([0, 0xff, 0x80, 10]));
     expect(result.cookies).toEqual(['a=1; Path=/', 'b=2']);
@@ -71,9 +74,32 @@ describe('payload-2.0 adapter (serveEvent)', () => {
     expect(result.headers?.['content-type']).toBe('application/octet-stream');
   });
 
-  it('answers 400 to a GET that carries a body (a Request cannot have one)', async () => {
+  it('serves a GET that carries a body as the local server does: without the body', async () => {
     const event = apiEvent('GET', '/x', { body: new Uint8Array([1, 2, 3]) });
-    const result = await serveEvent(echoApp(), event, context());
+    const result = await serveEvent(echoApp(), event, context(), silent);
+    expect(result.statusCode).toBe(200);
+    const echo = JSON.parse(result.body ?? '') as Echo;
+    expect(echo.method).toBe('GET');
+    expect(echo.body).toBe('');
+  });
+
+  it('answers a request target that is not a URL with the spec JSON error, 400', async () => {
+    const event = apiEvent('GET', '/v2/');
+    event.requestContext.domainName = 'not a host';
+    const result = await serveEvent(echoApp(), event, context(), silent);
     expect(result.statusCode).toBe(400);
+    const body = JSON.parse(result.body ?? '') as { errors: { code: string; message: string }[] };
+    expect(body.errors[0]!.code).toBe('UNSUPPORTED');
+    expect(body.errors[0]!.message).toMatch(/not a valid URL/);
+  });
+
+  it('answers a header HTTP does not allow with the spec JSON error, 400, naming the header', async () => {
+    const event = apiEvent('GET', '/x', { headers: { 'x-label': 'a\u0000b' } });
+    const result = await serveEvent(echoApp(), event, context(), silent);
+    expect(result.statusCode).toBe(400);
+    expect(result.headers?.['content-type']).toMatch(/^application\/json/);
+    const body = JSON.parse(result.body ?? '') as { errors: { code: string; message: string }[] };
+    expect(body.errors[0]!.code).toBe('UNSUPPORTED');
+    expect(body.errors[0]!.message).toContain('"x-label"');
   });
 });
