@@ -50,4 +50,16 @@ describe('the filesystem store writes a body in pieces of at most 1 MiB', () => 
     expect(f.contents().subarray(5).equals(whole)).toBe(true);
     expect(Math.max(...f.calls)).toBeLessThanOrEqual(MiB);
   });
+
+  it.each(['writeAll', 'writeFully'] as const)(
+    '%s fails, not loops, when the file takes no bytes',
+    async (name) => {
+      const stuck = {
+        write: async (buffer: Uint8Array) => ({ bytesWritten: 0, buffer }),
+        writev: async (buffers: Uint8Array[]) => ({ bytesWritten: 0, buffers }),
+      } as unknown as FileHandle;
+      const writing = name === 'writeAll' ? writeAll(stuck, chunks, 0) : writeFully(stuck, whole, 0);
+      await expect(writing).rejects.toThrow('took no bytes');
+    },
+  );
 });

@@ -67,6 +67,7 @@ export async function writeFully(handle: FileHandle, bytes: Uint8Array, position
   for (let written = 0; written < bytes.length;) {
     const length = Math.min(bytes.length - written, WRITE_SIZE);
     const { bytesWritten } = await handle.write(bytes, written, length, position + written);
+    if (bytesWritten === 0) throw new Error('the file took no bytes');
     written += bytesWritten;
   }
 }
@@ -79,7 +80,7 @@ export async function writeAll(handle: FileHandle, chunks: Uint8Array[], positio
   let rest = chunks;
   while (rest.length > 0) {
     let { bytesWritten } = await handle.writev(upTo(rest, WRITE_SIZE), position);
-    if (bytesWritten === 0) throw new Error('the data file took no bytes');
+    if (bytesWritten === 0) throw new Error('the file took no bytes');
     position += bytesWritten;
     let i = 0;
     while (i < rest.length && bytesWritten >= rest[i]!.byteLength) bytesWritten -= rest[i++]!.byteLength;
