@@ -3,10 +3,10 @@ import type { FileHandle } from 'node:fs/promises';
 
 /**
  * Stream chunks are gathered into writes of this size (one syscall per small chunk would dominate),
- * and no write hands the kernel more than this at once: a single write of several MiB lets the page
- * cache take large folios, whose first touch on a VM's lazily backed memory made 4 MiB writes take
- * 0.15 to 1.7 s per 256 MiB where writes of 1 MiB took 0.14 s every time (BENCHMARKS.md, "Writes of
- * at most 1 MiB").
+ * and no write hands the kernel more than this at once: on the benchmark machine, writes of 4 MiB
+ * took up to several times as long as the same bytes in writes of 1 MiB, and varied from run to run
+ * where those did not (likely the page cache's large folios on a VM's lazily backed memory;
+ * BENCHMARKS.md, "Writes of at most 1 MiB").
  */
 const WRITE_SIZE = 1024 * 1024;
 
@@ -62,14 +62,9 @@ export async function writeBody(
   return { size, ...(hash && { sha256Base64: hash.digest('base64') }) };
 }
 
-/** Writes all of `bytes` at `position`, at most WRITE_SIZE per write (a write may take fewer). */
-export async function writeFully(handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
-  for (let written = 0; written < bytes.length;) {
-    const length = Math.min(bytes.length - written, WRITE_SIZE);
-    const { bytesWritten } = await handle.write(bytes, written, length, position + written);
-    if (bytesWritten === 0) throw new Error('the file took no bytes');
-    written += bytesWritten;
-  }
+/** Writes all of `bytes` at `position`, as writeAll does. */
+export function writeFully(handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
+  return writeAll(handle, [bytes], position);
 }
 
 /**
@@ -77,7 +72,8 @@ export async function writeFully(handle: FileHandle, bytes: Uint8Array, position
  * (a chunk larger than that is written in pieces).
  */
 export async function writeAll(handle: FileHandle, chunks: Uint8Array[], position: number): Promise<void> {
-  let rest = chunks;
+  // Empty chunks need no write (and a write of nothing at all would read as a stuck file).
+  let rest = chunks.filter((chunk) => chunk.byteLength > 0);
   while (rest.length > 0) {
     let { bytesWritten } = await handle.writev(upTo(rest, WRITE_SIZE), position);
     if (bytesWritten === 0) throw new Error('the file took no bytes');
