@@ -25,6 +25,8 @@ import {
 interface Entry {
   readonly info: ObjectInfo;
   readonly body: Uint8Array;
+  /** The SHA-256 the writer gave and the store checked (S3 keeps it as the object's checksum). */
+  readonly sha256Base64?: string;
 }
 
 interface Upload {
@@ -54,7 +56,9 @@ export class MemoryDriver implements StorageDriver {
    */
   /**
    * `direct`: also offer the direct-upload port (S3's presigned UploadPart and ListParts): a part URL is
-   * `memory-part:///<key>?uploadId=<id>&partNumber=<n>`, which a test "sends" with `uploadPart`.
+   * `memory-part:///<key>?uploadId=<id>&partNumber=<n>`, which a test "sends" with `uploadPart`; a
+   * checked PUT's URL is `memory-object:///<key>`, which a test sends with `put` and the header's
+   * value as `sha256Base64` (the store refuses other bytes, as S3 does).
    */
   readonly direct?: DirectPartStore;
 
@@ -76,6 +80,19 @@ export class MemoryDriver implements StorageDriver {
           return upload.parts
             .filter((p) => p !== undefined)
             .map(({ partNumber, etag, size }) => ({ partNumber, etag, size }));
+        },
+        presignChecked: async (key, sha256Base64) => ({
+          url: `memory-object:///${key}`,
+          headers: { 'x-amz-checksum-sha256': sha256Base64 },
+        }),
+        storedSha256: async (key) => {
+          const entry = this.objects.get(key);
+          return (
+            entry && {
+              size: entry.info.size,
+              ...(entry.sha256Base64 !== undefined && { sha256Base64: entry.sha256Base64 }),
+            }
+          );
         },
       };
     }
@@ -216,7 +233,7 @@ export class MemoryDriver implements StorageDriver {
   private store(
     key: string,
     body: Uint8Array,
-    options: { contentType?: string; metadata?: Record<string, string> },
+    options: { contentType?: string; metadata?: Record<string, string>; sha256Base64?: string },
   ): ObjectInfo {
     const info: ObjectInfo = {
       key,
@@ -226,7 +243,11 @@ export class MemoryDriver implements StorageDriver {
       metadata: { ...options.metadata },
       lastModified: new Date(this.clock()),
     };
-    this.objects.set(key, { info, body });
+    this.objects.set(key, {
+      info,
+      body,
+      ...(options.sha256Base64 !== undefined && { sha256Base64: options.sha256Base64 }),
+    });
     return info;
   }
 }

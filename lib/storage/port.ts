@@ -163,6 +163,24 @@ export interface DirectPartStore {
   presignPart(key: string, uploadId: string, partNumber: number, expiresInSeconds: number): Promise<string>;
   /** Every part uploaded so far, by part number, as the store holds them. */
   listParts(key: string, uploadId: string): Promise<PartInfo[]>;
+  /**
+   * A URL that accepts one `PUT` of the whole object `key` for `expiresInSeconds`, with `headers`
+   * sent as they are: the store refuses the PUT unless the body's SHA-256 is `sha256Base64` (S3's
+   * `x-amz-checksum-sha256`, signed as a header so that it cannot be left out or changed).
+   */
+  presignChecked(key: string, sha256Base64: string, expiresInSeconds: number): Promise<CheckedUrl>;
+  /**
+   * The object's size and the SHA-256 of its whole body as the store computed it when the object was
+   * written (a checked PUT, or `put` with `sha256Base64`); `sha256Base64` is absent when the store has
+   * none for it (a completed multipart upload, say). Undefined when there is no object.
+   */
+  storedSha256(key: string): Promise<{ readonly size: number; readonly sha256Base64?: string } | undefined>;
+}
+
+/** A presigned single PUT and the headers that must go with it. */
+export interface CheckedUrl {
+  readonly url: string;
+  readonly headers: Readonly<Record<string, string>>;
 }
 
 export interface StorageDriver {

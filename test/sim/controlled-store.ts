@@ -150,6 +150,8 @@ export class ControlledStore implements StorageDriver {
       this.direct = {
         presignPart: (key, uploadId, n, ttl) => direct.presignPart(key, uploadId, n, ttl),
         listParts: (key, uploadId) => this.call('get', key, () => direct.listParts(key, uploadId)),
+        presignChecked: (key, sha256, ttl) => direct.presignChecked(key, sha256, ttl),
+        storedSha256: (key) => this.call('head', key, () => direct.storedSha256(key)),
       };
     }
   }

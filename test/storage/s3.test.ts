@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PreconditionFailed, StorageUnavailable } from '../../lib/storage/port.ts';
 import { MAX_BUFFERED_PUT, S3Driver } from '../../lib/storage/s3/index.ts';
@@ -103,6 +103,41 @@ describe.skipIf(!minioInstalled && !process.env.CI)('S3 driver against MinIO (te
       // The naive way, pasting the public origin onto a URL signed for the internal one, is refused.
       const internal = await driver({ prefix: '' }).presign('pub', { method: 'GET', expiresInSeconds: 60 });
       expect((await fetch(internal.replace(s3.server.endpoint, publicEndpoint))).status).toBe(403);
+    });
+  });
+
+  describe('checked PUTs and the SHA-256 S3 keeps', () => {
+    const sha = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('base64');
+
+    it('takes only the bytes the URL was signed for, and reports their SHA-256 afterwards', async () => {
+      const store = driver();
+      const body = randomBytes(100_000);
+      const { url, headers } = await store.direct.presignChecked('data/x', sha(body), 60);
+      const query = new URL(url).searchParams;
+      expect([...query.keys()].filter((k) => /checksum/i.test(k))).toEqual([]);
+      expect(query.get('X-Amz-SignedHeaders')?.split(';')).toContain('x-amz-checksum-sha256');
+      const other = randomBytes(100_000);
+      expect((await fetch(url, { method: 'PUT', headers, body: other })).status).toBe(400);
+      expect([400, 403]).toContain((await fetch(url, { method: 'PUT', body: other })).status);
+      const forged = { 'x-amz-checksum-sha256': sha(other) };
+      expect((await fetch(url, { method: 'PUT', headers: forged, body: other })).status).toBe(403);
+      expect(await store.direct.storedSha256('data/x')).toBeUndefined();
+      expect((await fetch(url, { method: 'PUT', headers, body })).status).toBe(200);
+      expect(await store.direct.storedSha256('data/x')).toEqual({
+        size: body.byteLength,
+        sha256Base64: sha(body),
+      });
+    });
+
+    it("reports no SHA-256 for a completed multipart upload's object (only its parts were summed)", async () => {
+      const store = driver();
+      const id = await store.multipart.create('data/m');
+      const part = randomBytes(5 * 1024 * 1024);
+      const one = await store.multipart.uploadPart('data/m', id, 1, part, part.byteLength);
+      const two = await store.multipart.uploadPart('data/m', id, 2, Buffer.from('end'), 3);
+      await store.multipart.complete('data/m', id, [one, two]);
+      const stored = await store.direct.storedSha256('data/m');
+      expect(stored).toEqual({ size: part.byteLength + 3 });
     });
   });
 
