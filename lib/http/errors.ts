@@ -164,6 +164,10 @@ function wrongKindMessage(err: Extract<DomainError, { kind: 'upload-wrong-kind' 
       return 'this upload already received bytes through the registry (PATCH); start a new upload for a direct one';
     case 'not-direct':
       return `upload ${err.id} has no direct parts: ask for part URLs (POST …/_berth/v1/uploads/${err.id}/parts) and upload them first`;
+    case 'object':
+      return `upload ${err.id} takes one checked PUT of the whole blob (POST /v2/${err.repo}/_berth/v1/uploads/${err.id}/object), not parts; start a new upload to send parts`;
+    case 'parts':
+      return `upload ${err.id} already takes parts (POST /v2/${err.repo}/_berth/v1/uploads/${err.id}/parts); start a new upload for a checked PUT`;
   }
 }
 

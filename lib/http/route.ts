@@ -9,7 +9,7 @@ export type Route =
   | { kind: 'upload'; name: string; id: string }
   | { kind: 'blob'; name: string; digest: string }
   | { kind: 'referrers'; name: string; digest: string }
-  | { kind: 'direct'; name: string; id: string; action: 'status' | 'parts' | 'complete' }
+  | { kind: 'direct'; name: string; id: string; action: 'status' | 'parts' | 'object' | 'complete' }
   | { kind: 'usage' }
   /** The web UI's read-only API (docs/web-ui.md). */
   | { kind: 'browse'; what: 'info' | 'repositories' }
@@ -45,8 +45,13 @@ const PATTERNS: [RegExp, (m: RegExpExecArray) => Route][] = [
   // The direct-upload extension (docs/upload-extension.md). No repository name component may start
   // with `_`, so `/_berth/` cannot be part of a name: these paths never shadow a spec route.
   [
-    /^\/v2\/(.+)\/_berth\/v1\/uploads\/([^/]+)(?:\/(parts|complete))?$/,
-    (m) => ({ kind: 'direct', name: m[1]!, id: m[2]!, action: (m[3] as 'parts' | 'complete') ?? 'status' }),
+    /^\/v2\/(.+)\/_berth\/v1\/uploads\/([^/]+)(?:\/(parts|object|complete))?$/,
+    (m) => ({
+      kind: 'direct',
+      name: m[1]!,
+      id: m[2]!,
+      action: (m[3] as 'parts' | 'object' | 'complete' | undefined) ?? 'status',
+    }),
   ],
   [
     /^\/v2\/(.+)\/_berth\/v1\/(tags|summary)$/,

@@ -28,6 +28,7 @@ import type { UploadStateSigner } from './upload-state.ts';
 import {
   type DirectSession,
   type LoadedSession,
+  type ObjectSession,
   type SessionStore,
   type VerifyingSession,
 } from './upload-session.ts';
@@ -52,6 +53,13 @@ export interface VerificationJob {
   readonly repo: string;
   readonly id: string;
   readonly token: string;
+}
+
+/** A checked PUT of the whole blob: the URL, the headers that must go with it, and until when. */
+export interface PresignedObject {
+  readonly expiresAt: Date;
+  readonly url: string;
+  readonly headers: Readonly<Record<string, string>>;
 }
 
 export interface PresignedParts {
@@ -146,6 +154,35 @@ export class DirectUploads {
     return { expiresAt, parts };
   }
 
+  /**
+   * A presigned single PUT of the whole blob `digest` (`size` bytes) to the session's data object,
+   * which the store refuses unless the body's SHA-256 is the digest's: completing it then needs no
+   * read-back. The first such request makes the session an `object` one, for this digest only.
+   */
+  async presignObject(
+    repo: RepositoryName,
+    id: string,
+    owner: string | undefined,
+    digest: ParsedDigest,
+    size: number,
+    carried?: string,
+  ): Promise<PresignedObject> {
+    const direct = this.directStore();
+    if (digest.algorithm !== 'sha256') {
+      throw new DirectPartsInvalid({ problem: 'object-algorithm', algorithm: digest.algorithm });
+    }
+    if (size > this.maxBlobSize) throw new BlobTooLarge(this.maxBlobSize, size);
+    // S3 takes at most 5 GiB in one PUT, the same as in one part.
+    const maxSingle = this.storage.multipart.maxPartSize;
+    if (size > maxSingle) throw new DirectPartsInvalid({ problem: 'object-too-large', size, max: maxSingle });
+    await this.openObject(await this.locate(repo, id, owner, carried), digest, size);
+    const ttl = this.options.presignTtlSeconds;
+    const expiresAt = new Date(Date.now() + ttl * 1000);
+    const sha256 = Buffer.from(digest.hex, 'hex').toString('base64');
+    const { url, headers } = await direct.presignChecked(keys.data(id), sha256, ttl);
+    return { expiresAt, url, headers };
+  }
+
   async status(
     repo: RepositoryName,
     id: string,
@@ -168,6 +205,7 @@ export class DirectUploads {
           status: 'open',
           parts: await this.directStore().listParts(keys.data(id), state.multipartId),
         };
+      // A checked PUT's session: nothing to list; the client sends the whole blob again if unsure.
       default:
         return { status: 'open', parts: [] };
     }
@@ -196,6 +234,9 @@ export class DirectUploads {
     if (state.status === 'failed') {
       await this.sessions.end(state);
       throw new UploadVerificationFailed(id, state.failure);
+    }
+    if (state.status === 'object') {
+      return this.completeObject(loaded as LoadedSession<ObjectSession>, digest, announcedSize);
     }
     if (state.status !== 'direct') throw new UploadWrongKind(repo, id, 'not-direct');
     const claim = await this.sessions.claim(loaded as LoadedSession<DirectSession>);
@@ -240,26 +281,81 @@ export class DirectUploads {
       until: Date.now() + this.options.verifyLeaseMs,
     };
     const session = (await claim.finish(next)) as LoadedSession<VerifyingSession>;
-    if (size <= this.options.syncVerifyLimit) {
-      const outcome = await this.verifyClaimed(session).catch(async (err: unknown) => {
-        // Not a wrong digest but a failure to read (the store): the next poll or retry starts again.
-        await this.sessions.replace(session, { ...session.state, until: 0 }).catch((cause: unknown) => {
-          // The verification's lease then runs out on its own (verifyLeaseMs) before a retry restarts it.
-          this.sessions.logger.warn(
-            'failed verification not marked for a restart; it restarts when its lease ends',
-            {
-              upload: id,
-              ...describeError(cause),
-            },
-          );
-        });
-        throw err;
-      });
-      if (outcome.status === 'failed') throw new UploadVerificationFailed(id, outcome.message);
-      return { status: 'verified', blob: outcome.blob };
-    }
+    if (size <= this.options.syncVerifyLimit) return this.verifyNow(session);
     await this.start({ repo, id, token: next.token });
     return { status: 'verifying', digest: digest.digest, size };
+  }
+
+  /**
+   * Completes a checked PUT's session: the object is there and the store checked its SHA-256 on the
+   * way in, so it becomes `verifying` and is verified within this call by the store's checksum (a
+   * HEAD), whatever its size. The same states as a direct upload's, so that a crash or a racing
+   * cancel at any point is handled as there.
+   */
+  private async completeObject(
+    loaded: LoadedSession<ObjectSession>,
+    digest: ParsedDigest,
+    announcedSize: number | undefined,
+  ): Promise<Completion> {
+    const state = loaded.state;
+    if (state.digest !== digest.digest) {
+      throw new DirectPartsInvalid({ problem: 'object-digest', digest: state.digest });
+    }
+    const claim = await this.sessions.claim(loaded);
+    const repo = state.repo as RepositoryName;
+    const dataKey = keys.data(state.id);
+    let size: number;
+    try {
+      const object = await this.storage.head(dataKey);
+      if (!object) throw new DirectPartsInvalid({ problem: 'no-object' });
+      size = object.size;
+      if (announcedSize !== undefined && announcedSize !== size) {
+        throw new DirectPartsInvalid({ problem: 'object-size', size, announced: announcedSize });
+      }
+      if (size > this.maxBlobSize) {
+        claim.end();
+        await this.sessions.discard(claim.loaded, { force: true });
+        throw new BlobTooLarge(this.maxBlobSize, size);
+      }
+      await this.storage.put(keys.verifying(repo, digest), new TextEncoder().encode(state.id), {
+        contentType: 'text/plain',
+      });
+    } catch (err) {
+      await claim.release();
+      throw err;
+    }
+    const { digest: _d, size: _s, lease: _lease, ...rest } = claim.state;
+    const next: VerifyingSession = {
+      ...rest,
+      status: 'verifying',
+      digest: digest.digest,
+      size,
+      token: randomUUID(),
+      until: Date.now() + this.options.verifyLeaseMs,
+      checked: true,
+    };
+    const session = (await claim.finish(next)) as LoadedSession<VerifyingSession>;
+    return this.verifyNow(session);
+  }
+
+  /** Verifies within the request; a failure to read leaves the verification to be restarted. */
+  private async verifyNow(session: LoadedSession<VerifyingSession>): Promise<Completion> {
+    const outcome = await this.verifyClaimed(session).catch(async (err: unknown) => {
+      // Not a wrong digest but a failure to read (the store): the next poll or retry starts again.
+      await this.sessions.replace(session, { ...session.state, until: 0 }).catch((cause: unknown) => {
+        // The verification's lease then runs out on its own (verifyLeaseMs) before a retry restarts it.
+        this.sessions.logger.warn(
+          'failed verification not marked for a restart; it restarts when its lease ends',
+          {
+            upload: session.state.id,
+            ...describeError(cause),
+          },
+        );
+      });
+      throw err;
+    });
+    if (outcome.status === 'failed') throw new UploadVerificationFailed(session.state.id, outcome.message);
+    return { status: 'verified', blob: outcome.blob };
   }
 
   /**
@@ -296,19 +392,13 @@ export class DirectUploads {
       blob = existing;
       await this.blobs.link(repo, blob);
     } else {
-      const hex = await readBackDigest(
-        this.storage,
-        dataKey,
-        state.size,
-        digest.algorithm,
-        this.options.readBack,
-      );
+      const hex = await this.contentDigest(dataKey, state.size, digest.algorithm, state.checked === true);
       if (hex !== digest.hex) {
         const message = `uploaded content has digest ${digest.algorithm}:${hex}, not ${digest.digest}; nothing was stored`;
         await this.storage.delete(dataKey);
         await this.storage.delete(keys.verifying(repo, digest));
         if (keepFailure) {
-          const { digest: _d, size: _s, token: _t, until: _u, ...rest } = state;
+          const { digest: _d, size: _s, token: _t, until: _u, checked: _c, ...rest } = state;
           await this.sessions
             .replace(session, { ...rest, status: 'failed', failure: message })
             .catch(async (err: unknown) => {
@@ -326,10 +416,65 @@ export class DirectUploads {
     return { status: 'verified', blob };
   }
 
+  /**
+   * The hex digest of the data object: for a checked PUT's, the SHA-256 the store computed when it
+   * was written whole; otherwise (or when the store has none of the right size) read back.
+   */
+  private async contentDigest(
+    dataKey: string,
+    size: number,
+    algorithm: ParsedDigest['algorithm'],
+    checked: boolean,
+  ): Promise<string> {
+    if (checked && algorithm === 'sha256') {
+      const stored = await this.directStore().storedSha256(dataKey);
+      if (!stored) throw new Error(`${dataKey} vanished while it was being verified`);
+      if (stored.sha256Base64 !== undefined && stored.size === size) {
+        return Buffer.from(stored.sha256Base64, 'base64').toString('hex');
+      }
+    }
+    return readBackDigest(this.storage, dataKey, size, algorithm, this.options.readBack);
+  }
+
+  /**
+   * Makes the session a checked PUT's for `digest`, once; asking again (a fresh URL) is fine, for
+   * another digest it is not. Racing requests agree on one digest.
+   */
+  private async openObject(session: LoadedSession, digest: ParsedDigest, size: number): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const { state } = session;
+      if (state.status === 'object') {
+        if (state.digest !== digest.digest) {
+          throw new DirectPartsInvalid({ problem: 'object-digest', digest: state.digest });
+        }
+        return;
+      }
+      if (state.status === 'direct')
+        throw new UploadWrongKind(state.repo as RepositoryName, state.id, 'parts');
+      if (state.status !== 'open') throw new UploadAlreadyCompleted(state.id);
+      if (state.offset > 0 || state.tail || state.parts.length > 0 || state.multipartId) {
+        throw new UploadWrongKind(state.repo as RepositoryName, state.id, 'chunked');
+      }
+      if (this.sessions.leased(state)) throw new UploadBusy(state.id);
+      const { hashState: _h, parts: _p, tail: _t, tailSeq: _s, multipartId: _m, ...rest } = state;
+      try {
+        await this.sessions.replace(session, { ...rest, status: 'object', digest: digest.digest, size });
+        return;
+      } catch (err) {
+        if (!(err instanceof PreconditionFailed)) throw err;
+        if (attempt > 0) throw new UploadChanged(state.id, true);
+      }
+      // Another request changed it first: see what it made of it.
+      session = await this.sessions.load(state.repo as RepositoryName, state.id);
+    }
+  }
+
   /** Marks the session direct and gives it a multipart upload, once; racing requests agree on one. */
   private async openDirect(session: LoadedSession): Promise<LoadedSession<DirectSession>> {
     const { state } = session;
     if (state.status === 'direct') return session as LoadedSession<DirectSession>;
+    if (state.status === 'object')
+      throw new UploadWrongKind(state.repo as RepositoryName, state.id, 'object');
     if (state.status !== 'open') throw new UploadAlreadyCompleted(state.id);
     if (state.offset > 0 || state.tail || state.parts.length > 0 || state.multipartId) {
       throw new UploadWrongKind(state.repo as RepositoryName, state.id, 'chunked');

@@ -362,16 +362,21 @@ export class UploadWrongKind extends Failure {
     readonly id: string,
     /**
      * What the session is: 'direct' (and chunks were sent to it), 'chunked' (it received chunks, so
-     * it cannot become direct), 'not-direct' (completed as a direct upload without any parts).
+     * it cannot become direct), 'not-direct' (completed as a direct upload without any parts),
+     * 'object' (it takes a checked PUT and was asked for parts), 'parts' (the other way round).
      */
-    readonly is: 'direct' | 'chunked' | 'not-direct',
+    readonly is: 'direct' | 'chunked' | 'not-direct' | 'object' | 'parts',
   ) {
     super(
       is === 'direct'
         ? `upload ${id} is a direct upload: its parts go to presigned URLs`
         : is === 'chunked'
           ? 'this upload already received bytes through the registry; start a new upload for a direct one'
-          : `upload ${id} has no direct parts`,
+          : is === 'object'
+            ? `upload ${id} takes one checked PUT of the whole blob, not parts`
+            : is === 'parts'
+              ? `upload ${id} takes parts, not one checked PUT`
+              : `upload ${id} has no direct parts`,
     );
   }
 }
@@ -414,7 +419,16 @@ export type PartProblem =
       readonly size: number;
       readonly min: number;
     }
-  | { readonly problem: 'size'; readonly size: number; readonly announced: number; readonly parts: number };
+  | { readonly problem: 'size'; readonly size: number; readonly announced: number; readonly parts: number }
+  /** Completed before the checked PUT of the whole object arrived. */
+  | { readonly problem: 'no-object' }
+  /** The session's checked PUT URL is for another digest. */
+  | { readonly problem: 'object-digest'; readonly digest: string }
+  /** A checked PUT: only SHA-256 digests (what S3 checks), at most the store's largest single PUT. */
+  | { readonly problem: 'object-algorithm'; readonly algorithm: string }
+  | { readonly problem: 'object-too-large'; readonly size: number; readonly max: number }
+  /** The object holds another number of bytes than announced. */
+  | { readonly problem: 'object-size'; readonly size: number; readonly announced: number };
 
 export class DirectPartsInvalid extends Failure {
   readonly kind = 'direct-parts-invalid';
@@ -437,6 +451,16 @@ function describeParts(part: PartProblem): string {
       return `part ${part.partNumber} has ${part.size} bytes: every part but the last needs at least ${part.min}; upload it again`;
     case 'size':
       return `the uploaded parts hold ${part.size} bytes, not the ${part.announced} announced; upload the missing or failed parts, then complete again`;
+    case 'no-object':
+      return 'the blob has not been uploaded to its URL yet: PUT it there, then complete again';
+    case 'object-digest':
+      return `this upload's URL is for ${part.digest}; start a new upload for another blob`;
+    case 'object-algorithm':
+      return `a checked upload takes a sha256 digest, not ${part.algorithm.slice(0, 20)}; send the blob in parts instead`;
+    case 'object-too-large':
+      return `a blob of ${part.size} bytes is over the ${part.max} bytes one PUT may carry; send it in parts instead`;
+    case 'object-size':
+      return `the uploaded object has ${part.size} bytes, not the ${part.announced} announced`;
   }
 }
 

@@ -16,7 +16,8 @@ import type { UploadQuota } from './upload-quota.ts';
  * discriminated union; what a request may do depends on its status:
  *
  *   open ──PATCH/PUT──▶ open … ──PUT──▶ (blob stored, session deleted)
- *     │ └─direct parts──▶ direct ──complete──▶ verifying ──▶ (blob stored) | failed
+ *     │ ├─direct parts──▶ direct ──complete──▶ verifying ──▶ (blob stored) | failed
+ *     │ └─checked PUT URL──▶ object ──complete──▶ verifying (the store's SHA-256, no read-back) ──▶ …
  *     └──── cancel, expiry, wrong digest (any status) ──▶ discarding ──▶ (everything removed)
  *
  * Every request that writes claims the session first: a lease in the state, taken by a conditional
@@ -82,6 +83,18 @@ function buildSchemas() {
   /** The client uploads the parts straight to the store (the direct-upload extension). */
   const direct = z.object({ ...common, status: z.literal('direct'), multipartId: z.string() });
 
+  /**
+   * The client PUTs the whole blob straight to `data/<id>` through a URL the store checks against
+   * `digest`'s SHA-256 (the direct-upload extension's checked PUT): the object, once there, is
+   * `digest`'s bytes, and completing it needs no read-back.
+   */
+  const object = z.object({
+    ...common,
+    status: z.literal('object'),
+    digest: z.string(),
+    size: z.number().int(),
+  });
+
   /** Completed into `data/<id>`, being read back to check `digest`; invisible until it passes. */
   const verifying = z.object({
     ...common,
@@ -91,6 +104,8 @@ function buildSchemas() {
     /** The verification job's token, and its own lease (a crashed verifier is restarted after it). */
     token: z.string(),
     until: z.number(),
+    /** Written by a checked PUT: the store's SHA-256 of it is the verification (no read-back). */
+    checked: z.literal(true).optional(),
   });
 
   /** Verification failed (asynchronously): what the client is told when it asks. Nothing else is kept. */
@@ -110,7 +125,13 @@ function buildSchemas() {
      */
     wholeTails: z.array(z.object({ key: z.string(), at: z.number().optional() })).optional(),
     /** A completed but unverified data object, and the `_verifying` marker naming it. */
-    unverified: z.object({ digest: z.string() }).optional(),
+    unverified: z
+      .object({
+        digest: z.string(),
+        /** false: no marker was written (a checked PUT's session, never completed). */
+        marker: z.literal(false).optional(),
+      })
+      .optional(),
   });
 
   /**
@@ -120,7 +141,15 @@ function buildSchemas() {
    */
   const ended = z.object({ ...common, status: z.literal('ended') });
 
-  const sessionSchema = z.discriminatedUnion('status', [open, direct, verifying, failed, discarding, ended]);
+  const sessionSchema = z.discriminatedUnion('status', [
+    open,
+    direct,
+    object,
+    verifying,
+    failed,
+    discarding,
+    ended,
+  ]);
 
   /** Sessions written by the previous version (flags instead of a status), read as the union. */
   const legacySchema = z.object({
@@ -144,7 +173,7 @@ function buildSchemas() {
     failure: z.string().optional(),
   });
 
-  return { sessionSchema, legacySchema, open, direct, verifying };
+  return { sessionSchema, legacySchema, open, direct, object, verifying };
 }
 
 type Schemas = ReturnType<typeof buildSchemas>;
@@ -154,6 +183,7 @@ const schemas = (): Schemas => (built ??= buildSchemas());
 export type SessionState = z.infer<Schemas['sessionSchema']>;
 export type OpenSession = z.infer<Schemas['open']>;
 export type DirectSession = z.infer<Schemas['direct']>;
+export type ObjectSession = z.infer<Schemas['object']>;
 export type VerifyingSession = z.infer<Schemas['verifying']>;
 type Status = SessionState['status'];
 type Of<S extends Status> = Extract<SessionState, { status: S }>;
@@ -549,7 +579,9 @@ export class SessionStore {
       // A verification that published the blob and crashed before deleting its session: the data
       // is that blob's now.
       if (!digest || !(await this.mayName(digest, dataKey))) await this.storage.delete(dataKey);
-      if (digest) await this.storage.delete(keys.verifying(state.repo as RepositoryName, digest));
+      if (digest && state.unverified.marker !== false) {
+        await this.storage.delete(keys.verifying(state.repo as RepositoryName, digest));
+      }
     }
   }
 
@@ -624,6 +656,10 @@ function discardingOf(state: SessionState, disposable: (state: OpenSession) => b
       return { ...base, multipartId: state.multipartId, tails: [] };
     case 'verifying':
       return { ...base, tails: [], unverified: { digest: state.digest } };
+    case 'object':
+      // The client may have PUT data/<id> (or may still, while its URL is valid: garbage collection
+      // removes what lands after this).
+      return { ...base, tails: [], unverified: { digest: state.digest, marker: false } };
     case 'failed':
     case 'discarding':
     case 'ended':

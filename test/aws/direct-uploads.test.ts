@@ -25,6 +25,7 @@ const bytes = (size: number): Uint8Array<ArrayBuffer> => randomFillSync(new Uint
 
 interface Setup {
   registry: Registry;
+  storage: S3Driver;
   prefix: string;
   request(path: string, init?: RequestInit): Promise<Response>;
 }
@@ -103,6 +104,7 @@ describe.skipIf(!minioInstalled && !process.env.CI)('direct uploads on S3 (MinIO
     });
     return {
       registry,
+      storage,
       prefix,
       request: async (path, init) =>
         app.request(`http://registry.test${path}`, init, { incoming: { url: path } }),
@@ -218,6 +220,130 @@ describe.skipIf(!minioInstalled && !process.env.CI)('direct uploads on S3 (MinIO
     expect(Buffer.from(await get.arrayBuffer()).equals(blob)).toBe(true);
     expect((await r.request(`/v2/team/app/_berth/v1/uploads/${id}`)).status).toBe(404);
     expect((await putManifest(r, sha256(blob), blob.byteLength)).status).toBe(201);
+  });
+
+  async function objectUrl(r: Setup, id: string, digest: string, size: number): Promise<Response> {
+    return r.request(`/v2/team/app/_berth/v1/uploads/${id}/object`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ digest, size }),
+    });
+  }
+
+  /** Asks for the session's checked PUT and sends `body` there with the headers the answer names. */
+  async function putChecked(r: Setup, id: string, digest: string, body: Uint8Array<ArrayBuffer>) {
+    const res = await objectUrl(r, id, digest, body.byteLength);
+    expect(res.status, await res.clone().text()).toBe(200);
+    const answer = (await res.json()) as { url: string; method: string; headers: Record<string, string> };
+    expect(answer.method).toBe('PUT');
+    const put = await fetch(answer.url, { method: 'PUT', headers: answer.headers, body });
+    return { answer, put };
+  }
+
+  describe('one checked PUT of the whole blob', () => {
+    it('publishes the blob without reading it back: the store checked its SHA-256', async () => {
+      const r = setup();
+      const blob = bytes(7 * MiB + 3);
+      const id = await open(r);
+      const { put } = await putChecked(r, id, sha256(blob), blob);
+      expect(put.status).toBe(200);
+      expect((await r.request(`/v2/team/app/blobs/${sha256(blob)}`, { method: 'HEAD' })).status).toBe(404);
+      const storage = r.storage;
+      const reads: string[] = [];
+      const getStream = storage.getStream.bind(storage);
+      storage.getStream = (key, range) => {
+        reads.push(key);
+        return getStream(key, range);
+      };
+      const res = await complete(r, id, sha256(blob), blob.byteLength);
+      storage.getStream = getStream;
+      expect(res.status, await res.clone().text()).toBe(201);
+      expect(res.headers.get('Docker-Content-Digest')).toBe(sha256(blob));
+      expect(reads.filter((key) => key.startsWith('data/'))).toEqual([]);
+      const get = await r.request(`/v2/team/app/blobs/${sha256(blob)}`);
+      expect(Buffer.from(await get.arrayBuffer()).equals(blob)).toBe(true);
+      expect((await putManifest(r, sha256(blob), blob.byteLength)).status).toBe(201);
+      expect((await r.request(`/v2/team/app/_berth/v1/uploads/${id}`)).status).toBe(404);
+    });
+
+    it('is refused by the store for other bytes or without its header, and nothing is published', async () => {
+      const r = setup();
+      const blob = bytes(6 * MiB);
+      const other = bytes(6 * MiB);
+      const id = await open(r);
+      const { answer, put } = await putChecked(r, id, sha256(blob), other);
+      expect(put.status).toBe(400);
+      const bare = await fetch(answer.url, { method: 'PUT', body: blob });
+      expect([400, 403]).toContain(bare.status);
+      const early = await complete(r, id, sha256(blob), blob.byteLength);
+      expect(early.status).toBe(400);
+      expect(await errorCode(early)).toBe('BLOB_UPLOAD_INVALID');
+      expect((await r.request(`/v2/team/app/blobs/${sha256(blob)}`, { method: 'HEAD' })).status).toBe(404);
+      expect((await r.request(`/v2/team/app/blobs/${sha256(other)}`, { method: 'HEAD' })).status).toBe(404);
+      // The session still takes the right bytes.
+      const again = await fetch(answer.url, { method: 'PUT', headers: answer.headers, body: blob });
+      expect(again.status).toBe(200);
+      expect((await complete(r, id, sha256(blob), blob.byteLength)).status).toBe(201);
+    });
+
+    it('keeps one blob and one way per session', async () => {
+      const r = setup();
+      const blob = bytes(5 * MiB);
+      const id = await open(r);
+      expect((await objectUrl(r, id, sha256(blob), blob.byteLength)).status).toBe(200);
+      // A fresh URL for the same blob is fine; another blob, parts or PATCH are not.
+      expect((await objectUrl(r, id, sha256(blob), blob.byteLength)).status).toBe(200);
+      const another = await objectUrl(r, id, sha256('another'), 7);
+      expect(another.status).toBe(400);
+      expect(await errorCode(another)).toBe('BLOB_UPLOAD_INVALID');
+      const parts = await r.request(`/v2/team/app/_berth/v1/uploads/${id}/parts`, {
+        method: 'POST',
+        body: JSON.stringify({ parts: [1] }),
+      });
+      expect(parts.status).toBe(400);
+      expect(((await parts.json()) as { errors: { message: string }[] }).errors[0]!.message).toMatch(
+        /one checked PUT/,
+      );
+      const patch = await r.request(`/v2/team/app/blobs/uploads/${id}`, { method: 'PATCH', body: bytes(10) });
+      expect(patch.status).toBe(400);
+      const wrong = await complete(r, id, sha256('another'));
+      expect(wrong.status).toBe(400);
+      const direct = await open(r);
+      await urls(r, direct, [1]);
+      expect((await objectUrl(r, direct, sha256(blob), blob.byteLength)).status).toBe(400);
+    });
+
+    it('refuses what one checked PUT cannot carry, with the way to send it instead', async () => {
+      const r = setup();
+      const id = await open(r);
+      const sha512 = await objectUrl(r, id, `sha512:${'a'.repeat(128)}`, 10);
+      expect(sha512.status).toBe(400);
+      expect(((await sha512.json()) as { errors: { message: string }[] }).errors[0]!.message).toMatch(
+        /sha256 digest.*in parts/,
+      );
+      const huge = await objectUrl(r, id, sha256('x'), 2048 * MiB);
+      expect(huge.status).toBe(413);
+      expect(await errorCode(huge)).toBe('SIZE_INVALID');
+      const malformed = await r.request(`/v2/team/app/_berth/v1/uploads/${id}/object`, {
+        method: 'POST',
+        body: JSON.stringify({ digest: sha256('x') }),
+      });
+      expect(malformed.status).toBe(400);
+      expect(await errorCode(malformed)).toBe('BLOB_UPLOAD_INVALID');
+    });
+
+    it('removes the uploaded object when the session is cancelled', async () => {
+      const r = setup();
+      const blob = bytes(5 * MiB + 1);
+      const id = await open(r);
+      expect((await putChecked(r, id, sha256(blob), blob)).put.status).toBe(200);
+      const cancel = await r.request(`/v2/team/app/blobs/uploads/${id}`, { method: 'DELETE' });
+      expect(cancel.status).toBe(204);
+      expect(await leftovers(r)).toEqual([]);
+      expect((await bucketKeys(s3, server.bucket, r.prefix)).filter((k) => k.startsWith('data/'))).toEqual(
+        [],
+      );
+    });
   });
 
   it('refuses a lying digest with DIGEST_INVALID and keeps nothing', async () => {

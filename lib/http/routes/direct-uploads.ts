@@ -14,13 +14,18 @@ const partsRequest = z.object({
   parts: z.array(z.number().int()).min(1).max(MAX_PARTS_PER_REQUEST),
 });
 
+const objectRequest = z.object({
+  digest: z.string().max(200),
+  size: z.number().int().nonnegative(),
+});
+
 const completeRequest = z.object({
   digest: z.string().max(200),
   size: z.number().int().nonnegative().optional(),
 });
 
 /**
- * `/v2/<name>/_berth/v1/uploads/<id>[/parts|/complete]`: the direct-upload extension, version 1
+ * `/v2/<name>/_berth/v1/uploads/<id>[/parts|/object|/complete]`: the direct-upload extension, version 1
  * (docs/upload-extension.md). The session itself is opened with the spec's POST and cancelled with
  * its DELETE.
  */
@@ -29,7 +34,7 @@ export async function handleDirectUpload(
   options: HttpOptions,
   repo: RepositoryName,
   ref: string,
-  action: 'status' | 'parts' | 'complete',
+  action: 'status' | 'parts' | 'object' | 'complete',
 ): Promise<Response> {
   // The last segment of the session's Location may carry its signed state: the id is before it.
   const { id, state: carried } = splitUploadRef(ref);
@@ -56,6 +61,18 @@ export async function handleDirectUpload(
         expiresAt: presigned.expiresAt.toISOString(),
         ...options.registry.partLimits,
         parts: presigned.parts.map((p) => ({ ...p, method: 'PUT' })),
+      });
+    }
+    case 'object': {
+      const request = await readJson(c, objectRequest);
+      const digest = parseDigest(request.digest);
+      const presigned = await direct.presignObject(repo, id, owner, digest, request.size, carried);
+      return json(200, {
+        uploadId: id,
+        expiresAt: presigned.expiresAt.toISOString(),
+        url: presigned.url,
+        method: 'PUT',
+        headers: presigned.headers,
       });
     }
     case 'complete': {
