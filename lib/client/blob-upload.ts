@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { RemoteError, repositoryScope, type RemoteRegistry } from './remote.ts';
 
 const MiB = 1024 * 1024;
@@ -27,7 +29,14 @@ export interface UploadEvents {
   onPart?(partNumber: number): void;
 }
 
-export type UploadMode = 'direct' | 'streamed' | 'single';
+/**
+ * How the bytes went: `single`, one request to the registry; `checked`, one PUT straight to the store,
+ * which checks the digest itself; `direct`, parts straight to the store; `streamed`, PATCH requests.
+ */
+export type UploadMode = 'direct' | 'checked' | 'streamed' | 'single';
+
+/** The store takes at most this much in one PUT (S3: 5 GiB); larger blobs go in parts. */
+const MAX_CHECKED_PUT = 5 * 1024 * MiB;
 
 export interface UploadResult {
   readonly digest: string;
@@ -68,6 +77,10 @@ export class BlobUpload {
   private session: RemoteSession | undefined;
   /** The session and the way its parts go, being found out while more bytes arrive. */
   private starting: Promise<UploadMode> | undefined;
+  /** The blob's digest and size, when known before its bytes (see `expect`). */
+  private expected: { readonly digest: string; readonly size: number } | undefined;
+  /** The checked PUT being sent (mode `checked`). */
+  private checked: CheckedPut | undefined;
 
   private constructor(
     private readonly remote: RemoteRegistry,
@@ -133,6 +146,22 @@ export class BlobUpload {
     return new BlobUpload(remote, repo, session.id, session, tuning, events);
   }
 
+  /**
+   * Says what the blob will be before any byte is written: a blob too large for one request then
+   * goes to the store in one PUT that the store checks against the digest (the registry then needs
+   * no read-back to verify it), when the registry offers that. Ignored once bytes were written.
+   */
+  expect(digest: string, size: number): void {
+    if (this.written > 0 || this.mode !== undefined || this.starting) return;
+    if (!digest.startsWith('sha256:') || !Number.isSafeInteger(size) || size < 0) return;
+    this.expected = { digest, size };
+  }
+
+  /** How the bytes go, once decided. */
+  get way(): UploadMode | undefined {
+    return this.mode;
+  }
+
   /** Bytes written so far. */
   get offset(): number {
     return this.written;
@@ -146,6 +175,9 @@ export class BlobUpload {
   async write(chunk: Uint8Array): Promise<void> {
     if (this.failure) throw this.failure;
     if (chunk.byteLength === 0) return;
+    if (this.expected && this.written + chunk.byteLength > this.expected.size) {
+      throw this.fail(new Error(`the blob has more than the ${this.expected.size} bytes announced`));
+    }
     this.written += chunk.byteLength;
     this.held.push(chunk);
     this.heldSize += chunk.byteLength;
@@ -157,6 +189,7 @@ export class BlobUpload {
       if (this.heldSize < this.tuning.partSize) return;
       this.mode = await this.starting;
     }
+    if (this.mode === 'checked') return this.sendChecked(this.take(this.heldSize));
     while (this.heldSize >= this.tuning.partSize) await this.sendPart(this.take(this.tuning.partSize));
   }
 
@@ -174,6 +207,23 @@ export class BlobUpload {
       await this.put(digest, this.take(this.heldSize));
       return { digest, size, mode: 'streamed', parts: this.partNumber };
     }
+    if (this.mode === 'checked') {
+      const expected = this.expected!;
+      if (digest !== expected.digest || size !== expected.size) {
+        throw this.fail(
+          new Error(
+            `the blob is ${digest} of ${size} bytes, not ${expected.digest} of ${expected.size} as announced`,
+          ),
+        );
+      }
+      await this.sendChecked(this.take(this.heldSize));
+      await this.checked!.end().catch((err: unknown) => {
+        throw this.fail(err);
+      });
+      this.events.onPart?.(1);
+      await this.complete(digest, size);
+      return { digest, size, mode: 'checked', parts: 1 };
+    }
     if (this.heldSize > 0 || this.partNumber === 0) await this.sendPart(this.take(this.heldSize));
     await this.drain();
     await this.complete(digest, size);
@@ -183,6 +233,7 @@ export class BlobUpload {
   /** Abandons the upload: the remote discards the session and every part sent. */
   async cancel(): Promise<void> {
     this.failure ??= new Error('the upload was cancelled');
+    this.checked?.abort();
     await Promise.allSettled([...this.inFlight]);
     // A session being opened is discarded once it is; one never opened leaves nothing to discard.
     await this.starting?.catch(() => undefined);
@@ -199,6 +250,15 @@ export class BlobUpload {
   private start(): Promise<UploadMode> {
     const starting = (async (): Promise<UploadMode> => {
       await this.opened();
+      const expected = this.expected;
+      if (expected && expected.size <= MAX_CHECKED_PUT) {
+        const put = await this.checkedPut(expected.digest, expected.size);
+        if (put === 'unsupported') return 'streamed';
+        if (put) {
+          this.checked = put;
+          return 'checked';
+        }
+      }
       return (await this.directAvailable()) ? 'direct' : 'streamed';
     })();
     // Awaited by the next write or by finish; a failure meanwhile must not go unhandled.
@@ -234,6 +294,43 @@ export class BlobUpload {
     this.held = rest.byteLength > 0 ? [rest] : [];
     this.heldSize = rest.byteLength;
     return part;
+  }
+
+  /**
+   * Asks for a checked PUT's URL and starts the PUT. 'unsupported': the registry's store signs no
+   * URLs (the filesystem store); undefined: the registry has no checked PUTs (an older one).
+   */
+  private async checkedPut(digest: string, size: number): Promise<CheckedPut | 'unsupported' | undefined> {
+    const res = await this.remote.request({
+      method: 'POST',
+      path: `/v2/${this.repo}/_berth/v1/uploads/${this.remoteSession.id}/object`,
+      scope: repositoryScope(this.repo, true),
+      headers: { 'Content-Type': 'application/json' },
+      body: new TextEncoder().encode(JSON.stringify({ digest, size })),
+    });
+    if (res.status !== 200) {
+      const err = await RemoteError.from(res, 'asking for the upload URL');
+      if (err.code === 'UNSUPPORTED') return 'unsupported';
+      if (err.status === 404 || err.status === 405) return undefined;
+      throw err;
+    }
+    const body = (await res.json()) as { url: string; headers: Record<string, string> };
+    return new CheckedPut(body.url, body.headers, size, digest);
+  }
+
+  private async sendChecked(bytes: Uint8Array): Promise<void> {
+    if (bytes.byteLength === 0) return;
+    await this.checked!.write(bytes).catch((err: unknown) => {
+      throw this.fail(err);
+    });
+    this.events.onBytes?.(bytes.byteLength);
+  }
+
+  /** Records the first failure (later writes and finish throw it) and gives it back. */
+  private fail(err: unknown): unknown {
+    this.failure ??= err;
+    this.checked?.abort();
+    return this.failure;
   }
 
   /** Asks for the first part URLs; a registry without the extension (or without S3) says UNSUPPORTED. */
@@ -427,4 +524,89 @@ function pathOf(location: string | null): string | undefined {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * One PUT of a whole blob to a URL the store checks against the blob's SHA-256, sent as the bytes
+ * come (with backpressure). S3 answers 400 (BadDigest, XAmzContentChecksumMismatch) to other bytes.
+ */
+class CheckedPut {
+  private readonly request: ClientRequest;
+  private readonly answer: Promise<{ readonly status: number; readonly body: string }>;
+  private sent = 0;
+
+  constructor(
+    url: string,
+    headers: Record<string, string>,
+    private readonly size: number,
+    private readonly digest: string,
+  ) {
+    const target = new URL(url);
+    const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
+    this.request = send(target, {
+      method: 'PUT',
+      headers: { ...headers, 'content-length': String(size) },
+    });
+    this.answer = new Promise((resolve, reject) => {
+      this.request.once('error', reject);
+      this.request.once('response', (res: IncomingMessage) => {
+        const chunks: Buffer[] = [];
+        let kept = 0;
+        res.on('data', (chunk: Buffer) => {
+          // An error document is small; keep enough of it to name the problem.
+          if (kept < 16 * 1024) chunks.push(chunk);
+          kept += chunk.length;
+        });
+        res.once('error', reject);
+        res.once('end', () =>
+          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }),
+        );
+      });
+    });
+    // Awaited by write and end; an early answer (a refusal) must not go unhandled meanwhile.
+    this.answer.catch(() => undefined);
+  }
+
+  async write(bytes: Uint8Array): Promise<void> {
+    this.sent += bytes.byteLength;
+    if (this.request.write(bytes)) return;
+    // Waits for the socket, or for the store's answer if it refuses before reading everything.
+    await Promise.race([
+      new Promise((resolve) => this.request.once('drain', resolve)),
+      this.answer.then((a) => {
+        throw this.refusal(a);
+      }),
+    ]);
+  }
+
+  async end(): Promise<void> {
+    if (this.sent !== this.size) {
+      this.abort();
+      throw new Error(`the blob has ${this.sent} bytes, not the ${this.size} announced`);
+    }
+    this.request.end();
+    const answer = await this.answer;
+    if (answer.status !== 200) throw this.refusal(answer);
+  }
+
+  abort(): void {
+    if (!this.request.destroyed) this.request.destroy();
+  }
+
+  private refusal(answer: { status: number; body: string }): Error {
+    const code = /<Code>([^<]{1,100})<\/Code>/.exec(answer.body)?.[1];
+    if (
+      answer.status === 400 &&
+      code !== undefined &&
+      /BadDigest|ChecksumMismatch|InvalidDigest/.test(code)
+    ) {
+      return new RemoteError(
+        400,
+        'DIGEST_INVALID',
+        `the store refused the blob's bytes: they do not have digest ${this.digest} (${code})`,
+        '',
+      );
+    }
+    return new Error(`uploading the blob: the store answered ${answer.status}${code ? ` ${code}` : ''}`);
+  }
 }

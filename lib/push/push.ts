@@ -71,23 +71,41 @@ async function uploadBlob(
   tuning: UploadTuning,
   progress?: Progress,
 ): Promise<void> {
-  const bar = progress?.blob(blob.digest.slice(7, 19), blob.size);
-  const upload = BlobUpload.deferred(remote, repo, tuning, {
-    onBytes: (n) => bar?.bytes(n),
-    onPart: () => bar?.part(),
-  });
-  try {
-    for await (const chunk of blob.read()) await upload.write(chunk);
-    if (upload.offset !== blob.size) {
-      throw new Error(`blob ${blob.digest} has ${upload.offset} bytes in the archive, not ${blob.size}`);
+  for (let attempt = 1; ; attempt++) {
+    const bar = progress?.blob(blob.digest.slice(7, 19), blob.size);
+    const upload = BlobUpload.deferred(remote, repo, tuning, {
+      onBytes: (n) => bar?.bytes(n),
+      onPart: () => bar?.part(),
+    });
+    upload.expect(blob.digest, blob.size);
+    try {
+      for await (const chunk of blob.read()) await upload.write(chunk);
+      if (upload.offset !== blob.size) {
+        throw new Error(`blob ${blob.digest} has ${upload.offset} bytes in the archive, not ${blob.size}`);
+      }
+      const result = await upload.finish(blob.digest);
+      bar?.done(result);
+      return;
+    } catch (err) {
+      await upload.cancel();
+      const message = err instanceof Error ? err.message : String(err);
+      // One PUT of the whole blob has no parts to retry: the blob starts again, from the archive.
+      if (upload.way === 'checked' && attempt < CHECKED_ATTEMPTS && retriable(err)) {
+        bar?.fail(`${message}; trying again`);
+        continue;
+      }
+      bar?.fail(message);
+      throw err;
     }
-    const result = await upload.finish(blob.digest);
-    bar?.done(result);
-  } catch (err) {
-    bar?.fail(err instanceof Error ? err.message : String(err));
-    await upload.cancel();
-    throw err;
   }
+}
+
+/** Tries of a blob sent in one checked PUT (a blob in parts retries each part instead). */
+const CHECKED_ATTEMPTS = 3;
+
+/** A failure another try may not meet: the network, the store, not the registry refusing the blob. */
+function retriable(err: unknown): boolean {
+  return !(err instanceof RemoteError) || err.status >= 500 || err.status === 408 || err.status === 429;
 }
 
 async function putManifest(

@@ -97,6 +97,7 @@ async function handle(
     await remote.authorize(repositoryScope(repo, true));
     const upload = BlobUpload.deferred(remote, repo, tuning);
     if (digest === null) return openLocal(res, sessions, upload, progress);
+    expectWhole(upload, req, digest);
     const session = track(sessions, upload, progress);
     await receive(req, sessions, session);
     return finish(res, sessions, session, digest);
@@ -136,9 +137,11 @@ async function handle(
             rangeHeaders(session),
           );
         }
+        const digest = params.get('digest');
+        // A PUT that carries the whole blob (containerd, buildx): its digest and size are known first.
+        if (method === 'PUT' && digest) expectWhole(session.upload, req, digest);
         await receive(req, sessions, session);
         if (method === 'PATCH') return replyEmpty(res, 202, rangeHeaders(session));
-        const digest = params.get('digest');
         if (!digest) {
           return replyError(
             res,
@@ -161,6 +164,15 @@ async function handle(
         ? 'registry:catalog:*'
         : undefined;
   return reply(res, await forward(req, remote, url, scope, write ? await readSmall(req) : undefined));
+}
+
+/**
+ * A request whose body is the whole blob, with its digest and length announced: the upload may go to
+ * the store in one PUT that the store checks (BlobUpload.expect).
+ */
+function expectWhole(upload: BlobUpload, req: IncomingMessage, digest: string): void {
+  const length = Number(req.headers['content-length'] ?? NaN);
+  if (upload.offset === 0 && Number.isSafeInteger(length)) upload.expect(digest, length);
 }
 
 function track(sessions: Map<string, LocalSession>, upload: BlobUpload, progress?: Progress): LocalSession {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addUser } from '../../lib/auth/admin.ts';
-import { DEFAULT_TUNING } from '../../lib/client/blob-upload.ts';
+import { BlobUpload, DEFAULT_TUNING } from '../../lib/client/blob-upload.ts';
 import { RemoteRegistry } from '../../lib/client/remote.ts';
 import { parseConfig, type ConfigInput } from '../../lib/config/config.ts';
 import { createLogger } from '../../lib/logging/logger.ts';
@@ -97,6 +97,22 @@ async function dockerPush(base: string, repo: string, blob: Uint8Array<ArrayBuff
   return fetch(`${base}${patch.headers.get('Location')}?digest=${digest}`, { method: 'PUT' });
 }
 
+/** containerd's and buildx's way: POST, then one PUT ?digest= that carries the whole blob. */
+async function containerdPush(
+  base: string,
+  repo: string,
+  blob: Uint8Array<ArrayBuffer>,
+  digest = sha256(blob),
+) {
+  const start = await fetch(`${base}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+  expect(start.status).toBe(202);
+  const location = start.headers.get('Location')!;
+  return fetch(`${base}${location}${location.includes('?') ? '&' : '?'}digest=${digest}`, {
+    method: 'PUT',
+    body: blob,
+  });
+}
+
 async function manifestFor(base: string, repo: string, layer: Uint8Array, tag: string): Promise<Response> {
   const config = new TextEncoder().encode('{"architecture":"amd64","os":"linux"}');
   const put = await fetch(`${base}/v2/${repo}/blobs/uploads/?digest=${sha256(config)}`, {
@@ -121,6 +137,13 @@ describe('berth relay', () => {
     const get = await fetch(`${server.url}/v2/team/app/blobs/${sha256(blob)}`);
     expect(sha256(new Uint8Array(await get.arrayBuffer()))).toBe(sha256(blob));
     expect(paths.filter((p) => p.startsWith('PATCH')).length).toBeGreaterThan(1);
+    // A blob whose digest comes first (containerd's PUT) cannot go to the store either: PATCHes again.
+    const known = randomFillSync(new Uint8Array(9 * MiB + 1));
+    paths.length = 0;
+    expect((await containerdPush(relay.url, 'team/app', known)).status).toBe(201);
+    expect(paths.filter((p) => p.startsWith('PATCH'))).toHaveLength(1);
+    const again = await fetch(`${server.url}/v2/team/app/blobs/${sha256(known)}`);
+    expect(sha256(new Uint8Array(await again.arrayBuffer()))).toBe(sha256(known));
   });
 
   it('sends a small layer to the remote in one monolithic POST, opening no session for it', async () => {
@@ -190,6 +213,66 @@ describe('berth relay', () => {
       }
     });
 
+    it('sends a blob whose digest comes first in one PUT that S3 checks, with no parts', async () => {
+      const { server, paths } = await remote(s3Config());
+      const relay = await relayTo(server.url);
+      const blob = randomFillSync(new Uint8Array(13 * MiB + 5));
+      expect((await containerdPush(relay.url, 'team/known', blob)).status).toBe(201);
+      const extension = paths.filter((p) => p.includes('/_berth/v1/uploads/')).map((p) => p.split('/').pop());
+      expect(extension).toEqual(['object', 'complete']);
+      expect(paths.some((p) => p.startsWith('PATCH'))).toBe(false);
+      const get = await fetch(`${server.url}/v2/team/known/blobs/${sha256(blob)}`);
+      expect(sha256(new Uint8Array(await get.arrayBuffer()))).toBe(sha256(blob));
+      // The same in one monolithic POST ?digest= with the body.
+      const other = randomFillSync(new Uint8Array(6 * MiB));
+      paths.length = 0;
+      const post = await fetch(`${relay.url}/v2/team/known/blobs/uploads/?digest=${sha256(other)}`, {
+        method: 'POST',
+        body: other,
+      });
+      expect(post.status).toBe(201);
+      expect(paths.filter((p) => p.endsWith('/object'))).toHaveLength(1);
+      expect((await manifestFor(relay.url, 'team/known', blob, 'v1')).status).toBe(201);
+    });
+
+    it('passes the store refusing bytes that are not the digest on as DIGEST_INVALID', async () => {
+      const { server } = await remote(s3Config());
+      const relay = await relayTo(server.url);
+      const blob = randomFillSync(new Uint8Array(8 * MiB));
+      const lie = sha256('not the blob');
+      const res = await containerdPush(relay.url, 'team/lie', blob, lie);
+      expect(res.status).toBe(400);
+      const error = ((await res.json()) as { errors: { code: string; message: string }[] }).errors[0]!;
+      expect(error.code).toBe('DIGEST_INVALID');
+      expect(error.message).toMatch(/do not have digest/);
+      for (const digest of [lie, sha256(blob)]) {
+        expect((await fetch(`${server.url}/v2/team/lie/blobs/${digest}`, { method: 'HEAD' })).status).toBe(
+          404,
+        );
+      }
+      // The client's retry with the right digest goes through.
+      expect((await containerdPush(relay.url, 'team/lie', blob)).status).toBe(201);
+    });
+
+    it('stops a checked upload whose bytes do not match what was announced, and keeps nothing', async () => {
+      const { server } = await remote(s3Config());
+      const remoteRegistry = new RemoteRegistry({ url: server.url });
+      const blob = randomFillSync(new Uint8Array(6 * MiB));
+      const longer = BlobUpload.deferred(remoteRegistry, 'team/size', tuning);
+      longer.expect(sha256(blob), blob.byteLength - 1);
+      await expect(longer.write(blob)).rejects.toThrow(/more than the .* bytes announced/);
+      await longer.cancel();
+      const shorter = BlobUpload.deferred(remoteRegistry, 'team/size', tuning);
+      shorter.expect(sha256(blob), blob.byteLength + 1);
+      await shorter.write(blob);
+      expect(shorter.way).toBe('checked');
+      await expect(shorter.finish(sha256(blob))).rejects.toThrow(/as announced|not the .* announced/);
+      await shorter.cancel();
+      expect(
+        (await fetch(`${server.url}/v2/team/size/blobs/${sha256(blob)}`, { method: 'HEAD' })).status,
+      ).toBe(404);
+    });
+
     it('logs in to the remote itself; the local client sends no credentials', async () => {
       const authFile = join(dir, `auth-${randomUUID()}.json`);
       await addUser(authFile, 'alice', 'alice-password', ['team/*:pull,push']);
@@ -206,7 +289,7 @@ describe('berth relay', () => {
     });
 
     it('berth push uploads a docker save archive and its manifest', async () => {
-      const { server } = await remote(s3Config());
+      const { server, paths } = await remote(s3Config());
       const image = join(dir, `image-${randomUUID()}`);
       await mkdir(join(image, 'layer1'), { recursive: true });
       const layerTar = randomFillSync(Buffer.alloc(7 * MiB));
@@ -231,6 +314,11 @@ describe('berth relay', () => {
         tuning,
       );
       expect(summary.uploaded).toBe(2);
+      // The layer (over the small limit) went in one checked PUT: its digest was known first.
+      expect(paths.filter((p) => p.includes('/_berth/v1/uploads/')).map((p) => p.split('/').pop())).toEqual([
+        'object',
+        'complete',
+      ]);
       const manifest = await fetch(`${server.url}/v2/ci/app/manifests/1`, {
         headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' },
       });
