@@ -109,6 +109,11 @@ function summaryLine(
 ): string {
   const seconds = (Date.now() - started) / 1000;
   const rate = seconds > 0 ? `, ${formatBytes(s.size / seconds)}/s` : '';
-  const how = s.mode === 'direct' ? `${parts} parts straight to storage` : s.mode;
+  const how =
+    s.mode === 'direct'
+      ? `${parts} parts straight to storage`
+      : s.mode === 'checked'
+        ? 'one PUT straight to storage, checked there'
+        : s.mode;
   return `${label}: pushed ${s.digest.slice(0, 19)} ${formatBytes(s.size)} in ${seconds.toFixed(1)} s (${how}${rate})`;
 }

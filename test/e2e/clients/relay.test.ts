@@ -1,14 +1,15 @@
 // `berth relay` with real clients, through the Lambda path: the BUILT registry bundle behind the
 // local API Gateway (`berth serve --lambda`) on MinIO, where no request may carry more than 4.4 MB.
 // A 1 GiB layer pushed by docker, podman and crane through the relay must arrive whole (its parts
-// go straight to S3), and pull from the gateway directly with the same digest.
+// go straight to S3), and pull from the gateway directly with the same digest. containerd names the
+// digest before the bytes, so its push goes in one PUT that S3 checks against it.
 //
 //   npx tsx test/e2e/with-s3.ts npm run test:e2e:relay
 //
 // The gateway verifies blobs above 256 MiB in the background (BERTH_VERIFY_SYNC_LIMIT), so the
 // asynchronous verification path is what these layers take.
 import { createHash } from 'node:crypto';
-import { createReadStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -187,6 +188,25 @@ describe.skipIf(process.env.BERTH_STORAGE !== 's3')(
         { env: clients.env, timeoutMs: 300_000 },
       );
       expect(`sha256:${check.stdout.split(' ')[0]}`).toBe(layer);
+    });
+
+    it(`containerd (ctr) pushes the ${LAYER_MIB} MiB image through the relay in one checked PUT; crane reads it from the gateway`, async (t) => {
+      const skip = clients.skipReason('ctr', 'crane');
+      if (skip) return t.skip(skip);
+      await clients.ctr(['images', 'import', '--no-unpack', archive], { timeoutMs: 300_000 });
+      const ref = `${relayHost()}/e2e/ctr:1`;
+      const pushed = await clients.pushLocal('ctr', 'docker.io/berth-e2e/big:1', ref, { timeoutMs: 600_000 });
+      // containerd names the digest and length before the bytes (POST, then PUT ?digest= with the
+      // body): the relay sends the layer in one PUT that S3 checks, and says so per blob in its log.
+      const pushedLines = readFileSync(path.join(work, 'relay.log'), 'utf8')
+        .split('\n')
+        .filter((line) => line.startsWith('e2e/ctr ') && line.includes(': pushed '));
+      expect(pushedLines.join('\n')).toMatch(/\(one PUT straight to storage, checked there, /);
+      const served = await run('crane', ['digest', '--insecure', `${gateway.host}/e2e/ctr:1`], {
+        env: clients.env,
+      });
+      expect(served.stdout.trim()).toBe(pushed.digest);
+      await clients.ctr(['images', 'rm', ref, 'docker.io/berth-e2e/big:1']);
     });
 
     it('a relay killed mid-upload leaves no visible blob, and the push then succeeds through a new relay', async (t) => {
