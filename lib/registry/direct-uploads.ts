@@ -48,6 +48,12 @@ export interface DirectUploadOptions {
   readonly readBack?: ReadBackOptions;
 }
 
+/** Lookups a completing request starts early (DirectUploads.verifyClaimed). */
+interface LookedAhead {
+  readonly existing?: Promise<BlobInfo | undefined>;
+  readonly content?: Promise<string>;
+}
+
 /** What an asynchronous verifier is given: which session, and the verification's token. */
 export interface VerificationJob {
   readonly repo: string;
@@ -242,6 +248,7 @@ export class DirectUploads {
     const claim = await this.sessions.claim(loaded as LoadedSession<DirectSession>);
     const multipartId = state.multipartId;
     const dataKey = keys.data(id);
+    const existing = this.lookAhead(this.blobs.statGlobal(digest));
     let size: number;
     try {
       let parts: PartInfo[] | undefined;
@@ -264,9 +271,6 @@ export class DirectUploads {
         if (!object) throw new UploadCancelled(id, false);
         size = object.size;
       }
-      await this.storage.put(keys.verifying(repo, digest), new TextEncoder().encode(id), {
-        contentType: 'text/plain',
-      });
     } catch (err) {
       await claim.release();
       throw err;
@@ -280,17 +284,23 @@ export class DirectUploads {
       token: randomUUID(),
       until: Date.now() + this.options.verifyLeaseMs,
     };
-    const session = (await claim.finish(next)) as LoadedSession<VerifyingSession>;
-    if (size <= this.options.syncVerifyLimit) return this.verifyNow(session);
+    if (size <= this.options.syncVerifyLimit) {
+      // Read back while the state is written: the state only has to be there before the blob is.
+      const content = this.lookAhead(this.contentDigest(dataKey, size, digest.algorithm, false));
+      const session = await this.markVerifying(next, (verifying) => claim.finish(verifying));
+      return this.verifyNow(session, { existing, content });
+    }
+    await this.markVerifying(next, (verifying) => claim.finish(verifying));
     await this.start({ repo, id, token: next.token });
     return { status: 'verifying', digest: digest.digest, size };
   }
 
   /**
    * Completes a checked PUT's session: the object is there and the store checked its SHA-256 on the
-   * way in, so it becomes `verifying` and is verified within this call by the store's checksum (a
-   * HEAD), whatever its size. The same states as a direct upload's, so that a crash or a racing
-   * cancel at any point is handled as there.
+   * way in, so the session becomes `verifying` and is verified within this call by that checksum,
+   * whatever the size. The same states and claim as a direct upload's, so that a crash or a racing
+   * cancel at any point is handled as there. (Without the claim, a cancel that lost the race to the
+   * `verifying` write would read that state and discard it under the publishing completion.)
    */
   private async completeObject(
     loaded: LoadedSession<ObjectSession>,
@@ -302,24 +312,20 @@ export class DirectUploads {
       throw new DirectPartsInvalid({ problem: 'object-digest', digest: state.digest });
     }
     const claim = await this.sessions.claim(loaded);
-    const repo = state.repo as RepositoryName;
     const dataKey = keys.data(state.id);
-    let size: number;
+    const existing = this.lookAhead(this.blobs.statGlobal(digest));
+    let stored: { size: number; sha256Base64?: string } | undefined;
     try {
-      const object = await this.storage.head(dataKey);
-      if (!object) throw new DirectPartsInvalid({ problem: 'no-object' });
-      size = object.size;
-      if (announcedSize !== undefined && announcedSize !== size) {
-        throw new DirectPartsInvalid({ problem: 'object-size', size, announced: announcedSize });
+      stored = await this.directStore().storedSha256(dataKey);
+      if (!stored) throw new DirectPartsInvalid({ problem: 'no-object' });
+      if (announcedSize !== undefined && announcedSize !== stored.size) {
+        throw new DirectPartsInvalid({ problem: 'object-size', size: stored.size, announced: announcedSize });
       }
-      if (size > this.maxBlobSize) {
+      if (stored.size > this.maxBlobSize) {
         claim.end();
         await this.sessions.discard(claim.loaded, { force: true });
-        throw new BlobTooLarge(this.maxBlobSize, size);
+        throw new BlobTooLarge(this.maxBlobSize, stored.size);
       }
-      await this.storage.put(keys.verifying(repo, digest), new TextEncoder().encode(state.id), {
-        contentType: 'text/plain',
-      });
     } catch (err) {
       await claim.release();
       throw err;
@@ -329,18 +335,57 @@ export class DirectUploads {
       ...rest,
       status: 'verifying',
       digest: digest.digest,
-      size,
+      size: stored.size,
       token: randomUUID(),
       until: Date.now() + this.options.verifyLeaseMs,
       checked: true,
     };
-    const session = (await claim.finish(next)) as LoadedSession<VerifyingSession>;
-    return this.verifyNow(session);
+    const session = await this.markVerifying(next, (verifying) => claim.finish(verifying));
+    // The object cannot have changed since: a PUT to its URL must carry the same SHA-256.
+    const sha = stored.sha256Base64;
+    const content =
+      sha === undefined ? undefined : Promise.resolve(Buffer.from(sha, 'base64').toString('hex'));
+    return this.verifyNow(session, { existing, ...(content && { content }) });
+  }
+
+  /** A lookup started before its answer is needed; awaited later, or dropped if the request fails first. */
+  private lookAhead<T>(promise: Promise<T>): Promise<T> {
+    promise.catch(() => undefined);
+    return promise;
+  }
+
+  /**
+   * Writes the `verifying` state that ends the claim, and beside it (not after: one round trip less)
+   * the `_verifying` marker that lets a manifest PUT say the blob is being verified. The marker is
+   * only for that message: a failure to write it is logged, not the request's failure.
+   */
+  private async markVerifying(
+    next: VerifyingSession,
+    write: (next: VerifyingSession) => Promise<LoadedSession>,
+  ): Promise<LoadedSession<VerifyingSession>> {
+    const repo = next.repo as RepositoryName;
+    const marker = this.storage
+      .put(keys.verifying(repo, parseDigest(next.digest)), new TextEncoder().encode(next.id), {
+        contentType: 'text/plain',
+      })
+      .then(
+        () => undefined,
+        (err: unknown) =>
+          this.sessions.logger.warn(
+            'verification marker not written; a manifest PUT meanwhile says the blob is unknown',
+            { upload: next.id, ...describeError(err) },
+          ),
+      );
+    const [session] = await Promise.all([write(next), marker]);
+    return session as LoadedSession<VerifyingSession>;
   }
 
   /** Verifies within the request; a failure to read leaves the verification to be restarted. */
-  private async verifyNow(session: LoadedSession<VerifyingSession>): Promise<Completion> {
-    const outcome = await this.verifyClaimed(session).catch(async (err: unknown) => {
+  private async verifyNow(
+    session: LoadedSession<VerifyingSession>,
+    ahead?: LookedAhead,
+  ): Promise<Completion> {
+    const outcome = await this.verifyClaimed(session, false, ahead).catch(async (err: unknown) => {
       // Not a wrong digest but a failure to read (the store): the next poll or retry starts again.
       await this.sessions.replace(session, { ...session.state, until: 0 }).catch((cause: unknown) => {
         // The verification's lease then runs out on its own (verifyLeaseMs) before a retry restarts it.
@@ -377,26 +422,36 @@ export class DirectUploads {
     while (this.background.size > 0) await Promise.allSettled([...this.background]);
   }
 
+  /**
+   * `ahead`: what the completing request started before the state was written (the blob's pointer,
+   * the data's digest), so as not to wait for them one after the other. Without it, both start here
+   * at once: the hash is wasted only when an earlier run already published the blob.
+   */
   private async verifyClaimed(
     session: LoadedSession<VerifyingSession>,
     keepFailure = false,
+    ahead: LookedAhead = {},
   ): Promise<{ status: 'verified'; blob: BlobInfo } | { status: 'failed'; message: string }> {
     const state = session.state;
     const repo = state.repo as RepositoryName;
     const digest = parseDigest(state.digest);
     const dataKey = keys.data(state.id);
-    const existing = await this.blobs.statGlobal(digest);
+    const marker = keys.verifying(repo, digest);
+    const content =
+      ahead.content ??
+      this.lookAhead(this.contentDigest(dataKey, state.size, digest.algorithm, state.checked === true));
+    const existing = await (ahead.existing ?? this.blobs.statGlobal(digest));
     let blob: BlobInfo;
     if (existing?.dataKey === dataKey) {
       // Published by an earlier run that stopped before cleaning up.
       blob = existing;
-      await this.blobs.link(repo, blob);
+      await Promise.all([this.blobs.link(repo, blob), this.storage.delete(marker)]);
     } else {
-      const hex = await this.contentDigest(dataKey, state.size, digest.algorithm, state.checked === true);
+      const hex = await content;
       if (hex !== digest.hex) {
         const message = `uploaded content has digest ${digest.algorithm}:${hex}, not ${digest.digest}; nothing was stored`;
         await this.storage.delete(dataKey);
-        await this.storage.delete(keys.verifying(repo, digest));
+        await this.storage.delete(marker);
         if (keepFailure) {
           const { digest: _d, size: _s, token: _t, until: _u, checked: _c, ...rest } = state;
           await this.sessions
@@ -409,9 +464,13 @@ export class DirectUploads {
         }
         return { status: 'failed', message };
       }
-      blob = await this.blobs.storeAndLink(repo, digest, { dataKey, size: state.size });
+      // The marker goes while the blob is published: without it a manifest PUT meanwhile says
+      // "unknown" rather than "being verified", which is no less true a moment before the link.
+      [blob] = await Promise.all([
+        this.blobs.storeAndLink(repo, digest, { dataKey, size: state.size }),
+        this.storage.delete(marker),
+      ]);
     }
-    await this.storage.delete(keys.verifying(repo, digest));
     await this.sessions.end(state);
     return { status: 'verified', blob };
   }

@@ -315,11 +315,16 @@ export class Client {
     } catch {
       return false; // the store refused the part: a real client would retry it or give up
     }
-    const done = await this.send('complete', `${base}/complete`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ digest: blob.digest, size: blob.bytes.byteLength }),
-    });
+    const complete = () =>
+      this.send('complete', `${base}/complete`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ digest: blob.digest, size: blob.bytes.byteLength }),
+      });
+    // Now and then the client gives up at the moment it completes: both requests race.
+    const done = this.rng.chance(0.1)
+      ? (await Promise.all([complete(), this.send('cancel', location, { method: 'DELETE' })]))[0]
+      : await complete();
     if (done === LOST) return false;
     if (done.status === 201) return true;
     if (done.status !== 202) return false;
@@ -337,7 +342,8 @@ export class Client {
   /**
    * The direct-upload extension's checked PUT (berth relay's way for a blob whose digest it knows):
    * the URL, the whole blob straight to the store (which checks its SHA-256, as S3 does), completion.
-   * Now and then the client sends other bytes first (the store refuses them) or none at all.
+   * Now and then the client sends other bytes first (the store refuses them) or none at all, or
+   * cancels the upload while completing it.
    */
   private async checked(repo: string, blob: Blob, location: string): Promise<boolean> {
     const ref = location.split('/').pop()!;
@@ -367,11 +373,18 @@ export class Client {
       if (await send(other)) throw new Error("the store took bytes that are not the digest's");
     }
     if (roll !== 1 && !(await send(blob.bytes))) return false;
-    const done = await this.send('complete', `${base}/complete`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ digest: blob.digest, size: blob.bytes.byteLength }),
-    });
+    const complete = () =>
+      this.send('complete', `${base}/complete`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ digest: blob.digest, size: blob.bytes.byteLength }),
+      });
+    if (roll === 2) {
+      // The client gives up at the moment it completes: both requests race.
+      const [done] = await Promise.all([complete(), this.send('cancel', location, { method: 'DELETE' })]);
+      return done !== LOST && done.status === 201;
+    }
+    const done = await complete();
     return done !== LOST && done.status === 201;
   }
 
