@@ -285,6 +285,9 @@ async function workload(t: Target, round: number): Promise<void> {
   done.searchParams.set('digest', chunked.digest);
   await step(t, 'PUT ?digest (after chunks)', () => send('PUT', done.href), 201);
 
+  // Berth's direct-upload extension (what `berth relay` and `berth push` send): its completions.
+  if (t.name.startsWith('Berth')) await directUploads(t, v2);
+
   // Reads.
   const accept = { Accept: MANIFEST_TYPE };
   await step(t, 'HEAD blob (present)', () => send('HEAD', `${v2}/blobs/${layers[0]!.digest}`), [200, 307]);
@@ -314,6 +317,48 @@ async function workload(t: Target, round: number): Promise<void> {
       [201, 202],
     );
   }
+}
+
+/**
+ * The `_berth` extension's completions (docs/upload-extension.md): of a blob sent in one part to a
+ * presigned UploadPart URL (then listed, completed and read back), and of one sent in one checked PUT
+ * (then verified by the store's SHA-256). The bytes go to the store outside the measured request.
+ */
+async function directUploads(t: Target, v2: string): Promise<void> {
+  const json = { 'Content-Type': 'application/json' };
+  const open = async () => {
+    const post = await send('POST', `${v2}/blobs/uploads/`);
+    expectStatus(202, post, 'POST');
+    const ref = new URL(locationOf(t.url, post)).pathname.split('/').pop()!;
+    return `${v2}/_berth/v1/uploads/${ref}`;
+  };
+  const complete = (base: string, blob: ReturnType<typeof blobOf>) =>
+    send('POST', `${base}/complete`, {
+      headers: json,
+      body: Buffer.from(JSON.stringify({ digest: blob.digest, size: blob.bytes.length })),
+    });
+
+  const parted = blobOf(BLOB);
+  const partsBase = await open();
+  const urls = await send('POST', `${partsBase}/parts`, {
+    headers: json,
+    body: Buffer.from('{"parts":[1]}'),
+  });
+  expectStatus(200, urls, 'parts');
+  const [part] = (JSON.parse(urls.body.toString()) as { parts: { url: string }[] }).parts;
+  expectStatus(200, await send('PUT', part!.url, { body: parted.bytes }), 'part PUT');
+  await step(t, 'extension: complete (parts, read back)', () => complete(partsBase, parted), 201);
+
+  const checked = blobOf(BLOB);
+  const objectBase = await open();
+  const object = await send('POST', `${objectBase}/object`, {
+    headers: json,
+    body: Buffer.from(JSON.stringify({ digest: checked.digest, size: checked.bytes.length })),
+  });
+  expectStatus(200, object, 'object');
+  const put = JSON.parse(object.body.toString()) as { url: string; headers: Record<string, string> };
+  expectStatus(200, await send('PUT', put.url, { headers: put.headers, body: checked.bytes }), 'checked PUT');
+  await step(t, 'extension: complete (checked PUT)', () => complete(objectBase, checked), 201);
 }
 
 /** A blob pushed outside the measured steps (POST, PUT ?digest with the bytes). */
