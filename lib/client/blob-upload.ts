@@ -301,13 +301,7 @@ export class BlobUpload {
    * URLs (the filesystem store); undefined: the registry has no checked PUTs (an older one).
    */
   private async checkedPut(digest: string, size: number): Promise<CheckedPut | 'unsupported' | undefined> {
-    const res = await this.remote.request({
-      method: 'POST',
-      path: `/v2/${this.repo}/_berth/v1/uploads/${this.remoteSession.id}/object`,
-      scope: repositoryScope(this.repo, true),
-      headers: { 'Content-Type': 'application/json' },
-      body: new TextEncoder().encode(JSON.stringify({ digest, size })),
-    });
+    const res = await this.extension('object', { digest, size });
     if (res.status !== 200) {
       const err = await RemoteError.from(res, 'asking for the upload URL');
       if (err.code === 'UNSUPPORTED') return 'unsupported';
@@ -406,13 +400,7 @@ export class BlobUpload {
     const batch = Array.from({ length: 4 * this.tuning.concurrency }, (_, i) => first + i).filter(
       (n) => n <= 10_000,
     );
-    const res = await this.remote.request({
-      method: 'POST',
-      path: `/v2/${this.repo}/_berth/v1/uploads/${this.remoteSession.id}/parts`,
-      scope: repositoryScope(this.repo, true),
-      headers: { 'Content-Type': 'application/json' },
-      body: new TextEncoder().encode(JSON.stringify({ parts: batch })),
-    });
+    const res = await this.extension('parts', { parts: batch });
     if (res.status !== 200) throw await RemoteError.from(res, 'asking for part URLs');
     const body = (await res.json()) as { expiresAt: string; parts: { partNumber: number; url: string }[] };
     // A minute of margin: a part that starts just before expiry still gets in.
@@ -420,14 +408,19 @@ export class BlobUpload {
     for (const p of body.parts) this.urls.set(p.partNumber, { url: p.url, until });
   }
 
-  private async complete(digest: string, size: number): Promise<void> {
-    const res = await this.remote.request({
+  /** A request of the direct-upload extension on this upload's session (docs/upload-extension.md). */
+  private extension(action: 'parts' | 'object' | 'complete', body: unknown): Promise<Response> {
+    return this.remote.request({
       method: 'POST',
-      path: `/v2/${this.repo}/_berth/v1/uploads/${this.remoteSession.id}/complete`,
+      path: `/v2/${this.repo}/_berth/v1/uploads/${this.remoteSession.id}/${action}`,
       scope: repositoryScope(this.repo, true),
       headers: { 'Content-Type': 'application/json' },
-      body: new TextEncoder().encode(JSON.stringify({ digest, size })),
+      body: new TextEncoder().encode(JSON.stringify(body)),
     });
+  }
+
+  private async complete(digest: string, size: number): Promise<void> {
+    const res = await this.extension('complete', { digest, size });
     if (res.status === 201) {
       await res.body?.cancel();
       return;

@@ -29,6 +29,8 @@ import {
   type DirectSession,
   type LoadedSession,
   type ObjectSession,
+  type OpenSession,
+  type SessionState,
   type SessionStore,
   type VerifyingSession,
 } from './upload-session.ts';
@@ -508,13 +510,7 @@ export class DirectUploads {
         }
         return;
       }
-      if (state.status === 'direct')
-        throw new UploadWrongKind(state.repo as RepositoryName, state.id, 'parts');
-      if (state.status !== 'open') throw new UploadAlreadyCompleted(state.id);
-      if (state.offset > 0 || state.tail || state.parts.length > 0 || state.multipartId) {
-        throw new UploadWrongKind(state.repo as RepositoryName, state.id, 'chunked');
-      }
-      if (this.sessions.leased(state)) throw new UploadBusy(state.id);
+      this.checkFresh(state);
       const { hashState: _h, parts: _p, tail: _t, tailSeq: _s, multipartId: _m, ...rest } = state;
       try {
         await this.sessions.replace(session, { ...rest, status: 'object', digest: digest.digest, size });
@@ -528,17 +524,28 @@ export class DirectUploads {
     }
   }
 
+  /**
+   * That a session may start to take its bytes straight to the store: open, with nothing received
+   * through the registry and no request holding it. One already direct or object took its way (the
+   * callers return first for their own).
+   */
+  private checkFresh(state: SessionState): asserts state is OpenSession {
+    const repo = state.repo as RepositoryName;
+    if (state.status === 'direct' || state.status === 'object') {
+      throw new UploadWrongKind(repo, state.id, state.status === 'direct' ? 'parts' : 'object');
+    }
+    if (state.status !== 'open') throw new UploadAlreadyCompleted(state.id);
+    if (state.offset > 0 || state.tail || state.parts.length > 0 || state.multipartId) {
+      throw new UploadWrongKind(repo, state.id, 'chunked');
+    }
+    if (this.sessions.leased(state)) throw new UploadBusy(state.id);
+  }
+
   /** Marks the session direct and gives it a multipart upload, once; racing requests agree on one. */
   private async openDirect(session: LoadedSession): Promise<LoadedSession<DirectSession>> {
     const { state } = session;
     if (state.status === 'direct') return session as LoadedSession<DirectSession>;
-    if (state.status === 'object')
-      throw new UploadWrongKind(state.repo as RepositoryName, state.id, 'object');
-    if (state.status !== 'open') throw new UploadAlreadyCompleted(state.id);
-    if (state.offset > 0 || state.tail || state.parts.length > 0 || state.multipartId) {
-      throw new UploadWrongKind(state.repo as RepositoryName, state.id, 'chunked');
-    }
-    if (this.sessions.leased(state)) throw new UploadBusy(state.id);
+    this.checkFresh(state);
     const multipartId = await this.storage.multipart.create(keys.data(state.id));
     const { hashState: _h, parts: _p, tail: _t, tailSeq: _s, multipartId: _m, ...rest } = state;
     try {
