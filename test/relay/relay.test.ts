@@ -15,6 +15,7 @@ import { startRelay, type RunningRelay } from '../../lib/relay/relay-endpoint.ts
 import type { RunningServer } from '../../lib/server/local-registry.ts';
 import { startLocalRegistry } from '../../lib/setup/local-server.ts';
 import { imageManifest, sha256 } from '../http/harness.ts';
+import { FaultProxy } from '../storage/s3-fault-proxy.ts';
 import { minioInstalled, startS3Server, type S3TestServer } from '../storage/s3-server.ts';
 
 const MiB = 1024 * 1024;
@@ -111,6 +112,27 @@ async function containerdPush(
     method: 'PUT',
     body: blob,
   });
+}
+
+/** A `docker save` archive of one image whose one layer is `size` random bytes. */
+async function singleLayerArchive(size: number): Promise<{ file: string; layer: Buffer }> {
+  const image = join(dir, `image-${randomUUID()}`);
+  await mkdir(join(image, 'layer1'), { recursive: true });
+  const layer = randomFillSync(Buffer.alloc(size));
+  await writeFile(join(image, 'layer1', 'layer.tar'), layer);
+  const config = JSON.stringify({
+    architecture: 'amd64',
+    os: 'linux',
+    rootfs: { type: 'layers', diff_ids: [sha256(layer)] },
+  });
+  await writeFile(join(image, 'config.json'), config);
+  await writeFile(
+    join(image, 'manifest.json'),
+    JSON.stringify([{ Config: 'config.json', RepoTags: ['app:1'], Layers: ['layer1/layer.tar'] }]),
+  );
+  const file = `${image}.tar`;
+  execFileSync('tar', ['-cf', file, '-C', image, 'manifest.json', 'config.json', 'layer1/layer.tar']);
+  return { file, layer };
 }
 
 async function manifestFor(base: string, repo: string, layer: Uint8Array, tag: string): Promise<Response> {
@@ -273,6 +295,28 @@ describe('berth relay', () => {
       ).toBe(404);
     });
 
+    it('berth push sends a blob whose checked PUT was cut off again, from the archive', async () => {
+      const proxy = await FaultProxy.start(s3!.endpoint);
+      stops.push(() => proxy.close());
+      const config = s3Config();
+      const { server } = await remote({ ...config, s3: { ...config.s3!, endpoint: proxy.endpoint } });
+      // The first PUT straight to the store (presigned: the signature is in its URL) loses its connection.
+      const checkedPut = (method: string, url: string) =>
+        method === 'PUT' && url.includes('/data/') && url.includes('X-Amz-Signature');
+      proxy.inject(checkedPut, 'drop', 1);
+      const archive = await singleLayerArchive(6 * MiB);
+      const summary = await pushImage(
+        await openImage(archive.file),
+        { remote: new RemoteRegistry({ url: server.url }), repo: 'ci/retry', reference: '1' },
+        undefined,
+        tuning,
+      );
+      expect(summary.uploaded).toBe(2);
+      expect(proxy.requests.filter((r) => checkedPut(r.method, r.url))).toHaveLength(2);
+      const get = await fetch(`${server.url}/v2/ci/retry/blobs/${sha256(archive.layer)}`);
+      expect(sha256(new Uint8Array(await get.arrayBuffer()))).toBe(sha256(archive.layer));
+    });
+
     it('logs in to the remote itself; the local client sends no credentials', async () => {
       const authFile = join(dir, `auth-${randomUUID()}.json`);
       await addUser(authFile, 'alice', 'alice-password', ['team/*:pull,push']);
@@ -290,22 +334,7 @@ describe('berth relay', () => {
 
     it('berth push uploads a docker save archive and its manifest', async () => {
       const { server, paths } = await remote(s3Config());
-      const image = join(dir, `image-${randomUUID()}`);
-      await mkdir(join(image, 'layer1'), { recursive: true });
-      const layerTar = randomFillSync(Buffer.alloc(7 * MiB));
-      await writeFile(join(image, 'layer1', 'layer.tar'), layerTar);
-      const config = JSON.stringify({
-        architecture: 'amd64',
-        os: 'linux',
-        rootfs: { type: 'layers', diff_ids: [sha256(layerTar)] },
-      });
-      await writeFile(join(image, 'config.json'), config);
-      await writeFile(
-        join(image, 'manifest.json'),
-        JSON.stringify([{ Config: 'config.json', RepoTags: ['app:1'], Layers: ['layer1/layer.tar'] }]),
-      );
-      const archive = `${image}.tar`;
-      execFileSync('tar', ['-cf', archive, '-C', image, 'manifest.json', 'config.json', 'layer1/layer.tar']);
+      const { file: archive, layer: layerTar } = await singleLayerArchive(7 * MiB);
       const remoteRegistry = new RemoteRegistry({ url: server.url });
       const summary = await pushImage(
         await openImage(archive),
