@@ -531,8 +531,9 @@ export class SessionStore {
    * Removes a session and everything it names but a blob's data: its multipart upload, its tails
    * (never a published one), data completed but not verified (unless a blob names it by now) and
    * the marker saying so. First takes it over with a conditional write of `discarding`, so nobody
-   * can complete it meanwhile; a request holding it (another's live lease) makes this UploadBusy.
-   * Returns false when the session was already gone.
+   * can complete it meanwhile; a request holding it (another's live lease), or a completion that
+   * made it `verifying` since it was read, makes this UploadBusy. Returns false when the session was
+   * already gone.
    */
   async discard(
     session: LoadedSession,
@@ -549,6 +550,12 @@ export class SessionStore {
       if (current.state.status !== 'discarding' && !options.force && this.leased(current.state)) {
         throw busy(current.state);
       }
+      // A session that became `verifying` since the caller looked at it is a completion at work: its
+      // verification publishes the blob without a lease, so removing the data now could leave a
+      // blob naming nothing (a cancel whose takeover write lost to a direct upload's claim, and whose
+      // second look came after that completion's state write). Callers judge `verifying` sessions
+      // themselves, on the state they first read.
+      if (attempt > 0 && current.state.status === 'verifying' && !options.force) throw busy(current.state);
       try {
         const owned =
           current.state.status === 'discarding'

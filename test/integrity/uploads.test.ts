@@ -357,3 +357,49 @@ describe('upload session leases', () => {
     expect((await r.request(`${location}?digest=${sha256(first)}`, { method: 'PUT' })).status).toBe(201);
   });
 });
+
+describe('direct uploads (the _berth extension) under a racing cancel', () => {
+  it('a cancel whose takeover lost to the completion and that then finds the session verifying leaves it alone', async () => {
+    // Memory only: the extension needs a store that signs URLs, which the memory store imitates.
+    const store = new ControlledStore(new MemoryDriver({ direct: true }));
+    const r = testRegistry({ storage: store });
+    const bytes = randomBytes(3000, 31);
+    const location = await begin(r);
+    const ref = location.split('/').pop()!;
+    const base = `/v2/app/_berth/v1/uploads/${ref}`;
+    const urls = await r.request(`${base}/parts`, { method: 'POST', body: JSON.stringify({ parts: [1] }) });
+    expect(urls.status).toBe(200);
+    const part = new URL(((await urls.json()) as { parts: { url: string }[] }).parts[0]!.url);
+    await store.multipart.uploadPart(
+      part.pathname.slice(1),
+      part.searchParams.get('uploadId')!,
+      1,
+      bytes,
+      bytes.byteLength,
+    );
+    // The cancel has read the session (no claim on it yet) and is about to take it over.
+    const takeover = pauseAt(store, (c) => c.actor?.name === 'cancel' && writes(c.op));
+    const cancel = runAs({ container: 'a', name: 'cancel' }, () => r.request(location, { method: 'DELETE' }));
+    await takeover.reached;
+    // The completion claims the session, completes the parts and writes `verifying`; it is held as
+    // it publishes the blob.
+    const publish = pauseAt(
+      store,
+      (c) => c.actor?.name === 'complete' && c.op === 'put' && c.key.startsWith('blobs/'),
+    );
+    const complete = runAs({ container: 'b', name: 'complete' }, () =>
+      r.request(`${base}/complete`, {
+        method: 'POST',
+        body: JSON.stringify({ digest: sha256(bytes), size: bytes.byteLength }),
+      }),
+    );
+    await publish.reached;
+    // The cancel's write fails (the session changed), it looks again and finds it verifying.
+    takeover.release();
+    const cancelled = await cancel;
+    expect(cancelled.status).toBe(409);
+    publish.release();
+    expect((await complete).status).toBe(201);
+    await expectBlob(r, 'app', bytes);
+  });
+});
