@@ -582,8 +582,9 @@ class CheckedPut {
     if (answer.status !== 200) throw this.refusal(answer);
   }
 
+  /** Drops the connection; a write waiting for it fails (the error settles the answer). */
   abort(): void {
-    if (!this.request.destroyed) this.request.destroy();
+    if (!this.request.destroyed) this.request.destroy(new Error('the upload was cancelled'));
   }
 
   private refusal(answer: { status: number; body: string }): Error {
