@@ -24,9 +24,9 @@ function checkExpiry(expiresInSeconds: number): void {
 }
 
 /**
- * Presigned UploadPart URLs and ListParts, and presigned single PUTs that S3 checks by their SHA-256. The URLs are signed by `signer`, which names the public
- * endpoint when clients reach the store at another address (see Presigner); ListParts goes through
- * the driver's own client.
+ * Presigned UploadPart URLs and ListParts, and presigned single PUTs that S3 checks by their
+ * SHA-256. The URLs are signed by `signer`, which names the public endpoint when clients reach the
+ * store at another address (see Presigner); ListParts and HEADs go through the driver's own client.
  */
 export class S3DirectParts implements DirectPartStore {
   constructor(
