@@ -26,6 +26,7 @@ import { keys } from './keys.ts';
 import { readBackDigest, type ReadBackOptions } from './read-back.ts';
 import type { UploadStateSigner } from './upload-state.ts';
 import {
+  type Claim,
   type DirectSession,
   type LoadedSession,
   type ObjectSession,
@@ -250,7 +251,6 @@ export class DirectUploads {
     const claim = await this.sessions.claim(loaded as LoadedSession<DirectSession>);
     const multipartId = state.multipartId;
     const dataKey = keys.data(id);
-    const existing = this.lookAhead(this.blobs.statGlobal(digest));
     let size: number;
     try {
       let parts: PartInfo[] | undefined;
@@ -261,11 +261,7 @@ export class DirectUploads {
       }
       if (parts) {
         size = this.checkParts(parts, announcedSize);
-        if (size > this.maxBlobSize) {
-          claim.end();
-          await this.sessions.discard(claim.loaded, { force: true });
-          throw new BlobTooLarge(this.maxBlobSize, size);
-        }
+        await this.refuseTooLarge(claim, size);
         await this.storage.multipart.complete(dataKey, multipartId, parts);
       } else {
         // Completed by an earlier try whose answer was lost: data/<id> belongs to this session alone.
@@ -277,23 +273,16 @@ export class DirectUploads {
       await claim.release();
       throw err;
     }
-    const { multipartId: _done, lease: _lease, ...rest } = claim.state;
-    const next: VerifyingSession = {
-      ...rest,
-      status: 'verifying',
-      digest: digest.digest,
-      size,
-      token: randomUUID(),
-      until: Date.now() + this.options.verifyLeaseMs,
-    };
     if (size <= this.options.syncVerifyLimit) {
-      // Read back while the state is written: the state only has to be there before the blob is.
+      // The blob's pointer looked up and the data read back while the state is written: the state
+      // only has to be there before the blob is.
+      const existing = this.lookAhead(this.blobs.statGlobal(digest));
       const content = this.lookAhead(this.contentDigest(dataKey, size, digest.algorithm, false));
-      const session = await this.markVerifying(next, (verifying) => claim.finish(verifying));
+      const session = await this.markVerifying(claim, digest, size, false);
       return this.verifyNow(session, { existing, content });
     }
-    await this.markVerifying(next, (verifying) => claim.finish(verifying));
-    await this.start({ repo, id, token: next.token });
+    const session = await this.markVerifying(claim, digest, size, false);
+    await this.start({ repo, id, token: session.state.token });
     return { status: 'verifying', digest: digest.digest, size };
   }
 
@@ -323,26 +312,12 @@ export class DirectUploads {
       if (announcedSize !== undefined && announcedSize !== stored.size) {
         throw new DirectPartsInvalid({ problem: 'object-size', size: stored.size, announced: announcedSize });
       }
-      if (stored.size > this.maxBlobSize) {
-        claim.end();
-        await this.sessions.discard(claim.loaded, { force: true });
-        throw new BlobTooLarge(this.maxBlobSize, stored.size);
-      }
+      await this.refuseTooLarge(claim, stored.size);
     } catch (err) {
       await claim.release();
       throw err;
     }
-    const { digest: _d, size: _s, lease: _lease, ...rest } = claim.state;
-    const next: VerifyingSession = {
-      ...rest,
-      status: 'verifying',
-      digest: digest.digest,
-      size: stored.size,
-      token: randomUUID(),
-      until: Date.now() + this.options.verifyLeaseMs,
-      checked: true,
-    };
-    const session = await this.markVerifying(next, (verifying) => claim.finish(verifying));
+    const session = await this.markVerifying(claim, digest, stored.size, true);
     // The object cannot have changed since: a PUT to its URL must carry the same SHA-256.
     const sha = stored.sha256Base64;
     const content =
@@ -356,18 +331,44 @@ export class DirectUploads {
     return promise;
   }
 
+  /** Over the limit: the session and everything it holds go, and the client is told. */
+  private async refuseTooLarge(claim: Claim<DirectSession | ObjectSession>, size: number): Promise<void> {
+    if (size <= this.maxBlobSize) return;
+    claim.end();
+    await this.sessions.discard(claim.loaded, { force: true });
+    throw new BlobTooLarge(this.maxBlobSize, size);
+  }
+
   /**
-   * Writes the `verifying` state that ends the claim, and beside it (not after: one round trip less)
-   * the `_verifying` marker that lets a manifest PUT say the blob is being verified. The marker is
-   * only for that message: a failure to write it is logged, not the request's failure.
+   * Writes the `verifying` state (`digest`, `size`; `checked` for a checked PUT's object) that ends
+   * the claim, and beside it (not after: one round trip less) the `_verifying` marker that lets a
+   * manifest PUT say the blob is being verified. The marker is only for that message: a failure to
+   * write it is logged, not the request's failure.
    */
   private async markVerifying(
-    next: VerifyingSession,
-    write: (next: VerifyingSession) => Promise<LoadedSession>,
+    claim: Claim<DirectSession | ObjectSession>,
+    digest: ParsedDigest,
+    size: number,
+    checked: boolean,
   ): Promise<LoadedSession<VerifyingSession>> {
-    const repo = next.repo as RepositoryName;
+    const { v, id, repo, createdAt, algorithm, offset, owner } = claim.state;
+    const next: VerifyingSession = {
+      v,
+      id,
+      repo,
+      createdAt,
+      algorithm,
+      offset,
+      ...(owner !== undefined && { owner }),
+      status: 'verifying',
+      digest: digest.digest,
+      size,
+      token: randomUUID(),
+      until: Date.now() + this.options.verifyLeaseMs,
+      ...(checked && { checked: true as const }),
+    };
     const marker = this.storage
-      .put(keys.verifying(repo, parseDigest(next.digest)), new TextEncoder().encode(next.id), {
+      .put(keys.verifying(repo as RepositoryName, digest), new TextEncoder().encode(id), {
         contentType: 'text/plain',
       })
       .then(
@@ -375,10 +376,10 @@ export class DirectUploads {
         (err: unknown) =>
           this.sessions.logger.warn(
             'verification marker not written; a manifest PUT meanwhile says the blob is unknown',
-            { upload: next.id, ...describeError(err) },
+            { upload: id, ...describeError(err) },
           ),
       );
-    const [session] = await Promise.all([write(next), marker]);
+    const [session] = await Promise.all([claim.finish(next), marker]);
     return session as LoadedSession<VerifyingSession>;
   }
 
