@@ -1,4 +1,10 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import {
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  HeadObjectCommand,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PreconditionFailed, StorageUnavailable } from '../../lib/storage/port.ts';
 import { MAX_BUFFERED_PUT, S3Driver } from '../../lib/storage/s3/index.ts';
@@ -138,6 +144,44 @@ describe.skipIf(!minioInstalled && !process.env.CI)('S3 driver against MinIO (te
       await store.multipart.complete('data/m', id, [one, two]);
       const stored = await store.direct.storedSha256('data/m');
       expect(stored).toEqual({ size: part.byteLength + 3 });
+    });
+
+    it("does not take a multipart object's SHA-256 of its parts' SHA-256s for the body's", async () => {
+      // A client (not the registry) could make one: a checksum of checksums, "<base64>-<parts>".
+      const prefix = randomUUID();
+      const store = driver({ prefix });
+      const Key = `${prefix}/data/c`;
+      const Bucket = s3.server.bucket;
+      const { UploadId } = await s3.client.send(
+        new CreateMultipartUploadCommand({ Bucket, Key, ChecksumAlgorithm: 'SHA256' }),
+      );
+      const body = randomBytes(1000);
+      const part = await s3.client.send(
+        new UploadPartCommand({
+          Bucket,
+          Key,
+          UploadId,
+          PartNumber: 1,
+          Body: body,
+          ChecksumSHA256: sha(body),
+        }),
+      );
+      await s3.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket,
+          Key,
+          UploadId,
+          MultipartUpload: {
+            Parts: [{ PartNumber: 1, ETag: part.ETag, ChecksumSHA256: part.ChecksumSHA256 }],
+          },
+        }),
+      );
+      const head = await s3.client.send(new HeadObjectCommand({ Bucket, Key, ChecksumMode: 'ENABLED' }));
+      // The server kept a checksum, and it is not the body's...
+      expect(head.ChecksumSHA256).toBeDefined();
+      expect(head.ChecksumSHA256).not.toBe(sha(body));
+      // ...so the store reports none.
+      expect(await store.direct.storedSha256('data/c')).toEqual({ size: body.byteLength });
     });
   });
 
