@@ -52,6 +52,7 @@ import {
   type Registry,
   type Store,
 } from './lib/registries.ts';
+import { startReplayFront } from './lib/replay-front.ts';
 import { renderReport, writeBenchmarks, type Results, type Sample } from './lib/report.ts';
 
 const argv = process.argv.slice(2);
@@ -212,7 +213,7 @@ function transferRow(
   store: Store,
   bytes: number,
   command: string,
-  path?: 'lambda',
+  path?: 'lambda' | 'bound',
 ) {
   let row = results.transfers.find(
     (t) =>
@@ -538,6 +539,39 @@ async function latencyWorkload(ctx: Context, skopeo: Skopeo) {
   const what = `typical image (10 layers, ${fmtBytes(layout.bytes)})`;
   const order = (i: number): ('berth' | 'lambda' | 'distribution')[] =>
     i % 2 === 1 ? ['berth', 'lambda', 'distribution'] : ['distribution', 'lambda', 'berth'];
+  /**
+   * The pull's bound (bench/lib/replay-front.ts): the client pulls the image from Berth through a
+   * front that records the answers, then pulls it again from the front alone, which answers from
+   * memory. Only the second pull is measured; it has no registry process, so no CPU or memory.
+   */
+  const boundPull = async (
+    t: LatencyTarget,
+    client: string,
+    cmd: string,
+    i: number,
+    pull: (host: string) => Promise<number>,
+  ) => {
+    const front = await startReplayFront(t.host);
+    try {
+      await pull(front.host);
+      front.replay();
+      await settle();
+      const seconds = await pull(front.host);
+      if (front.misses > 0) {
+        // Forwarded to Berth, so not a pull from memory: kept out of the bound.
+        log(`bound (${client}) run ${i}: ${front.misses} request(s) were not recorded; not counted`);
+        return;
+      }
+      transferRow(`pull ${what}`, client, 'berth', 's3-aws', layout.bytes, cmd, 'bound').samples.push({
+        value: seconds,
+        cpuSeconds: 0,
+        peakRssMiB: 0,
+      });
+      log(`bound (${client}, answers from memory) run ${i}: pull ${seconds.toFixed(2)} s`);
+    } finally {
+      await front.close();
+    }
+  };
   const record = (t: LatencyTarget, client: string, cmd: string, push: Sample, pull: Sample, i: number) => {
     transferRow(`push ${what}`, client, t.kind, 's3-aws', layout.bytes, cmd, t.path).samples.push(push);
     transferRow(`pull ${what}`, client, t.kind, 's3-aws', layout.bytes, cmd, t.path).samples.push(pull);
@@ -564,6 +598,16 @@ async function latencyWorkload(ctx: Context, skopeo: Skopeo) {
               { value: pull.result.result.seconds, ...pull.sample },
               i,
             );
+            if (which === 'berth') {
+              await boundPull(t, 'skopeo', cmd, i, async (host) => {
+                const dir = join(ctx.workDir, `pull-bound-${i}`);
+                const r = await skopeo.pull(`${host}/bench/typical:run${i}`, dir, 'pulled');
+                rmSync(dir, { recursive: true, force: true });
+                if (r.digest !== layout.manifestDigest)
+                  throw new Error(`bound: pulled ${r.digest}, pushed ${layout.manifestDigest}`);
+                return r.result.seconds;
+              });
+            }
           });
         }
       }
@@ -600,6 +644,16 @@ async function latencyWorkload(ctx: Context, skopeo: Skopeo) {
                 { value: pull.result.seconds, ...pull.sample },
                 i,
               );
+              if (which === 'berth') {
+                // The same daemon pulls each time: the image is removed after each pull, so the
+                // next one fetches every layer again.
+                await boundPull(t, 'docker', cmd, i, async (host) => {
+                  const boundRef = `${host}/bench/typical:run${i}`;
+                  const r = await puller.cli(['pull', '-q', boundRef]);
+                  await puller.cli(['rmi', boundRef]);
+                  return r.seconds;
+                });
+              }
             });
           }
         }
