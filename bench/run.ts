@@ -557,9 +557,9 @@ async function latencyWorkload(ctx: Context, skopeo: Skopeo) {
       front.replay();
       await settle();
       const seconds = await pull(front.host);
-      if (front.misses > 0) {
+      if (front.misses.length > 0) {
         // Forwarded to Berth, so not a pull from memory: kept out of the bound.
-        log(`bound (${client}) run ${i}: ${front.misses} request(s) were not recorded; not counted`);
+        log(`bound (${client}) run ${i}: not recorded, so not counted: ${front.misses.join('; ')}`);
         return;
       }
       transferRow(`pull ${what}`, client, 'berth', 's3-aws', layout.bytes, cmd, 'bound').samples.push({

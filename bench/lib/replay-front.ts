@@ -11,16 +11,16 @@ import type { AddressInfo } from 'node:net';
  * registry could reach (BENCHMARKS.md, "Misses of issue #21").
  *
  * Record: requests go to the registry and GET/HEAD answers are kept, keyed by method, URL and
- * Accept. Replay: a kept answer is given again; anything else still goes to the registry and is
- * counted in `misses`, so that a replay that was not one shows.
+ * Accept. Replay: a kept answer is given again (a HEAD also from a kept GET); anything else still
+ * goes to the registry and is listed in `misses`, so that a replay that was not one shows.
  */
 export interface ReplayFront {
   /** host:port the client uses. */
   readonly host: string;
   /** From now on, answers come from memory. */
   replay(): void;
-  /** Requests in replay that had no recorded answer (forwarded to the registry). */
-  readonly misses: number;
+  /** Requests in replay that had no recorded answer (forwarded to the registry): method, URL, Accept. */
+  readonly misses: readonly string[];
   close(): Promise<void>;
 }
 
@@ -36,17 +36,28 @@ const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'date']);
 export async function startReplayFront(upstream: string): Promise<ReplayFront> {
   const [upHost, upPort] = splitHost(upstream);
   const answers = new Map<string, Answer>();
+  const gets = new Map<string, Answer>();
+  const byDigest = new Map<string, Answer>();
   let replaying = false;
-  let misses = 0;
+  const misses: string[] = [];
   const server = createServer((req, res) => {
     const key = `${req.method} ${req.url} ${req.headers.accept ?? ''}`;
-    const kept = replaying ? answers.get(key) : undefined;
+    // A HEAD is answered with a recorded GET of the URL when it was not recorded itself (docker GETs
+    // a manifest on its first pull and HEADs it, with another Accept, on the next).
+    // A manifest by digest is answered with a recorded GET by tag whose answer had that digest
+    // (docker's second pull HEADs the tag and then GETs the digest).
+    const url = req.url ?? '';
+    const kept = replaying
+      ? (answers.get(key) ??
+        (req.method === 'HEAD' ? gets.get(url) : undefined) ??
+        byDigest.get(/\/manifests\/(sha256:[0-9a-f]{64})$/.exec(url)?.[1] ?? ''))
+      : undefined;
     if (kept) {
       res.writeHead(kept.status, kept.headers);
       res.end(req.method === 'HEAD' ? undefined : kept.body);
       return;
     }
-    if (replaying) misses++;
+    if (replaying) misses.push(key);
     const out = request(
       { host: upHost, port: upPort, method: req.method, path: req.url, headers: req.headers },
       (answer) => {
@@ -57,7 +68,17 @@ export async function startReplayFront(upstream: string): Promise<ReplayFront> {
           const body = Buffer.concat(chunks);
           const headers = replayable(answer.headers);
           if (req.method === 'GET' || req.method === 'HEAD') {
-            answers.set(key, { status: answer.statusCode!, headers, body });
+            const kept = { status: answer.statusCode!, headers, body };
+            answers.set(key, kept);
+            if (req.method === 'GET') gets.set(req.url ?? '', kept);
+            const digest = answer.headers['docker-content-digest'];
+            if (
+              req.method === 'GET' &&
+              answer.statusCode === 200 &&
+              /\/manifests\//.test(req.url ?? '') &&
+              typeof digest === 'string'
+            )
+              byDigest.set(digest, kept);
           }
           res.writeHead(answer.statusCode!, headers);
           res.end(req.method === 'HEAD' ? undefined : body);

@@ -653,7 +653,7 @@ function issue21Sections(res: Results): string[] {
       "cannot reach Lambda in one request); CPU and RSS are the gateway process's (the relay is the client's side).",
       '"Bound" (pulls): the same client pulls the image again from a front that recorded Berth\'s answers and gives them',
       'from memory, with the same redirects to the same storage (`bench/lib/replay-front.ts`): no registry that redirects',
-      "blob GETs to that storage can pull faster, so its ratio is the highest any such registry could reach. Seconds median",
+      'blob GETs to that storage can pull faster, so its ratio is the highest any such registry could reach. Seconds median',
       "(min–max); ratio = throughput over Distribution's.",
       '',
       table(
