@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
  * registry could reach (BENCHMARKS.md, "Misses of issue #21").
  *
  * Record: requests go to the registry and GET/HEAD answers are kept, keyed by method, URL and
- * Accept. Replay: a kept answer is given again (a HEAD also from a kept GET); anything else still
+ * Accept. Replay: a kept answer is given again (see the lookups below); anything else still
  * goes to the registry and is listed in `misses`, so that a replay that was not one shows.
  */
 export interface ReplayFront {
@@ -36,20 +36,21 @@ const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'date']);
 export async function startReplayFront(upstream: string): Promise<ReplayFront> {
   const [upHost, upPort] = splitHost(upstream);
   const answers = new Map<string, Answer>();
-  const gets = new Map<string, Answer>();
+  const byUrl = new Map<string, Answer>();
   const byDigest = new Map<string, Answer>();
   let replaying = false;
   const misses: string[] = [];
   const server = createServer((req, res) => {
     const key = `${req.method} ${req.url} ${req.headers.accept ?? ''}`;
-    // A HEAD is answered with a recorded GET of the URL when it was not recorded itself (docker GETs
-    // a manifest on its first pull and HEADs it, with another Accept, on the next).
-    // A manifest by digest is answered with a recorded GET by tag whose answer had that digest
-    // (docker's second pull HEADs the tag and then GETs the digest).
+    // Looked up by method, URL and Accept; then by method and URL (docker orders its Accept list
+    // differently on every pull); a HEAD also from a GET of the URL (docker GETs a manifest on its
+    // first pull and HEADs it on the next); a manifest by digest from the GET by tag that answered
+    // with that digest (docker's second pull HEADs the tag, then GETs the digest).
     const url = req.url ?? '';
     const kept = replaying
       ? (answers.get(key) ??
-        (req.method === 'HEAD' ? gets.get(url) : undefined) ??
+        byUrl.get(`${req.method} ${url}`) ??
+        (req.method === 'HEAD' ? byUrl.get(`GET ${url}`) : undefined) ??
         byDigest.get(/\/manifests\/(sha256:[0-9a-f]{64})$/.exec(url)?.[1] ?? ''))
       : undefined;
     if (kept) {
@@ -70,7 +71,7 @@ export async function startReplayFront(upstream: string): Promise<ReplayFront> {
           if (req.method === 'GET' || req.method === 'HEAD') {
             const kept = { status: answer.statusCode!, headers, body };
             answers.set(key, kept);
-            if (req.method === 'GET') gets.set(req.url ?? '', kept);
+            byUrl.set(`${req.method} ${req.url ?? ''}`, kept);
             const digest = answer.headers['docker-content-digest'];
             if (
               req.method === 'GET' &&
