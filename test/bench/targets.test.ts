@@ -74,6 +74,22 @@ describe('targets21', () => {
     ]);
   });
 
+  it("names a pull's bound beside its ratio, and never takes the bound for Berth's own pull", () => {
+    const res = empty();
+    const workload = 'pull typical image';
+    res.transfers.push(
+      row({ kind: 'berth', store: 's3-aws', workload }, 10),
+      row({ kind: 'berth', store: 's3-aws', workload, path: 'bound' }, 8.8),
+      row({ kind: 'berth', store: 's3-aws', workload, path: 'lambda' }, 12),
+      row({ kind: 'distribution', store: 's3-aws', workload }, 11),
+    );
+    const t = targets21(res).filter((x) => x.target.includes('ratio >= 1.5'));
+    expect(t.map((x) => [x.measured.split(' ')[0], x.measured.split('; ')[1], x.met])).toEqual([
+      ['1.10', 'bound 1.25', false],
+      ['0.92', 'bound 1.25', false],
+    ]);
+  });
+
   it('holds small-layer filesystem pushes to 1.2 and CPU per GiB to no more than Distribution', () => {
     const res = empty();
     const workload = 'push 32 layers of 128 KiB';
