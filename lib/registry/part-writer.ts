@@ -1,4 +1,4 @@
-import type { PartInfo, PartSink, StorageDriver } from '../storage/port.ts';
+import type { ObjectSink, PartInfo, PartSink, StorageDriver } from '../storage/port.ts';
 
 /**
  * Cuts a request's byte stream into multipart parts of `partSize` bytes, storing one part while the
@@ -12,9 +12,12 @@ import type { PartInfo, PartSink, StorageDriver } from '../storage/port.ts';
  * - Other stores (S3, which needs a part's length first) get whole parts: the chunks of a part are
  *   gathered and uploaded while the next part's are gathered; at most two parts are held.
  *
- * What is left at the end of a request (less than `minPartSize` bytes) is handed back to become the
- * session's tail, unless the upload is being completed, when it is the last part. Chunks are held,
- * not copied: a caller must not change a chunk it has written.
+ * What is left at the end of a request (less than `minPartSize` bytes) becomes the session's tail
+ * (`storeTail`), unless the upload is being completed, when it is the last part. Stores that take an
+ * object as it arrives (`openObject`: the filesystem) get the held bytes written into the tail's
+ * object as they come (`streamTail`), while the request has made no part: the write of a small
+ * PATCH's bytes then overlaps their receiving instead of following it. Chunks are held, not copied:
+ * a caller must not change a chunk it has written.
  */
 export class PartWriter {
   private pending: Uint8Array[] = [];
@@ -27,6 +30,12 @@ export class PartWriter {
   private inFlight: Promise<void> | undefined;
   private failure: { error: unknown } | undefined;
   private nextPart: number;
+  /** The object the held bytes become at the end of the request (`streamTail`). */
+  private tailKey: string | undefined;
+  /** That object being written as the bytes come; dropped once the request makes a part. */
+  private tailSink: ObjectSink | undefined;
+  /** Whether the held bytes are written into `tailSink` as they come. */
+  private mirroring = false;
   readonly parts: PartInfo[];
 
   constructor(
@@ -44,6 +53,15 @@ export class PartWriter {
 
   get uploadId(): string | undefined {
     return this.multipartId;
+  }
+
+  /**
+   * Names the object that the bytes held at the end of this request become (`storeTail`), and starts
+   * writing them into it as they come when the store can. Called before the first write.
+   */
+  streamTail(key: string): void {
+    this.tailKey = key;
+    this.mirroring = this.storage.openObject !== undefined && !!this.storage.multipart.openPart;
   }
 
   /** Bytes held here, in no part yet. */
@@ -67,6 +85,7 @@ export class PartWriter {
       rest = rest.subarray(piece.byteLength);
       this.pending.push(piece);
       this.pendingSize += piece.byteLength;
+      if (this.mirroring) await this.mirror(piece);
       if (this.storage.multipart.openPart) {
         const enough = this.pendingSize >= this.storage.multipart.minPartSize;
         // Another part will follow in this request: the full one need not be synced.
@@ -101,6 +120,26 @@ export class PartWriter {
     await this.settle();
   }
 
+  /**
+   * Stores the bytes held at the end of the request as the object `streamTail` named, durably, and
+   * takes them out: their chunks, for a cache of the tail. Streamed while they came when the store
+   * could; otherwise written whole now.
+   */
+  async storeTail(): Promise<Uint8Array[]> {
+    this.check();
+    const key = this.tailKey;
+    if (key === undefined) throw new Error('storeTail needs streamTail first');
+    const chunks = this.pending;
+    const sink = this.tailSink;
+    this.tailSink = undefined;
+    this.mirroring = false;
+    if (sink) await sink.end();
+    else await this.storage.put(key, this.drain());
+    this.pending = [];
+    this.pendingSize = 0;
+    return chunks;
+  }
+
   /** Takes the held bytes out (for a tail object or a single small blob). */
   drain(): Uint8Array {
     const bytes =
@@ -117,14 +156,35 @@ export class PartWriter {
   async abandon(): Promise<void> {
     // Silent: the request already failed, and a part it did not record is overwritten by the next
     // write of that part or goes with the multipart upload (cancel, expiry, garbage collection).
-    for (const sink of [this.sink, this.fullSink]) await sink?.abort().catch(() => undefined);
+    for (const sink of [this.sink, this.fullSink, this.tailSink]) await sink?.abort().catch(() => undefined);
     this.sink = undefined;
     this.fullSink = undefined;
+    this.tailSink = undefined;
+    this.mirroring = false;
     await this.inFlight;
+  }
+
+  /** Writes a held piece into the tail's object, opened with the first. */
+  private async mirror(piece: Uint8Array): Promise<void> {
+    if (!this.tailSink) {
+      this.tailSink = await this.storage.openObject!(this.tailKey!);
+      // The bytes held before (an earlier tail's, say) come first.
+      for (const chunk of this.pending.slice(0, -1)) await this.tailSink.write(chunk);
+    }
+    await this.tailSink.write(piece);
+  }
+
+  /** The request makes a part: what is held goes into it, and no longer into a tail's object. */
+  private async stopMirroring(): Promise<void> {
+    this.mirroring = false;
+    const sink = this.tailSink;
+    this.tailSink = undefined;
+    await sink?.abort();
   }
 
   private async openSink(): Promise<void> {
     const openPart = this.storage.multipart.openPart!.bind(this.storage.multipart);
+    await this.stopMirroring();
     await this.settle();
     const uploadId = await this.ensureUpload();
     const sink = await openPart(this.dataKey, uploadId, this.nextPart);
@@ -159,6 +219,7 @@ export class PartWriter {
   }
 
   private async uploadPending(): Promise<void> {
+    await this.stopMirroring();
     await this.settle();
     const uploadId = await this.ensureUpload();
     const size = this.pendingSize;

@@ -9,42 +9,49 @@
  * store. Bounded in bytes, least recently used out first; a session's entries go when it ends.
  */
 export class TailCache {
-  private readonly entries = new Map<string, Uint8Array>();
+  private readonly entries = new Map<string, Tail>();
   private size = 0;
 
   constructor(private readonly maxBytes = 32 * 1024 * 1024) {}
 
-  /** Remembers `bytes` as the content of the tail object `key` (once its write succeeded). */
-  put(key: string, bytes: Uint8Array): void {
-    if (bytes.byteLength > this.maxBytes) return;
+  /** Remembers `chunks`, in order, as the content of the tail object `key` (once its write succeeded). */
+  put(key: string, chunks: readonly Uint8Array[]): void {
     this.drop(key);
-    // A view into a larger buffer (a request chunk) would keep all of it alive: keep a copy.
-    const own = bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
-    this.entries.set(key, own);
-    this.size += own.byteLength;
+    // A small view into a larger buffer (a piece of a request's chunk) would keep all of it alive:
+    // keep a copy of those. What a kept view holds on to is what counts against the bound.
+    const kept = chunks.map((chunk) =>
+      chunk.byteLength * 2 < chunk.buffer.byteLength ? chunk.slice() : chunk,
+    );
+    const tail = {
+      chunks: kept,
+      bytes: kept.reduce((sum, chunk) => sum + chunk.byteLength, 0),
+      held: kept.reduce((sum, chunk) => sum + chunk.buffer.byteLength, 0),
+    };
+    if (tail.held > this.maxBytes) return;
+    this.entries.set(key, tail);
+    this.size += tail.held;
     for (const [oldest, value] of this.entries) {
       if (this.size <= this.maxBytes) break;
       this.entries.delete(oldest);
-      this.size -= value.byteLength;
+      this.size -= value.held;
     }
   }
 
-  /** The bytes of `key` if this process wrote them and still holds them. */
-  get(key: string): Uint8Array | undefined {
-    const bytes = this.entries.get(key);
-    if (bytes) {
-      // Most recently used last.
-      this.entries.delete(key);
-      this.entries.set(key, bytes);
-    }
-    return bytes;
+  /** The chunks of `key` if this process wrote them and still holds all `size` bytes of them. */
+  get(key: string, size: number): readonly Uint8Array[] | undefined {
+    const tail = this.entries.get(key);
+    if (!tail || tail.bytes !== size) return undefined;
+    // Most recently used last.
+    this.entries.delete(key);
+    this.entries.set(key, tail);
+    return tail.chunks;
   }
 
   drop(key: string): void {
-    const bytes = this.entries.get(key);
-    if (!bytes) return;
+    const tail = this.entries.get(key);
+    if (!tail) return;
     this.entries.delete(key);
-    this.size -= bytes.byteLength;
+    this.size -= tail.held;
   }
 
   /** Forgets every tail of the session `id` (completed or removed). */
@@ -53,7 +60,16 @@ export class TailCache {
     for (const key of [...this.entries.keys()]) if (key.startsWith(prefix)) this.drop(key);
   }
 
+  /** What the kept tails hold on to, in bytes. */
   get bytes(): number {
     return this.size;
   }
+}
+
+interface Tail {
+  readonly chunks: readonly Uint8Array[];
+  /** The tail's length. */
+  readonly bytes: number;
+  /** The memory its chunks keep alive. */
+  readonly held: number;
 }

@@ -201,9 +201,10 @@ export class Uploads {
     // While the new state's write is in flight, and after it failed in a way that does not say it was
     // refused, the stored session may name the new tail: it is then not this request's to delete.
     let mayBeCommitted = false;
-    let tailBytes: Uint8Array | undefined;
+    let tailChunks: Uint8Array[] | undefined;
+    const tailKey = keys.tail(state.id, state.tailSeq + 1, attempt.nonce);
     try {
-      const received = await this.receive(attempt, body, expect, budget);
+      const received = await this.receive(attempt, body, expect, budget, tailKey);
       writer = received.writer;
       if (received.offset === state.offset) {
         // No bytes: nothing changes.
@@ -212,10 +213,8 @@ export class Uploads {
       }
       await writer.endRequest();
       if (writer.buffered > 0) {
-        const key = keys.tail(state.id, state.tailSeq + 1, attempt.nonce);
-        newTail = { key, size: writer.buffered, at: Date.now() };
-        tailBytes = writer.drain();
-        await this.storage.put(key, tailBytes);
+        newTail = { key: tailKey, size: writer.buffered, at: Date.now() };
+        tailChunks = await writer.storeTail();
       }
       const base = attempt.claim?.state ?? state;
       const next: OpenSession = {
@@ -231,7 +230,7 @@ export class Uploads {
       const written = await this.commitLast(attempt, next);
       if (received.hash) this.hashes.keep(state.id, next.offset, received.hash);
       this.sessions.quota?.update(state.id, next.offset);
-      if (newTail && tailBytes) this.tailBytes.put(newTail.key, tailBytes);
+      if (newTail && tailChunks) this.tailBytes.put(newTail.key, tailChunks);
       const old = state.tail;
       if (old) this.tailBytes.drop(old.key);
       // The old tail, replaced: this request's to delete only when no completion can have made it a
@@ -652,6 +651,8 @@ export class Uploads {
     body: AsyncIterable<Uint8Array> | null,
     expect: ChunkExpectation,
     budget: Budget | undefined,
+    /** What bytes left at the end become, when the request is not a completion. */
+    tailKey?: string,
   ): Promise<Received> {
     const state = attempt.loaded.state;
     const writer = new PartWriter(
@@ -678,15 +679,16 @@ export class Uploads {
         }
       },
     );
+    if (tailKey !== undefined) writer.streamTail(tailKey);
     let unloadedTail = state.tail;
     const loadTail = async () => {
       if (!unloadedTail) return;
       const { key, size } = unloadedTail;
       unloadedTail = undefined;
       // This process wrote it (the session's previous request came here): no read before the answer.
-      const cached = this.tailBytes.get(key);
-      if (cached?.byteLength === size) {
-        await writer.write(cached);
+      const cached = this.tailBytes.get(key, size);
+      if (cached) {
+        for (const chunk of cached) await writer.write(chunk);
         return;
       }
       const tail = await this.storage.get(key);

@@ -13,6 +13,7 @@ import {
   type ListPage,
   type MultipartStore,
   type ObjectInfo,
+  type ObjectSink,
   type ObjectStream,
   type OpenUpload,
   type PartInfo,
@@ -50,7 +51,8 @@ export class MemoryDriver implements StorageDriver {
   private readonly clock: () => number;
 
   /**
-   * `streamingParts`: also offer `openPart`, the filesystem store's way, for fast tests of that path.
+   * `streaming`: also offer `openPart` and `openObject`, the filesystem store's way, for fast tests
+   * of that path.
    * `clock`: where the store's timestamps (lastModified, initiated) come from, so a test can give the
    * store and the code under test one clock it controls, or two that disagree.
    */
@@ -64,7 +66,7 @@ export class MemoryDriver implements StorageDriver {
 
   constructor(
     options: {
-      readonly streamingParts?: boolean;
+      readonly streaming?: boolean;
       readonly clock?: () => number;
       readonly direct?: boolean;
     } = {},
@@ -96,8 +98,35 @@ export class MemoryDriver implements StorageDriver {
         },
       };
     }
-    if (options.streamingParts)
+    if (options.streaming) {
       this.multipart.openPart = (key, uploadId, partNumber) => this.openPart(key, uploadId, partNumber);
+      this.openObject = async (key, putOptions) => this.streamObject(key, putOptions);
+    }
+  }
+
+  openObject?: (key: string, options?: Omit<PutOptions, 'sha256Base64'>) => Promise<ObjectSink>;
+
+  /** The bytes are held until `end`, which puts them as `put` would. */
+  private streamObject(key: string, options: Omit<PutOptions, 'sha256Base64'> = {}): ObjectSink {
+    const chunks: Uint8Array[] = [];
+    let open = true;
+    const live = () => {
+      if (!open) throw new Error('the object was already ended or aborted');
+    };
+    return {
+      write: async (chunk) => {
+        live();
+        chunks.push(chunk);
+      },
+      end: async () => {
+        live();
+        open = false;
+        return this.put(key, Buffer.concat(chunks), options);
+      },
+      abort: async () => {
+        open = false;
+      },
+    };
   }
 
   readonly multipart: MultipartStore = {

@@ -138,6 +138,19 @@ export interface PartSink {
   abort(): Promise<void>;
 }
 
+/**
+ * An object being written (`openObject`). Calls are made one at a time (each awaited). `write` may
+ * return before its bytes are stored, holding on to `chunk` until then: the caller must not change a
+ * chunk it has written. A failure of a write in the background is thrown by a later call.
+ */
+export interface ObjectSink {
+  write(chunk: Uint8Array): Promise<void>;
+  /** Stores everything written, durably, and makes it the object at the key (as `put` would). */
+  end(): Promise<ObjectInfo>;
+  /** Gives the object up: nothing becomes visible, and what was written is removed. */
+  abort(): Promise<void>;
+}
+
 /** A file (or a directory being made) in the store's temporary area. */
 export interface TemporaryFile {
   /** Where it is, for people (`.tmp/<name>` on the filesystem store). */
@@ -216,6 +229,13 @@ export interface StorageDriver {
    * on a failed condition it throws PreconditionFailed and changes nothing.
    */
   put(key: string, body: Uint8Array | ReadableStream<Uint8Array>, options?: PutOptions): Promise<ObjectInfo>;
+  /**
+   * Optional: an object written as its bytes arrive, made visible whole by `end` (the filesystem
+   * store, where the write of a body held until its last byte came would wait for the page cache).
+   * `end` does what `put` of the same bytes with the same options would; nothing is visible before.
+   * Stores where a streamed write costs what a whole one does (S3) leave it out.
+   */
+  openObject?(key: string, options?: Omit<PutOptions, 'sha256Base64'>): Promise<ObjectSink>;
   /** Deletes an object; deleting a missing key is not an error. */
   delete(key: string): Promise<void>;
   list(prefix: string, options?: ListOptions): Promise<ListPage>;

@@ -34,7 +34,7 @@ afterAll(async () => {
  */
 const STORES: { name: string; make: () => StorageDriver }[] = [
   { name: 'memory (whole parts, as S3)', make: () => new MemoryDriver() },
-  { name: 'memory (streamed parts)', make: () => new MemoryDriver({ streamingParts: true }) },
+  { name: 'memory (streamed parts)', make: () => new MemoryDriver({ streaming: true }) },
   {
     name: 'filesystem',
     make: () => {

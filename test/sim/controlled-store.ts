@@ -9,6 +9,7 @@ import {
   type ObjectInfo,
   type ObjectStream,
   type OpenUpload,
+  type ObjectSink,
   type PartSink,
   type PutOptions,
   type StorageDriver,
@@ -45,6 +46,10 @@ export type Op =
   | 'part.write'
   | 'part.end'
   | 'part.abort'
+  | 'obj.open'
+  | 'obj.write'
+  | 'obj.end'
+  | 'obj.abort'
   | 'mp.complete'
   | 'mp.abort'
   | 'mp.listOpen';
@@ -88,6 +93,16 @@ export function currentActor(): Actor | undefined {
   return actors.getStore();
 }
 
+/** A write's conditions, for the trace and the gate. */
+function conditionsOf(options: Pick<PutOptions, 'ifMatch' | 'ifNoneMatch'> | undefined): Call['put'] {
+  return (
+    options && {
+      ...(options.ifMatch !== undefined && { ifMatch: options.ifMatch }),
+      ...(options.ifNoneMatch !== undefined && { ifNoneMatch: options.ifNoneMatch }),
+    }
+  );
+}
+
 /** A promise that never settles: what a crashed caller waits on forever. */
 function never<T>(): Promise<T> {
   return new Promise<T>(() => {});
@@ -122,6 +137,7 @@ export class ControlledStore implements StorageDriver {
     this.name = inner.name;
     if (inner.exclusive) (this as { exclusive?: boolean }).exclusive = true;
     if (inner.presign) this.presign = inner.presign.bind(inner);
+    if (inner.openObject) this.openObject = (key, options) => this.streamObject(key, options);
     const mp = inner.multipart;
     this.multipart = {
       minPartSize: mp.minPartSize,
@@ -208,11 +224,21 @@ export class ControlledStore implements StorageDriver {
   }
 
   put(key: string, body: Uint8Array | ReadableStream<Uint8Array>, options?: PutOptions): Promise<ObjectInfo> {
-    const conditions = options && {
-      ...(options.ifMatch !== undefined && { ifMatch: options.ifMatch }),
-      ...(options.ifNoneMatch !== undefined && { ifNoneMatch: options.ifNoneMatch }),
-    };
+    const conditions = conditionsOf(options);
     return this.call('put', key, async () => this.inner.put(key, await bytes(body), options), conditions);
+  }
+
+  readonly openObject?: StorageDriver['openObject'];
+
+  /** Each call of the sink is one of the store's: `end` is where the object becomes visible, as a put. */
+  private async streamObject(key: string, options?: Omit<PutOptions, 'sha256Base64'>): Promise<ObjectSink> {
+    const sink = await this.call('obj.open', key, () => this.inner.openObject!(key, options));
+    const conditions = conditionsOf(options);
+    return {
+      write: (chunk) => this.call('obj.write', key, () => sink.write(chunk)),
+      end: () => this.call('obj.end', key, () => sink.end(), conditions),
+      abort: () => this.call('obj.abort', key, () => sink.abort()),
+    };
   }
 
   delete(key: string): Promise<void> {

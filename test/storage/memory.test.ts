@@ -8,7 +8,7 @@ async function makeDriver() {
 
 runStorageContract('memory', makeDriver);
 runStorageContract('memory, with parts written as they arrive', async () => ({
-  driver: new MemoryDriver({ streamingParts: true }),
+  driver: new MemoryDriver({ streaming: true }),
   cleanup: async () => {},
 }));
 runOrderedPartsSuite('memory', makeDriver);

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { PartWriter } from '../../lib/registry/part-writer.ts';
 import { MemoryDriver } from '../../lib/storage/memory.ts';
@@ -13,7 +14,7 @@ const PART = 8 * MiB;
  * later part of the same request syncs it.
  */
 function recordingStore() {
-  const storage = new MemoryDriver({ streamingParts: true });
+  const storage = new MemoryDriver({ streaming: true });
   const ends: string[] = [];
   const multipart = storage.multipart;
   const openPart = multipart.openPart!.bind(multipart);
@@ -95,5 +96,103 @@ describe('PartWriter on a store that takes parts as they arrive', () => {
     await expect(write()).rejects.toThrow('part 1 failed');
     await writer.abandon();
     expect(writer.parts).toEqual([]);
+  });
+});
+
+/**
+ * A store that writes objects as they arrive (openObject, the filesystem's way), logging what its
+ * object sinks are given and when: `w:<key>:<MiB so far>`, `end:<key>`, `abort:<key>`.
+ */
+function streamingStore() {
+  const { storage, ends } = recordingStore();
+  const log: string[] = [];
+  const openObject = storage.openObject!.bind(storage);
+  storage.openObject = async (key, options) => {
+    const sink = await openObject(key, options);
+    let written = 0;
+    return {
+      write: async (chunk) => {
+        written += chunk.byteLength;
+        log.push(`w:${key}:${written / MiB}`);
+        return sink.write(chunk);
+      },
+      end: async () => {
+        log.push(`end:${key}`);
+        return sink.end();
+      },
+      abort: async () => {
+        log.push(`abort:${key}`);
+        return sink.abort();
+      },
+    };
+  };
+  return { storage, ends, log };
+}
+
+describe('PartWriter: the tail of a request, on a store that takes objects as they arrive', () => {
+  it('writes the bytes of a small request into the tail object as each arrives, not after the last', async () => {
+    const { storage, log } = streamingStore();
+    const writer = new PartWriter(storage, 'data/x', PART, [], undefined, async () => {});
+    writer.streamTail('data/x.tail-1');
+    const body = randomBytes(4 * MiB);
+    for (let at = 0; at < body.length; at += MiB) {
+      await writer.write(body.subarray(at, at + MiB));
+      // Each chunk has reached the object before the next one comes.
+      expect(log.at(-1)).toBe(`w:data/x.tail-1:${at / MiB + 1}`);
+    }
+    await writer.endRequest();
+    expect(writer.buffered).toBe(4 * MiB);
+    const chunks = await writer.storeTail();
+    expect(log.at(-1)).toBe('end:data/x.tail-1');
+    expect(Buffer.concat(chunks).equals(body)).toBe(true);
+    expect(Buffer.from((await storage.get('data/x.tail-1'))!.body).equals(body)).toBe(true);
+    expect(writer.buffered).toBe(0);
+  });
+
+  it('puts an earlier tail first, and a request that makes a part gives its tail object up', async () => {
+    const { storage, log } = streamingStore();
+    const writer = new PartWriter(storage, 'data/x', PART, [], undefined, async () => {});
+    writer.streamTail('data/x.tail-2');
+    // An earlier tail of 3 MiB, then 4 MiB more: over minPartSize, so a part is made, not a tail.
+    for (let i = 0; i < 7; i++) await writer.write(new Uint8Array(MiB));
+    expect(log).toEqual([
+      'w:data/x.tail-2:1',
+      'w:data/x.tail-2:2',
+      'w:data/x.tail-2:3',
+      'w:data/x.tail-2:4',
+      'w:data/x.tail-2:5',
+      'abort:data/x.tail-2',
+    ]);
+    await writer.endRequest();
+    expect(writer.parts.map((p) => p.size / MiB)).toEqual([7]);
+    expect(await storage.head('data/x.tail-2')).toBeUndefined();
+  });
+
+  it('a request that fails leaves no tail object', async () => {
+    const { storage, log } = streamingStore();
+    const writer = new PartWriter(storage, 'data/x', PART, [], undefined, async () => {});
+    writer.streamTail('data/x.tail-3');
+    await writer.write(new Uint8Array(MiB));
+    await writer.abandon();
+    expect(log).toEqual(['w:data/x.tail-3:1', 'abort:data/x.tail-3']);
+    expect(await storage.head('data/x.tail-3')).toBeUndefined();
+  });
+
+  it('on a store without it (S3), the tail is written whole at the end', async () => {
+    const storage = new MemoryDriver();
+    const puts: string[] = [];
+    const put = storage.put.bind(storage);
+    storage.put = async (key, body, options) => {
+      puts.push(key);
+      return put(key, body, options);
+    };
+    const writer = new PartWriter(storage, 'data/x', PART, [], undefined, async () => {});
+    writer.streamTail('data/x.tail-4');
+    for (let i = 0; i < 3; i++) await writer.write(new Uint8Array(MiB).fill(i));
+    await writer.endRequest();
+    expect(puts).toEqual([]);
+    await writer.storeTail();
+    expect(puts).toEqual(['data/x.tail-4']);
+    expect((await storage.head('data/x.tail-4'))?.size).toBe(3 * MiB);
   });
 });

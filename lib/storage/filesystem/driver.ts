@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { BigIntStats } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { clampRange } from '../byte-range.ts';
 import { pageLimit } from '../listing.ts';
@@ -8,6 +9,7 @@ import {
   type ListOptions,
   type ListPage,
   type ObjectInfo,
+  type ObjectSink,
   type ObjectStream,
   type PutOptions,
   type StorageDriver,
@@ -19,7 +21,18 @@ import { EtagCache } from './etags.ts';
 import { KeyLocks } from './key-locks.ts';
 import { Layout } from './layout.ts';
 import { FilesystemMultipart } from './multipart.ts';
-import { describeObject, openObject, readObject, writeObjectFile } from './object-file.ts';
+import { writeFully } from './body-writer.ts';
+import { FileSink } from './file-sink.ts';
+import {
+  bodyOffsetFor,
+  describeObject,
+  encodeHeader,
+  objectInfo,
+  openObject,
+  readObject,
+  statOpen,
+  writeObjectFile,
+} from './object-file.ts';
 import { publish, publishNew, removeFile, unpublish } from './publish.ts';
 import { listTree } from './tree-walk.ts';
 
@@ -88,32 +101,76 @@ export class FilesystemDriver implements StorageDriver {
     body: Uint8Array | ReadableStream<Uint8Array>,
     options: PutOptions = {},
   ): Promise<ObjectInfo> {
-    const dest = this.layout.objectPath(key);
-    const header = {
-      etag: randomUUID(),
-      contentType: options.contentType,
-      metadata: { ...options.metadata },
-    };
+    const header = headerOf(options);
     const { path: temp, made: handle } = await this.layout.createTemp((path) => open(path, 'wx'));
-    // Renamed into place, the temporary file is gone: nothing is left to remove.
-    let renamed = false;
+    let placed = false;
     try {
       const { info, stats } = await writeObjectFile(handle, key, header, body, options.sha256Base64);
-      await this.locks.with(key, async () => {
-        if (options.ifMatch !== undefined && (await this.etagOf(key, dest)) !== options.ifMatch) {
-          throw new PreconditionFailed(key);
-        }
-        if (options.ifNoneMatch !== '*') {
-          await publish(temp, dest);
-          renamed = true;
-        } else if (!(await publishNew(temp, dest))) throw new PreconditionFailed(key);
-        this.etags.remember(dest, stats, info.etag);
-      });
+      await this.place(key, temp, info, stats, options);
+      placed = true;
       return info;
     } finally {
-      // A plain unlink: rm would stat the file first, on every create (a link leaves it behind).
-      if (!renamed) await removeFile(temp);
+      // Renamed into place, the temporary file is gone: nothing is left to remove (a link leaves it
+      // behind). A plain unlink: rm would stat the file first, on every create.
+      if (!placed || options.ifNoneMatch === '*') await removeFile(temp);
     }
+  }
+
+  /**
+   * The body is written into a temporary file as it comes, its header's room reserved (as a streamed
+   * `put` does); `end` writes the header, syncs, and places the file as `put` would.
+   */
+  async openObject(key: string, options: Omit<PutOptions, 'sha256Base64'> = {}): Promise<ObjectSink> {
+    const header = headerOf(options);
+    const bodyOffset = bodyOffsetFor(header);
+    const { path: temp, made: handle } = await this.layout.createTemp((path) => open(path, 'wx'));
+    let placed = false;
+    const sink = new FileSink<ObjectInfo>(
+      handle,
+      bodyOffset,
+      async (size) => {
+        const complete = { ...header, size };
+        const stats = statOpen(handle);
+        const info = objectInfo(key, complete, bodyOffset, stats);
+        await this.place(key, temp, info, stats, options);
+        placed = true;
+        return info;
+      },
+      (size) => writeFully(handle, encodeHeader({ ...header, size }, bodyOffset), 0),
+    );
+    return {
+      write: (chunk) => sink.write(chunk),
+      end: async () => {
+        try {
+          return await sink.end();
+        } finally {
+          if (!placed || options.ifNoneMatch === '*') await removeFile(temp);
+        }
+      },
+      abort: async () => {
+        await sink.abort();
+        if (!placed) await removeFile(temp);
+      },
+    };
+  }
+
+  /** Puts a written temporary file in place of the object `key`, if `options`' condition holds. */
+  private async place(
+    key: string,
+    temp: string,
+    info: ObjectInfo,
+    stats: BigIntStats,
+    options: Pick<PutOptions, 'ifMatch' | 'ifNoneMatch'>,
+  ): Promise<void> {
+    const dest = this.layout.objectPath(key);
+    await this.locks.with(key, async () => {
+      if (options.ifMatch !== undefined && (await this.etagOf(key, dest)) !== options.ifMatch) {
+        throw new PreconditionFailed(key);
+      }
+      if (options.ifNoneMatch !== '*') await publish(temp, dest);
+      else if (!(await publishNew(temp, dest))) throw new PreconditionFailed(key);
+      this.etags.remember(dest, stats, info.etag);
+    });
   }
 
   async delete(key: string): Promise<void> {
@@ -142,4 +199,9 @@ export class FilesystemDriver implements StorageDriver {
   async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
     return listTree(this.layout, prefix, options.startAfter, pageLimit(options.limit));
   }
+}
+
+/** A new object's header but its size: a fresh etag, and the type and metadata it was given. */
+function headerOf(options: Pick<PutOptions, 'contentType' | 'metadata'>) {
+  return { etag: randomUUID(), contentType: options.contentType, metadata: { ...options.metadata } };
 }

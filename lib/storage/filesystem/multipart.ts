@@ -26,7 +26,7 @@ import {
 import { writeBody, writeFully } from './body-writer.ts';
 import { hasCode } from './errno.ts';
 import { KeyLocks } from './key-locks.ts';
-import { FilePartSink } from './part-sink.ts';
+import { FileSink } from './file-sink.ts';
 import type { Layout } from './layout.ts';
 import { bodyOffsetFor, describeObject, encodeHeader, readHeader } from './object-file.ts';
 import { publish } from './publish.ts';
@@ -128,7 +128,7 @@ export class FilesystemMultipart implements MultipartStore {
     checkPartUpload(partNumber, 0);
     return this.uploadLocks.with(uploadId, async () => {
       const { start, previous, handle } = await this.beginPart(key, uploadId, partNumber);
-      return new FilePartSink(handle, start, (size) =>
+      return new FileSink<PartInfo>(handle, start, (size) =>
         this.uploadLocks.with(uploadId, async () => {
           const now = await this.open(key, uploadId);
           // Another writer of this upload since the part was opened: its records win, ours is void.

@@ -134,7 +134,7 @@ export function statOpen(handle: FileHandle): BigIntStats {
   return fstatSync(handle.fd, { bigint: true });
 }
 
-function objectInfo(key: string, header: Header, bodyOffset: number, stats: BigIntStats): ObjectInfo {
+export function objectInfo(key: string, header: Header, bodyOffset: number, stats: BigIntStats): ObjectInfo {
   if (stats.size !== BigInt(bodyOffset + header.size)) {
     throw corrupt(`has ${stats.size} bytes, not the ${bodyOffset + header.size} its header says`);
   }

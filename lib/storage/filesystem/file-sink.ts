@@ -1,5 +1,5 @@
 import type { FileHandle } from 'node:fs/promises';
-import { S3_LIMITS, type PartInfo, type PartSink } from '../port.ts';
+import { S3_LIMITS } from '../port.ts';
 import { writeAll } from './body-writer.ts';
 
 /** Chunks are gathered into writes of about this size: one syscall per 64 KiB chunk would dominate. */
@@ -8,11 +8,12 @@ const BATCH_BYTES = 1024 * 1024;
 const BATCH_CHUNKS = 256;
 
 /**
- * Writes a part into the upload's data file from `start` as its chunks arrive. One batch is being
- * written while the next is gathered, so receiving and writing overlap, and no chunk is copied:
- * the batch goes to the kernel as it is (`pwritev`). At most two batches (about 2 MiB) are held.
+ * Writes bytes into a file from `start` as their chunks arrive: a multipart part into its upload's
+ * data file (PartSink), or an object's body into its file (ObjectSink). One batch is being written
+ * while the next is gathered, so receiving and writing overlap, and no chunk is copied: the batch
+ * goes to the kernel as it is (`pwritev`). At most two batches (about 2 MiB) are held.
  */
-export class FilePartSink implements PartSink {
+export class FileSink<T> {
   private batch: Uint8Array[] = [];
   private batchBytes = 0;
   private position: number;
@@ -24,8 +25,10 @@ export class FilePartSink implements PartSink {
   constructor(
     private readonly handle: FileHandle,
     start: number,
-    /** Records the part once its bytes are on disk; called at most once. */
-    private readonly record: (size: number) => Promise<PartInfo>,
+    /** Records what was written once its bytes are on disk; called at most once. */
+    private readonly record: (size: number) => Promise<T>,
+    /** Writes what must be in the file with the bytes (an object's header), before it is synced. */
+    private readonly seal?: (size: number) => Promise<void>,
   ) {
     this.position = start;
   }
@@ -34,7 +37,7 @@ export class FilePartSink implements PartSink {
     this.check();
     if (chunk.byteLength === 0) return;
     if (this.size + chunk.byteLength > S3_LIMITS.maxPartSize) {
-      throw new RangeError(`part is larger than ${S3_LIMITS.maxPartSize} bytes`);
+      throw new RangeError(`more than ${S3_LIMITS.maxPartSize} bytes in one write`);
     }
     this.batch.push(chunk);
     this.batchBytes += chunk.byteLength;
@@ -42,12 +45,13 @@ export class FilePartSink implements PartSink {
     if (this.batchBytes >= BATCH_BYTES || this.batch.length >= BATCH_CHUNKS) await this.flush();
   }
 
-  async end(options: { readonly durable?: boolean } = {}): Promise<PartInfo> {
+  async end(options: { readonly durable?: boolean } = {}): Promise<T> {
     try {
       this.check();
       await this.flush();
       await this.writing;
       this.check();
+      await this.seal?.(this.size);
       // On disk before a session names the part. The parts of an upload share one file, so syncing
       // it once at the end of a request covers every part the request wrote.
       if (options.durable !== false) await this.handle.datasync();
