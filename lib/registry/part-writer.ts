@@ -57,11 +57,16 @@ export class PartWriter {
 
   /**
    * Names the object that the bytes held at the end of this request become (`storeTail`), and starts
-   * writing them into it as they come when the store can. Called before the first write.
+   * writing them into it as they come when the store can. Called before the first write. `expected`:
+   * how many bytes the request will hold, the earlier tail's included, when known; a request known
+   * to make a part writes no tail object as it goes.
    */
-  streamTail(key: string): void {
+  streamTail(key: string, expected?: number): void {
     this.tailKey = key;
-    this.mirroring = this.storage.openObject !== undefined && !!this.storage.multipart.openPart;
+    this.mirroring =
+      this.storage.openObject !== undefined &&
+      !!this.storage.multipart.openPart &&
+      !(expected !== undefined && expected >= this.storage.multipart.minPartSize);
   }
 
   /** Bytes held here, in no part yet. */

@@ -679,7 +679,12 @@ export class Uploads {
         }
       },
     );
-    if (tailKey !== undefined) writer.streamTail(tailKey);
+    if (tailKey !== undefined) {
+      writer.streamTail(
+        tailKey,
+        expect.length === undefined ? undefined : (state.tail?.size ?? 0) + expect.length,
+      );
+    }
     let unloadedTail = state.tail;
     const loadTail = async () => {
       if (!unloadedTail) return;

@@ -168,6 +168,16 @@ describe('PartWriter: the tail of a request, on a store that takes objects as th
     expect(await storage.head('data/x.tail-2')).toBeUndefined();
   });
 
+  it('a request whose length says it makes a part writes no tail object on the way', async () => {
+    const { storage, log } = streamingStore();
+    const writer = new PartWriter(storage, 'data/x', PART, [], undefined, async () => {});
+    writer.streamTail('data/x.tail-5', 7 * MiB);
+    for (let i = 0; i < 7; i++) await writer.write(new Uint8Array(MiB));
+    await writer.endRequest();
+    expect(log).toEqual([]);
+    expect(writer.parts.map((p) => p.size / MiB)).toEqual([7]);
+  });
+
   it('a request that fails leaves no tail object', async () => {
     const { storage, log } = streamingStore();
     const writer = new PartWriter(storage, 'data/x', PART, [], undefined, async () => {});
