@@ -21,14 +21,24 @@ export class FileSink<T> {
   private writing: Promise<void> | undefined;
   private failure: { error: unknown } | undefined;
   private closed = false;
+  /** The writeback started for the batches written so far (`syncAhead`). */
+  private syncing: Promise<void> | undefined;
 
   constructor(
     private readonly handle: FileHandle,
     start: number,
     /** Records what was written once its bytes are on disk; called at most once. */
     private readonly record: (size: number) => Promise<T>,
-    /** Writes what must be in the file with the bytes (an object's header), before it is synced. */
-    private readonly seal?: (size: number) => Promise<void>,
+    private readonly options: {
+      /** Writes what must be in the file with the bytes (an object's header), before it is synced. */
+      readonly seal?: (size: number) => Promise<void>;
+      /**
+       * Starts each batch's writeback (an `fdatasync` not waited for) once it is written, so that the
+       * sync at the end finds little left: for a small object that is always ended durably (an upload's
+       * tail), where the end's sync would otherwise write every byte back after the last one came.
+       */
+      readonly syncAhead?: boolean;
+    } = {},
   ) {
     this.position = start;
   }
@@ -48,10 +58,11 @@ export class FileSink<T> {
   async end(options: { readonly durable?: boolean } = {}): Promise<T> {
     try {
       this.check();
-      await this.flush();
+      await this.flush({ last: true });
       await this.writing;
+      await this.syncing;
       this.check();
-      await this.seal?.(this.size);
+      await this.options.seal?.(this.size);
       // On disk before a session names the part. The parts of an upload share one file, so syncing
       // it once at the end of a request covers every part the request wrote.
       if (options.durable !== false) await this.handle.datasync();
@@ -63,11 +74,12 @@ export class FileSink<T> {
 
   async abort(): Promise<void> {
     await this.writing;
+    await this.syncing;
     await this.close();
   }
 
   /** Starts writing the gathered batch once the one before it is written. */
-  private async flush(): Promise<void> {
+  private async flush({ last = false } = {}): Promise<void> {
     await this.writing;
     this.check();
     if (this.batchBytes === 0) return;
@@ -76,14 +88,29 @@ export class FileSink<T> {
     this.position += this.batchBytes;
     this.batch = [];
     this.batchBytes = 0;
-    this.writing = writeAll(this.handle, batch, position).catch((error: unknown) => {
-      this.failure = { error };
-    });
+    const ahead = this.options.syncAhead && !last;
+    this.writing = writeAll(this.handle, batch, position).then(
+      () => {
+        // Not waited for here; a failure is kept (a later sync of this file may not report it again).
+        if (ahead) {
+          const before = this.syncing;
+          this.syncing = this.handle.datasync().then(
+            () => before,
+            (error: unknown) => {
+              this.failure ??= { error };
+            },
+          );
+        }
+      },
+      (error: unknown) => {
+        this.failure ??= { error };
+      },
+    );
   }
 
   private check(): void {
     if (this.failure) throw this.failure.error;
-    if (this.closed) throw new Error('the part was already ended or aborted');
+    if (this.closed) throw new Error('the write was already ended or aborted');
   }
 
   private async close(): Promise<void> {
