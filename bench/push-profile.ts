@@ -15,6 +15,9 @@
  *
  *   BENCH_REGISTRY=distribution BENCH_TARGET=serve BENCH_STORE=fs BENCH_IMAGE=64x4194304 npx tsx bench/push-profile.ts
  *                                                              # the same push to Distribution, for comparison
+ *   BENCH_REGISTRY=null BENCH_IMAGE=64x4194304 npx tsx bench/push-profile.ts
+ *                                                              # to bench/null-registry.ts, which stores nothing:
+ *                                                              # the client's own floor
  *
  * BENCH_WARM separates what a first push pays once per process (the lazily imported parts of the
  * bundle, the S3 client's first connections) from what every push pays.
@@ -25,15 +28,25 @@ import { join } from 'node:path';
 import { startS3Server } from '../test/storage/s3-server.ts';
 import { Skopeo } from './lib/clients.ts';
 import { makeLayout, makeLayoutOf, typicalImageSizes } from './lib/images.ts';
-import { cpuSplit, GiB, type Server } from './lib/proc.ts';
-import { startBerth, startDistribution, startRelay, type Context, type Store } from './lib/registries.ts';
+import { fileURLToPath } from 'node:url';
+import { cpuSplit, freePort, GiB, Server } from './lib/proc.ts';
+import {
+  startBerth,
+  startDistribution,
+  startRelay,
+  type Context,
+  type Registry,
+  type Store,
+} from './lib/registries.ts';
 
 const distribution = process.env.BENCH_REGISTRY === 'distribution';
-const target = process.env.BENCH_TARGET === 'serve' || distribution ? 'serve' : 'lambda';
+const nothing = process.env.BENCH_REGISTRY === 'null';
+const target = process.env.BENCH_TARGET === 'serve' || distribution || nothing ? 'serve' : 'lambda';
 const pushes = Number(process.env.BENCH_PUSHES ?? 5);
 const scale = Number(process.env.BENCH_SCALE ?? 1);
 const warm = process.env.BENCH_WARM === '1';
-const store: Store = process.env.BENCH_STORE === 'fs' ? 'fs' : 's3';
+// The null registry has no store: no MinIO for it.
+const store: Store = process.env.BENCH_STORE === 'fs' || nothing ? 'fs' : 's3';
 /** `<count>x<bytes>`: that many random layers of that size instead of the typical image. */
 const image = /^(\d+)x(\d+)$/.exec(process.env.BENCH_IMAGE ?? '');
 
@@ -58,9 +71,11 @@ try {
   const user: number[] = [];
   const seconds: number[] = [];
   for (let i = 0; i < pushes; i++) {
-    const reg = distribution
-      ? await startDistribution(store, ctx)
-      : await startBerth(store, ctx, { lambda: target === 'lambda' });
+    const reg = nothing
+      ? await startNullRegistry()
+      : distribution
+        ? await startDistribution(store, ctx)
+        : await startBerth(store, ctx, { lambda: target === 'lambda' });
     let relay: Server | undefined;
     try {
       let host = reg.host;
@@ -82,7 +97,7 @@ try {
   }
   const gib = layout.bytes / GiB;
   process.stdout.write(
-    `${distribution ? 'Distribution' : 'Berth'} ${target === 'lambda' ? 'Lambda gateway (via berth relay)' : 'serve'}${warm ? ' (warmed up)' : ''}, ${store === 'fs' ? 'filesystem' : 'S3'}: push ${layout.layers} layers, ` +
+    `${nothing ? 'The null registry (stores nothing)' : `${distribution ? 'Distribution' : 'Berth'} ${target === 'lambda' ? 'Lambda gateway (via berth relay)' : 'serve'}${warm ? ' (warmed up)' : ''}, ${store === 'fs' ? 'filesystem' : 'S3'}`}: push ${layout.layers} layers, ` +
       `${(layout.bytes / 2 ** 20).toFixed(1)} MiB: median ${median(seconds).toFixed(2)} s, server CPU median ` +
       `${median(cpu).toFixed(2)} s (${(median(cpu) / gib).toFixed(1)} CPU-s/GiB; ${cpu.map((c) => c.toFixed(2)).join(' ')}), of which user ${median(user).toFixed(2)} s\n` +
       `load average ${loadavg()
@@ -92,4 +107,14 @@ try {
 } finally {
   await s3?.stop();
   rmSync(workDir, { recursive: true, force: true });
+}
+
+/** bench/null-registry.ts on a free port, as a Registry (it has no storage: `dataDir` is unset). */
+async function startNullRegistry(): Promise<Registry> {
+  const port = await freePort();
+  const file = fileURLToPath(new URL('./null-registry.ts', import.meta.url));
+  const server = Server.start('null registry', process.execPath, ['--import', 'tsx', file, String(port)]);
+  const url = `http://127.0.0.1:${port}`;
+  await server.waitHttp(`${url}/v2/`);
+  return { kind: 'berth', store, url, host: `127.0.0.1:${port}`, server };
 }
