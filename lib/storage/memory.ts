@@ -108,25 +108,7 @@ export class MemoryDriver implements StorageDriver {
 
   /** The bytes are held until `end`, which puts them as `put` would. */
   private streamObject(key: string, options: Omit<PutOptions, 'sha256Base64'> = {}): ObjectSink {
-    const chunks: Uint8Array[] = [];
-    let open = true;
-    const live = () => {
-      if (!open) throw new Error('the object was already ended or aborted');
-    };
-    return {
-      write: async (chunk) => {
-        live();
-        chunks.push(chunk);
-      },
-      end: async () => {
-        live();
-        open = false;
-        return this.put(key, Buffer.concat(chunks), options);
-      },
-      abort: async () => {
-        open = false;
-      },
-    };
+    return heldSink('object', (bytes) => this.put(key, bytes, options));
   }
 
   readonly multipart: MultipartStore = {
@@ -173,25 +155,7 @@ export class MemoryDriver implements StorageDriver {
     if (this.upload(key, uploadId).parts.length < partNumber - 1) {
       throw new Error(`part ${partNumber - 1} must be uploaded before ${partNumber}`);
     }
-    const chunks: Uint8Array[] = [];
-    let open = true;
-    const live = () => {
-      if (!open) throw new Error('the part was already ended or aborted');
-    };
-    return {
-      write: async (chunk) => {
-        live();
-        chunks.push(chunk);
-      },
-      end: async () => {
-        live();
-        open = false;
-        return this.storePart(key, uploadId, partNumber, Buffer.concat(chunks));
-      },
-      abort: async () => {
-        open = false;
-      },
-    };
+    return heldSink('part', async (bytes) => this.storePart(key, uploadId, partNumber, bytes));
   }
 
   private async *openUploads(prefix: string): AsyncIterable<OpenUpload> {
@@ -284,4 +248,27 @@ export class MemoryDriver implements StorageDriver {
 /** A copy of the body, so that the caller's later writes to its buffer do not reach the store. */
 async function readBody(body: Uint8Array | ReadableStream<Uint8Array>): Promise<Uint8Array> {
   return body instanceof Uint8Array ? body.slice() : new Uint8Array(await new Response(body).arrayBuffer());
+}
+
+/** A sink that holds what it is given and hands it over whole at `end` (`what` names it in errors). */
+function heldSink<T>(what: string, finish: (bytes: Buffer) => Promise<T>) {
+  const chunks: Uint8Array[] = [];
+  let open = true;
+  const live = () => {
+    if (!open) throw new Error(`the ${what} was already ended or aborted`);
+  };
+  return {
+    write: async (chunk: Uint8Array) => {
+      live();
+      chunks.push(chunk);
+    },
+    end: async () => {
+      live();
+      open = false;
+      return finish(Buffer.concat(chunks));
+    },
+    abort: async () => {
+      open = false;
+    },
+  };
 }
