@@ -63,6 +63,8 @@ export class PartWriter {
    */
   streamTail(key: string, expected?: number): void {
     this.tailKey = key;
+    // Only where held bytes stay under minPartSize (openPart): a store given whole parts holds up
+    // to a part's size before uploading it.
     this.mirroring =
       this.storage.openObject !== undefined &&
       !!this.storage.multipart.openPart &&
@@ -138,10 +140,11 @@ export class PartWriter {
     const sink = this.tailSink;
     this.tailSink = undefined;
     this.mirroring = false;
-    if (sink) await sink.end();
-    else await this.storage.put(key, this.drain());
-    this.pending = [];
-    this.pendingSize = 0;
+    if (sink) {
+      await sink.end();
+      this.pending = [];
+      this.pendingSize = 0;
+    } else await this.storage.put(key, this.drain());
     return chunks;
   }
 
@@ -169,13 +172,10 @@ export class PartWriter {
     await this.inFlight;
   }
 
-  /** Writes a held piece into the tail's object, opened with the first. */
+  /** Writes a held piece into the tail's object. */
   private async mirror(piece: Uint8Array): Promise<void> {
-    if (!this.tailSink) {
-      this.tailSink = await this.storage.openObject!(this.tailKey!);
-      // The bytes held before (an earlier tail's, say) come first.
-      for (const chunk of this.pending.slice(0, -1)) await this.tailSink.write(chunk);
-    }
+    // Opened with the request's first held byte (an earlier tail's bytes come through `write` first).
+    this.tailSink ??= await this.storage.openObject!(this.tailKey!);
     await this.tailSink.write(piece);
   }
 
